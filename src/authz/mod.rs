@@ -1,0 +1,390 @@
+//! The decision engine: request → entities → `cedar_policy::Authorizer`.
+//!
+//! Fail closed: when no decision can be made (the caller's tenant is unknown,
+//! the store cannot be read, evaluation reports an error), the answer is
+//! Deny, with a reason, and it is counted.
+
+pub mod entities;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityUid, Request,
+};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::cache::{EntityCache, Slot};
+use crate::ids::{DocumentId, TenantId};
+use crate::metrics::{FailClosed, Metrics};
+use crate::policy::{ActionInfo, PolicyHandle, PolicySnapshot, ResourceKind};
+use entities::{tenant_uid, unknown_tenant_entity, user_entity, user_uid, Principal};
+
+/// The resource a request is about. Documents are always looked up inside
+/// the principal's tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceRef {
+    Document(DocumentId),
+    Tenant(TenantId),
+}
+
+impl ResourceRef {
+    fn kind(&self) -> ResourceKind {
+        match self {
+            ResourceRef::Document(_) => ResourceKind::Document,
+            ResourceRef::Tenant(_) => ResourceKind::Tenant,
+        }
+    }
+}
+
+/// One authorization question.
+#[derive(Debug, Clone)]
+pub struct AuthzRequest {
+    pub principal: Principal,
+    pub action: String,
+    pub resource: ResourceRef,
+    /// A JSON object (or null for none), typed by the action's context in
+    /// the schema.
+    pub context: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+/// Why a request was denied, in words a client can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyReason {
+    /// A `forbid` policy matched (see `determining_policies`).
+    Forbidden,
+    /// No `permit` policy matched.
+    NoPermit,
+    /// The caller's tenant has no document by that id.
+    ResourceNotFound,
+    /// The caller's tenant is not known.
+    TenantNotFound,
+    /// The store could not be read and nothing fresh was cached.
+    StoreUnavailable,
+    /// A policy could not be evaluated; denied rather than guessed.
+    EvaluationError,
+}
+
+/// A decision as the API returns it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub decision: Effect,
+    pub decision_id: String,
+    pub determining_policies: Vec<String>,
+    pub errors: Vec<String>,
+    pub policy_revision: Arc<str>,
+    /// Age of the oldest cached record the decision used.
+    pub data_age_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<DenyReason>,
+}
+
+/// The caller's mistake: nothing was decided. Maps to HTTP 400.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthzError {
+    #[error("unknown action {0:?}")]
+    UnknownAction(String),
+    #[error("action {action} applies to {expected:?} resources, not {got:?}")]
+    WrongResourceType {
+        action: String,
+        expected: ResourceKind,
+        got: ResourceKind,
+    },
+    #[error("invalid context for {action}: {message}")]
+    InvalidContext { action: String, message: String },
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+}
+
+/// What Cedar said, before it becomes a [`Decision`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    pub effect: Effect,
+    pub determining_policies: Vec<String>,
+    pub errors: Vec<String>,
+    pub reason: Option<DenyReason>,
+}
+
+/// Parses a request's context against the action's context type.
+pub fn parse_context(
+    snapshot: &PolicySnapshot,
+    action: &ActionInfo,
+    name: &str,
+    json: &serde_json::Value,
+) -> Result<Context, AuthzError> {
+    let json = match json {
+        serde_json::Value::Null => serde_json::Value::Object(Default::default()),
+        other => other.clone(),
+    };
+    Context::from_json_value(json, Some((&snapshot.schema, &action.uid))).map_err(|e| {
+        AuthzError::InvalidContext {
+            action: name.to_string(),
+            message: e.to_string(),
+        }
+    })
+}
+
+/// Evaluates one request over the given entities (the principal's `User`
+/// entity is added here). Pure: no store, no cache.
+pub fn evaluate(
+    authorizer: &Authorizer,
+    snapshot: &PolicySnapshot,
+    action: &ActionInfo,
+    principal: &Principal,
+    resource: EntityUid,
+    context: Context,
+    entities: impl IntoIterator<Item = Entity>,
+) -> Result<Evaluation, AuthzError> {
+    let request = Request::new(
+        user_uid(&principal.id),
+        action.uid.clone(),
+        resource,
+        context,
+        Some(&snapshot.schema),
+    )
+    .map_err(|e| AuthzError::InvalidRequest(e.to_string()))?;
+    let all = entities
+        .into_iter()
+        .chain([user_entity(principal), action.entity.clone()]);
+    let entities = match Entities::from_entities(all, None) {
+        Ok(e) => e,
+        Err(e) => {
+            return Ok(Evaluation {
+                effect: Effect::Deny,
+                determining_policies: vec![],
+                errors: vec![format!("entities: {e}")],
+                reason: Some(DenyReason::EvaluationError),
+            })
+        }
+    };
+    let response = authorizer.is_authorized(&request, &snapshot.policies, &entities);
+    let determining_policies: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(|id| id.to_string())
+        .collect();
+    let errors: Vec<String> = response
+        .diagnostics()
+        .errors()
+        .map(|e| e.to_string())
+        .collect();
+    let (effect, reason) = match response.decision() {
+        // An error in any policy may have hidden a forbid: fail closed.
+        CedarDecision::Allow if !errors.is_empty() => {
+            (Effect::Deny, Some(DenyReason::EvaluationError))
+        }
+        CedarDecision::Allow => (Effect::Allow, None),
+        CedarDecision::Deny if determining_policies.is_empty() => {
+            (Effect::Deny, Some(DenyReason::NoPermit))
+        }
+        CedarDecision::Deny => (Effect::Deny, Some(DenyReason::Forbidden)),
+    };
+    Ok(Evaluation {
+        effect,
+        determining_policies,
+        errors,
+        reason,
+    })
+}
+
+/// The engine the servers share: current policies, the entity cache and
+/// the metrics.
+pub struct Engine {
+    policies: PolicyHandle,
+    cache: Arc<EntityCache>,
+    authorizer: Authorizer,
+    metrics: Arc<Metrics>,
+}
+
+impl Engine {
+    pub fn new(policies: PolicyHandle, cache: Arc<EntityCache>, metrics: Arc<Metrics>) -> Self {
+        Engine {
+            policies,
+            cache,
+            authorizer: Authorizer::new(),
+            metrics,
+        }
+    }
+
+    pub fn policies(&self) -> &PolicyHandle {
+        &self.policies
+    }
+
+    pub fn cache(&self) -> &Arc<EntityCache> {
+        &self.cache
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Decides one request. `Err` only for a malformed request; every other
+    /// outcome, failures included, is a [`Decision`].
+    #[tracing::instrument(
+        name = "decide",
+        skip_all,
+        fields(tenant = %req.principal.tenant, action = %req.action, decision_id)
+    )]
+    pub async fn decide(&self, req: &AuthzRequest) -> Result<Decision, AuthzError> {
+        let started = std::time::Instant::now();
+        let snapshot = self.policies.load_full();
+        let result = self.decide_with(&snapshot, req).await;
+        match &result {
+            Ok(d) => {
+                self.metrics
+                    .latency
+                    .observe(started.elapsed().as_secs_f64());
+                match d.decision {
+                    Effect::Allow => self.metrics.allow.inc(),
+                    Effect::Deny => self.metrics.deny.inc(),
+                };
+                tracing::Span::current().record("decision_id", d.decision_id.as_str());
+            }
+            Err(_) => {
+                self.metrics.bad_requests.inc();
+            }
+        }
+        result
+    }
+
+    async fn decide_with(
+        &self,
+        snapshot: &PolicySnapshot,
+        req: &AuthzRequest,
+    ) -> Result<Decision, AuthzError> {
+        let action = snapshot
+            .actions
+            .get(&req.action)
+            .ok_or_else(|| AuthzError::UnknownAction(req.action.clone()))?;
+        if action.resource != req.resource.kind() {
+            return Err(AuthzError::WrongResourceType {
+                action: req.action.clone(),
+                expected: action.resource,
+                got: req.resource.kind(),
+            });
+        }
+        let context = parse_context(snapshot, action, &req.action, &req.context)?;
+        let principal = &req.principal;
+        let now = Instant::now();
+        let decided = |ev: Evaluation, oldest: Instant| Decision {
+            decision: ev.effect,
+            decision_id: uuid::Uuid::now_v7().to_string(),
+            determining_policies: ev.determining_policies,
+            errors: ev.errors,
+            policy_revision: snapshot.revision.clone(),
+            data_age_ms: u64::try_from(now.saturating_duration_since(oldest).as_millis())
+                .unwrap_or(u64::MAX),
+            reason: ev.reason,
+        };
+        let deny = |reason: DenyReason, error: Option<String>| {
+            let fail = match reason {
+                DenyReason::TenantNotFound => Some(FailClosed::TenantNotFound),
+                DenyReason::StoreUnavailable => Some(FailClosed::StoreUnavailable),
+                _ => None,
+            };
+            if let Some(f) = fail {
+                self.metrics.fail_closed(f);
+            }
+            Evaluation {
+                effect: Effect::Deny,
+                determining_policies: vec![],
+                errors: error.into_iter().collect(),
+                reason: Some(reason),
+            }
+        };
+
+        let tenant = match self.cache.tenant(&principal.tenant).await {
+            Ok(Slot {
+                value: Some(t),
+                fetched_at,
+            }) => (t, fetched_at),
+            Ok(Slot { value: None, .. }) => {
+                return Ok(decided(deny(DenyReason::TenantNotFound, None), now))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "tenant lookup failed; denying");
+                return Ok(decided(
+                    deny(DenyReason::StoreUnavailable, Some(e.to_string())),
+                    now,
+                ));
+            }
+        };
+        let mut oldest = tenant.1;
+        let mut entities = Vec::with_capacity(4);
+        entities.push(tenant.0.entity.clone());
+
+        let resource_uid = match &req.resource {
+            ResourceRef::Document(id) => match self.cache.document(&principal.tenant, id).await {
+                Ok(Slot {
+                    value: Some(doc),
+                    fetched_at,
+                }) => {
+                    oldest = oldest.min(fetched_at);
+                    entities.push(doc.entity.clone());
+                    doc.entity.uid()
+                }
+                Ok(Slot { fetched_at, .. }) => {
+                    return Ok(decided(
+                        deny(DenyReason::ResourceNotFound, None),
+                        oldest.min(fetched_at),
+                    ))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "document lookup failed; denying");
+                    return Ok(decided(
+                        deny(DenyReason::StoreUnavailable, Some(e.to_string())),
+                        oldest,
+                    ));
+                }
+            },
+            ResourceRef::Tenant(id) if *id == principal.tenant => tenant_uid(id),
+            ResourceRef::Tenant(id) => match self.cache.tenant(id).await {
+                Ok(slot) => {
+                    oldest = oldest.min(slot.fetched_at);
+                    entities.push(match slot.value {
+                        Some(t) => t.entity.clone(),
+                        None => unknown_tenant_entity(id),
+                    });
+                    tenant_uid(id)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "tenant lookup failed; denying");
+                    return Ok(decided(
+                        deny(DenyReason::StoreUnavailable, Some(e.to_string())),
+                        oldest,
+                    ));
+                }
+            },
+        };
+        let ev = evaluate(
+            &self.authorizer,
+            snapshot,
+            action,
+            principal,
+            resource_uid,
+            context,
+            entities,
+        )?;
+        if ev.reason == Some(DenyReason::EvaluationError) {
+            self.metrics.fail_closed(FailClosed::EvaluationError);
+            tracing::warn!(errors = ?ev.errors, "policy evaluation error; denying");
+        }
+        Ok(decided(ev, oldest))
+    }
+}
+
+/// How long ago `at` was, in milliseconds.
+pub fn age_ms(at: Instant) -> u64 {
+    u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Bounded time for readiness probes of the store.
+pub const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);

@@ -1,0 +1,80 @@
+//! `cedargate-admin`: management of the store. For now: `migrate` (create
+//! tables) and `import` (load tenants and documents from a JSON file).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use cedargate::model::DataSet;
+use cedargate::store::{self, StoreUrl};
+
+#[derive(Parser)]
+#[command(name = "cedargate-admin", version, about = "cedargate management")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create or update the store's tables (idempotent).
+    Migrate {
+        #[arg(long)]
+        store: StoreUrl,
+    },
+    /// Load tenants and documents from a JSON file: all of it or nothing.
+    Import {
+        #[arg(long)]
+        store: StoreUrl,
+        file: PathBuf,
+    },
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Migrate { store } => {
+            store::open(&store).await?;
+            println!("{store}: tables up to date");
+        }
+        Command::Import { store, file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let data: DataSet = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a valid import file", file.display()))?;
+            let s = store::open(&store).await?;
+            let summary = s.import(&data).await?;
+            println!(
+                "imported {} tenants and {} documents into {store}",
+                summary.tenants, summary.documents
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! `cedargate`: the authorization sidecar (`serve`), a self-contained demo
+//! (`demo`) and policy-author tools (`policy validate`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use hyper::Method;
+
+use cedargate::app::App;
+use cedargate::config::{ServeArgs, Settings};
+use cedargate::policy::{self, PolicySources};
+use cedargate::sidecar::{client, shutdown_signal};
+use cedargate::store::{self, StoreUrl};
+
+#[derive(Parser)]
+#[command(name = "cedargate", version, about = "Cedar authorization sidecar")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the authorization API.
+    Serve(ServeArgs),
+    /// Start the sidecar on a fresh embedded store with demo data and show
+    /// some decisions.
+    Demo {
+        #[arg(long, default_value = cedargate::config::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// Store to create the demo data in [default: a new file in the
+        /// temporary directory].
+        #[arg(long)]
+        store: Option<StoreUrl>,
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        #[arg(long, default_value = "schemas")]
+        schema: PathBuf,
+        /// Show the decisions and exit instead of serving.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Policy-author tools.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate policies strictly against the schema.
+    Validate {
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        #[arg(long, default_value = "schemas")]
+        schema: PathBuf,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listen = settings.listen;
+    let app = App::build(settings).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        revision = %app.policies.load().revision,
+        "cedargate listening"
+    );
+    app.serve(listener, shutdown_signal()).await;
+    Ok(())
+}
+
+async fn demo(
+    listen: SocketAddr,
+    store_url: Option<StoreUrl>,
+    policies: PathBuf,
+    schema: PathBuf,
+    once: bool,
+) -> anyhow::Result<()> {
+    let store_url = store_url.unwrap_or_else(|| {
+        let path = std::env::temp_dir().join(format!("cedargate-demo-{}.db", std::process::id()));
+        StoreUrl::Sqlite(path)
+    });
+    let store = store::open(&store_url).await?;
+    let data = cedargate::demo::data()?;
+    let summary = store.import(&data).await?;
+    drop(store);
+    println!(
+        "demo store {store_url}: {} tenants, {} documents",
+        summary.tenants, summary.documents
+    );
+    let app = App::build(Settings::trusted(store_url, &policies, &schema)).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (try --listen 127.0.0.1:0)"))?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async move {
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = stop_rx => {}
+        }
+    }));
+    println!("cedargate listening on http://{addr}\n");
+    for example in cedargate::demo::examples() {
+        let body = example.body.to_string();
+        let reply = client::send(addr, Method::POST, "/v1/authorize", body.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("demo request failed: {e}"))?;
+        println!("# {}", example.title);
+        println!("curl -s http://{addr}/v1/authorize -d '{body}'");
+        println!("{} {}\n", reply.status.as_u16(), reply.body);
+    }
+    if once {
+        let _ = stop_tx.send(());
+    } else {
+        println!("serving until Ctrl-C; try the curl commands above");
+    }
+    server.await?;
+    Ok(())
+}
+
+fn validate(policies: PathBuf, schema: PathBuf) -> ExitCode {
+    let sources = PolicySources {
+        policy_dir: policies,
+        schema_dir: schema,
+    };
+    match policy::load(&sources) {
+        Ok(snapshot) => {
+            println!(
+                "ok: {} policies valid (strict), revision {}",
+                snapshot.policies.policies().count(),
+                snapshot.revision
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => match Settings::resolve(args) {
+            Ok(settings) => runtime.block_on(serve(settings)),
+            Err(e) => Err(e.into()),
+        },
+        Command::Demo {
+            listen,
+            store,
+            policies,
+            schema,
+            once,
+        } => runtime.block_on(demo(listen, store, policies, schema, once)),
+        Command::Policy(PolicyCommand::Validate { policies, schema }) => {
+            return validate(policies, schema)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The entity cache: tenant records and document ACLs, loaded from the store
+//! on a miss and kept, already converted to Cedar entities, in bounded LRU
+//! maps with a TTL. A record the store does not have is cached as missing
+//! (a negative entry, with its own TTL). Documents are keyed by (tenant,
+//! document), so a lookup never leaves the caller's tenant.
+
+use std::hash::Hash;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cedar_policy::Entity;
+use lru::LruCache;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::authz::entities::{document_entity, tenant_entity};
+use crate::ids::{DocumentId, TenantId};
+use crate::metrics::CacheMetrics;
+use crate::model::{Document, Tenant};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub tenant_capacity: NonZeroUsize,
+    pub document_capacity: NonZeroUsize,
+    /// How long a loaded record is used before it is read again.
+    pub ttl: Duration,
+    /// How long "not found" is remembered.
+    pub negative_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            tenant_capacity: NonZeroUsize::new(10_000).unwrap_or(NonZeroUsize::MIN),
+            document_capacity: NonZeroUsize::new(100_000).unwrap_or(NonZeroUsize::MIN),
+            ttl: Duration::from_secs(30),
+            negative_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A tenant record with its Cedar entity.
+#[derive(Debug)]
+pub struct TenantEntry {
+    pub record: Tenant,
+    pub entity: Entity,
+}
+
+/// A document ACL with its Cedar entity.
+#[derive(Debug)]
+pub struct DocumentEntry {
+    pub record: Document,
+    pub entity: Entity,
+}
+
+/// What the cache knows of one key: the record (or that there is none) and
+/// when it was read from the store.
+#[derive(Debug)]
+pub struct Slot<V> {
+    pub value: Option<Arc<V>>,
+    pub fetched_at: Instant,
+}
+
+impl<V> Clone for Slot<V> {
+    fn clone(&self) -> Self {
+        Slot {
+            value: self.value.clone(),
+            fetched_at: self.fetched_at,
+        }
+    }
+}
+
+struct Lru<K: Hash + Eq, V> {
+    map: Mutex<LruCache<K, Slot<V>>>,
+    metrics: CacheMetrics,
+}
+
+impl<K: Hash + Eq + Clone, V> Lru<K, V> {
+    fn new(capacity: NonZeroUsize, metrics: CacheMetrics) -> Self {
+        Lru {
+            map: Mutex::new(LruCache::new(capacity)),
+            metrics,
+        }
+    }
+
+    /// The cached slot if it is still fresh.
+    fn fresh(&self, key: &K, cfg: &CacheConfig) -> Option<Slot<V>> {
+        let mut map = self.map.lock();
+        let slot = map.get(key)?;
+        let ttl = if slot.value.is_some() {
+            cfg.ttl
+        } else {
+            cfg.negative_ttl
+        };
+        if slot.fetched_at.elapsed() >= ttl {
+            return None;
+        }
+        if slot.value.is_some() {
+            self.metrics.hits.inc();
+        } else {
+            self.metrics.negative_hits.inc();
+        }
+        Some(slot.clone())
+    }
+
+    fn insert(&self, key: K, slot: Slot<V>) {
+        if let Some((old, _)) = self.map.lock().push(key.clone(), slot) {
+            if old != key {
+                self.metrics.evictions.inc();
+            }
+        }
+    }
+
+    fn remove(&self, key: &K) {
+        self.map.lock().pop(key);
+    }
+
+    fn clear(&self) {
+        self.map.lock().clear();
+    }
+
+    fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+}
+
+/// The sidecar's cache of tenants and documents in front of a [`Store`].
+pub struct EntityCache {
+    store: Arc<dyn Store>,
+    config: CacheConfig,
+    tenants: Lru<TenantId, TenantEntry>,
+    documents: Lru<(TenantId, DocumentId), DocumentEntry>,
+}
+
+impl EntityCache {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: CacheConfig,
+        tenant_metrics: CacheMetrics,
+        document_metrics: CacheMetrics,
+    ) -> Self {
+        EntityCache {
+            tenants: Lru::new(config.tenant_capacity, tenant_metrics),
+            documents: Lru::new(config.document_capacity, document_metrics),
+            store,
+            config,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// A tenant (or that there is none), from the cache or the store.
+    pub async fn tenant(&self, id: &TenantId) -> Result<Slot<TenantEntry>, StoreError> {
+        if let Some(slot) = self.tenants.fresh(id, &self.config) {
+            return Ok(slot);
+        }
+        self.tenants.metrics.misses.inc();
+        let record = self.store.get_tenant(id).await.inspect_err(|_| {
+            self.tenants.metrics.load_errors.inc();
+        })?;
+        let slot = Slot {
+            value: record.map(|record| {
+                Arc::new(TenantEntry {
+                    entity: tenant_entity(&record),
+                    record,
+                })
+            }),
+            fetched_at: Instant::now(),
+        };
+        self.tenants.insert(id.clone(), slot.clone());
+        Ok(slot)
+    }
+
+    /// A document of `tenant` (or that the tenant has none by that id).
+    pub async fn document(
+        &self,
+        tenant: &TenantId,
+        id: &DocumentId,
+    ) -> Result<Slot<DocumentEntry>, StoreError> {
+        let key = (tenant.clone(), id.clone());
+        if let Some(slot) = self.documents.fresh(&key, &self.config) {
+            return Ok(slot);
+        }
+        self.documents.metrics.misses.inc();
+        let record = self.store.get_document(tenant, id).await.inspect_err(|_| {
+            self.documents.metrics.load_errors.inc();
+        })?;
+        // Defence in depth: a record of another tenant is never used.
+        let record = record.filter(|d| &d.tenant_id == tenant && &d.document_id == id);
+        let slot = Slot {
+            value: record.map(|record| {
+                Arc::new(DocumentEntry {
+                    entity: document_entity(&record),
+                    record,
+                })
+            }),
+            fetched_at: Instant::now(),
+        };
+        self.documents.insert(key, slot.clone());
+        Ok(slot)
+    }
+
+    pub fn invalidate_tenant(&self, id: &TenantId) {
+        self.tenants.remove(id);
+    }
+
+    pub fn invalidate_document(&self, tenant: &TenantId, id: &DocumentId) {
+        self.documents.remove(&(tenant.clone(), id.clone()));
+    }
+
+    pub fn clear(&self) {
+        self.tenants.clear();
+        self.documents.clear();
+    }
+
+    /// (tenants, documents) currently held.
+    pub fn len(&self) -> (usize, usize) {
+        (self.tenants.len(), self.documents.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == (0, 0)
+    }
+}

@@ -1,0 +1,32 @@
+//! cedargate: a Cedar authorization sidecar for multi-tenant SaaS.
+//!
+//! Every request of the application asks the sidecar "may this principal do
+//! this action to this resource?". The answer comes from the Cedar policies
+//! in `policies/` (typed by `schemas/`), evaluated over tenant metadata and
+//! document ACLs that a cache pulls from the store.
+//!
+//! # Layout
+//!
+//! - [`ids`]: identifier newtypes (`TenantId`, `DocumentId`, …), parsed once.
+//! - [`model`]: store records (the seed's `Tenant`, documents with ACLs).
+//! - [`policy`]: loading, strict validation and hot reload of policies.
+//! - [`store`]: the store trait and its embedded SQLite backend.
+//! - [`cache`]: the bounded LRU entity cache with TTL and negative entries.
+//! - [`authz`]: the decision engine and entity construction.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`sidecar`]: the hyper 1 server of the native JSON API.
+//! - [`app`]: assembly of the sidecar from its settings.
+//! - [`config`]: command-line and file configuration of the sidecar.
+//! - [`demo`]: demo data for `cedargate demo`.
+
+pub mod app;
+pub mod authz;
+pub mod cache;
+pub mod config;
+pub mod demo;
+pub mod ids;
+pub mod metrics;
+pub mod model;
+pub mod policy;
+pub mod sidecar;
+pub mod store;

@@ -1,0 +1,207 @@
+//! Prometheus metrics of the sidecar. Counters the hot path touches are
+//! created once and held as handles (an atomic each), so recording a decision
+//! takes no lock but the latency histogram's.
+
+use parking_lot::Mutex;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// Counters of one cache.
+#[derive(Clone, Default)]
+pub struct CacheMetrics {
+    pub hits: Counter,
+    pub negative_hits: Counter,
+    pub misses: Counter,
+    pub evictions: Counter,
+    pub load_errors: Counter,
+}
+
+/// Why a request was denied without (or despite) the policies, for counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailClosed {
+    TenantNotFound,
+    StoreUnavailable,
+    EvaluationError,
+}
+
+impl FailClosed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailClosed::TenantNotFound => "tenant_not_found",
+            FailClosed::StoreUnavailable => "store_unavailable",
+            FailClosed::EvaluationError => "evaluation_error",
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub allow: Counter,
+    pub deny: Counter,
+    fail_closed: Family<Labels, Counter>,
+    pub bad_requests: Counter,
+    pub latency: Histogram,
+    pub tenant_cache: CacheMetrics,
+    pub document_cache: CacheMetrics,
+    pub policy_reloads: Counter,
+    pub policy_reload_failures: Counter,
+    policy_info: Family<Vec<(&'static str, String)>, Gauge>,
+    revision: Mutex<String>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("cedargate");
+        let decisions = Family::<Labels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Authorization decisions by result",
+            decisions.clone(),
+        );
+        let allow = decisions
+            .get_or_create(&vec![("decision", "allow")])
+            .clone();
+        let deny = decisions.get_or_create(&vec![("decision", "deny")]).clone();
+
+        let fail_closed = Family::<Labels, Counter>::default();
+        registry.register(
+            "fail_closed_denials",
+            "Denials made because no decision could be made (reason label)",
+            fail_closed.clone(),
+        );
+        let bad_requests = Counter::default();
+        registry.register(
+            "bad_requests",
+            "Requests rejected as malformed",
+            bad_requests.clone(),
+        );
+        let latency = Histogram::new(exponential_buckets(0.000_002, 2.0, 20));
+        registry.register(
+            "decision_latency_seconds",
+            "Time to decide, from parsed request to decision",
+            latency.clone(),
+        );
+
+        let cache = Family::<Labels, Counter>::default();
+        registry.register(
+            "cache_events",
+            "Entity cache events (cache and event labels)",
+            cache.clone(),
+        );
+        let cache_metrics = |name: &'static str| {
+            let c = |event: &'static str| {
+                cache
+                    .get_or_create(&vec![("cache", name), ("event", event)])
+                    .clone()
+            };
+            CacheMetrics {
+                hits: c("hit"),
+                negative_hits: c("negative_hit"),
+                misses: c("miss"),
+                evictions: c("eviction"),
+                load_errors: c("load_error"),
+            }
+        };
+        let tenant_cache = cache_metrics("tenant");
+        let document_cache = cache_metrics("document");
+
+        let policy_reloads = Counter::default();
+        registry.register(
+            "policy_reloads",
+            "Policy sets applied by hot reload",
+            policy_reloads.clone(),
+        );
+        let policy_reload_failures = Counter::default();
+        registry.register(
+            "policy_reload_failures",
+            "Policy reloads rejected (the last good set was kept)",
+            policy_reload_failures.clone(),
+        );
+        let policy_info = Family::<Vec<(&'static str, String)>, Gauge>::default();
+        registry.register(
+            "policy_revision",
+            "The policy revision in force (value 1)",
+            policy_info.clone(),
+        );
+        Metrics {
+            registry,
+            allow,
+            deny,
+            fail_closed,
+            bad_requests,
+            latency,
+            tenant_cache,
+            document_cache,
+            policy_reloads,
+            policy_reload_failures,
+            policy_info,
+            revision: Mutex::new(String::new()),
+        }
+    }
+
+    pub fn fail_closed(&self, why: FailClosed) {
+        self.fail_closed
+            .get_or_create(&vec![("reason", why.as_str())])
+            .inc();
+    }
+
+    pub fn fail_closed_count(&self, why: FailClosed) -> u64 {
+        self.fail_closed
+            .get(&vec![("reason", why.as_str())])
+            .map_or(0, |c| c.get())
+    }
+
+    pub fn set_policy_revision(&self, revision: &str) {
+        let mut current = self.revision.lock();
+        self.policy_info.clear();
+        self.policy_info
+            .get_or_create(&vec![("revision", revision.to_string())])
+            .set(1);
+        *current = revision.to_string();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_revision() {
+        let m = Metrics::new();
+        m.allow.inc();
+        m.deny.inc();
+        m.deny.inc();
+        m.fail_closed(FailClosed::StoreUnavailable);
+        m.set_policy_revision("sha256:abc");
+        m.set_policy_revision("sha256:def");
+        let text = m.render();
+        assert!(
+            text.contains("cedargate_decisions_total{decision=\"deny\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("reason=\"store_unavailable\"} 1"), "{text}");
+        assert!(text.contains("revision=\"sha256:def\"} 1"), "{text}");
+        assert!(!text.contains("sha256:abc"), "{text}");
+        assert_eq!(m.fail_closed_count(FailClosed::StoreUnavailable), 1);
+    }
+}

@@ -1,0 +1,334 @@
+//! The records the store keeps: the seed's `Tenant` shape (field names kept,
+//! camelCase on the wire) and a document with its access-control list. Enums
+//! and ranges are checked when a record is deserialized, so a record in hand
+//! is a valid record.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{DocumentId, RoleName, TenantId, UserId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+    Trial,
+    Cancelled,
+}
+
+impl TenantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Trial => "trial",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Basic,
+    Pro,
+    Enterprise,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Basic => "basic",
+            Self::Pro => "pro",
+            Self::Enterprise => "enterprise",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Subscription {
+    pub tier: Tier,
+    pub start_date: NaiveDate,
+    #[serde(default)]
+    pub features: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    pub max_documents: u32,
+    pub max_users: u32,
+    #[serde(rename = "maxStorageGB")]
+    pub max_storage_gb: u32,
+    pub max_queries_per_month: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Usage {
+    pub documents: u32,
+    pub users: u32,
+    #[serde(rename = "storageGB")]
+    pub storage_gb: u32,
+    pub queries_this_month: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Settings {
+    pub data_retention_days: u32,
+    #[serde(default)]
+    pub allowed_file_types: BTreeSet<String>,
+}
+
+/// The seed's `Tenant` record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Tenant {
+    pub tenant_id: TenantId,
+    pub created_at: DateTime<Utc>,
+    pub name: String,
+    pub status: TenantStatus,
+    pub subscription: Subscription,
+    pub limits: Limits,
+    #[serde(default)]
+    pub usage: Usage,
+    pub settings: Settings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    Private,
+    Shared,
+    Public,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Private => "private",
+            Self::Shared => "shared",
+            Self::Public => "public",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    Read,
+    Edit,
+}
+
+/// Who a document is shared with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grantee {
+    User(UserId),
+    Role(RoleName),
+}
+
+/// One entry of `sharedWith`: exactly one of `userId` or `role`, and a
+/// permission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ShareWire", into = "ShareWire")]
+pub struct Share {
+    pub grantee: Grantee,
+    pub permission: Permission,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ShareWire {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_id: Option<UserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<RoleName>,
+    permission: Permission,
+}
+
+impl TryFrom<ShareWire> for Share {
+    type Error = &'static str;
+    fn try_from(w: ShareWire) -> Result<Self, Self::Error> {
+        let grantee = match (w.user_id, w.role) {
+            (Some(u), None) => Grantee::User(u),
+            (None, Some(r)) => Grantee::Role(r),
+            _ => return Err("a share names exactly one of `userId` or `role`"),
+        };
+        Ok(Share {
+            grantee,
+            permission: w.permission,
+        })
+    }
+}
+
+impl From<Share> for ShareWire {
+    fn from(s: Share) -> Self {
+        let (user_id, role) = match s.grantee {
+            Grantee::User(u) => (Some(u), None),
+            Grantee::Role(r) => (None, Some(r)),
+        };
+        ShareWire {
+            user_id,
+            role,
+            permission: s.permission,
+        }
+    }
+}
+
+/// Classification (of a document) or clearance (of a user): 0 public,
+/// 1 internal, 2 confidential, 3 restricted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct Level(u8);
+
+impl Level {
+    pub const MAX: u8 = 3;
+
+    pub fn new(level: u8) -> Result<Self, String> {
+        if level <= Self::MAX {
+            Ok(Level(level))
+        } else {
+            Err(format!("level {level} is out of range 0..={}", Self::MAX))
+        }
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<u8> for Level {
+    type Error = String;
+    fn try_from(v: u8) -> Result<Self, Self::Error> {
+        Level::new(v)
+    }
+}
+
+impl From<Level> for u8 {
+    fn from(l: Level) -> u8 {
+        l.0
+    }
+}
+
+/// A document's access-control record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Document {
+    pub tenant_id: TenantId,
+    pub document_id: DocumentId,
+    pub owner_id: UserId,
+    pub visibility: Visibility,
+    #[serde(default)]
+    pub classification: Level,
+    pub file_type: String,
+    #[serde(default)]
+    pub size_bytes: u64,
+    #[serde(default)]
+    pub shared_with: Vec<Share>,
+    #[serde(default)]
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// The import (and, later, export) file: tenants and their documents.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSet {
+    #[serde(default)]
+    pub tenants: Vec<Tenant>,
+    #[serde(default)]
+    pub documents: Vec<Document>,
+}
+
+impl DataSet {
+    /// Checks what serde cannot: every document belongs to a tenant that is
+    /// in the file or already known, and no key appears twice.
+    pub fn check(&self, mut known_tenant: impl FnMut(&TenantId) -> bool) -> Result<(), String> {
+        let mut tenants = BTreeSet::new();
+        for t in &self.tenants {
+            if !tenants.insert(&t.tenant_id) {
+                return Err(format!("tenant {} appears twice", t.tenant_id));
+            }
+        }
+        let mut docs = BTreeSet::new();
+        for d in &self.documents {
+            if !tenants.contains(&d.tenant_id) && !known_tenant(&d.tenant_id) {
+                return Err(format!(
+                    "document {} belongs to unknown tenant {}",
+                    d.document_id, d.tenant_id
+                ));
+            }
+            if !docs.insert((&d.tenant_id, &d.document_id)) {
+                return Err(format!(
+                    "document {} of tenant {} appears twice",
+                    d.document_id, d.tenant_id
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"{"tenants": [{"tenantId": "t1", "createdAt": "2026-01-01T00:00:00Z", "name": "Acme", "status": "active",
+      "subscription": {"tier": "pro", "startDate": "2026-01-01", "features": ["export"]},
+      "limits": {"maxDocuments": 100, "maxUsers": 10, "maxStorageGB": 5, "maxQueriesPerMonth": 1000},
+      "usage": {"documents": 3, "users": 2, "storageGB": 0, "queriesThisMonth": 10},
+      "settings": {"dataRetentionDays": 365, "allowedFileTypes": ["pdf", "docx"]}}],
+     "documents": [{"tenantId": "t1", "documentId": "doc-1", "ownerId": "alice", "visibility": "shared",
+      "classification": 1, "fileType": "pdf", "sizeBytes": 1024,
+      "sharedWith": [{"userId": "bob", "permission": "read"}, {"role": "editor", "permission": "edit"}],
+      "deletedAt": null}]}"#;
+
+    #[test]
+    fn parses_the_documented_import_format() {
+        let ds: DataSet = serde_json::from_str(SAMPLE).unwrap();
+        assert_eq!(ds.tenants[0].limits.max_storage_gb, 5);
+        assert_eq!(ds.tenants[0].status, TenantStatus::Active);
+        let doc = &ds.documents[0];
+        assert_eq!(doc.classification.get(), 1);
+        assert_eq!(
+            doc.shared_with[1].grantee,
+            Grantee::Role(RoleName::parse("editor").unwrap())
+        );
+        ds.check(|_| false).unwrap();
+        // Round trip keeps every field.
+        let again: DataSet = serde_json::from_str(&serde_json::to_string(&ds).unwrap()).unwrap();
+        assert_eq!(again, ds);
+    }
+
+    #[test]
+    fn rejects_bad_records() {
+        let bad_status = SAMPLE.replace("\"active\"", "\"paused\"");
+        assert!(serde_json::from_str::<DataSet>(&bad_status).is_err());
+        let bad_level = SAMPLE.replace("\"classification\": 1", "\"classification\": 7");
+        assert!(serde_json::from_str::<DataSet>(&bad_level).is_err());
+        let negative = SAMPLE.replace("\"maxDocuments\": 100", "\"maxDocuments\": -1");
+        assert!(serde_json::from_str::<DataSet>(&negative).is_err());
+        let both = SAMPLE.replace(
+            "{\"userId\": \"bob\", \"permission\": \"read\"}",
+            "{\"userId\": \"bob\", \"role\": \"x\", \"permission\": \"read\"}",
+        );
+        assert!(serde_json::from_str::<DataSet>(&both).is_err());
+        let unknown_field = SAMPLE.replace("\"name\": \"Acme\"", "\"nme\": \"Acme\"");
+        assert!(serde_json::from_str::<DataSet>(&unknown_field).is_err());
+    }
+
+    #[test]
+    fn check_finds_orphans_and_duplicates() {
+        let mut ds: DataSet = serde_json::from_str(SAMPLE).unwrap();
+        ds.documents.push(ds.documents[0].clone());
+        assert!(ds.check(|_| false).unwrap_err().contains("twice"));
+        ds.documents.pop();
+        ds.tenants.clear();
+        assert!(ds.check(|_| false).unwrap_err().contains("unknown tenant"));
+        assert!(ds.check(|_| true).is_ok());
+    }
+}

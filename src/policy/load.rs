@@ -1,0 +1,320 @@
+//! Reads the policy and schema files, validates them strictly, and builds a
+//! [`PolicySnapshot`]. Every problem names its file, line and column.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use cedar_policy::{
+    Entities, PolicyId, PolicySet, Schema, SchemaFragment, ValidationMode, Validator,
+};
+use miette::Diagnostic;
+use sha2::{Digest, Sha256};
+
+use super::{ActionInfo, LoadError, PolicySnapshot, PolicySources, ResourceKind};
+
+/// One problem found while loading, located in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem has no single location.
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        } else {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        }
+    }
+}
+
+/// The raw text of every policy and schema file, sorted by path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFiles {
+    pub policies: Vec<(PathBuf, String)>,
+    pub schemas: Vec<(PathBuf, String)>,
+}
+
+impl SourceFiles {
+    /// Reads `*.cedar` from the policy directory and `*.cedarschema` from the
+    /// schema directory (not recursive: `policies/tests/` holds test suites).
+    pub fn read(sources: &PolicySources) -> Result<Self, LoadError> {
+        Ok(SourceFiles {
+            policies: read_dir_ext(&sources.policy_dir, "cedar")?,
+            schemas: read_dir_ext(&sources.schema_dir, "cedarschema")?,
+        })
+    }
+
+    /// A content hash of every file (names included), as a revision id.
+    pub fn revision(&self) -> String {
+        let mut h = Sha256::new();
+        for (kind, files) in [("policy", &self.policies), ("schema", &self.schemas)] {
+            for (path, text) in files {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default();
+                h.update(kind.as_bytes());
+                h.update([0]);
+                h.update(name.as_bytes());
+                h.update([0]);
+                h.update((text.len() as u64).to_le_bytes());
+                h.update(text.as_bytes());
+            }
+        }
+        format!("sha256:{}", &hex::encode(h.finalize())[..16])
+    }
+}
+
+fn read_dir_ext(dir: &Path, ext: &str) -> Result<Vec<(PathBuf, String)>, LoadError> {
+    let io = |source| LoadError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.is_file() && path.extension().is_some_and(|e| e == ext) {
+            let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            out.push((path, text));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Line and column (1-based) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Turns a diagnostic into a located problem. The diagnostic's labels are
+/// byte offsets into `text`.
+fn problem(file: &Path, text: &str, d: &dyn Diagnostic, message: String) -> Problem {
+    let offset = d
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|l| l.offset());
+    let (line, column) = offset.map_or((0, 0), |o| line_col(text, o));
+    let help = d.help().map(|h| format!(" ({h})")).unwrap_or_default();
+    Problem {
+        file: file.to_path_buf(),
+        line,
+        column,
+        message: format!("{message}{help}"),
+    }
+}
+
+fn parse_schema(files: &SourceFiles, dir: &Path) -> Result<Schema, Vec<Problem>> {
+    let mut fragments = Vec::new();
+    let mut problems = Vec::new();
+    for (path, text) in &files.schemas {
+        match SchemaFragment::from_cedarschema_str(text) {
+            Ok((fragment, _warnings)) => fragments.push(fragment),
+            Err(e) => problems.push(problem(path, text, &e, e.to_string())),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Schema::from_schema_fragments(fragments).map_err(|e| {
+        vec![Problem {
+            file: dir.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!(
+                "{e}{}",
+                e.help().map(|h| format!(" ({h})")).unwrap_or_default()
+            ),
+        }]
+    })
+}
+
+/// Parses every policy file and gives each policy its `@id`.
+fn parse_policies(
+    files: &SourceFiles,
+) -> Result<(PolicySet, HashMap<PolicyId, usize>), Vec<Problem>> {
+    let mut set = PolicySet::new();
+    let mut origin: HashMap<PolicyId, usize> = HashMap::new();
+    let mut problems = Vec::new();
+    for (index, (path, text)) in files.policies.iter().enumerate() {
+        let parsed = match PolicySet::from_str(text) {
+            Ok(p) => p,
+            Err(errs) => {
+                for e in errs.iter() {
+                    problems.push(problem(path, text, e, e.to_string()));
+                }
+                continue;
+            }
+        };
+        if parsed.templates().next().is_some() {
+            problems.push(Problem {
+                file: path.clone(),
+                line: 0,
+                column: 0,
+                message: "templates (?principal/?resource) are not supported in policy files"
+                    .into(),
+            });
+        }
+        for policy in parsed.policies() {
+            let at = |message: String| {
+                let offset = policy.to_cedar().and_then(|src| text.find(src.as_str()));
+                let (line, column) = offset.map_or((0, 0), |o| line_col(text, o));
+                Problem {
+                    file: path.clone(),
+                    line,
+                    column,
+                    message,
+                }
+            };
+            let Some(id) = policy.annotation("id") else {
+                problems.push(at("policy has no @id(\"...\") annotation".into()));
+                continue;
+            };
+            let id = PolicyId::new(id);
+            if let Some(&other) = origin.get(&id) {
+                let other: &PathBuf = &files.policies[other].0;
+                problems.push(at(format!(
+                    "duplicate policy id {id:?} (also in {})",
+                    other.display()
+                )));
+                continue;
+            }
+            origin.insert(id.clone(), index);
+            if let Err(e) = set.add(policy.new_id(id)) {
+                problems.push(at(e.to_string()));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok((set, origin))
+    } else {
+        Err(problems)
+    }
+}
+
+/// Resolves every requestable action (one with an `appliesTo`) of the schema.
+fn actions(schema: &Schema) -> Result<HashMap<String, ActionInfo>, Vec<Problem>> {
+    let entities: Entities = schema.action_entities().map_err(|e| {
+        vec![Problem {
+            file: PathBuf::from("schemas"),
+            line: 0,
+            column: 0,
+            message: e.to_string(),
+        }]
+    })?;
+    let mut out = HashMap::new();
+    for uid in schema.actions() {
+        let resources: Vec<String> = schema
+            .resources_for_action(uid)
+            .map(|it| it.map(|t| t.basename().to_string()).collect())
+            .unwrap_or_default();
+        let resource = match resources.as_slice() {
+            [one] if one == "Document" => ResourceKind::Document,
+            [one] if one == "Tenant" => ResourceKind::Tenant,
+            _ => continue, // an action group, or one this sidecar cannot resolve
+        };
+        let Some(entity) = entities.get(uid) else {
+            continue;
+        };
+        out.insert(
+            uid.id().unescaped().to_string(),
+            ActionInfo {
+                uid: uid.clone(),
+                entity: entity.clone(),
+                resource,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Reads, parses and strictly validates; the result is ready to swap in.
+pub fn load(sources: &PolicySources) -> Result<PolicySnapshot, LoadError> {
+    let files = SourceFiles::read(sources)?;
+    build(&files, sources)
+}
+
+pub(super) fn build(
+    files: &SourceFiles,
+    sources: &PolicySources,
+) -> Result<PolicySnapshot, LoadError> {
+    if files.schemas.is_empty() {
+        return Err(LoadError::Empty {
+            what: "*.cedarschema",
+            dir: sources.schema_dir.clone(),
+        });
+    }
+    if files.policies.is_empty() {
+        return Err(LoadError::Empty {
+            what: "*.cedar",
+            dir: sources.policy_dir.clone(),
+        });
+    }
+    let schema = parse_schema(files, &sources.schema_dir).map_err(LoadError::Invalid)?;
+    let (policies, origin) = parse_policies(files).map_err(LoadError::Invalid)?;
+
+    let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+    let problems: Vec<Problem> = result
+        .validation_errors()
+        .map(|e| {
+            let (path, text) = origin
+                .get(e.policy_id())
+                .map(|&i| &files.policies[i])
+                .map_or((Path::new("policies"), ""), |(p, t)| {
+                    (p.as_path(), t.as_str())
+                });
+            problem(
+                path,
+                text,
+                e,
+                format!("policy {:?}: {e}", e.policy_id().to_string()),
+            )
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(LoadError::Invalid(problems));
+    }
+    for w in result.validation_warnings() {
+        tracing::warn!(warning = %w, "policy validation warning");
+    }
+    let actions = actions(&schema).map_err(LoadError::Invalid)?;
+    Ok(PolicySnapshot {
+        policies,
+        schema,
+        revision: files.revision().into(),
+        actions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_from_one() {
+        let text = "ab\ncd\nef";
+        assert_eq!(line_col(text, 0), (1, 1));
+        assert_eq!(line_col(text, 4), (2, 2));
+        assert_eq!(line_col(text, 100), (3, 3));
+    }
+}

@@ -1,0 +1,89 @@
+//! Policies and schema: loading `policies/*.cedar` and `schemas/*.cedarschema`,
+//! strict validation, and the immutable [`PolicySnapshot`] every decision
+//! reads. A new snapshot is built completely and then swapped in
+//! ([`watch`]); a load that fails keeps the last good one.
+
+mod load;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use cedar_policy::{Entity, EntityUid, PolicySet, Schema};
+
+pub use load::{load, Problem, SourceFiles};
+
+/// Which kind of resource an action applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceKind {
+    Document,
+    Tenant,
+}
+
+/// A requestable action, resolved against the schema.
+#[derive(Debug, Clone)]
+pub struct ActionInfo {
+    pub uid: EntityUid,
+    /// The action entity with all its groups as ancestors.
+    pub entity: Entity,
+    pub resource: ResourceKind,
+}
+
+/// One complete, validated policy set with its schema.
+#[derive(Debug)]
+pub struct PolicySnapshot {
+    pub policies: PolicySet,
+    pub schema: Schema,
+    /// Content hash of every policy and schema file.
+    pub revision: Arc<str>,
+    /// Requestable actions by their short name (`Read`, `CreateDocument`, …).
+    pub actions: HashMap<String, ActionInfo>,
+}
+
+/// The shared, swappable current snapshot.
+pub type PolicyHandle = Arc<ArcSwap<PolicySnapshot>>;
+
+/// Where policies and schema are read from.
+#[derive(Debug, Clone)]
+pub struct PolicySources {
+    pub policy_dir: PathBuf,
+    pub schema_dir: PathBuf,
+}
+
+/// Why a policy set could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no {what} files found in {dir}")]
+    Empty { what: &'static str, dir: PathBuf },
+    #[error("{} problem(s):\n{}", .0.len(), Problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+struct Problems<'a>(&'a [Problem]);
+
+impl std::fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for p in self.0 {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl LoadError {
+    /// The individual problems, for callers that report them one by one.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            LoadError::Invalid(p) => p,
+            _ => &[],
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The sidecar's HTTP server (hyper 1, HTTP/1.1). `run` takes a bound
+//! listener and a shutdown future, so tests bind `127.0.0.1:0` and talk to the
+//! real server.
+
+pub mod client;
+pub mod http;
+mod routes;
+pub mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::authz::Engine;
+
+/// How the principal reaches the sidecar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityMode {
+    /// The caller is trusted to state the principal's claims in the body
+    /// (only when explicitly configured).
+    Trusted,
+}
+
+#[derive(Debug, Clone)]
+pub struct SidecarConfig {
+    pub identity: IdentityMode,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest batch.
+    pub max_batch: usize,
+    /// How long in-flight requests get to finish on shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl SidecarConfig {
+    pub fn new(identity: IdentityMode) -> Self {
+        SidecarConfig {
+            identity,
+            max_body_bytes: 1024 * 1024,
+            max_batch: 100,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every request handler shares.
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub config: SidecarConfig,
+}
+
+/// Serves until `shutdown` completes, then drains open connections for at
+/// most `drain_timeout`.
+pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, std::convert::Infallible>(routes::route(&state, req).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining connections");
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(state.config.drain_timeout) => {
+            tracing::warn!("drain timeout reached; closing remaining connections");
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

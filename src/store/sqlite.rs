@@ -1,0 +1,232 @@
+//! The embedded store: one SQLite file in WAL mode, so the sidecar reads while
+//! `cedargate-admin` writes. Records are kept as their JSON form next to the
+//! key columns; every document key starts with the tenant id.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{ImportSummary, Store, StoreError};
+use crate::ids::{DocumentId, TenantId};
+use crate::model::{DataSet, Document, Tenant};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    tenant_id  TEXT PRIMARY KEY,
+    status     TEXT NOT NULL,
+    record     TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS documents (
+    tenant_id   TEXT NOT NULL,
+    document_id TEXT NOT NULL,
+    deleted_at  TEXT,
+    record      TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, document_id)
+);
+";
+
+/// SQLite backend. One connection behind a mutex: SQLite serialises writers
+/// anyway, and reads are rare once the cache is warm.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(ref f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::SystemIoFailure
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        other => StoreError::Backend(Box::new(other)),
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339()
+}
+
+fn upsert_tenant(conn: &Connection, t: &Tenant) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO tenants (tenant_id, status, record, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tenant_id) DO UPDATE SET status = ?2, record = ?3, updated_at = ?4",
+        params![t.tenant_id.as_str(), t.status.as_str(), to_json(t)?, now()],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn upsert_document(conn: &Connection, d: &Document) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO documents (tenant_id, document_id, deleted_at, record, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (tenant_id, document_id) DO UPDATE SET deleted_at = ?3, record = ?4, updated_at = ?5",
+        params![
+            d.tenant_id.as_str(),
+            d.document_id.as_str(),
+            d.deleted_at.map(|t| t.to_rfc3339()),
+            to_json(d)?,
+            now()
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection off the async runtime.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || f(&mut conn.lock()))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.with_conn(|c| c.execute_batch(SCHEMA).map_err(backend))
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with_conn(|c| {
+            c.query_row("SELECT count(*) FROM tenants LIMIT 1", [], |_| Ok(()))
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        let id = id.clone();
+        self.with_conn(move |c| {
+            let raw: Option<String> = c
+                .query_row(
+                    "SELECT record FROM tenants WHERE tenant_id = ?1",
+                    [id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            raw.map(|s| from_json(&s)).transpose()
+        })
+        .await
+    }
+
+    async fn get_document(
+        &self,
+        tenant: &TenantId,
+        id: &DocumentId,
+    ) -> Result<Option<Document>, StoreError> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.with_conn(move |c| {
+            let raw: Option<String> = c
+                .query_row(
+                    "SELECT record FROM documents WHERE tenant_id = ?1 AND document_id = ?2",
+                    [tenant.as_str(), id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            raw.map(|s| from_json(&s)).transpose()
+        })
+        .await
+    }
+
+    async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| upsert_tenant(c, &tenant)).await
+    }
+
+    async fn put_document(&self, document: &Document) -> Result<(), StoreError> {
+        let document = document.clone();
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            let known: bool = tx
+                .query_row(
+                    "SELECT 1 FROM tenants WHERE tenant_id = ?1",
+                    [document.tenant_id.as_str()],
+                    |_| Ok(true),
+                )
+                .optional()
+                .map_err(backend)?
+                .unwrap_or(false);
+            if !known {
+                return Err(StoreError::Invalid(format!(
+                    "unknown tenant {}",
+                    document.tenant_id
+                )));
+            }
+            upsert_document(&tx, &document)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn import(&self, data: &DataSet) -> Result<ImportSummary, StoreError> {
+        let data = data.clone();
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            {
+                let mut known = tx
+                    .prepare("SELECT 1 FROM tenants WHERE tenant_id = ?1")
+                    .map_err(backend)?;
+                data.check(|t| known.exists([t.as_str()]).unwrap_or(false))
+                    .map_err(StoreError::Invalid)?;
+            }
+            for t in &data.tenants {
+                upsert_tenant(&tx, t)?;
+            }
+            for d in &data.documents {
+                upsert_document(&tx, d)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(ImportSummary {
+                tenants: data.tenants.len(),
+                documents: data.documents.len(),
+            })
+        })
+        .await
+    }
+}
