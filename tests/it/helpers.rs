@@ -1,0 +1,158 @@
+//! Shared set-up: the real policies and schema, a fresh SQLite store per test
+//! with the fixture data, the engine, and `spawn_app` for HTTP tests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cedargate::app::App;
+use cedargate::authz::entities::Principal;
+use cedargate::authz::{AuthzRequest, Engine, ResourceRef};
+use cedargate::config::Settings;
+use cedargate::ids::{DocumentId, RoleName, TenantId, UserId};
+use cedargate::model::{DataSet, Level};
+use cedargate::sidecar::client::{self, Reply};
+use cedargate::store::{self, StoreUrl};
+use hyper::Method;
+use tempfile::TempDir;
+
+pub const FIXTURE: &str = include_str!("fixture.json");
+
+pub fn repo_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+}
+
+pub fn fixture() -> DataSet {
+    serde_json::from_str(FIXTURE).expect("fixture parses")
+}
+
+/// Silent unless TEST_LOG is set.
+pub fn init_logging() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+pub fn principal(id: &str, tenant: &str, roles: &[&str], clearance: u8) -> Principal {
+    Principal {
+        id: UserId::parse(id).unwrap(),
+        tenant: TenantId::parse(tenant).unwrap(),
+        roles: roles.iter().map(|r| RoleName::parse(*r).unwrap()).collect(),
+        clearance: Level::new(clearance).unwrap(),
+    }
+}
+
+pub fn doc(id: &str) -> ResourceRef {
+    ResourceRef::Document(DocumentId::parse(id).unwrap())
+}
+
+pub fn tenant(id: &str) -> ResourceRef {
+    ResourceRef::Tenant(TenantId::parse(id).unwrap())
+}
+
+pub fn request(
+    p: &Principal,
+    action: &str,
+    resource: ResourceRef,
+    context: serde_json::Value,
+) -> AuthzRequest {
+    AuthzRequest {
+        principal: p.clone(),
+        action: action.to_string(),
+        resource,
+        context,
+    }
+}
+
+/// A running sidecar on an ephemeral port, with its own store and a copy of
+/// the policies it may edit.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub dir: TempDir,
+    pub policy_dir: PathBuf,
+    pub schema_dir: PathBuf,
+    pub engine: Arc<Engine>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+/// A fresh store file with the fixture imported.
+pub async fn fixture_store(dir: &Path) -> StoreUrl {
+    let url = StoreUrl::Sqlite(dir.join("store.db"));
+    let s = store::open(&url).await.unwrap();
+    s.import(&fixture()).await.unwrap();
+    url
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    init_logging();
+    let dir = tempfile::tempdir().unwrap();
+    let policy_dir = dir.path().join("policies");
+    let schema_dir = dir.path().join("schemas");
+    copy_dir(&repo_dir("policies"), &policy_dir);
+    copy_dir(&repo_dir("schemas"), &schema_dir);
+    let url = fixture_store(dir.path()).await;
+    let mut settings = Settings::trusted(url, &policy_dir, &schema_dir);
+    settings.reload_interval = std::time::Duration::from_millis(50);
+    tweak(&mut settings);
+    let app = App::build(settings).await.expect("app builds");
+    let engine = app.state.engine.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        dir,
+        policy_dir,
+        schema_dir,
+        engine,
+        stop: Some(tx),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub async fn send(&self, method: Method, path: &str, body: impl Into<bytes::Bytes>) -> Reply {
+        client::send(self.addr, method, path, body)
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> Reply {
+        self.send(Method::POST, path, body.to_string()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, "").await
+    }
+
+    /// Stops the server and waits for it to drain.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap();
+        }
+    }
+}
