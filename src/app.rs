@@ -12,15 +12,15 @@ use crate::authz::Engine;
 use crate::cache::EntityCache;
 use crate::config::Settings;
 use crate::metrics::Metrics;
-use crate::policy::{self, LoadError, PolicyHandle};
+use crate::policy::{self, LoadError, PolicyHandle, PolicySnapshot};
 use crate::sidecar::{self, AppState};
-use crate::store::{self, StoreError};
+use crate::store::{self, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("policies: {0}")]
+    #[error("cannot load policies")]
     Policy(#[from] LoadError),
-    #[error("store: {0}")]
+    #[error("cannot open the store")]
     Store(#[from] StoreError),
 }
 
@@ -36,11 +36,22 @@ impl App {
     /// Loads and validates the policies (a failure stops start-up), opens the
     /// store and builds the engine.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        // Policies first: a broken policy set stops start-up before any I/O.
         let snapshot = policy::load(&settings.sources)?;
+        let store = store::open(&settings.store).await?;
+        Ok(Self::assemble(settings, snapshot, store))
+    }
+
+    /// Like [`App::build`], over a store the caller opened.
+    pub fn build_with_store(settings: Settings, store: Arc<dyn Store>) -> Result<Self, StartError> {
+        let snapshot = policy::load(&settings.sources)?;
+        Ok(Self::assemble(settings, snapshot, store))
+    }
+
+    fn assemble(settings: Settings, snapshot: PolicySnapshot, store: Arc<dyn Store>) -> Self {
         let metrics = Arc::new(Metrics::new());
         metrics.set_policy_revision(&snapshot.revision);
         let policies: PolicyHandle = Arc::new(ArcSwap::from_pointee(snapshot));
-        let store = store::open(&settings.store).await?;
         let cache = Arc::new(EntityCache::new(
             store,
             settings.cache.clone(),
@@ -52,12 +63,12 @@ impl App {
             engine,
             config: settings.sidecar.clone(),
         });
-        Ok(App {
+        App {
             state,
             policies,
             metrics,
             settings,
-        })
+        }
     }
 
     /// Serves on `listener` (and watches the policy files) until `shutdown`.

@@ -7,10 +7,10 @@
 pub mod entities;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityUid, Request,
+    RequestValidationError,
 };
 use serde::Serialize;
 use tokio::time::Instant;
@@ -150,7 +150,15 @@ pub fn evaluate(
         context,
         Some(&snapshot.schema),
     )
-    .map_err(|e| AuthzError::InvalidRequest(e.to_string()))?;
+    .map_err(|e| match e {
+        RequestValidationError::InvalidContext(_) | RequestValidationError::TypeOfContext(_) => {
+            AuthzError::InvalidContext {
+                action: action.uid.id().unescaped().to_string(),
+                message: e.to_string(),
+            }
+        }
+        other => AuthzError::InvalidRequest(other.to_string()),
+    })?;
     let all = entities
         .into_iter()
         .chain([user_entity(principal), action.entity.clone()]);
@@ -380,11 +388,3 @@ impl Engine {
         Ok(decided(ev, oldest))
     }
 }
-
-/// How long ago `at` was, in milliseconds.
-pub fn age_ms(at: Instant) -> u64 {
-    u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Bounded time for readiness probes of the store.
-pub const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);

@@ -102,6 +102,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_on(tweak, |s| s).await
+}
+
+/// `wrap` may put something in front of the fixture store.
+pub async fn spawn_app_on(
+    tweak: impl FnOnce(&mut Settings),
+    wrap: impl FnOnce(Arc<dyn store::Store>) -> Arc<dyn store::Store>,
+) -> TestApp {
     init_logging();
     let dir = tempfile::tempdir().unwrap();
     let policy_dir = dir.path().join("policies");
@@ -109,10 +117,11 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     copy_dir(&repo_dir("policies"), &policy_dir);
     copy_dir(&repo_dir("schemas"), &schema_dir);
     let url = fixture_store(dir.path()).await;
-    let mut settings = Settings::trusted(url, &policy_dir, &schema_dir);
+    let mut settings = Settings::trusted(url.clone(), &policy_dir, &schema_dir);
     settings.reload_interval = std::time::Duration::from_millis(50);
     tweak(&mut settings);
-    let app = App::build(settings).await.expect("app builds");
+    let store = wrap(store::open(&url).await.unwrap());
+    let app = App::build_with_store(settings, store).expect("app builds");
     let engine = app.state.engine.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -154,5 +163,62 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.unwrap();
         }
+    }
+}
+
+/// A real store that can be switched off, to see how the sidecar fails.
+pub struct FlakyStore {
+    pub inner: Arc<dyn store::Store>,
+    pub down: std::sync::atomic::AtomicBool,
+}
+
+impl FlakyStore {
+    fn check(&self) -> Result<(), store::StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(store::StoreError::Unavailable(
+                "switched off by the test".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl store::Store for FlakyStore {
+    async fn migrate(&self) -> Result<(), store::StoreError> {
+        self.check()?;
+        self.inner.migrate().await
+    }
+    async fn ping(&self) -> Result<(), store::StoreError> {
+        self.check()?;
+        self.inner.ping().await
+    }
+    async fn get_tenant(
+        &self,
+        id: &TenantId,
+    ) -> Result<Option<cedargate::model::Tenant>, store::StoreError> {
+        self.check()?;
+        self.inner.get_tenant(id).await
+    }
+    async fn get_document(
+        &self,
+        tenant: &TenantId,
+        id: &DocumentId,
+    ) -> Result<Option<cedargate::model::Document>, store::StoreError> {
+        self.check()?;
+        self.inner.get_document(tenant, id).await
+    }
+    async fn put_tenant(&self, t: &cedargate::model::Tenant) -> Result<(), store::StoreError> {
+        self.check()?;
+        self.inner.put_tenant(t).await
+    }
+    async fn put_document(&self, d: &cedargate::model::Document) -> Result<(), store::StoreError> {
+        self.check()?;
+        self.inner.put_document(d).await
+    }
+    async fn import(&self, data: &DataSet) -> Result<store::ImportSummary, store::StoreError> {
+        self.check()?;
+        self.inner.import(data).await
     }
 }

@@ -1,5 +1,8 @@
 //! Integration tests: one test binary, one module per concern.
 
+mod binaries;
 mod helpers;
+mod http;
 mod isolation_prop;
 mod policy_table;
+mod reload;

@@ -1,0 +1,167 @@
+//! The real binaries: start-up refuses invalid policies (naming file and
+//! line), and `cedargate-admin import` writes all of a file or none of it.
+
+use std::path::Path;
+use std::process::Command;
+
+use cedargate::ids::TenantId;
+use cedargate::store::{self, StoreUrl};
+
+use crate::helpers::{repo_dir, FIXTURE};
+
+fn copy_policies(to: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let p = to.join("policies");
+    let s = to.join("schemas");
+    for (from, dest) in [(repo_dir("policies"), &p), (repo_dir("schemas"), &s)] {
+        std::fs::create_dir_all(dest).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, dest.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    (p, s)
+}
+
+#[test]
+fn invalid_policies_stop_start_up_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, s) = copy_policies(dir.path());
+    // Line 3 of quotas.cedar gets an attribute the schema does not have.
+    let file = p.join("quotas.cedar");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let bad = "@id(\"quota.typo\") forbid (principal, action, resource is CedarGate::Tenant) when { resource.limits.maxDocs > 1 };";
+    lines.insert(2, bad);
+    std::fs::write(&file, lines.join("\n")).unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cedargate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--identity", "trusted"])
+        .arg("--store")
+        .arg(format!("sqlite:{}", dir.path().join("s.db").display()))
+        .arg("--policies")
+        .arg(&p)
+        .arg("--schema")
+        .arg(&s)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("quotas.cedar:3:"), "{stderr}");
+    assert!(stderr.contains("maxDocs"), "{stderr}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cedargate"))
+        .args(["policy", "validate", "--policies"])
+        .arg(&p)
+        .arg("--schema")
+        .arg(&s)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("quotas.cedar:3:"));
+
+    // A syntax error is located too.
+    std::fs::write(
+        p.join("quotas.cedar"),
+        "@id(\"x\")\npermit (principal, action, resource)\nwhen { 1 + };\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cedargate"))
+        .args(["policy", "validate", "--policies"])
+        .arg(&p)
+        .arg("--schema")
+        .arg(&s)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("quotas.cedar:3:"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_to_guess_the_identity_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cedargate"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--store")
+        .arg(format!("sqlite:{}", dir.path().join("s.db").display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--identity"));
+}
+
+#[tokio::test]
+async fn import_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let url = format!("sqlite:{}", db.display());
+
+    // A file whose last document names an unknown tenant.
+    let mut data: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
+    data["documents"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "tenantId": "nobody", "documentId": "x", "ownerId": "a", "visibility": "public",
+            "classification": 0, "fileType": "pdf", "sizeBytes": 1
+        }));
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, data.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cedargate-admin"))
+        .args(["import", "--store", &url])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown tenant nobody"));
+    let s = store::open(&StoreUrl::Sqlite(db.clone())).await.unwrap();
+    assert!(s
+        .get_tenant(&TenantId::parse("t1").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+
+    // Not JSON at all.
+    std::fs::write(&bad, "{not json").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cedargate-admin"))
+        .args(["import", "--store", &url])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid import file"));
+
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, FIXTURE).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cedargate-admin"))
+        .args(["import", "--store", &url])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 7 tenants and 8 documents"));
+    let t1 = s
+        .get_tenant(&TenantId::parse("t1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t1.limits.max_documents, 10);
+
+    // Importing again is idempotent (upsert), and migrate is too.
+    for args in [
+        vec!["import", "--store", &url, good.to_str().unwrap()],
+        vec!["migrate", "--store", &url],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cedargate-admin"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+    }
+}
