@@ -1,1 +1,125 @@
-fn main() {}
+//! The decision path, measured two ways in one run:
+//! - `bare_is_authorized`: `Authorizer::is_authorized` on a prebuilt request
+//!   and prebuilt entities (the floor: Cedar alone);
+//! - `engine_decide_warm/*`: the sidecar's whole in-process path (policy
+//!   snapshot, cache lookups, entity and context building, evaluation,
+//!   decision id, metrics) with a warm cache.
+//!
+//! `scripts/bench-ratio.py` prints the ratio of the two from criterion's
+//! estimates.
+
+use cedar_policy::{Authorizer, Context, Entities, Request};
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use serde_json::json;
+
+use cedargate::app::App;
+use cedargate::authz::entities::{
+    document_entity, document_uid, tenant_entity, user_entity, user_uid, Principal,
+};
+use cedargate::authz::{AuthzRequest, ResourceRef};
+use cedargate::config::Settings;
+use cedargate::ids::{DocumentId, RoleName, TenantId, UserId};
+use cedargate::model::Level;
+use cedargate::store::{self, StoreUrl};
+
+fn principal() -> Principal {
+    Principal {
+        id: UserId::parse("dave").unwrap(),
+        tenant: TenantId::parse("acme").unwrap(),
+        roles: vec![RoleName::parse("editor").unwrap()],
+        clearance: Level::new(1).unwrap(),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = StoreUrl::Sqlite(dir.path().join("bench.db"));
+    let data = cedargate::demo::data().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let app = rt.block_on(async {
+        let s = store::open(&url).await.unwrap();
+        s.import(&data).await.unwrap();
+        App::build(Settings::trusted(
+            url.clone(),
+            &root.join("policies"),
+            &root.join("schemas"),
+        ))
+        .await
+        .unwrap()
+    });
+    let engine = app.state.engine.clone();
+    let snapshot = app.policies.load_full();
+
+    // The same question both ways: dave (editor) reads q3-report, shared
+    // with the editor role.
+    let p = principal();
+    let read = AuthzRequest {
+        principal: p.clone(),
+        action: "Read".into(),
+        resource: ResourceRef::Document(DocumentId::parse("q3-report").unwrap()),
+        context: serde_json::Value::Null,
+    };
+    let create = AuthzRequest {
+        principal: p.clone(),
+        action: "CreateDocument".into(),
+        resource: ResourceRef::Tenant(p.tenant.clone()),
+        context: json!({"fileType": "pdf", "sizeBytes": 1024}),
+    };
+    let tenant = data
+        .tenants
+        .iter()
+        .find(|t| t.tenant_id.as_str() == "acme")
+        .unwrap();
+    let doc = data
+        .documents
+        .iter()
+        .find(|d| d.document_id.as_str() == "q3-report")
+        .unwrap();
+    let action = &snapshot.actions["Read"];
+    let request = Request::new(
+        user_uid(&p.id),
+        action.uid.clone(),
+        document_uid(&doc.document_id),
+        Context::empty(),
+        None,
+    )
+    .unwrap();
+    let entities = Entities::from_entities(
+        [
+            user_entity(&p),
+            tenant_entity(tenant),
+            document_entity(doc),
+            action.entity.clone(),
+        ],
+        None,
+    )
+    .unwrap();
+    let authorizer = Authorizer::new();
+    let bare = authorizer.is_authorized(&request, &snapshot.policies, &entities);
+    assert_eq!(bare.decision(), cedar_policy::Decision::Allow);
+
+    // Warm the cache and check both paths agree.
+    for r in [&read, &create] {
+        let d = rt.block_on(engine.decide(r)).unwrap();
+        assert_eq!(d.decision, cedargate::authz::Effect::Allow, "{d:?}");
+    }
+
+    let mut g = c.benchmark_group("decision");
+    g.bench_function("bare_is_authorized", |b| {
+        b.iter(|| authorizer.is_authorized(black_box(&request), &snapshot.policies, &entities))
+    });
+    g.bench_function("engine_decide_warm/read_document", |b| {
+        b.iter(|| rt.block_on(engine.decide(black_box(&read))).unwrap())
+    });
+    g.bench_function("engine_decide_warm/create_document", |b| {
+        b.iter(|| rt.block_on(engine.decide(black_box(&create))).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -226,3 +226,196 @@ impl EntityCache {
         self.len() == (0, 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::model::DataSet;
+    use crate::store::ImportSummary;
+
+    /// An in-memory store that counts reads. With `ignore_tenant` it
+    /// misbehaves like a store with a key bug: it finds a document by id in
+    /// any tenant.
+    #[derive(Default)]
+    struct MemStore {
+        tenants: Mutex<HashMap<TenantId, Tenant>>,
+        documents: Mutex<Vec<Document>>,
+        reads: AtomicUsize,
+        ignore_tenant: bool,
+    }
+
+    #[async_trait]
+    impl Store for MemStore {
+        async fn migrate(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(self.tenants.lock().get(id).cloned())
+        }
+        async fn get_document(
+            &self,
+            tenant: &TenantId,
+            id: &DocumentId,
+        ) -> Result<Option<Document>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(self
+                .documents
+                .lock()
+                .iter()
+                .find(|d| (self.ignore_tenant || &d.tenant_id == tenant) && &d.document_id == id)
+                .cloned())
+        }
+        async fn put_tenant(&self, t: &Tenant) -> Result<(), StoreError> {
+            self.tenants.lock().insert(t.tenant_id.clone(), t.clone());
+            Ok(())
+        }
+        async fn put_document(&self, d: &Document) -> Result<(), StoreError> {
+            self.documents.lock().push(d.clone());
+            Ok(())
+        }
+        async fn import(&self, _: &DataSet) -> Result<ImportSummary, StoreError> {
+            Ok(ImportSummary::default())
+        }
+    }
+
+    fn sample() -> DataSet {
+        serde_json::from_str(crate::demo::DATA).unwrap()
+    }
+
+    fn cache(store: Arc<MemStore>, capacity: usize) -> EntityCache {
+        let cap = NonZeroUsize::new(capacity).unwrap();
+        EntityCache::new(
+            store,
+            CacheConfig {
+                tenant_capacity: cap,
+                document_capacity: cap,
+                ttl: Duration::from_secs(30),
+                negative_ttl: Duration::from_secs(5),
+            },
+            CacheMetrics::default(),
+            CacheMetrics::default(),
+        )
+    }
+
+    async fn filled(ignore_tenant: bool) -> Arc<MemStore> {
+        let store = Arc::new(MemStore {
+            ignore_tenant,
+            ..Default::default()
+        });
+        let data = sample();
+        for t in &data.tenants {
+            store.put_tenant(t).await.unwrap();
+        }
+        for d in &data.documents {
+            store.put_document(d).await.unwrap();
+        }
+        store
+    }
+
+    fn tid(s: &str) -> TenantId {
+        TenantId::parse(s).unwrap()
+    }
+
+    fn did(s: &str) -> DocumentId {
+        DocumentId::parse(s).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_live_for_the_ttl() {
+        let store = filled(false).await;
+        let c = cache(store.clone(), 100);
+        let acme = tid("acme");
+        assert!(c.tenant(&acme).await.unwrap().value.is_some());
+        assert!(c.tenant(&acme).await.unwrap().value.is_some());
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+        assert_eq!(c.tenants.metrics.hits.get(), 1);
+        assert_eq!(c.tenants.metrics.misses.get(), 1);
+
+        tokio::time::advance(Duration::from_secs(29)).await;
+        let slot = c.tenant(&acme).await.unwrap();
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+        assert_eq!(slot.fetched_at.elapsed(), Duration::from_secs(29));
+
+        tokio::time::advance(Duration::from_secs(1)).await;
+        c.tenant(&acme).await.unwrap();
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn missing_records_are_cached_as_missing() {
+        let store = filled(false).await;
+        let c = cache(store.clone(), 100);
+        let (acme, doc) = (tid("acme"), did("new-doc"));
+        assert!(c.document(&acme, &doc).await.unwrap().value.is_none());
+        assert!(c.document(&acme, &doc).await.unwrap().value.is_none());
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+        assert_eq!(c.documents.metrics.negative_hits.get(), 1);
+
+        // The document appears; the negative entry hides it until it expires.
+        let mut d = sample().documents[0].clone();
+        d.document_id = doc.clone();
+        store.put_document(&d).await.unwrap();
+        assert!(c.document(&acme, &doc).await.unwrap().value.is_none());
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(c.document(&acme, &doc).await.unwrap().value.is_some());
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bounded_with_evictions_counted_and_invalidation() {
+        let store = filled(false).await;
+        let c = cache(store.clone(), 2);
+        for t in ["acme", "globex", "initech"] {
+            c.tenant(&tid(t)).await.unwrap();
+        }
+        assert_eq!(c.len().0, 2);
+        assert_eq!(c.tenants.metrics.evictions.get(), 1);
+        // acme was the least recently used and is gone.
+        c.tenant(&tid("acme")).await.unwrap();
+        assert_eq!(store.reads.load(Ordering::SeqCst), 4);
+
+        c.invalidate_tenant(&tid("acme"));
+        c.tenant(&tid("acme")).await.unwrap();
+        assert_eq!(store.reads.load(Ordering::SeqCst), 5);
+        c.clear();
+        assert!(c.is_empty());
+    }
+
+    #[tokio::test]
+    async fn documents_never_cross_tenants() {
+        // Looked up in the wrong tenant: not there.
+        let store = filled(false).await;
+        let c = cache(store, 100);
+        assert!(c
+            .document(&tid("globex"), &did("q3-report"))
+            .await
+            .unwrap()
+            .value
+            .is_none());
+        assert!(c
+            .document(&tid("acme"), &did("q3-report"))
+            .await
+            .unwrap()
+            .value
+            .is_some());
+
+        // Even a store that ignores the tenant cannot leak a document.
+        let lying = filled(true).await;
+        let c = cache(lying, 100);
+        assert!(c
+            .document(&tid("globex"), &did("q3-report"))
+            .await
+            .unwrap()
+            .value
+            .is_none());
+    }
+}

@@ -237,6 +237,7 @@ impl Engine {
     /// Decides one request. `Err` only for a malformed request; every other
     /// outcome, failures included, is a [`Decision`].
     #[tracing::instrument(
+        level = "debug",
         name = "decide",
         skip_all,
         fields(tenant = %req.principal.tenant, action = %req.action, decision_id)

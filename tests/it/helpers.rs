@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use cedargate::app::App;
 use cedargate::authz::entities::Principal;
-use cedargate::authz::{AuthzRequest, Engine, ResourceRef};
+use cedargate::authz::{AuthzRequest, ResourceRef};
 use cedargate::config::Settings;
 use cedargate::ids::{DocumentId, RoleName, TenantId, UserId};
 use cedargate::model::{DataSet, Level};
@@ -71,10 +71,9 @@ pub fn request(
 /// the policies it may edit.
 pub struct TestApp {
     pub addr: SocketAddr,
-    pub dir: TempDir,
     pub policy_dir: PathBuf,
-    pub schema_dir: PathBuf,
-    pub engine: Arc<Engine>,
+    /// Holds the store file and policy copies until the test ends.
+    _dir: TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -122,7 +121,6 @@ pub async fn spawn_app_on(
     tweak(&mut settings);
     let store = wrap(store::open(&url).await.unwrap());
     let app = App::build_with_store(settings, store).expect("app builds");
-    let engine = app.state.engine.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -131,10 +129,8 @@ pub async fn spawn_app_on(
     }));
     TestApp {
         addr,
-        dir,
         policy_dir,
-        schema_dir,
-        engine,
+        _dir: dir,
         stop: Some(tx),
         server: Some(server),
     }

@@ -1,0 +1,23 @@
+#!/usr/bin/env python3
+"""Prints the median of each decision benchmark and the ratio of the
+sidecar's whole decision path to a bare Authorizer::is_authorized, from the
+estimates criterion wrote in the last `cargo bench --bench decision` run."""
+import json
+import pathlib
+import sys
+
+root = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion" / "decision"
+names = {
+    "bare": "bare_is_authorized",
+    "read": "engine_decide_warm/read_document",
+    "create": "engine_decide_warm/create_document",
+}
+medians = {}
+for key, name in names.items():
+    path = root / name / "new" / "estimates.json"
+    if not path.exists():
+        sys.exit(f"missing {path}: run `cargo bench --bench decision` first")
+    medians[key] = json.loads(path.read_text())["median"]["point_estimate"] / 1000.0
+for key, name in names.items():
+    print(f"{name:40s} median {medians[key]:8.2f} µs")
+print(f"ratio read_document / bare   {medians['read'] / medians['bare']:.2f}")
