@@ -90,10 +90,15 @@ async fn demo(
     schema: PathBuf,
     once: bool,
 ) -> anyhow::Result<()> {
-    let store_url = store_url.unwrap_or_else(|| {
-        let path = std::env::temp_dir().join(format!("cedargate-demo-{}.db", std::process::id()));
-        StoreUrl::Sqlite(path)
-    });
+    // A store of our own making is removed when the demo ends.
+    let (store_url, scratch) = match store_url {
+        Some(url) => (url, None),
+        None => {
+            let path =
+                std::env::temp_dir().join(format!("cedargate-demo-{}.db", std::process::id()));
+            (StoreUrl::Sqlite(path.clone()), Some(path))
+        }
+    };
     let store = store::open(&store_url).await?;
     let data = cedargate::demo::data()?;
     let summary = store.import(&data).await?;
@@ -130,6 +135,11 @@ async fn demo(
         println!("serving until Ctrl-C; try the curl commands above");
     }
     server.await?;
+    if let Some(path) = scratch {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
     Ok(())
 }
 

@@ -165,3 +165,38 @@ async fn import_is_all_or_nothing() {
         assert!(out.status.success(), "{args:?}");
     }
 }
+
+#[test]
+fn the_readme_demo_shows_decisions() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cedargate"))
+        .current_dir(repo_dir("."))
+        .args(["demo", "--once", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"decision\":\"Allow\""), "{stdout}");
+    assert!(stdout.contains("[\"tenant-isolation.tenant\"]"), "{stdout}");
+    assert!(stdout.contains("[\"quota.max-documents\"]"), "{stdout}");
+    assert!(stdout.contains("curl -s http://127.0.0.1:"), "{stdout}");
+}
+
+#[test]
+fn the_example_config_file_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    // The example points at system paths; check it parses and names a store.
+    let text = std::fs::read_to_string(repo_dir("deploy/cedargate.toml")).unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    let settings = cedargate::config::Settings::resolve(cedargate::config::ServeArgs {
+        config: Some(path),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(settings.listen.port(), 8180);
+    assert_eq!(settings.sidecar.max_batch, 100);
+}
