@@ -1,6 +1,8 @@
 //! The decision path, measured two ways in one run:
-//! - `bare_is_authorized`: `Authorizer::is_authorized` on a prebuilt request
-//!   and prebuilt entities (the floor: Cedar alone);
+//! - `bare_is_authorized/*`: `Authorizer::is_authorized` on a prebuilt
+//!   request and prebuilt entities (the floor: Cedar alone), over the whole
+//!   policy set and over the slice of it that can apply to the action (what
+//!   the engine evaluates);
 //! - `engine_decide_warm/*`: the sidecar's whole in-process path (policy
 //!   snapshot, cache lookups, entity and context building, evaluation,
 //!   decision id, metrics) with a warm cache.
@@ -109,8 +111,11 @@ fn bench(c: &mut Criterion) {
     }
 
     let mut g = c.benchmark_group("decision");
-    g.bench_function("bare_is_authorized", |b| {
+    g.bench_function("bare_is_authorized/full_set", |b| {
         b.iter(|| authorizer.is_authorized(black_box(&request), &snapshot.policies, &entities))
+    });
+    g.bench_function("bare_is_authorized/action_slice", |b| {
+        b.iter(|| authorizer.is_authorized(black_box(&request), &action.policies, &entities))
     });
     g.bench_function("engine_decide_warm/read_document", |b| {
         b.iter(|| rt.block_on(engine.decide(black_box(&read))).unwrap())

@@ -8,16 +8,18 @@ import sys
 
 root = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion" / "decision"
 names = {
-    "bare": "bare_is_authorized",
+    "full": "bare_is_authorized/full_set",
+    "slice": "bare_is_authorized/action_slice",
     "read": "engine_decide_warm/read_document",
     "create": "engine_decide_warm/create_document",
 }
 medians = {}
 for key, name in names.items():
-    path = root / name / "new" / "estimates.json"
+    path = root / name.replace("/", "_") / "new" / "estimates.json"
     if not path.exists():
         sys.exit(f"missing {path}: run `cargo bench --bench decision` first")
     medians[key] = json.loads(path.read_text())["median"]["point_estimate"] / 1000.0
 for key, name in names.items():
-    print(f"{name:40s} median {medians[key]:8.2f} µs")
-print(f"ratio read_document / bare   {medians['read'] / medians['bare']:.2f}")
+    print(f"{name:40s} median {medians[key]:8.2f} us")
+print(f"ratio read_document / bare on the same slice: {medians['read'] / medians['slice']:.2f}")
+print(f"ratio read_document / bare on the full set:   {medians['read'] / medians['full']:.2f}")

@@ -6,6 +6,7 @@
 
 use std::hash::Hash;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,11 +42,19 @@ impl Default for CacheConfig {
     }
 }
 
+/// A number no other loaded entry (of any kind) has, so derived data can
+/// be keyed by the entries it was built from.
+pub fn next_generation() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A tenant record with its Cedar entity.
 #[derive(Debug)]
 pub struct TenantEntry {
     pub record: Tenant,
     pub entity: Entity,
+    pub generation: u64,
 }
 
 /// A document ACL with its Cedar entity.
@@ -53,6 +62,7 @@ pub struct TenantEntry {
 pub struct DocumentEntry {
     pub record: Document,
     pub entity: Entity,
+    pub generation: u64,
 }
 
 /// What the cache knows of one key: the record (or that there is none) and
@@ -167,6 +177,7 @@ impl EntityCache {
                 Arc::new(TenantEntry {
                     entity: tenant_entity(&record),
                     record,
+                    generation: next_generation(),
                 })
             }),
             fetched_at: Instant::now(),
@@ -196,6 +207,7 @@ impl EntityCache {
                 Arc::new(DocumentEntry {
                     entity: document_entity(&record),
                     record,
+                    generation: next_generation(),
                 })
             }),
             fetched_at: Instant::now(),
@@ -230,7 +242,7 @@ impl EntityCache {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     use async_trait::async_trait;
 

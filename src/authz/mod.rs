@@ -6,12 +6,15 @@
 
 pub mod entities;
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityUid, Request,
     RequestValidationError,
 };
+use lru::LruCache;
+use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -120,11 +123,14 @@ pub fn parse_context(
     name: &str,
     json: &serde_json::Value,
 ) -> Result<Context, AuthzError> {
-    let json = match json {
-        serde_json::Value::Null => serde_json::Value::Object(Default::default()),
-        other => other.clone(),
-    };
-    Context::from_json_value(json, Some((&snapshot.schema, &action.uid))).map_err(|e| {
+    // An empty context needs no parsing; `Request::new` still checks it
+    // against the action's context type.
+    match json {
+        serde_json::Value::Null => return Ok(Context::empty()),
+        serde_json::Value::Object(map) if map.is_empty() => return Ok(Context::empty()),
+        _ => {}
+    }
+    Context::from_json_value(json.clone(), Some((&snapshot.schema, &action.uid))).map_err(|e| {
         AuthzError::InvalidContext {
             action: name.to_string(),
             message: e.to_string(),
@@ -132,8 +138,27 @@ pub fn parse_context(
     })
 }
 
-/// Evaluates one request over the given entities (the principal's `User`
-/// entity is added here). Pure: no store, no cache.
+/// The entities a request needs besides its principal: the given tenant and
+/// resource entities, and the action with its groups.
+pub fn base_entities(
+    action: &ActionInfo,
+    entities: impl IntoIterator<Item = Entity>,
+) -> Result<Entities, String> {
+    Entities::from_entities(entities.into_iter().chain([action.entity.clone()]), None)
+        .map_err(|e| e.to_string())
+}
+
+fn evaluation_error(error: String) -> Evaluation {
+    Evaluation {
+        effect: Effect::Deny,
+        determining_policies: vec![],
+        errors: vec![error],
+        reason: Some(DenyReason::EvaluationError),
+    }
+}
+
+/// Evaluates one request over `base` (see [`base_entities`]) plus the
+/// principal's `User` entity. Pure: no store, no cache.
 pub fn evaluate(
     authorizer: &Authorizer,
     snapshot: &PolicySnapshot,
@@ -141,7 +166,7 @@ pub fn evaluate(
     principal: &Principal,
     resource: EntityUid,
     context: Context,
-    entities: impl IntoIterator<Item = Entity>,
+    base: &Entities,
 ) -> Result<Evaluation, AuthzError> {
     let request = Request::new(
         user_uid(&principal.id),
@@ -159,21 +184,11 @@ pub fn evaluate(
         }
         other => AuthzError::InvalidRequest(other.to_string()),
     })?;
-    let all = entities
-        .into_iter()
-        .chain([user_entity(principal), action.entity.clone()]);
-    let entities = match Entities::from_entities(all, None) {
+    let entities = match base.clone().add_entities([user_entity(principal)], None) {
         Ok(e) => e,
-        Err(e) => {
-            return Ok(Evaluation {
-                effect: Effect::Deny,
-                determining_policies: vec![],
-                errors: vec![format!("entities: {e}")],
-                reason: Some(DenyReason::EvaluationError),
-            })
-        }
+        Err(e) => return Ok(evaluation_error(format!("entities: {e}"))),
     };
-    let response = authorizer.is_authorized(&request, &snapshot.policies, &entities);
+    let response = authorizer.is_authorized(&request, &action.policies, &entities);
     let determining_policies: Vec<String> = response
         .diagnostics()
         .reason()
@@ -210,7 +225,14 @@ pub struct Engine {
     cache: Arc<EntityCache>,
     authorizer: Authorizer,
     metrics: Arc<Metrics>,
+    /// Built entity sets by (tenant, resource, action) generations: a warm
+    /// request only adds its principal. Generations are never reused, so a
+    /// reloaded record or policy set can never meet a stale set.
+    bases: Mutex<LruCache<(u64, u64, u64), Arc<Entities>>>,
 }
+
+/// How many built entity sets the engine keeps.
+const BASE_CAPACITY: usize = 4096;
 
 impl Engine {
     pub fn new(policies: PolicyHandle, cache: Arc<EntityCache>, metrics: Arc<Metrics>) -> Self {
@@ -219,6 +241,9 @@ impl Engine {
             cache,
             authorizer: Authorizer::new(),
             metrics,
+            bases: Mutex::new(LruCache::new(
+                NonZeroUsize::new(BASE_CAPACITY).unwrap_or(NonZeroUsize::MIN),
+            )),
         }
     }
 
@@ -327,10 +352,11 @@ impl Engine {
             }
         };
         let mut oldest = tenant.1;
-        let mut entities = Vec::with_capacity(4);
+        let mut entities = Vec::with_capacity(3);
         entities.push(tenant.0.entity.clone());
 
-        let resource_uid = match &req.resource {
+        // `resource_generation` is None when the set must not be cached.
+        let (resource_uid, resource_generation) = match &req.resource {
             ResourceRef::Document(id) => match self.cache.document(&principal.tenant, id).await {
                 Ok(Slot {
                     value: Some(doc),
@@ -338,7 +364,7 @@ impl Engine {
                 }) => {
                     oldest = oldest.min(fetched_at);
                     entities.push(doc.entity.clone());
-                    doc.entity.uid()
+                    (doc.entity.uid(), Some(doc.generation))
                 }
                 Ok(Slot { fetched_at, .. }) => {
                     return Ok(decided(
@@ -354,15 +380,21 @@ impl Engine {
                     ));
                 }
             },
-            ResourceRef::Tenant(id) if *id == principal.tenant => tenant_uid(id),
+            ResourceRef::Tenant(id) if *id == principal.tenant => (tenant_uid(id), Some(0)),
             ResourceRef::Tenant(id) => match self.cache.tenant(id).await {
                 Ok(slot) => {
                     oldest = oldest.min(slot.fetched_at);
-                    entities.push(match slot.value {
-                        Some(t) => t.entity.clone(),
-                        None => unknown_tenant_entity(id),
-                    });
-                    tenant_uid(id)
+                    let generation = match slot.value {
+                        Some(t) => {
+                            entities.push(t.entity.clone());
+                            Some(t.generation)
+                        }
+                        None => {
+                            entities.push(unknown_tenant_entity(id));
+                            None
+                        }
+                    };
+                    (tenant_uid(id), generation)
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "tenant lookup failed; denying");
@@ -373,6 +405,23 @@ impl Engine {
                 }
             },
         };
+        let key = resource_generation.map(|r| (tenant.0.generation, r, action.generation));
+        let base = match key.and_then(|k| self.bases.lock().get(&k).cloned()) {
+            Some(base) => base,
+            None => match base_entities(action, entities) {
+                Ok(base) => {
+                    let base = Arc::new(base);
+                    if let Some(k) = key {
+                        self.bases.lock().put(k, base.clone());
+                    }
+                    base
+                }
+                Err(e) => {
+                    self.metrics.fail_closed(FailClosed::EvaluationError);
+                    return Ok(decided(evaluation_error(format!("entities: {e}")), oldest));
+                }
+            },
+        };
         let ev = evaluate(
             &self.authorizer,
             snapshot,
@@ -380,7 +429,7 @@ impl Engine {
             principal,
             resource_uid,
             context,
-            entities,
+            &base,
         )?;
         if ev.reason == Some(DenyReason::EvaluationError) {
             self.metrics.fail_closed(FailClosed::EvaluationError);

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use cedar_policy::{
-    Entities, PolicyId, PolicySet, Schema, SchemaFragment, ValidationMode, Validator,
+    ActionConstraint, Entities, EntityTypeName, EntityUid, PolicyId, PolicySet, ResourceConstraint,
+    Schema, SchemaFragment, ValidationMode, Validator,
 };
 use miette::Diagnostic;
 use sha2::{Digest, Sha256};
@@ -212,8 +213,39 @@ fn parse_policies(
     }
 }
 
+/// The policies whose action and resource scope can match `action` on a
+/// resource of type `resource`.
+fn slice(
+    policies: &PolicySet,
+    action: &EntityUid,
+    groups: &[EntityUid],
+    resource: &EntityTypeName,
+) -> PolicySet {
+    let mut out = PolicySet::new();
+    for p in policies.policies() {
+        let action_ok = match p.action_constraint() {
+            ActionConstraint::Any => true,
+            ActionConstraint::Eq(uid) => uid == *action,
+            ActionConstraint::In(list) => list.iter().any(|g| g == action || groups.contains(g)),
+        };
+        let resource_ok = match p.resource_constraint() {
+            ResourceConstraint::Any | ResourceConstraint::In(_) => true,
+            ResourceConstraint::Eq(uid) => uid.type_name() == resource,
+            ResourceConstraint::Is(t) | ResourceConstraint::IsIn(t, _) => t == *resource,
+        };
+        // Ids are unique in `policies`, so adding cannot fail.
+        if action_ok && resource_ok && out.add(p.clone()).is_err() {
+            tracing::error!(policy = %p.id(), "policy could not be sliced");
+        }
+    }
+    out
+}
+
 /// Resolves every requestable action (one with an `appliesTo`) of the schema.
-fn actions(schema: &Schema) -> Result<HashMap<String, ActionInfo>, Vec<Problem>> {
+fn actions(
+    schema: &Schema,
+    policies: &PolicySet,
+) -> Result<HashMap<String, ActionInfo>, Vec<Problem>> {
     let entities: Entities = schema.action_entities().map_err(|e| {
         vec![Problem {
             file: PathBuf::from("schemas"),
@@ -224,24 +256,30 @@ fn actions(schema: &Schema) -> Result<HashMap<String, ActionInfo>, Vec<Problem>>
     })?;
     let mut out = HashMap::new();
     for uid in schema.actions() {
-        let resources: Vec<String> = schema
+        let resources: Vec<&EntityTypeName> = schema
             .resources_for_action(uid)
-            .map(|it| it.map(|t| t.basename().to_string()).collect())
+            .map(|it| it.collect())
             .unwrap_or_default();
-        let resource = match resources.as_slice() {
-            [one] if one == "Document" => ResourceKind::Document,
-            [one] if one == "Tenant" => ResourceKind::Tenant,
+        let (resource, type_name) = match resources.as_slice() {
+            [one] if one.basename() == "Document" => (ResourceKind::Document, *one),
+            [one] if one.basename() == "Tenant" => (ResourceKind::Tenant, *one),
             _ => continue, // an action group, or one this sidecar cannot resolve
         };
         let Some(entity) = entities.get(uid) else {
             continue;
         };
+        let groups: Vec<EntityUid> = entities
+            .ancestors(uid)
+            .map(|a| a.cloned().collect())
+            .unwrap_or_default();
         out.insert(
             uid.id().unescaped().to_string(),
             ActionInfo {
                 uid: uid.clone(),
                 entity: entity.clone(),
                 resource,
+                policies: slice(policies, uid, &groups, type_name),
+                generation: crate::cache::next_generation(),
             },
         );
     }
@@ -297,7 +335,7 @@ pub(super) fn build(
     for w in result.validation_warnings() {
         tracing::warn!(warning = %w, "policy validation warning");
     }
-    let actions = actions(&schema).map_err(LoadError::Invalid)?;
+    let actions = actions(&schema, &policies).map_err(LoadError::Invalid)?;
     Ok(PolicySnapshot {
         policies,
         schema,

@@ -29,6 +29,14 @@ pub struct ActionInfo {
     /// The action entity with all its groups as ancestors.
     pub entity: Entity,
     pub resource: ResourceKind,
+    /// The policies whose scope can match this action and its resource
+    /// type. Evaluating only these gives the same decision, determining
+    /// policies and errors as the whole set: a policy whose scope does not
+    /// match is never satisfied and never evaluates its conditions.
+    pub policies: PolicySet,
+    /// Unique across every snapshot ever built (see
+    /// [`crate::cache::next_generation`]).
+    pub generation: u64,
 }
 
 /// One complete, validated policy set with its schema.

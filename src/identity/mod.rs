@@ -1,0 +1,201 @@
+//! Verified identity: Cognito / OIDC JWTs checked against a JWKS, turned into
+//! the principal's claims. The tenant comes only from a verified token.
+//!
+//! Checks, in order: size, header (algorithm on the allow-list, a `kid`),
+//! key (known, or found after a rate-limited JWKS refresh; algorithm matching
+//! the key), signature, `iss`, `exp`/`nbf` with a small leeway, `token_use`,
+//! `aud` (ID tokens, generic OIDC) or `client_id` (access tokens), and the
+//! claims the principal is made of.
+
+mod claims;
+pub mod devkey;
+mod jwks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, Validation};
+
+pub use claims::ClaimNames;
+pub use jwks::{JwksError, JwksSource, KeySet};
+
+use crate::authz::entities::Principal;
+
+/// Which Cognito token type is accepted (`token_use` claim).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenUse {
+    /// ID tokens: `token_use = "id"`, audience in `aud`.
+    Id,
+    /// Access tokens: `token_use = "access"`, audience in `client_id`.
+    Access,
+    /// Either Cognito token type.
+    Any,
+    /// Generic OIDC: no `token_use` claim required; audience in `aud`.
+    Oidc,
+}
+
+/// What the verifier accepts.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub jwks: JwksSource,
+    /// Expected `iss`, e.g. `https://cognito-idp.eu-west-1.amazonaws.com/<pool>`.
+    pub issuer: String,
+    /// Accepted audiences: app client ids.
+    pub audiences: Vec<String>,
+    pub token_use: TokenUse,
+    pub claims: ClaimNames,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Tokens larger than this are refused before parsing.
+    pub max_token_bytes: usize,
+    /// Minimum time between two JWKS refreshes caused by unknown `kid`s.
+    pub min_refresh_interval: Duration,
+    /// Accept keys minted by `cedargate token` (development only).
+    pub allow_dev_keys: bool,
+}
+
+impl JwtConfig {
+    pub fn new(jwks: JwksSource, issuer: impl Into<String>, audiences: Vec<String>) -> Self {
+        JwtConfig {
+            jwks,
+            issuer: issuer.into(),
+            audiences,
+            token_use: TokenUse::Any,
+            claims: ClaimNames::default(),
+            leeway: Duration::from_secs(30),
+            max_token_bytes: 8 * 1024,
+            min_refresh_interval: Duration::from_secs(30),
+            allow_dev_keys: false,
+        }
+    }
+}
+
+/// Why a token was refused. The text is safe to return to the caller: it
+/// never echoes the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("no bearer token")]
+    Missing,
+    #[error("token is larger than {0} bytes")]
+    Oversized(usize),
+    #[error("token is malformed")]
+    Malformed,
+    #[error("token algorithm {0} is not accepted")]
+    Algorithm(String),
+    #[error("token has no key id")]
+    NoKeyId,
+    #[error("token key id is unknown")]
+    UnknownKey,
+    #[error("token signature is invalid")]
+    Signature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token issuer is not accepted")]
+    Issuer,
+    #[error("token audience is not accepted")]
+    Audience,
+    #[error("token_use is not accepted")]
+    TokenUse,
+    #[error("token claim {0}")]
+    Claim(String),
+    #[error("signing keys are unavailable")]
+    KeysUnavailable,
+}
+
+/// Verifies tokens against a key set that refreshes itself.
+pub struct Verifier {
+    config: JwtConfig,
+    keys: KeySet,
+}
+
+const ALLOWED: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES256];
+
+impl Verifier {
+    /// Loads the key set once; start-up fails if it cannot.
+    pub async fn new(config: JwtConfig) -> Result<Arc<Self>, JwksError> {
+        let keys = KeySet::load(
+            config.jwks.clone(),
+            config.min_refresh_interval,
+            config.allow_dev_keys,
+        )
+        .await?;
+        Ok(Arc::new(Verifier { config, keys }))
+    }
+
+    pub fn config(&self) -> &JwtConfig {
+        &self.config
+    }
+
+    /// Verifies a compact JWS and returns the principal it names.
+    pub async fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        if token.len() > self.config.max_token_bytes {
+            return Err(TokenError::Oversized(self.config.max_token_bytes));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName => {
+                TokenError::Algorithm("(unsupported)".into())
+            }
+            _ => TokenError::Malformed,
+        })?;
+        if !ALLOWED.contains(&header.alg) {
+            return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
+        }
+        let kid = header.kid.as_deref().ok_or(TokenError::NoKeyId)?;
+        let key = self.keys.get(kid).await?;
+        if key.algorithm != header.alg {
+            return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
+        }
+
+        let mut v = Validation::new(header.alg);
+        v.algorithms = vec![key.algorithm];
+        v.leeway = self.config.leeway.as_secs();
+        v.validate_exp = true;
+        v.validate_nbf = true;
+        v.set_issuer(&[&self.config.issuer]);
+        v.set_required_spec_claims(&["exp", "iss", "sub"]);
+        // Audience is checked below: Cognito access tokens carry it in
+        // `client_id`, not `aud`.
+        v.validate_aud = false;
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, &v)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::InvalidSignature => TokenError::Signature,
+                    K::ExpiredSignature => TokenError::Expired,
+                    K::ImmatureSignature => TokenError::NotYetValid,
+                    K::InvalidIssuer => TokenError::Issuer,
+                    K::MissingRequiredClaim(c) => TokenError::Claim(format!("{c} is missing")),
+                    K::InvalidAlgorithm => TokenError::Algorithm(format!("{:?}", header.alg)),
+                    _ => TokenError::Malformed,
+                }
+            })?;
+        claims::check_audience(&self.config, &data.claims)?;
+        claims::principal(&self.config.claims, &data.claims)
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header value.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer"), None);
+        assert_eq!(bearer("Bearer "), None);
+    }
+}
