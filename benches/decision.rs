@@ -5,7 +5,9 @@
 //!   the engine evaluates);
 //! - `engine_decide_warm/*`: the sidecar's whole in-process path (policy
 //!   snapshot, cache lookups, entity and context building, evaluation,
-//!   decision id, metrics) with a warm cache.
+//!   decision id, metrics) with a warm cache and the decision cache off;
+//! - `engine_decide_remembered/*`: the same with the decision cache on and
+//!   the decision already in it.
 //!
 //! `scripts/bench-ratio.py` prints the ratio of the two from criterion's
 //! estimates.
@@ -42,18 +44,19 @@ fn bench(c: &mut Criterion) {
     let url = StoreUrl::Sqlite(dir.path().join("bench.db"));
     let data = cedargate::demo::data().unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let app = rt.block_on(async {
+    let build = |decision_capacity: usize| {
+        let mut settings =
+            Settings::trusted(url.clone(), &root.join("policies"), &root.join("schemas"));
+        settings.cache.decision_capacity = decision_capacity;
+        rt.block_on(App::build(settings)).unwrap()
+    };
+    rt.block_on(async {
         let s = store::open(&url).await.unwrap();
         s.import(&data).await.unwrap();
-        App::build(Settings::trusted(
-            url.clone(),
-            &root.join("policies"),
-            &root.join("schemas"),
-        ))
-        .await
-        .unwrap()
     });
+    let app = build(0);
     let engine = app.state.engine.clone();
+    let remembering = build(16_384).state.engine.clone();
     let snapshot = app.policies.load_full();
 
     // The same question both ways: dave (editor) reads q3-report, shared
@@ -104,10 +107,12 @@ fn bench(c: &mut Criterion) {
     let bare = authorizer.is_authorized(&request, &snapshot.policies, &entities);
     assert_eq!(bare.decision(), cedar_policy::Decision::Allow);
 
-    // Warm the cache and check both paths agree.
+    // Warm the caches and check the paths agree.
     for r in [&read, &create] {
-        let d = rt.block_on(engine.decide(r)).unwrap();
-        assert_eq!(d.decision, cedargate::authz::Effect::Allow, "{d:?}");
+        for e in [&engine, &remembering] {
+            let d = rt.block_on(e.decide(r)).unwrap();
+            assert_eq!(d.decision, cedargate::authz::Effect::Allow, "{d:?}");
+        }
     }
 
     let mut g = c.benchmark_group("decision");
@@ -122,6 +127,9 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("engine_decide_warm/create_document", |b| {
         b.iter(|| rt.block_on(engine.decide(black_box(&create))).unwrap())
+    });
+    g.bench_function("engine_decide_remembered/read_document", |b| {
+        b.iter(|| rt.block_on(remembering.decide(black_box(&read))).unwrap())
     });
     g.finish();
 }

@@ -12,6 +12,7 @@ names = {
     "slice": "bare_is_authorized/action_slice",
     "read": "engine_decide_warm/read_document",
     "create": "engine_decide_warm/create_document",
+    "remembered": "engine_decide_remembered/read_document",
 }
 medians = {}
 for key, name in names.items():

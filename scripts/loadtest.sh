@@ -3,6 +3,7 @@
 # into a fresh SQLite store, starts `cedargate serve`, warms the cache and runs
 # wrk (apt-get install wrk) against it. Loopback only; bounded in time.
 #   scripts/loadtest.sh [DURATION] [CONNECTIONS] [THREADS]
+# DECISION_CACHE=0 turns the decision cache off (every request evaluated).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-20s}
@@ -16,7 +17,8 @@ work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 ./target/release/cedargate-admin import --store "sqlite:$work/store.db" demo/data.json
-RUST_LOG=warn ./target/release/cedargate serve --identity trusted \
+printf '[cache]\ndecision_capacity = %s\n' "${DECISION_CACHE:-16384}" > "$work/cedargate.toml"
+RUST_LOG=warn ./target/release/cedargate serve --identity trusted --config "$work/cedargate.toml" \
   --listen "127.0.0.1:$port" --store "sqlite:$work/store.db" &
 pid=$!
 for _ in $(seq 100); do

@@ -58,7 +58,12 @@ impl App {
             metrics.tenant_cache.clone(),
             metrics.document_cache.clone(),
         ));
-        let engine = Arc::new(Engine::new(policies.clone(), cache, metrics.clone()));
+        let engine = Arc::new(Engine::new(
+            policies.clone(),
+            cache,
+            metrics.clone(),
+            settings.cache.decision_capacity,
+        ));
         let state = Arc::new(AppState {
             engine,
             config: settings.sidecar.clone(),

@@ -29,6 +29,8 @@ pub struct CacheConfig {
     pub ttl: Duration,
     /// How long "not found" is remembered.
     pub negative_ttl: Duration,
+    /// Decisions remembered by everything they depend on (0: off).
+    pub decision_capacity: usize,
 }
 
 impl Default for CacheConfig {
@@ -38,6 +40,7 @@ impl Default for CacheConfig {
             document_capacity: NonZeroUsize::new(100_000).unwrap_or(NonZeroUsize::MIN),
             ttl: Duration::from_secs(30),
             negative_ttl: Duration::from_secs(5),
+            decision_capacity: 16_384,
         }
     }
 }
@@ -312,6 +315,7 @@ mod tests {
                 document_capacity: cap,
                 ttl: Duration::from_secs(30),
                 negative_ttl: Duration::from_secs(5),
+                decision_capacity: 0,
             },
             CacheMetrics::default(),
             CacheMetrics::default(),

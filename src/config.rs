@@ -70,6 +70,7 @@ struct FileCache {
     negative_ttl_ms: Option<u64>,
     tenant_capacity: Option<NonZeroUsize>,
     document_capacity: Option<NonZeroUsize>,
+    decision_capacity: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +179,9 @@ impl Settings {
         }
         if let Some(n) = file.cache.document_capacity {
             s.cache.document_capacity = n;
+        }
+        if let Some(n) = file.cache.decision_capacity {
+            s.cache.decision_capacity = n;
         }
         if let Some(n) = file.max_body_bytes {
             s.sidecar.max_body_bytes = n;

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub latency: Histogram,
     pub tenant_cache: CacheMetrics,
     pub document_cache: CacheMetrics,
+    pub decision_cache: CacheMetrics,
     pub policy_reloads: Counter,
     pub policy_reload_failures: Counter,
     policy_info: Family<Vec<(&'static str, String)>, Gauge>,
@@ -110,6 +111,7 @@ impl Metrics {
         };
         let tenant_cache = cache_metrics("tenant");
         let document_cache = cache_metrics("document");
+        let decision_cache = cache_metrics("decision");
 
         let policy_reloads = Counter::default();
         registry.register(
@@ -138,6 +140,7 @@ impl Metrics {
             latency,
             tenant_cache,
             document_cache,
+            decision_cache,
             policy_reloads,
             policy_reload_failures,
             policy_info,

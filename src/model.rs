@@ -182,7 +182,9 @@ impl From<Share> for ShareWire {
 
 /// Classification (of a document) or clearance (of a user): 0 public,
 /// 1 internal, 2 confidential, 3 restricted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(try_from = "u8", into = "u8")]
 pub struct Level(u8);
 

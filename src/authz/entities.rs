@@ -222,7 +222,7 @@ pub fn document_entity(d: &Document) -> Entity {
 
 /// The principal's facts: its claims, as a verified token (or, in trusted
 /// mode, the trusted caller) states them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Principal {
     pub id: UserId,
     pub tenant: TenantId,

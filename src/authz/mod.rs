@@ -229,13 +229,34 @@ pub struct Engine {
     /// request only adds its principal. Generations are never reused, so a
     /// reloaded record or policy set can never meet a stale set.
     bases: Mutex<LruCache<(u64, u64, u64), Arc<Entities>>>,
+    /// Decisions already made, when enabled.
+    decisions: Option<Mutex<LruCache<DecisionKey, Evaluation>>>,
 }
 
 /// How many built entity sets the engine keeps.
 const BASE_CAPACITY: usize = 4096;
 
+/// Everything a decision depends on. Cedar evaluation is a pure function of
+/// the policies, the entities and the request; the generations pin the
+/// first two (a reloaded policy set or record gets a new generation), the
+/// principal's claims and the context text pin the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DecisionKey {
+    tenant: u64,
+    resource: u64,
+    action: u64,
+    principal: Principal,
+    context: String,
+}
+
 impl Engine {
-    pub fn new(policies: PolicyHandle, cache: Arc<EntityCache>, metrics: Arc<Metrics>) -> Self {
+    /// `decision_capacity` bounds the decision cache; 0 turns it off.
+    pub fn new(
+        policies: PolicyHandle,
+        cache: Arc<EntityCache>,
+        metrics: Arc<Metrics>,
+        decision_capacity: usize,
+    ) -> Self {
         Engine {
             policies,
             cache,
@@ -244,6 +265,7 @@ impl Engine {
             bases: Mutex::new(LruCache::new(
                 NonZeroUsize::new(BASE_CAPACITY).unwrap_or(NonZeroUsize::MIN),
             )),
+            decisions: NonZeroUsize::new(decision_capacity).map(|n| Mutex::new(LruCache::new(n))),
         }
     }
 
@@ -422,6 +444,21 @@ impl Engine {
                 }
             },
         };
+        let decision_key = key.map(|(tenant, resource, action)| DecisionKey {
+            tenant,
+            resource,
+            action,
+            principal: principal.clone(),
+            context: req.context.to_string(),
+        });
+        if let Some(ev) = decision_key
+            .as_ref()
+            .and_then(|k| self.decisions.as_ref()?.lock().get(k).cloned())
+        {
+            self.metrics.decision_cache.hits.inc();
+            return Ok(decided(ev, oldest));
+        }
+        self.metrics.decision_cache.misses.inc();
         let ev = evaluate(
             &self.authorizer,
             snapshot,
@@ -431,6 +468,12 @@ impl Engine {
             context,
             &base,
         )?;
+        if let (Some(k), Some(cache), None | Some(DenyReason::Forbidden | DenyReason::NoPermit)) =
+            (decision_key, self.decisions.as_ref(), ev.reason)
+        {
+            // Failures (evaluation errors) are never remembered.
+            cache.lock().put(k, ev.clone());
+        }
         if ev.reason == Some(DenyReason::EvaluationError) {
             self.metrics.fail_closed(FailClosed::EvaluationError);
             tracing::warn!(errors = ?ev.errors, "policy evaluation error; denying");

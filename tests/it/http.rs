@@ -358,3 +358,44 @@ async fn store_outage_fails_closed_with_503() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn remembered_decisions_follow_data_changes() {
+    let mut store = None;
+    let app = spawn_app_on(
+        |s| s.cache.ttl = std::time::Duration::from_millis(300),
+        |inner| {
+            store = Some(inner.clone());
+            inner
+        },
+    )
+    .await;
+    let store = store.unwrap();
+    let req = read_req("vic", "t1", &["viewer"], "d-public");
+    for _ in 0..3 {
+        assert_eq!(
+            app.post("/v1/authorize", &req).await.json()["decision"],
+            "Allow"
+        );
+    }
+    // The owner makes the document private.
+    let t1 = cedargate::ids::TenantId::parse("t1").unwrap();
+    let id = cedargate::ids::DocumentId::parse("d-public").unwrap();
+    let mut doc = store.get_document(&t1, &id).await.unwrap().unwrap();
+    doc.visibility = cedargate::model::Visibility::Private;
+    store.put_document(&doc).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await; // past the TTL
+    let r = app.post("/v1/authorize", &req).await.json();
+    assert_eq!(r["decision"], "Deny", "{r}");
+    assert_eq!(r["reason"], "no_permit");
+    let metrics = app.get("/metrics").await.body;
+    let hits: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("cedargate_cache_events_total{cache=\"decision\",event=\"hit\"} ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert_eq!(hits, 2, "{metrics}");
+    app.shutdown().await;
+}
