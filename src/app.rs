@@ -10,9 +10,12 @@ use tokio::sync::watch;
 
 use crate::authz::Engine;
 use crate::cache::EntityCache;
-use crate::config::Settings;
+use crate::config::{IdentityConfig, Settings};
+use crate::identity::{JwksError, Verifier};
 use crate::metrics::Metrics;
-use crate::policy::{self, LoadError, PolicyHandle, PolicySnapshot};
+use crate::policy::{self, LoadError, PolicyHandle, PolicySnapshot, ResourceKind};
+use crate::sidecar::forward::{RouteResource, RouteTable};
+use crate::sidecar::Identity;
 use crate::sidecar::{self, AppState};
 use crate::store::{self, Store, StoreError};
 
@@ -22,6 +25,41 @@ pub enum StartError {
     Policy(#[from] LoadError),
     #[error("cannot open the store")]
     Store(#[from] StoreError),
+    #[error("cannot load the token issuer's keys")]
+    Jwks(#[from] JwksError),
+    #[error("invalid forward-auth route table: {0}")]
+    Routes(String),
+}
+
+/// The route table, checked against the policy set's actions.
+fn route_table(settings: &Settings, snapshot: &PolicySnapshot) -> Result<RouteTable, StartError> {
+    let table = RouteTable::new(&settings.forward_auth).map_err(StartError::Routes)?;
+    for r in table.routes() {
+        let Some(action) = snapshot.actions.get(&r.action) else {
+            return Err(StartError::Routes(format!(
+                "route {} {}: unknown action {:?}",
+                r.method, r.path, r.action
+            )));
+        };
+        let kind = match r.resource {
+            RouteResource::Document => ResourceKind::Document,
+            RouteResource::Tenant => ResourceKind::Tenant,
+        };
+        if action.resource != kind {
+            return Err(StartError::Routes(format!(
+                "route {} {}: {} applies to {:?}, not {:?}",
+                r.method, r.path, r.action, action.resource, kind
+            )));
+        }
+    }
+    Ok(table)
+}
+
+async fn identity(settings: &Settings) -> Result<Identity, StartError> {
+    Ok(match &settings.identity {
+        IdentityConfig::Trusted => Identity::Trusted,
+        IdentityConfig::Jwt(cfg) => Identity::Jwt(Verifier::new(cfg.clone()).await?),
+    })
 }
 
 /// A sidecar ready to serve.
@@ -38,17 +76,30 @@ impl App {
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         // Policies first: a broken policy set stops start-up before any I/O.
         let snapshot = policy::load(&settings.sources)?;
+        let routes = route_table(&settings, &snapshot)?;
+        let identity = identity(&settings).await?;
         let store = store::open(&settings.store).await?;
-        Ok(Self::assemble(settings, snapshot, store))
+        Ok(Self::assemble(settings, snapshot, store, identity, routes))
     }
 
     /// Like [`App::build`], over a store the caller opened.
-    pub fn build_with_store(settings: Settings, store: Arc<dyn Store>) -> Result<Self, StartError> {
+    pub async fn build_with_store(
+        settings: Settings,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, StartError> {
         let snapshot = policy::load(&settings.sources)?;
-        Ok(Self::assemble(settings, snapshot, store))
+        let routes = route_table(&settings, &snapshot)?;
+        let identity = identity(&settings).await?;
+        Ok(Self::assemble(settings, snapshot, store, identity, routes))
     }
 
-    fn assemble(settings: Settings, snapshot: PolicySnapshot, store: Arc<dyn Store>) -> Self {
+    fn assemble(
+        settings: Settings,
+        snapshot: PolicySnapshot,
+        store: Arc<dyn Store>,
+        identity: Identity,
+        routes: RouteTable,
+    ) -> Self {
         let metrics = Arc::new(Metrics::new());
         metrics.set_policy_revision(&snapshot.revision);
         let policies: PolicyHandle = Arc::new(ArcSwap::from_pointee(snapshot));
@@ -67,6 +118,8 @@ impl App {
         let state = Arc::new(AppState {
             engine,
             config: settings.sidecar.clone(),
+            identity,
+            routes,
         });
         App {
             state,

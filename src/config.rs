@@ -9,8 +9,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cache::CacheConfig;
+use crate::identity::{ClaimNames, JwksSource, JwtConfig, TokenUse};
 use crate::policy::PolicySources;
-use crate::sidecar::{IdentityMode, SidecarConfig};
+use crate::sidecar::forward::ForwardAuthConfig;
+use crate::sidecar::SidecarConfig;
 use crate::store::StoreUrl;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8180";
@@ -18,7 +20,16 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8180";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IdentityArg {
+    /// Verified bearer tokens (Cognito / OIDC JWTs). The default.
+    Jwt,
     /// The request body states the principal (for a trusted caller only).
+    Trusted,
+}
+
+/// How principals are identified.
+#[derive(Debug, Clone)]
+pub enum IdentityConfig {
+    Jwt(JwtConfig),
     Trusted,
 }
 
@@ -40,9 +51,31 @@ pub struct ServeArgs {
     /// Directory of *.cedarschema files [default: schemas].
     #[arg(long)]
     pub schema: Option<PathBuf>,
-    /// How the principal is identified. Must be given explicitly.
+    /// How the principal is identified [default: jwt].
     #[arg(long, value_enum)]
     pub identity: Option<IdentityArg>,
+    /// JWKS file of the token issuer.
+    #[arg(long)]
+    pub jwks_file: Option<PathBuf>,
+    /// JWKS URL of the token issuer (https), e.g.
+    /// https://cognito-idp.REGION.amazonaws.com/POOL/.well-known/jwks.json
+    #[arg(long)]
+    pub jwks_url: Option<String>,
+    /// Expected token issuer (`iss`).
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// Accepted audience / app client id; repeatable.
+    #[arg(long = "audience")]
+    pub audiences: Vec<String>,
+    /// Accepted token type [default: any].
+    #[arg(long, value_enum)]
+    pub token_use: Option<TokenUse>,
+    /// Claim naming the tenant [default: custom:tenant_id].
+    #[arg(long)]
+    pub tenant_claim: Option<String>,
+    /// Accept development keys minted by `cedargate token` (never in production).
+    #[arg(long)]
+    pub allow_dev_keys: bool,
     /// Cache TTL in milliseconds [default: 30000].
     #[arg(long)]
     pub cache_ttl_ms: Option<u64>,
@@ -61,6 +94,9 @@ struct FileConfig {
     reload_interval_ms: Option<u64>,
     #[serde(default)]
     cache: FileCache,
+    #[serde(default)]
+    jwt: FileJwt,
+    forward_auth: Option<ForwardAuthConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +107,25 @@ struct FileCache {
     tenant_capacity: Option<NonZeroUsize>,
     document_capacity: Option<NonZeroUsize>,
     decision_capacity: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileJwt {
+    jwks_file: Option<PathBuf>,
+    jwks_url: Option<String>,
+    issuer: Option<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    token_use: Option<TokenUse>,
+    tenant_claim: Option<String>,
+    roles_claim: Option<String>,
+    /// Empty string turns the clearance claim off.
+    clearance_claim: Option<String>,
+    leeway_secs: Option<u64>,
+    max_token_bytes: Option<usize>,
+    min_refresh_interval_secs: Option<u64>,
+    allow_dev_keys: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +154,8 @@ pub struct Settings {
     pub sources: PolicySources,
     pub cache: CacheConfig,
     pub sidecar: SidecarConfig,
+    pub identity: IdentityConfig,
+    pub forward_auth: ForwardAuthConfig,
     pub reload_interval: Duration,
 }
 
@@ -116,8 +173,18 @@ impl Settings {
                 schema_dir: schema_dir.to_path_buf(),
             },
             cache: CacheConfig::default(),
-            sidecar: SidecarConfig::new(IdentityMode::Trusted),
+            sidecar: SidecarConfig::default(),
+            identity: IdentityConfig::Trusted,
+            forward_auth: ForwardAuthConfig::default(),
             reload_interval: Duration::from_millis(250),
+        }
+    }
+
+    /// Like [`Settings::trusted`], with token identity.
+    pub fn jwt(store: StoreUrl, policy_dir: &Path, schema_dir: &Path, jwt: JwtConfig) -> Self {
+        Settings {
+            identity: IdentityConfig::Jwt(jwt),
+            ..Settings::trusted(store, policy_dir, schema_dir)
         }
     }
 
@@ -135,7 +202,7 @@ impl Settings {
             }
             None => FileConfig::default(),
         };
-        let store = match (args.store, file.store) {
+        let store = match (args.store.clone(), file.store.clone()) {
             (Some(s), _) => s,
             (None, Some(s)) => s.parse().map_err(ConfigError::Invalid)?,
             (None, None) => {
@@ -145,26 +212,22 @@ impl Settings {
                 ))
             }
         };
-        let identity = match args.identity.or(file.identity) {
-            Some(IdentityArg::Trusted) => IdentityMode::Trusted,
-            None => {
-                return Err(ConfigError::Invalid(
-                    "no identity mode given: pass --identity trusted (the caller states the \
-                     principal; use only behind a trusted proxy)"
-                        .into(),
-                ))
-            }
+        let identity = match args.identity.or(file.identity).unwrap_or(IdentityArg::Jwt) {
+            IdentityArg::Trusted => IdentityConfig::Trusted,
+            IdentityArg::Jwt => IdentityConfig::Jwt(jwt_config(&args, &file.jwt)?),
         };
         let policy_dir = args
             .policies
-            .or(file.policies)
+            .clone()
+            .or(file.policies.clone())
             .unwrap_or_else(|| "policies".into());
         let schema_dir = args
             .schema
-            .or(file.schema)
+            .clone()
+            .or(file.schema.clone())
             .unwrap_or_else(|| "schemas".into());
         let mut s = Settings::trusted(store, &policy_dir, &schema_dir);
-        s.sidecar.identity = identity;
+        s.identity = identity;
         if let Some(listen) = args.listen.or(file.listen) {
             s.listen = listen;
         }
@@ -192,8 +255,78 @@ impl Settings {
         if let Some(ms) = file.reload_interval_ms {
             s.reload_interval = Duration::from_millis(ms.max(10));
         }
+        if let Some(f) = file.forward_auth {
+            s.forward_auth = f;
+        }
         Ok(s)
     }
+}
+
+fn jwt_config(args: &ServeArgs, file: &FileJwt) -> Result<JwtConfig, ConfigError> {
+    let jwks = match (
+        args.jwks_file.clone().or(file.jwks_file.clone()),
+        args.jwks_url.clone().or(file.jwks_url.clone()),
+    ) {
+        (Some(path), None) => JwksSource::File(path),
+        (None, Some(url)) => JwksSource::Url(url),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid(
+                "give one of --jwks-file and --jwks-url, not both".into(),
+            ))
+        }
+        (None, None) => {
+            return Err(ConfigError::Invalid(
+                "token identity (the default) needs the issuer's keys: pass --jwks-file or \
+                 --jwks-url with --issuer and --audience (or --identity trusted for a trusted \
+                 caller)"
+                    .into(),
+            ))
+        }
+    };
+    let issuer = args
+        .issuer
+        .clone()
+        .or(file.issuer.clone())
+        .ok_or_else(|| ConfigError::Invalid("token identity needs --issuer".into()))?;
+    let audiences = if args.audiences.is_empty() {
+        file.audiences.clone()
+    } else {
+        args.audiences.clone()
+    };
+    if audiences.is_empty() {
+        return Err(ConfigError::Invalid(
+            "token identity needs at least one --audience (app client id)".into(),
+        ));
+    }
+    let mut c = JwtConfig::new(jwks, issuer, audiences);
+    if let Some(t) = args.token_use.or(file.token_use) {
+        c.token_use = t;
+    }
+    let defaults = ClaimNames::default();
+    c.claims = ClaimNames {
+        tenant: args
+            .tenant_claim
+            .clone()
+            .or(file.tenant_claim.clone())
+            .unwrap_or(defaults.tenant),
+        roles: file.roles_claim.clone().unwrap_or(defaults.roles),
+        clearance: match &file.clearance_claim {
+            Some(name) if name.is_empty() => None,
+            Some(name) => Some(name.clone()),
+            None => defaults.clearance,
+        },
+    };
+    if let Some(s) = file.leeway_secs {
+        c.leeway = Duration::from_secs(s.min(300));
+    }
+    if let Some(n) = file.max_token_bytes {
+        c.max_token_bytes = n;
+    }
+    if let Some(s) = file.min_refresh_interval_secs {
+        c.min_refresh_interval = Duration::from_secs(s);
+    }
+    c.allow_dev_keys = args.allow_dev_keys || file.allow_dev_keys.unwrap_or(false);
+    Ok(c)
 }
 
 #[cfg(test)]
@@ -218,17 +351,39 @@ mod tests {
         assert_eq!(s.store, StoreUrl::Sqlite("flag.db".into()));
         assert_eq!(s.listen.port(), 9000);
         assert_eq!(s.cache.ttl, Duration::from_millis(5));
-        assert_eq!(s.sidecar.identity, IdentityMode::Trusted);
+        assert!(matches!(s.identity, IdentityConfig::Trusted));
     }
 
     #[test]
-    fn identity_and_store_must_be_explicit() {
+    fn token_identity_is_the_default_and_needs_its_settings() {
+        let store = Some("sqlite:x.db".parse().unwrap());
         let err = Settings::resolve(ServeArgs {
-            store: Some("sqlite:x.db".parse().unwrap()),
+            store: store.clone(),
             ..Default::default()
         })
         .unwrap_err();
-        assert!(err.to_string().contains("--identity"));
+        assert!(err.to_string().contains("--jwks-file"), "{err}");
+        let err = Settings::resolve(ServeArgs {
+            store: store.clone(),
+            jwks_file: Some("jwks.json".into()),
+            issuer: Some("https://issuer".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("--audience"), "{err}");
+        let s = Settings::resolve(ServeArgs {
+            store: store.clone(),
+            jwks_file: Some("jwks.json".into()),
+            issuer: Some("https://issuer".into()),
+            audiences: vec!["client".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let IdentityConfig::Jwt(jwt) = s.identity else {
+            panic!("token identity expected")
+        };
+        assert_eq!(jwt.claims.tenant, "custom:tenant_id");
+        assert!(!jwt.allow_dev_keys);
         let err = Settings::resolve(ServeArgs {
             identity: Some(IdentityArg::Trusted),
             ..Default::default()

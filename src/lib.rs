@@ -8,6 +8,7 @@
 //! # Layout
 //!
 //! - [`ids`]: identifier newtypes (`TenantId`, `DocumentId`, …), parsed once.
+//! - [`identity`]: JWT verification (JWKS, Cognito claims) and dev keys.
 //! - [`model`]: store records (the seed's `Tenant`, documents with ACLs).
 //! - [`policy`]: loading, strict validation and hot reload of policies.
 //! - [`store`]: the store trait and its embedded SQLite backend.
@@ -24,6 +25,7 @@ pub mod authz;
 pub mod cache;
 pub mod config;
 pub mod demo;
+pub mod identity;
 pub mod ids;
 pub mod metrics;
 pub mod model;

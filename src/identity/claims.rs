@@ -62,7 +62,9 @@ pub(super) fn check_audience(cfg: &JwtConfig, claims: &Value) -> Result<(), Toke
 /// The principal named by verified claims.
 pub(super) fn principal(names: &ClaimNames, claims: &Value) -> Result<Principal, TokenError> {
     let sub = match claims.get("sub") {
-        Some(Value::String(s)) => UserId::parse(s.as_str()).map_err(|_| claim_err("sub", "is not a valid user id"))?,
+        Some(Value::String(s)) => {
+            UserId::parse(s.as_str()).map_err(|_| claim_err("sub", "is not a valid user id"))?
+        }
         _ => return Err(claim_err("sub", "is missing or not a string")),
     };
     let tenant = match claims.get(&names.tenant) {
@@ -83,7 +85,11 @@ pub(super) fn principal(names: &ClaimNames, claims: &Value) -> Result<Principal,
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(claim_err(&names.roles, "is not an array")),
     };
-    let clearance = match names.clearance.as_ref().and_then(|n| claims.get(n).map(|v| (n, v))) {
+    let clearance = match names
+        .clearance
+        .as_ref()
+        .and_then(|n| claims.get(n).map(|v| (n, v)))
+    {
         None => Level::default(),
         Some((name, v)) => {
             let n = match v {
@@ -123,14 +129,29 @@ mod tests {
         let access = json!({"token_use": "access", "client_id": "client-a"});
         assert!(check_audience(&cfg(TokenUse::Any), &id).is_ok());
         assert!(check_audience(&cfg(TokenUse::Any), &access).is_ok());
-        assert_eq!(check_audience(&cfg(TokenUse::Access), &id), Err(TokenError::TokenUse));
-        assert_eq!(check_audience(&cfg(TokenUse::Id), &access), Err(TokenError::TokenUse));
+        assert_eq!(
+            check_audience(&cfg(TokenUse::Access), &id),
+            Err(TokenError::TokenUse)
+        );
+        assert_eq!(
+            check_audience(&cfg(TokenUse::Id), &access),
+            Err(TokenError::TokenUse)
+        );
         // An access token's `aud` does not count; its `client_id` does.
         let access_aud = json!({"token_use": "access", "aud": "client-a", "client_id": "other"});
-        assert_eq!(check_audience(&cfg(TokenUse::Access), &access_aud), Err(TokenError::Audience));
+        assert_eq!(
+            check_audience(&cfg(TokenUse::Access), &access_aud),
+            Err(TokenError::Audience)
+        );
         assert!(check_audience(&cfg(TokenUse::Oidc), &json!({"aud": ["x", "client-a"]})).is_ok());
-        assert_eq!(check_audience(&cfg(TokenUse::Oidc), &json!({"aud": "x"})), Err(TokenError::Audience));
-        assert_eq!(check_audience(&cfg(TokenUse::Any), &json!({"aud": "client-a"})), Err(TokenError::TokenUse));
+        assert_eq!(
+            check_audience(&cfg(TokenUse::Oidc), &json!({"aud": "x"})),
+            Err(TokenError::Audience)
+        );
+        assert_eq!(
+            check_audience(&cfg(TokenUse::Any), &json!({"aud": "client-a"})),
+            Err(TokenError::TokenUse)
+        );
     }
 
     #[test]

@@ -35,7 +35,8 @@ impl DevKey {
     }
 
     pub fn from_pem(pem: &str) -> Result<Self, DevKeyError> {
-        let signing = SigningKey::from_pkcs8_pem(pem).map_err(|e| DevKeyError::Key(e.to_string()))?;
+        let signing =
+            SigningKey::from_pkcs8_pem(pem).map_err(|e| DevKeyError::Key(e.to_string()))?;
         Ok(DevKey { signing })
     }
 
@@ -92,7 +93,8 @@ impl DevKey {
     /// Signs `claims` as an ES256 JWT with this key's kid.
     pub fn mint(&self, claims: &serde_json::Value) -> Result<String, DevKeyError> {
         let pem = self.to_pem()?;
-        let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|e| DevKeyError::Key(e.to_string()))?;
+        let key = EncodingKey::from_ec_pem(pem.as_bytes())
+            .map_err(|e| DevKeyError::Key(e.to_string()))?;
         let mut header = Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some(self.kid());
         jsonwebtoken::encode(&header, claims, &key).map_err(|e| DevKeyError::Sign(e.to_string()))

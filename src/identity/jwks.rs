@@ -39,9 +39,15 @@ impl std::fmt::Display for JwksSource {
 #[derive(Debug, thiserror::Error)]
 pub enum JwksError {
     #[error("cannot read JWKS {source_name}: {message}")]
-    Read { source_name: String, message: String },
+    Read {
+        source_name: String,
+        message: String,
+    },
     #[error("JWKS {source_name} is invalid: {message}")]
-    Invalid { source_name: String, message: String },
+    Invalid {
+        source_name: String,
+        message: String,
+    },
     #[error("JWKS URL {0} must use https (http is allowed for loopback hosts only)")]
     Insecure(String),
 }
@@ -212,8 +218,15 @@ pub fn parse(name: &str, bytes: &[u8], allow_dev_keys: bool) -> Result<Keys, Jwk
         let (Some(algorithm), true) = (declared, declared == by_type) else {
             continue;
         };
-        let decoding = DecodingKey::from_jwk(jwk).map_err(|e| invalid(format!("key {kid}: {e}")))?;
-        keys.insert(kid, Arc::new(Key { algorithm, decoding }));
+        let decoding =
+            DecodingKey::from_jwk(jwk).map_err(|e| invalid(format!("key {kid}: {e}")))?;
+        keys.insert(
+            kid,
+            Arc::new(Key {
+                algorithm,
+                decoding,
+            }),
+        );
     }
     if keys.is_empty() {
         return Err(invalid("no RS256 or ES256 signing key with a kid".into()));

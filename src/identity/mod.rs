@@ -159,8 +159,8 @@ impl Verifier {
         // Audience is checked below: Cognito access tokens carry it in
         // `client_id`, not `aud`.
         v.validate_aud = false;
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, &v)
-            .map_err(|e| {
+        let data =
+            jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, &v).map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind as K;
                 match e.kind() {
                     K::InvalidSignature => TokenError::Signature,

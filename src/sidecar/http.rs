@@ -5,11 +5,12 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 
 use crate::authz::AuthzError;
+use crate::identity::TokenError;
 
 pub type Body = Full<Bytes>;
 
@@ -19,6 +20,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// `WWW-Authenticate` challenge of a 401.
+    pub challenge: Option<String>,
 }
 
 impl ApiError {
@@ -27,6 +30,27 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            challenge: None,
+        }
+    }
+
+    /// 401 with a `WWW-Authenticate: Bearer` challenge (RFC 6750).
+    pub fn unauthorized(e: &TokenError) -> Self {
+        let challenge = match e {
+            TokenError::Missing => "Bearer realm=\"cedargate\"".to_string(),
+            other => format!(
+                "Bearer realm=\"cedargate\", error=\"invalid_token\", error_description=\"{}\"",
+                other.to_string().replace(['"', '\\'], "'")
+            ),
+        };
+        let code = if *e == TokenError::Missing {
+            "missing_token"
+        } else {
+            "invalid_token"
+        };
+        ApiError {
+            challenge: Some(challenge),
+            ..ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string())
         }
     }
 
@@ -39,7 +63,11 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Body> {
-        json_response(self.status, &self.body())
+        let mut resp = json_response(self.status, &self.body());
+        if let Some(v) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            resp.headers_mut().insert(WWW_AUTHENTICATE, v);
+        }
+        resp
     }
 }
 

@@ -3,6 +3,7 @@
 //! real server.
 
 pub mod client;
+pub mod forward;
 pub mod http;
 mod routes;
 pub mod wire;
@@ -17,18 +18,30 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::authz::Engine;
+use crate::identity::Verifier;
+use forward::RouteTable;
 
 /// How the principal reaches the sidecar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdentityMode {
+#[derive(Clone)]
+pub enum Identity {
+    /// A verified bearer token (the default).
+    Jwt(Arc<Verifier>),
     /// The caller is trusted to state the principal's claims in the body
     /// (only when explicitly configured).
     Trusted,
 }
 
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identity::Jwt(v) => write!(f, "Jwt(issuer {})", v.config().issuer),
+            Identity::Trusted => f.write_str("Trusted"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SidecarConfig {
-    pub identity: IdentityMode,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     /// Largest batch.
@@ -37,10 +50,9 @@ pub struct SidecarConfig {
     pub drain_timeout: Duration,
 }
 
-impl SidecarConfig {
-    pub fn new(identity: IdentityMode) -> Self {
+impl Default for SidecarConfig {
+    fn default() -> Self {
         SidecarConfig {
-            identity,
             max_body_bytes: 1024 * 1024,
             max_batch: 100,
             drain_timeout: Duration::from_secs(10),
@@ -52,6 +64,8 @@ impl SidecarConfig {
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub config: SidecarConfig,
+    pub identity: Identity,
+    pub routes: RouteTable,
 }
 
 /// Serves until `shutdown` completes, then drains open connections for at

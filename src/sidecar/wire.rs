@@ -71,12 +71,29 @@ impl ResourceWire {
 }
 
 impl AuthorizeWire {
-    /// Builds the engine request; in trusted mode the principal comes from
-    /// the body.
-    pub fn into_request(self) -> Result<AuthzRequest, ApiError> {
-        let p = self.principal.ok_or_else(|| {
-            ApiError::bad_request("missing_principal", "trusted mode needs a `principal`")
-        })?;
+    /// Builds the engine request. `verified` is the token's principal (token
+    /// mode); without it the principal comes from the body (trusted mode).
+    pub fn into_request(self, verified: Option<Principal>) -> Result<AuthzRequest, ApiError> {
+        let principal =
+            match (verified, self.principal) {
+                (Some(p), None) => p,
+                (None, Some(p)) => Principal {
+                    id: p.id,
+                    tenant: p.tenant,
+                    roles: p.roles,
+                    clearance: p.clearance,
+                },
+                (Some(_), Some(_)) => return Err(ApiError::bad_request(
+                    "principal_not_allowed",
+                    "the principal comes from the bearer token; remove `principal` from the body",
+                )),
+                (None, None) => {
+                    return Err(ApiError::bad_request(
+                        "missing_principal",
+                        "trusted mode needs a `principal`",
+                    ))
+                }
+            };
         if !(self.context.is_null() || self.context.is_object()) {
             return Err(ApiError::bad_request(
                 "invalid_context",
@@ -84,12 +101,7 @@ impl AuthorizeWire {
             ));
         }
         Ok(AuthzRequest {
-            principal: Principal {
-                id: p.id,
-                tenant: p.tenant,
-                roles: p.roles,
-                clearance: p.clearance,
-            },
+            principal,
             action: self.action,
             resource: self.resource.into_ref()?,
             context: self.context,

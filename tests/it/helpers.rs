@@ -120,7 +120,9 @@ pub async fn spawn_app_on(
     settings.reload_interval = std::time::Duration::from_millis(50);
     tweak(&mut settings);
     let store = wrap(store::open(&url).await.unwrap());
-    let app = App::build_with_store(settings, store).expect("app builds");
+    let app = App::build_with_store(settings, store)
+        .await
+        .expect("app builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -1,7 +1,9 @@
 //! Request routing: one function per route, in its own file.
 
 mod authorize;
+mod forward_auth;
 mod health;
+mod principal;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW};
@@ -19,6 +21,9 @@ pub(super) async fn route(state: &AppState, req: Request<Incoming>) -> Response<
         (&Method::GET, "/healthz") => Ok(health::healthz()),
         (&Method::GET, "/readyz") => Ok(health::readyz(state).await),
         (&Method::GET, "/metrics") => Ok(health::metrics(state)),
+        (_, p) if p == forward_auth::PREFIX || p.starts_with("/v1/forward-auth/") => {
+            forward_auth::handle(state, req).await
+        }
         (_, "/v1/authorize" | "/v1/authorize/batch") => return not_allowed("POST"),
         (_, "/healthz" | "/readyz" | "/metrics") => return not_allowed("GET"),
         _ => Err(ApiError::new(

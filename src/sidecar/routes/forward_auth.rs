@@ -1,0 +1,194 @@
+//! `ANY /v1/forward-auth/{original path…}`: the proxy asks before passing a
+//! request to the application (Envoy ext_authz HTTP service, nginx
+//! `auth_request`, Traefik ForwardAuth). The original method and URI come
+//! from `X-Original-Method`/`X-Original-URI` (nginx), else
+//! `X-Forwarded-Method`/`X-Forwarded-Uri` (Traefik), else this request's own
+//! method and the path after the prefix (Envoy `path_prefix`).
+//!
+//! Allow → 200 with `x-tenant-id`, `x-user-id`, `x-decision-id` for the proxy
+//! to pass upstream; no or bad token → 401 with a Bearer challenge; deny →
+//! 403 with a message safe to show the end user (`x-cedargate-reason` carries
+//! it too, for proxies that do not forward the body).
+
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
+use serde_json::json;
+
+use crate::authz::{AuthzRequest, Decision, DenyReason, Effect, ResourceRef};
+use crate::ids::{DocumentId, TenantId};
+use crate::sidecar::forward::{self, RouteResource, Unmapped};
+use crate::sidecar::http::{json_response, ApiError, Body};
+use crate::sidecar::AppState;
+
+use super::principal;
+
+pub(super) const PREFIX: &str = "/v1/forward-auth";
+
+/// Said for every denial that must not tell "forbidden" from "not there".
+const GENERIC: &str = "You do not have permission to do this.";
+
+struct Original {
+    method: Method,
+    path: String,
+    query: Option<String>,
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+}
+
+fn original(req: &Request<Incoming>) -> Result<Original, ApiError> {
+    let h = req.headers();
+    let from = |uri: &str, method: Option<&str>| -> Result<Original, ApiError> {
+        let uri: hyper::Uri = uri
+            .parse()
+            .map_err(|_| ApiError::bad_request("invalid_uri", "the original URI is not valid"))?;
+        let method = match method {
+            Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| {
+                ApiError::bad_request("invalid_method", "the original method is not valid")
+            })?,
+            None => Method::GET,
+        };
+        Ok(Original {
+            method,
+            path: uri.path().to_string(),
+            query: uri.query().map(str::to_string),
+        })
+    };
+    if let Some(uri) = header(h, "x-original-uri") {
+        return from(uri, header(h, "x-original-method"));
+    }
+    if let Some(uri) = header(h, "x-forwarded-uri") {
+        return from(uri, header(h, "x-forwarded-method"));
+    }
+    let path = req.uri().path().strip_prefix(PREFIX).unwrap_or("");
+    Ok(Original {
+        method: req.method().clone(),
+        path: if path.is_empty() {
+            "/".into()
+        } else {
+            path.to_string()
+        },
+        query: req.uri().query().map(str::to_string),
+    })
+}
+
+fn with_headers(mut resp: Response<Body>, pairs: &[(&'static str, &str)]) -> Response<Body> {
+    for (name, value) in pairs {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            resp.headers_mut().insert(*name, v);
+        }
+    }
+    resp
+}
+
+/// 403 with a message for the end user.
+fn forbidden(message: &str, decision_id: Option<&str>) -> Response<Body> {
+    let mut body = json!({ "error": { "code": "forbidden", "message": message } });
+    if let Some(id) = decision_id {
+        body["decision_id"] = id.into();
+    }
+    let resp = json_response(StatusCode::FORBIDDEN, &body);
+    let mut pairs = vec![("x-cedargate-reason", message)];
+    if let Some(id) = decision_id {
+        pairs.push(("x-decision-id", id));
+    }
+    with_headers(resp, &pairs)
+}
+
+/// The end-user message of a denial: the `@message` of the forbid that
+/// decided it, when it has one and the denial cannot reveal another
+/// tenant's facts; else the generic one.
+fn message(state: &AppState, d: &Decision) -> String {
+    if d.reason != Some(DenyReason::Forbidden) {
+        return GENERIC.into();
+    }
+    let snapshot = state.engine.policies().load();
+    d.determining_policies
+        .iter()
+        .find_map(|id| {
+            snapshot
+                .policies
+                .annotation(&cedar_policy::PolicyId::new(id), "message")
+                .map(|m| m.chars().filter(|c| !c.is_control()).collect::<String>())
+        })
+        .unwrap_or_else(|| GENERIC.into())
+}
+
+pub(super) async fn handle(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let principal = principal::from_token(state, req.headers()).await?;
+    let orig = original(&req)?;
+    let matched = match state.routes.resolve(&orig.method, &orig.path) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::info!(path = %orig.path, error = %e, "forward-auth: unsafe path denied");
+            return Ok(forbidden(GENERIC, None));
+        }
+    };
+    let Some(matched) = matched else {
+        return Ok(match state.routes.unmapped {
+            Unmapped::Deny => {
+                tracing::debug!(method = %orig.method, path = %orig.path, "forward-auth: no route; denied");
+                forbidden(GENERIC, None)
+            }
+            Unmapped::Allow => with_headers(
+                Response::new(Body::default()),
+                &[
+                    ("x-tenant-id", principal.tenant.as_str()),
+                    ("x-user-id", principal.id.as_str()),
+                ],
+            ),
+        });
+    };
+    let route = matched.route;
+    let param = |name: &Option<String>| name.as_ref().and_then(|n| matched.params.get(n)).cloned();
+    let resource = match route.resource {
+        RouteResource::Document => match param(&route.resource_id).map(DocumentId::parse) {
+            Some(Ok(id)) => ResourceRef::Document(id),
+            _ => return Ok(forbidden(GENERIC, None)),
+        },
+        RouteResource::Tenant => match param(&route.resource_id) {
+            None => ResourceRef::Tenant(principal.tenant.clone()),
+            Some(raw) => match TenantId::parse(raw) {
+                Ok(id) => ResourceRef::Tenant(id),
+                Err(_) => return Ok(forbidden(GENERIC, None)),
+            },
+        },
+    };
+    let context = forward::context(route, req.headers(), orig.query.as_deref())
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, "bad_request", e))?;
+    let request = AuthzRequest {
+        principal,
+        action: route.action.clone(),
+        resource,
+        context,
+    };
+    let decision = state.engine.decide(&request).await.map_err(|e| {
+        tracing::warn!(error = %e, action = %route.action, "forward-auth route produced an invalid request");
+        ApiError::new(StatusCode::FORBIDDEN, "bad_request", e.to_string())
+    })?;
+    Ok(match (decision.decision, decision.reason) {
+        (Effect::Allow, _) => with_headers(
+            Response::new(Body::default()),
+            &[
+                ("x-tenant-id", request.principal.tenant.as_str()),
+                ("x-user-id", request.principal.id.as_str()),
+                ("x-decision-id", &decision.decision_id),
+            ],
+        ),
+        (Effect::Deny, Some(DenyReason::StoreUnavailable)) => {
+            let resp = json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({ "error": { "code": "unavailable", "message": "Authorization is temporarily unavailable." } }),
+            );
+            with_headers(resp, &[("x-decision-id", &decision.decision_id)])
+        }
+        (Effect::Deny, _) => forbidden(&message(state, &decision), Some(&decision.decision_id)),
+    })
+}
