@@ -1,5 +1,6 @@
 //! `cedargate`: the authorization sidecar (`serve`), a self-contained demo
-//! (`demo`) and policy-author tools (`policy validate`).
+//! (`demo`), development tokens (`token`) and policy-author tools
+//! (`policy validate`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +12,8 @@ use hyper::Method;
 
 use cedargate::app::App;
 use cedargate::config::{ServeArgs, Settings};
+use cedargate::identity::devkey::{DevClaims, DevKey, DEV_AUDIENCE, DEV_ISSUER};
+use cedargate::identity::{JwksSource, JwtConfig};
 use cedargate::policy::{self, PolicySources};
 use cedargate::sidecar::{client, shutdown_signal};
 use cedargate::store::{self, StoreUrl};
@@ -46,6 +49,43 @@ enum Command {
     /// Policy-author tools.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Development tokens: a local signing key and tokens signed with it.
+    /// A verifier accepts them only with --allow-dev-keys.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Generate a development key: DIR/dev-key.pem and DIR/jwks.json.
+    Keygen {
+        #[arg(long, default_value = ".cedargate-dev")]
+        dir: PathBuf,
+    },
+    /// Print a signed development ID token.
+    Mint {
+        #[arg(long, default_value = ".cedargate-dev/dev-key.pem")]
+        key: PathBuf,
+        /// The user (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// The tenant (`custom:tenant_id`).
+        #[arg(long)]
+        tenant: String,
+        /// Groups (`cognito:groups`), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Clearance 0-3 (`custom:clearance`).
+        #[arg(long)]
+        clearance: Option<u8>,
+        #[arg(long, default_value = DEV_ISSUER)]
+        issuer: String,
+        #[arg(long, default_value = DEV_AUDIENCE)]
+        audience: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -107,7 +147,17 @@ async fn demo(
         "demo store {store_url}: {} tenants, {} documents",
         summary.tenants, summary.documents
     );
-    let app = App::build(Settings::trusted(store_url, &policies, &schema)).await?;
+    // Tokens signed by a development key made for this run.
+    let key_dir = tempfile_dir()?;
+    let key = DevKey::generate();
+    let (_, jwks) = key.write(&key_dir)?;
+    let mut jwt = JwtConfig::new(
+        JwksSource::File(jwks),
+        DEV_ISSUER,
+        vec![DEV_AUDIENCE.to_string()],
+    );
+    jwt.allow_dev_keys = true;
+    let app = App::build(Settings::jwt(store_url, &policies, &schema, jwt)).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (try --listen 127.0.0.1:0)"))?;
@@ -119,25 +169,107 @@ async fn demo(
             _ = stop_rx => {}
         }
     }));
-    println!("cedargate listening on http://{addr}\n");
+    println!("cedargate listening on http://{addr} (token identity, development key)\n");
+    let mut tokens = std::collections::BTreeMap::new();
+    for user in [&cedargate::demo::DAVE, &cedargate::demo::EVE] {
+        let groups: Vec<String> = user.groups.iter().map(|g| g.to_string()).collect();
+        let token = key.mint(
+            &DevClaims {
+                issuer: DEV_ISSUER,
+                audience: DEV_AUDIENCE,
+                sub: user.sub,
+                tenant: user.tenant,
+                groups: &groups,
+                clearance: Some(user.clearance),
+                ttl_secs: 3600,
+            }
+            .to_json(),
+        )?;
+        let var = format!("TOKEN_{}", user.sub.to_uppercase());
+        println!(
+            "# {} of {} ({}), clearance {}\n{var}={token}\n",
+            user.sub,
+            user.tenant,
+            user.groups.join(","),
+            user.clearance
+        );
+        tokens.insert(user.sub, (var, token));
+    }
     for example in cedargate::demo::examples() {
         let body = example.body.to_string();
-        let reply = client::send(addr, Method::POST, "/v1/authorize", body.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("demo request failed: {e}"))?;
+        let (var, token) = &tokens[example.user.sub];
+        let reply = client::send_with(
+            addr,
+            Method::POST,
+            "/v1/authorize",
+            &[("authorization", &format!("Bearer {token}"))],
+            body.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("demo request failed: {e}"))?;
         println!("# {}", example.title);
-        println!("curl -s http://{addr}/v1/authorize -d '{body}'");
+        println!(
+            "curl -s http://{addr}/v1/authorize -H \"Authorization: Bearer ${var}\" -d '{body}'"
+        );
         println!("{} {}\n", reply.status.as_u16(), reply.body);
     }
+    println!("# Forward-auth, as nginx auth_request or Envoy ext_authz would ask:");
+    println!(
+        "curl -i http://{addr}/v1/forward-auth/documents/q3-report -H \"Authorization: Bearer $TOKEN_DAVE\"\n"
+    );
     if once {
         let _ = stop_tx.send(());
     } else {
         println!("serving until Ctrl-C; try the curl commands above");
     }
     server.await?;
+    let _ = std::fs::remove_dir_all(&key_dir);
     if let Some(path) = scratch {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// A fresh directory for the demo's development key.
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("cedargate-demo-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Keygen { dir } => {
+            let (key, jwks) = DevKey::generate().write(&dir)?;
+            println!("wrote {} and {}", key.display(), jwks.display());
+            println!(
+                "serve with: --jwks-file {} --issuer {DEV_ISSUER} --audience {DEV_AUDIENCE} --allow-dev-keys",
+                jwks.display()
+            );
+        }
+        TokenCommand::Mint {
+            key,
+            sub,
+            tenant,
+            groups,
+            clearance,
+            issuer,
+            audience,
+            ttl_secs,
+        } => {
+            let key = DevKey::read(&key)?;
+            let claims = DevClaims {
+                issuer: &issuer,
+                audience: &audience,
+                sub: &sub,
+                tenant: &tenant,
+                groups: &groups,
+                clearance,
+                ttl_secs,
+            };
+            println!("{}", key.mint(&claims.to_json())?);
         }
     }
     Ok(())
@@ -189,6 +321,7 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Validate { policies, schema }) => {
             return validate(policies, schema)
         }
+        Command::Token(command) => token(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,10 @@ use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use sha2::{Digest, Sha256};
 
 pub const DEV_KID_PREFIX: &str = "cedargate-dev-";
+/// Issuer of development tokens.
+pub const DEV_ISSUER: &str = "https://cedargate.invalid/dev";
+/// Audience (app client id) of development tokens.
+pub const DEV_AUDIENCE: &str = "cedargate-dev";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevKeyError {

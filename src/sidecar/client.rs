@@ -31,17 +31,31 @@ pub async fn send(
     path: &str,
     body: impl Into<Bytes>,
 ) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
+    send_with(addr, method, path, &[], body).await
+}
+
+/// Like [`send`], with extra headers.
+pub async fn send_with(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<Reply, Box<dyn std::error::Error + Send + Sync>> {
     let stream = TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let req = Request::builder()
+    let mut req = Request::builder()
         .method(method)
         .uri(path)
         .header("host", addr.to_string())
-        .header("content-type", "application/json")
-        .body(Full::new(body.into()))?;
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Full::new(body.into()))?;
     let resp = sender.send_request(req).await?;
     let status = resp.status();
     let headers = resp.headers().clone();

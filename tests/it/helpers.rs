@@ -220,3 +220,112 @@ impl store::Store for FlakyStore {
         self.inner.import(data).await
     }
 }
+
+pub const ISSUER: &str = "https://issuer.test/pool";
+pub const AUDIENCE: &str = "client-a";
+pub const RSA_PEM: &str = include_str!("keys/rsa-test.pem");
+pub const RSA_PUB_PEM: &str = include_str!("keys/rsa-test.pub.pem");
+pub const RSA_KID: &str = "test-rsa-1";
+
+/// Signing keys of a token-mode test app: an ES256 development key and the
+/// RS256 test key, both in the app's JWKS.
+pub struct Keys {
+    pub dev: cedargate::identity::devkey::DevKey,
+}
+
+impl Keys {
+    /// An ES256 ID token with the standard claims for `sub` in `tenant`,
+    /// with `edit` applied to the claims first.
+    pub fn token(
+        &self,
+        sub: &str,
+        tenant: &str,
+        groups: &[&str],
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> String {
+        let mut claims = claims(sub, tenant, groups);
+        edit(&mut claims);
+        self.dev.mint(&claims).unwrap()
+    }
+
+    /// The same claims signed RS256 with the RSA test key.
+    pub fn rsa_token(&self, claims: &serde_json::Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(RSA_KID.into());
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(RSA_PEM.as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, claims, &key).unwrap()
+    }
+}
+
+pub fn claims(sub: &str, tenant: &str, groups: &[&str]) -> serde_json::Value {
+    let now = chrono::Utc::now().timestamp();
+    serde_json::json!({
+        "iss": ISSUER, "aud": AUDIENCE, "token_use": "id", "sub": sub,
+        "iat": now, "nbf": now - 1, "exp": now + 600,
+        "custom:tenant_id": tenant, "cognito:groups": groups, "custom:clearance": "1"
+    })
+}
+
+/// Writes a JWKS with both test keys into `dir`.
+pub fn write_jwks(dir: &Path, dev: &cedargate::identity::devkey::DevKey) -> PathBuf {
+    let mut jwks = dev.jwks();
+    let rsa: serde_json::Value =
+        serde_json::from_str(include_str!("keys/rsa-test.jwks.json")).unwrap();
+    jwks["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(rsa["keys"][0].clone());
+    let path = dir.join("jwks.json");
+    std::fs::write(&path, jwks.to_string()).unwrap();
+    path
+}
+
+/// A sidecar in token mode, trusting both test keys.
+pub async fn spawn_jwt_app() -> (TestApp, Keys) {
+    spawn_jwt_app_with(|_| {}).await
+}
+
+pub async fn spawn_jwt_app_with(
+    tweak: impl FnOnce(&mut cedargate::identity::JwtConfig),
+) -> (TestApp, Keys) {
+    let dev = cedargate::identity::devkey::DevKey::generate();
+    let keys_dir = tempfile::tempdir().unwrap();
+    let jwks = write_jwks(keys_dir.path(), &dev);
+    let mut jwt = cedargate::identity::JwtConfig::new(
+        cedargate::identity::JwksSource::File(jwks),
+        ISSUER,
+        vec![AUDIENCE.to_string()],
+    );
+    jwt.allow_dev_keys = true;
+    tweak(&mut jwt);
+    let app = spawn_app_with(|s| s.identity = cedargate::config::IdentityConfig::Jwt(jwt)).await;
+    // The JWKS was read at start-up; the directory may go.
+    drop(keys_dir);
+    (app, Keys { dev })
+}
+
+impl TestApp {
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<bytes::Bytes>,
+    ) -> Reply {
+        client::send_with(self.addr, method, path, headers, body)
+            .await
+            .expect("request sent")
+    }
+
+    /// POST JSON with `Authorization: Bearer token`.
+    pub async fn post_as(&self, token: &str, path: &str, body: &serde_json::Value) -> Reply {
+        let auth = format!("Bearer {token}");
+        self.send_with(
+            Method::POST,
+            path,
+            &[("authorization", &auth)],
+            body.to_string(),
+        )
+        .await
+    }
+}

@@ -6,3 +6,4 @@ mod http;
 mod isolation_prop;
 mod policy_table;
 mod reload;
+mod tokens;
