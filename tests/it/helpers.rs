@@ -288,6 +288,14 @@ pub async fn spawn_jwt_app() -> (TestApp, Keys) {
 pub async fn spawn_jwt_app_with(
     tweak: impl FnOnce(&mut cedargate::identity::JwtConfig),
 ) -> (TestApp, Keys) {
+    spawn_jwt_app_full(tweak, |_| {}).await
+}
+
+/// Token mode, with both the token settings and the rest tweakable.
+pub async fn spawn_jwt_app_full(
+    tweak: impl FnOnce(&mut cedargate::identity::JwtConfig),
+    settings: impl FnOnce(&mut Settings),
+) -> (TestApp, Keys) {
     let dev = cedargate::identity::devkey::DevKey::generate();
     let keys_dir = tempfile::tempdir().unwrap();
     let jwks = write_jwks(keys_dir.path(), &dev);
@@ -298,7 +306,11 @@ pub async fn spawn_jwt_app_with(
     );
     jwt.allow_dev_keys = true;
     tweak(&mut jwt);
-    let app = spawn_app_with(|s| s.identity = cedargate::config::IdentityConfig::Jwt(jwt)).await;
+    let app = spawn_app_with(|s| {
+        s.identity = cedargate::config::IdentityConfig::Jwt(jwt);
+        settings(s);
+    })
+    .await;
     // The JWKS was read at start-up; the directory may go.
     drop(keys_dir);
     (app, Keys { dev })

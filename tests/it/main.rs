@@ -1,6 +1,7 @@
 //! Integration tests: one test binary, one module per concern.
 
 mod binaries;
+mod forward_auth;
 mod helpers;
 mod http;
 mod isolation_prop;
