@@ -5,6 +5,7 @@ mod forward_auth;
 mod helpers;
 mod http;
 mod isolation_prop;
+mod nginx;
 mod policy_table;
 mod reload;
 mod tokens;

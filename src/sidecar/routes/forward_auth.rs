@@ -113,7 +113,13 @@ fn message(state: &AppState, d: &Decision) -> String {
             snapshot
                 .policies
                 .annotation(&cedar_policy::PolicyId::new(id), "message")
-                .map(|m| m.chars().filter(|c| !c.is_control()).collect::<String>())
+                // Printable, and safe inside a header or a JSON string.
+                .map(|m| {
+                    m.chars()
+                        .filter(|c| !c.is_control())
+                        .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
+                        .collect::<String>()
+                })
         })
         .unwrap_or_else(|| GENERIC.into())
 }
