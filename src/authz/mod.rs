@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::cache::{EntityCache, Slot};
+use crate::cache::{DocumentEntry, EntityCache, Slot, TenantEntry};
 use crate::ids::{DocumentId, TenantId};
 use crate::metrics::{FailClosed, Metrics};
 use crate::policy::{ActionInfo, PolicyHandle, PolicySnapshot, ResourceKind};
@@ -236,6 +236,23 @@ pub struct Engine {
 /// How many built entity sets the engine keeps.
 const BASE_CAPACITY: usize = 4096;
 
+/// The resource-side entity of a request, as the cache holds it.
+enum Extra {
+    Document(Arc<DocumentEntry>),
+    Tenant(Arc<TenantEntry>),
+    Unknown(Box<Entity>),
+}
+
+impl Extra {
+    fn into_entity(self) -> Entity {
+        match self {
+            Extra::Document(d) => d.entity.clone(),
+            Extra::Tenant(t) => t.entity.clone(),
+            Extra::Unknown(e) => *e,
+        }
+    }
+}
+
 /// Everything a decision depends on. Cedar evaluation is a pure function of
 /// the policies, the entities and the request; the generations pin the
 /// first two (a reloaded policy set or record gets a new generation), the
@@ -374,8 +391,9 @@ impl Engine {
             }
         };
         let mut oldest = tenant.1;
-        let mut entities = Vec::with_capacity(3);
-        entities.push(tenant.0.entity.clone());
+        // The resource's entity, when it is not the principal's tenant. Cloned
+        // into an entity set only when no built set is cached.
+        let mut extra: Option<Extra> = None;
 
         // `resource_generation` is None when the set must not be cached.
         let (resource_uid, resource_generation) = match &req.resource {
@@ -385,8 +403,10 @@ impl Engine {
                     fetched_at,
                 }) => {
                     oldest = oldest.min(fetched_at);
-                    entities.push(doc.entity.clone());
-                    (doc.entity.uid(), Some(doc.generation))
+                    let uid = doc.entity.uid();
+                    let generation = doc.generation;
+                    extra = Some(Extra::Document(doc));
+                    (uid, Some(generation))
                 }
                 Ok(Slot { fetched_at, .. }) => {
                     return Ok(decided(
@@ -408,11 +428,12 @@ impl Engine {
                     oldest = oldest.min(slot.fetched_at);
                     let generation = match slot.value {
                         Some(t) => {
-                            entities.push(t.entity.clone());
-                            Some(t.generation)
+                            let generation = t.generation;
+                            extra = Some(Extra::Tenant(t));
+                            Some(generation)
                         }
                         None => {
-                            entities.push(unknown_tenant_entity(id));
+                            extra = Some(Extra::Unknown(Box::new(unknown_tenant_entity(id))));
                             None
                         }
                     };
@@ -430,7 +451,10 @@ impl Engine {
         let key = resource_generation.map(|r| (tenant.0.generation, r, action.generation));
         let base = match key.and_then(|k| self.bases.lock().get(&k).cloned()) {
             Some(base) => base,
-            None => match base_entities(action, entities) {
+            None => match base_entities(
+                action,
+                std::iter::once(tenant.0.entity.clone()).chain(extra.map(Extra::into_entity)),
+            ) {
                 Ok(base) => {
                     let base = Arc::new(base);
                     if let Some(k) = key {

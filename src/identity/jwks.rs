@@ -157,7 +157,8 @@ async fn fetch_url(url: &str) -> Result<Bytes, JwksError> {
     };
     let uri: hyper::Uri = url.parse().map_err(|e| err(format!("{e}")))?;
     let secure = uri.scheme_str() == Some("https");
-    if !secure && !(uri.scheme_str() == Some("http") && uri.host().is_some_and(is_loopback)) {
+    let loopback_http = uri.scheme_str() == Some("http") && uri.host().is_some_and(is_loopback);
+    if !(secure || loopback_http) {
         return Err(JwksError::Insecure(url.to_string()));
     }
     let https = hyper_rustls::HttpsConnectorBuilder::new()

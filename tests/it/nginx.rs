@@ -192,7 +192,7 @@ async fn nginx_auth_request_guards_the_upstream() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body, "app:/documents/d-public");
-    let seen = seen.lock();
+    let seen = seen.lock().clone();
     assert_eq!(seen.len(), 1);
     let (path, headers) = &seen[0];
     assert_eq!(path, "/documents/d-public");
