@@ -11,10 +11,13 @@ mod claims;
 pub mod devkey;
 mod jwks;
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, Validation};
+use lru::LruCache;
+use parking_lot::Mutex;
 
 pub use claims::ClaimNames;
 pub use jwks::{JwksError, JwksSource, KeySet};
@@ -105,11 +108,25 @@ pub enum TokenError {
     KeysUnavailable,
 }
 
-/// Verifies tokens against a key set that refreshes itself.
+/// Verifies tokens against a key set that refreshes itself. Tokens already
+/// verified are remembered until they expire, so a client that sends the
+/// same token on every request pays for the signature check once.
 pub struct Verifier {
     config: JwtConfig,
     keys: KeySet,
+    verified: Mutex<LruCache<String, Verified>>,
 }
+
+/// A verified token's principal and when it stops being accepted.
+#[derive(Clone)]
+struct Verified {
+    principal: Principal,
+    /// `exp` plus the leeway, in Unix seconds.
+    until: i64,
+}
+
+/// How many verified tokens are remembered.
+const VERIFIED_CAPACITY: usize = 10_000;
 
 const ALLOWED: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES256];
 
@@ -122,7 +139,13 @@ impl Verifier {
             config.allow_dev_keys,
         )
         .await?;
-        Ok(Arc::new(Verifier { config, keys }))
+        Ok(Arc::new(Verifier {
+            config,
+            keys,
+            verified: Mutex::new(LruCache::new(
+                NonZeroUsize::new(VERIFIED_CAPACITY).unwrap_or(NonZeroUsize::MIN),
+            )),
+        }))
     }
 
     pub fn config(&self) -> &JwtConfig {
@@ -134,6 +157,33 @@ impl Verifier {
         if token.len() > self.config.max_token_bytes {
             return Err(TokenError::Oversized(self.config.max_token_bytes));
         }
+        let now = chrono::Utc::now().timestamp();
+        {
+            let mut verified = self.verified.lock();
+            match verified.get(token) {
+                Some(v) if now < v.until => return Ok(v.principal.clone()),
+                Some(_) => {
+                    verified.pop(token);
+                    return Err(TokenError::Expired);
+                }
+                None => {}
+            }
+        }
+        let (principal, exp) = self.verify_signed(token).await?;
+        let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(0);
+        self.verified.lock().put(
+            token.to_string(),
+            Verified {
+                principal: principal.clone(),
+                until: exp.saturating_add(leeway),
+            },
+        );
+        Ok(principal)
+    }
+
+    /// The full check: header, key, signature, claims. Returns the
+    /// principal and the token's `exp`.
+    async fn verify_signed(&self, token: &str) -> Result<(Principal, i64), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName => {
                 TokenError::Algorithm("(unsupported)".into())
@@ -173,7 +223,12 @@ impl Verifier {
                 }
             })?;
         claims::check_audience(&self.config, &data.claims)?;
-        claims::principal(&self.config.claims, &data.claims)
+        let exp = data
+            .claims
+            .get("exp")
+            .and_then(serde_json::Value::as_i64)
+            .ok_or_else(|| TokenError::Claim("exp is not a number".into()))?;
+        Ok((claims::principal(&self.config.claims, &data.claims)?, exp))
     }
 }
 

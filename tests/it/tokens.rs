@@ -422,3 +422,25 @@ async fn jwks_refreshes_on_a_new_kid_at_a_bounded_rate() {
     assert!(after_flood <= 3, "{after_flood} fetches");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn remembered_tokens_still_expire() {
+    let (app, keys) = spawn_jwt_app_with(|c| c.leeway = std::time::Duration::ZERO).await;
+    let now = chrono::Utc::now().timestamp();
+    let token = keys.token("vic", "t1", &["viewer"], |c| c["exp"] = json!(now + 2));
+    for _ in 0..3 {
+        let r = app.post_as(&token, "/v1/authorize", &read_public()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    // Wait until the token is past its `exp` (seconds resolution).
+    while chrono::Utc::now().timestamp() < now + 3 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let r = app.post_as(&token, "/v1/authorize", &read_public()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("expired"));
+    app.shutdown().await;
+}
