@@ -80,7 +80,7 @@ fn invalid_policies_stop_start_up_with_file_and_line() {
 }
 
 #[test]
-fn serve_refuses_to_guess_the_identity_mode() {
+fn serve_needs_the_token_issuer_or_explicit_trusted_mode() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_cedargate"))
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -183,6 +183,11 @@ fn the_readme_demo_shows_decisions() {
     assert!(stdout.contains("[\"tenant-isolation.tenant\"]"), "{stdout}");
     assert!(stdout.contains("[\"quota.max-documents\"]"), "{stdout}");
     assert!(stdout.contains("curl -s http://127.0.0.1:"), "{stdout}");
+    assert!(
+        stdout.contains("-H \"Authorization: Bearer $TOKEN_DAVE\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("TOKEN_EVE=ey"), "{stdout}");
 }
 
 #[test]
@@ -199,4 +204,10 @@ fn the_example_config_file_is_valid() {
     .unwrap();
     assert_eq!(settings.listen.port(), 8180);
     assert_eq!(settings.sidecar.max_batch, 100);
+    assert!(matches!(
+        settings.identity,
+        cedargate::config::IdentityConfig::Jwt(_)
+    ));
+    assert_eq!(settings.forward_auth.routes.len(), 3);
+    cedargate::sidecar::forward::RouteTable::new(&settings.forward_auth).unwrap();
 }
