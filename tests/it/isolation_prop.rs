@@ -175,7 +175,16 @@ fn snapshot() -> PolicySnapshot {
     .expect("repository policies load")
 }
 
-fn decide(snap: &PolicySnapshot, authorizer: &Authorizer, c: &Case) -> (Effect, Vec<String>) {
+/// The context, the tenant and resource entities, and the resource of a
+/// case.
+fn parts(
+    snap: &PolicySnapshot,
+    c: &Case,
+) -> (
+    cedar_policy::Context,
+    Vec<cedar_policy::Entity>,
+    cedar_policy::EntityUid,
+) {
     let action = &snap.actions[&c.action];
     let context = if c.action == "CreateDocument" {
         json!({"fileType": c.file_type, "sizeBytes": c.size})
@@ -195,6 +204,12 @@ fn decide(snap: &PolicySnapshot, authorizer: &Authorizer, c: &Case) -> (Effect, 
         }
         ResourceKind::Tenant => tenant_uid(&c.other.tenant_id),
     };
+    (context, entities, resource)
+}
+
+fn decide(snap: &PolicySnapshot, authorizer: &Authorizer, c: &Case) -> (Effect, Vec<String>) {
+    let action = &snap.actions[&c.action];
+    let (context, entities, resource) = parts(snap, c);
     let base = base_entities(action, entities).unwrap();
     let ev = evaluate(
         authorizer,
@@ -275,24 +290,8 @@ fn action_slices_decide_like_the_whole_policy_set() {
         let (effect, by) = decide(&snap, &authorizer, &c);
 
         let action = &snap.actions[&c.action];
-        let context = if c.action == "CreateDocument" {
-            json!({"fileType": c.file_type, "sizeBytes": c.size})
-        } else {
-            json!({})
-        };
-        let context = parse_context(&snap, action, &c.action, &context).unwrap();
-        let mut entities = vec![tenant_entity(&c.own), user_entity(&c.principal), action.entity.clone()];
-        if c.other.tenant_id != c.own.tenant_id {
-            entities.push(tenant_entity(&c.other));
-        }
-        let resource = match action.resource {
-            ResourceKind::Document => {
-                let d = c.document.as_ref().unwrap();
-                entities.push(document_entity(d));
-                document_uid(&d.document_id)
-            }
-            ResourceKind::Tenant => tenant_uid(&c.other.tenant_id),
-        };
+        let (context, mut entities, resource) = parts(&snap, &c);
+        entities.extend([user_entity(&c.principal), action.entity.clone()]);
         let request = Request::new(user_uid(&c.principal.id), action.uid.clone(), resource, context, Some(&snap.schema)).unwrap();
         let entities = Entities::from_entities(entities, None).unwrap();
         let full = authorizer.is_authorized(&request, &snap.policies, &entities);

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
 use hyper::{Method, StatusCode};
 use parking_lot::Mutex;
 
@@ -19,31 +18,12 @@ use crate::helpers::*;
 type Seen = Arc<Mutex<Vec<(String, hyper::HeaderMap)>>>;
 
 async fn upstream(seen: Seen) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let path = req.uri().path().to_string();
-                    seen.lock().push((path.clone(), req.headers().clone()));
-                    async move {
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                            http_body_util::Full::new(bytes::Bytes::from(format!("app:{path}"))),
-                        ))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    serve_fn(move |req| {
+        let path = req.uri().path().to_string();
+        seen.lock().push((path.clone(), req.headers().clone()));
+        format!("app:{path}")
+    })
+    .await
 }
 
 pub fn nginx_binary() -> Option<PathBuf> {

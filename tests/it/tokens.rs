@@ -329,32 +329,11 @@ async fn jwks_server(
     jwks: Arc<parking_lot::Mutex<Value>>,
     fetches: Arc<AtomicUsize>,
 ) -> std::net::SocketAddr {
-    use hyper::service::service_fn;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let (jwks, fetches) = (jwks.clone(), fetches.clone());
-            tokio::spawn(async move {
-                let svc = service_fn(move |_req| {
-                    fetches.fetch_add(1, Ordering::SeqCst);
-                    let body = jwks.lock().to_string();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                            http_body_util::Full::new(bytes::Bytes::from(body)),
-                        ))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    serve_fn(move |_req| {
+        fetches.fetch_add(1, Ordering::SeqCst);
+        jwks.lock().to_string()
+    })
+    .await
 }
 
 #[tokio::test]
