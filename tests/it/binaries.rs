@@ -24,6 +24,17 @@ fn copy_policies(to: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     (p, s)
 }
 
+/// `cedargate policy validate` on the given directories.
+fn validate(policies: &Path, schemas: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cedargate"))
+        .args(["policy", "validate", "--policies"])
+        .arg(policies)
+        .arg("--schema")
+        .arg(schemas)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn invalid_policies_stop_start_up_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,13 +62,7 @@ fn invalid_policies_stop_start_up_with_file_and_line() {
     assert!(stderr.contains("quotas.cedar:3:"), "{stderr}");
     assert!(stderr.contains("maxDocs"), "{stderr}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_cedargate"))
-        .args(["policy", "validate", "--policies"])
-        .arg(&p)
-        .arg("--schema")
-        .arg(&s)
-        .output()
-        .unwrap();
+    let out = validate(&p, &s);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("quotas.cedar:3:"));
 
@@ -67,13 +72,7 @@ fn invalid_policies_stop_start_up_with_file_and_line() {
         "@id(\"x\")\npermit (principal, action, resource)\nwhen { 1 + };\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cedargate"))
-        .args(["policy", "validate", "--policies"])
-        .arg(&p)
-        .arg("--schema")
-        .arg(&s)
-        .output()
-        .unwrap();
+    let out = validate(&p, &s);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("quotas.cedar:3:"), "{stderr}");
