@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::authz::Engine;
 use crate::cache::EntityCache;
+use crate::changes;
 use crate::config::{IdentityConfig, Settings};
 use crate::identity::{JwksError, Verifier};
 use crate::metrics::Metrics;
@@ -17,7 +18,7 @@ use crate::policy::{self, LoadError, PolicyHandle, PolicySnapshot, ResourceKind}
 use crate::sidecar::forward::{RouteResource, RouteTable};
 use crate::sidecar::Identity;
 use crate::sidecar::{self, AppState};
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, ChangeCursor, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -68,6 +69,8 @@ pub struct App {
     pub policies: PolicyHandle,
     pub metrics: Arc<Metrics>,
     settings: Settings,
+    /// Where the change log ended when the cache was created.
+    cursor: Option<ChangeCursor>,
 }
 
 impl App {
@@ -79,7 +82,10 @@ impl App {
         let routes = route_table(&settings, &snapshot)?;
         let identity = identity(&settings).await?;
         let store = store::open(&settings.store).await?;
-        Ok(Self::assemble(settings, snapshot, store, identity, routes))
+        let cursor = store.change_cursor().await.ok();
+        Ok(Self::assemble(
+            settings, snapshot, store, identity, routes, cursor,
+        ))
     }
 
     /// Like [`App::build`], over a store the caller opened.
@@ -90,7 +96,10 @@ impl App {
         let snapshot = policy::load(&settings.sources)?;
         let routes = route_table(&settings, &snapshot)?;
         let identity = identity(&settings).await?;
-        Ok(Self::assemble(settings, snapshot, store, identity, routes))
+        let cursor = store.change_cursor().await.ok();
+        Ok(Self::assemble(
+            settings, snapshot, store, identity, routes, cursor,
+        ))
     }
 
     fn assemble(
@@ -99,6 +108,7 @@ impl App {
         store: Arc<dyn Store>,
         identity: Identity,
         routes: RouteTable,
+        cursor: Option<ChangeCursor>,
     ) -> Self {
         let metrics = Arc::new(Metrics::new());
         metrics.set_policy_revision(&snapshot.revision);
@@ -126,6 +136,7 @@ impl App {
             policies,
             metrics,
             settings,
+            cursor,
         }
     }
 
@@ -142,8 +153,20 @@ impl App {
                 let _ = rx.wait_for(|stop| *stop).await;
             },
         ));
+        let mut rx = stop_rx.clone();
+        let follower = tokio::spawn(changes::follow(
+            self.state.engine.cache().store().clone(),
+            self.state.engine.cache().clone(),
+            self.metrics.clone(),
+            self.cursor.clone(),
+            self.settings.change_poll_interval,
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            },
+        ));
         sidecar::run(listener, self.state.clone(), shutdown).await;
         let _ = stop_tx.send(true);
         let _ = watcher.await;
+        let _ = follower.await;
     }
 }

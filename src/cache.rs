@@ -4,6 +4,8 @@
 //! (a negative entry, with its own TTL). Documents are keyed by (tenant,
 //! document), so a lookup never leaves the caller's tenant.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +31,9 @@ pub struct CacheConfig {
     pub ttl: Duration,
     /// How long "not found" is remembered.
     pub negative_ttl: Duration,
+    /// While the store fails, an entry younger than this is still served;
+    /// older ones and misses are denied as unavailable.
+    pub max_staleness: Duration,
     /// Decisions remembered by everything they depend on (0: off).
     pub decision_capacity: usize,
 }
@@ -40,6 +45,7 @@ impl Default for CacheConfig {
             document_capacity: NonZeroUsize::new(100_000).unwrap_or(NonZeroUsize::MIN),
             ttl: Duration::from_secs(30),
             negative_ttl: Duration::from_secs(5),
+            max_staleness: Duration::from_secs(300),
             decision_capacity: 16_384,
         }
     }
@@ -85,37 +91,111 @@ impl<V> Clone for Slot<V> {
     }
 }
 
+/// The result of one store read, shared with every request that waited for
+/// it. (Errors travel as text: a store error is not `Clone`.)
+type Shared<V> = Arc<tokio::sync::Mutex<Option<Result<Slot<V>, String>>>>;
+
 struct Lru<K: Hash + Eq, V> {
     map: Mutex<LruCache<K, Slot<V>>>,
+    /// Reads in progress, one per key (single flight).
+    inflight: Mutex<HashMap<K, Shared<V>>>,
     metrics: CacheMetrics,
+}
+
+enum Look<V> {
+    Fresh(Slot<V>),
+    Stale(Slot<V>),
+    Missing,
 }
 
 impl<K: Hash + Eq + Clone, V> Lru<K, V> {
     fn new(capacity: NonZeroUsize, metrics: CacheMetrics) -> Self {
         Lru {
             map: Mutex::new(LruCache::new(capacity)),
+            inflight: Mutex::new(HashMap::new()),
             metrics,
         }
     }
 
-    /// The cached slot if it is still fresh.
-    fn fresh(&self, key: &K, cfg: &CacheConfig) -> Option<Slot<V>> {
+    fn look(&self, key: &K, cfg: &CacheConfig) -> Look<V> {
         let mut map = self.map.lock();
-        let slot = map.get(key)?;
+        let Some(slot) = map.get(key) else {
+            return Look::Missing;
+        };
         let ttl = if slot.value.is_some() {
             cfg.ttl
         } else {
             cfg.negative_ttl
         };
         if slot.fetched_at.elapsed() >= ttl {
-            return None;
+            return Look::Stale(slot.clone());
         }
         if slot.value.is_some() {
             self.metrics.hits.inc();
         } else {
             self.metrics.negative_hits.inc();
         }
-        Some(slot.clone())
+        Look::Fresh(slot.clone())
+    }
+
+    /// The cached slot if fresh; else one store read per key however many
+    /// ask at once. When the read fails, an entry younger than
+    /// `max_staleness` is served (and counted); otherwise the error is
+    /// returned.
+    async fn get_or_load<F, Fut>(
+        &self,
+        key: &K,
+        cfg: &CacheConfig,
+        load: F,
+    ) -> Result<Slot<V>, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<Arc<V>>, StoreError>>,
+    {
+        let stale = match self.look(key, cfg) {
+            Look::Fresh(slot) => return Ok(slot),
+            Look::Stale(slot) => Some(slot),
+            Look::Missing => None,
+        };
+        let shared = self.inflight.lock().entry(key.clone()).or_default().clone();
+        let mut result = shared.lock().await;
+        if result.is_none() {
+            // First in: unless a read finished just before, read the store.
+            if let Look::Fresh(slot) = self.look(key, cfg) {
+                *result = Some(Ok(slot));
+            } else {
+                self.metrics.misses.inc();
+                *result = Some(match load().await {
+                    Ok(value) => {
+                        let slot = Slot {
+                            value,
+                            fetched_at: Instant::now(),
+                        };
+                        self.insert(key.clone(), slot.clone());
+                        Ok(slot)
+                    }
+                    Err(e) => {
+                        self.metrics.load_errors.inc();
+                        Err(e.to_string())
+                    }
+                });
+                let mut inflight = self.inflight.lock();
+                if inflight.get(key).is_some_and(|s| Arc::ptr_eq(s, &shared)) {
+                    inflight.remove(key);
+                }
+            }
+        }
+        match result.clone() {
+            Some(Ok(slot)) => Ok(slot),
+            Some(Err(error)) => match stale {
+                Some(slot) if slot.fetched_at.elapsed() < cfg.max_staleness => {
+                    self.metrics.stale_served.inc();
+                    Ok(slot)
+                }
+                _ => Err(StoreError::Unavailable(error)),
+            },
+            None => Err(StoreError::Unavailable("no result".into())),
+        }
     }
 
     fn insert(&self, key: K, slot: Slot<V>) {
@@ -168,25 +248,17 @@ impl EntityCache {
 
     /// A tenant (or that there is none), from the cache or the store.
     pub async fn tenant(&self, id: &TenantId) -> Result<Slot<TenantEntry>, StoreError> {
-        if let Some(slot) = self.tenants.fresh(id, &self.config) {
-            return Ok(slot);
-        }
-        self.tenants.metrics.misses.inc();
-        let record = self.store.get_tenant(id).await.inspect_err(|_| {
-            self.tenants.metrics.load_errors.inc();
-        })?;
-        let slot = Slot {
-            value: record.map(|record| {
-                Arc::new(TenantEntry {
-                    entity: tenant_entity(&record),
-                    record,
-                    generation: next_generation(),
-                })
-            }),
-            fetched_at: Instant::now(),
-        };
-        self.tenants.insert(id.clone(), slot.clone());
-        Ok(slot)
+        self.tenants
+            .get_or_load(id, &self.config, || async {
+                Ok(self.store.get_tenant(id).await?.map(|record| {
+                    Arc::new(TenantEntry {
+                        entity: tenant_entity(&record),
+                        record,
+                        generation: next_generation(),
+                    })
+                }))
+            })
+            .await
     }
 
     /// A document of `tenant` (or that the tenant has none by that id).
@@ -196,27 +268,20 @@ impl EntityCache {
         id: &DocumentId,
     ) -> Result<Slot<DocumentEntry>, StoreError> {
         let key = (tenant.clone(), id.clone());
-        if let Some(slot) = self.documents.fresh(&key, &self.config) {
-            return Ok(slot);
-        }
-        self.documents.metrics.misses.inc();
-        let record = self.store.get_document(tenant, id).await.inspect_err(|_| {
-            self.documents.metrics.load_errors.inc();
-        })?;
-        // Defence in depth: a record of another tenant is never used.
-        let record = record.filter(|d| &d.tenant_id == tenant && &d.document_id == id);
-        let slot = Slot {
-            value: record.map(|record| {
-                Arc::new(DocumentEntry {
-                    entity: document_entity(&record),
-                    record,
-                    generation: next_generation(),
-                })
-            }),
-            fetched_at: Instant::now(),
-        };
-        self.documents.insert(key, slot.clone());
-        Ok(slot)
+        self.documents
+            .get_or_load(&key, &self.config, || async {
+                let record = self.store.get_document(tenant, id).await?;
+                // Defence in depth: a record of another tenant is never used.
+                let record = record.filter(|d| &d.tenant_id == tenant && &d.document_id == id);
+                Ok(record.map(|record| {
+                    Arc::new(DocumentEntry {
+                        entity: document_entity(&record),
+                        record,
+                        generation: next_generation(),
+                    })
+                }))
+            })
+            .await
     }
 
     pub fn invalidate_tenant(&self, id: &TenantId) {
@@ -244,7 +309,6 @@ impl EntityCache {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::sync::atomic::AtomicUsize;
 
     use async_trait::async_trait;
@@ -262,6 +326,23 @@ mod tests {
         documents: Mutex<Vec<Document>>,
         reads: AtomicUsize,
         ignore_tenant: bool,
+        /// Reads fail while set.
+        down: std::sync::atomic::AtomicBool,
+        /// Reads take this long.
+        delay: Option<Duration>,
+    }
+
+    impl MemStore {
+        async fn read(&self) -> Result<(), StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            if let Some(d) = self.delay {
+                tokio::time::sleep(d).await;
+            }
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("down".into()));
+            }
+            Ok(())
+        }
     }
 
     #[async_trait]
@@ -273,7 +354,7 @@ mod tests {
             Ok(())
         }
         async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
-            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.read().await?;
             Ok(self.tenants.lock().get(id).cloned())
         }
         async fn get_document(
@@ -281,7 +362,7 @@ mod tests {
             tenant: &TenantId,
             id: &DocumentId,
         ) -> Result<Option<Document>, StoreError> {
-            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.read().await?;
             Ok(self
                 .documents
                 .lock()
@@ -300,6 +381,21 @@ mod tests {
         async fn import(&self, _: &DataSet) -> Result<ImportSummary, StoreError> {
             Ok(ImportSummary::default())
         }
+        async fn change_cursor(&self) -> Result<crate::store::ChangeCursor, StoreError> {
+            Ok(crate::store::ChangeCursor(String::new()))
+        }
+        async fn changes_since(
+            &self,
+            c: &crate::store::ChangeCursor,
+        ) -> Result<
+            (
+                Vec<(String, crate::store::Change)>,
+                crate::store::ChangeCursor,
+            ),
+            StoreError,
+        > {
+            Ok((Vec::new(), c.clone()))
+        }
     }
 
     fn sample() -> DataSet {
@@ -315,6 +411,7 @@ mod tests {
                 document_capacity: cap,
                 ttl: Duration::from_secs(30),
                 negative_ttl: Duration::from_secs(5),
+                max_staleness: Duration::from_secs(60),
                 decision_capacity: 0,
             },
             CacheMetrics::default(),
@@ -323,10 +420,15 @@ mod tests {
     }
 
     async fn filled(ignore_tenant: bool) -> Arc<MemStore> {
-        let store = Arc::new(MemStore {
+        filled_with(MemStore {
             ignore_tenant,
             ..Default::default()
-        });
+        })
+        .await
+    }
+
+    async fn filled_with(store: MemStore) -> Arc<MemStore> {
+        let store = Arc::new(store);
         let data = sample();
         for t in &data.tenants {
             store.put_tenant(t).await.unwrap();
@@ -433,5 +535,83 @@ mod tests {
             .unwrap()
             .value
             .is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_misses_read_the_store_once() {
+        let store = filled_with(MemStore {
+            delay: Some(Duration::from_millis(50)),
+            ..Default::default()
+        })
+        .await;
+        let c = Arc::new(cache(store.clone(), 100));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move {
+                c.document(&tid("acme"), &did("q3-report"))
+                    .await
+                    .map(|s| s.value.is_some())
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap().unwrap());
+        }
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+        assert_eq!(c.documents.metrics.misses.get(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_read_is_shared_too() {
+        let store = filled_with(MemStore {
+            delay: Some(Duration::from_millis(50)),
+            ..Default::default()
+        })
+        .await;
+        store.down.store(true, Ordering::SeqCst);
+        let c = Arc::new(cache(store.clone(), 100));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move {
+                c.tenant(&tid("acme")).await.is_err()
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+        // The next request tries again.
+        store.down.store(false, Ordering::SeqCst);
+        assert!(c.tenant(&tid("acme")).await.unwrap().value.is_some());
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_entries_are_served_within_max_staleness_only() {
+        let store = filled(false).await;
+        let c = cache(store.clone(), 100); // ttl 30 s, max staleness 60 s
+        let (acme, doc) = (tid("acme"), did("q3-report"));
+        c.document(&acme, &doc).await.unwrap();
+        store.down.store(true, Ordering::SeqCst);
+
+        // Past the TTL, inside max staleness: the old entry, counted.
+        tokio::time::advance(Duration::from_secs(45)).await;
+        let slot = c.document(&acme, &doc).await.unwrap();
+        assert!(slot.value.is_some());
+        assert_eq!(slot.fetched_at.elapsed(), Duration::from_secs(45));
+        assert_eq!(c.documents.metrics.stale_served.get(), 1);
+        // A key never loaded: unavailable.
+        assert!(matches!(
+            c.document(&acme, &did("handbook")).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        // Past max staleness: unavailable too.
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert!(c.document(&acme, &doc).await.is_err());
+        // The store is back: fresh again.
+        store.down.store(false, Ordering::SeqCst);
+        let slot = c.document(&acme, &doc).await.unwrap();
+        assert_eq!(slot.fetched_at.elapsed(), Duration::ZERO);
     }
 }

@@ -92,6 +92,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     max_batch: Option<usize>,
     reload_interval_ms: Option<u64>,
+    change_poll_interval_ms: Option<u64>,
     #[serde(default)]
     cache: FileCache,
     #[serde(default)]
@@ -107,6 +108,7 @@ struct FileCache {
     tenant_capacity: Option<NonZeroUsize>,
     document_capacity: Option<NonZeroUsize>,
     decision_capacity: Option<usize>,
+    max_staleness_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +159,8 @@ pub struct Settings {
     pub identity: IdentityConfig,
     pub forward_auth: ForwardAuthConfig,
     pub reload_interval: Duration,
+    /// How often the store's change log is read.
+    pub change_poll_interval: Duration,
 }
 
 impl Settings {
@@ -177,6 +181,7 @@ impl Settings {
             identity: IdentityConfig::Trusted,
             forward_auth: ForwardAuthConfig::default(),
             reload_interval: Duration::from_millis(250),
+            change_poll_interval: Duration::from_millis(200),
         }
     }
 
@@ -246,6 +251,9 @@ impl Settings {
         if let Some(n) = file.cache.decision_capacity {
             s.cache.decision_capacity = n;
         }
+        if let Some(ms) = file.cache.max_staleness_ms {
+            s.cache.max_staleness = Duration::from_millis(ms);
+        }
         if let Some(n) = file.max_body_bytes {
             s.sidecar.max_body_bytes = n;
         }
@@ -254,6 +262,9 @@ impl Settings {
         }
         if let Some(ms) = file.reload_interval_ms {
             s.reload_interval = Duration::from_millis(ms.max(10));
+        }
+        if let Some(ms) = file.change_poll_interval_ms {
+            s.change_poll_interval = Duration::from_millis(ms.max(10));
         }
         if let Some(f) = file.forward_auth {
             s.forward_auth = f;

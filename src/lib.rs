@@ -13,6 +13,7 @@
 //! - [`policy`]: loading, strict validation and hot reload of policies.
 //! - [`store`]: the store trait and its embedded SQLite backend.
 //! - [`cache`]: the bounded LRU entity cache with TTL and negative entries.
+//! - [`changes`]: following the store's change log to invalidate the cache.
 //! - [`authz`]: the decision engine and entity construction.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`sidecar`]: the hyper 1 server of the native JSON API.
@@ -23,6 +24,7 @@
 pub mod app;
 pub mod authz;
 pub mod cache;
+pub mod changes;
 pub mod config;
 pub mod demo;
 pub mod identity;

@@ -20,6 +20,8 @@ pub struct CacheMetrics {
     pub misses: Counter,
     pub evictions: Counter,
     pub load_errors: Counter,
+    /// Entries past their TTL served because the store failed.
+    pub stale_served: Counter,
 }
 
 /// Why a request was denied without (or despite) the policies, for counting.
@@ -50,6 +52,8 @@ pub struct Metrics {
     pub tenant_cache: CacheMetrics,
     pub document_cache: CacheMetrics,
     pub decision_cache: CacheMetrics,
+    pub changes_applied: Counter,
+    pub change_log_errors: Counter,
     pub policy_reloads: Counter,
     pub policy_reload_failures: Counter,
     policy_info: Family<Vec<(&'static str, String)>, Gauge>,
@@ -107,12 +111,25 @@ impl Metrics {
                 misses: c("miss"),
                 evictions: c("eviction"),
                 load_errors: c("load_error"),
+                stale_served: c("stale_served"),
             }
         };
         let tenant_cache = cache_metrics("tenant");
         let document_cache = cache_metrics("document");
         let decision_cache = cache_metrics("decision");
 
+        let changes_applied = Counter::default();
+        registry.register(
+            "changes_applied",
+            "Store changes applied to the cache from the change log",
+            changes_applied.clone(),
+        );
+        let change_log_errors = Counter::default();
+        registry.register(
+            "change_log_errors",
+            "Failed reads of the change log",
+            change_log_errors.clone(),
+        );
         let policy_reloads = Counter::default();
         registry.register(
             "policy_reloads",
@@ -141,6 +158,8 @@ impl Metrics {
             tenant_cache,
             document_cache,
             decision_cache,
+            changes_applied,
+            change_log_errors,
             policy_reloads,
             policy_reload_failures,
             policy_info,

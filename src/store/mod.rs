@@ -2,6 +2,7 @@
 //! at start-up from a store URL; the embedded SQLite backend needs no set-up
 //! and one file is shared by the sidecar and `cedargate-admin`.
 
+mod dynamo;
 mod sqlite;
 
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use dynamo::DynamoStore;
 pub use sqlite::SqliteStore;
 
 use crate::ids::{DocumentId, TenantId};
@@ -45,9 +47,38 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Document>, StoreError>;
     async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
     async fn put_document(&self, document: &Document) -> Result<(), StoreError>;
-    /// Writes a whole data set: all of it, or (on any error) none of it.
+    /// Writes a whole data set. SQLite: all of it or (on any error) none of
+    /// it. DynamoDB: checked first, then written in transactions; rerunning
+    /// converges.
     async fn import(&self, data: &DataSet) -> Result<ImportSummary, StoreError>;
+    /// The current end of the change log: a follower starting here sees
+    /// every change made from now on.
+    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError>;
+    /// Changes after `cursor`, each with an id unique to that change (the
+    /// same change may be returned again by a later call; ids let a
+    /// follower skip it), and the cursor to continue from.
+    async fn changes_since(
+        &self,
+        cursor: &ChangeCursor,
+    ) -> Result<(Vec<(String, Change)>, ChangeCursor), StoreError>;
 }
+
+/// A record that changed, so that caches drop their copy.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Change {
+    #[serde(rename_all = "camelCase")]
+    Tenant { tenant_id: TenantId },
+    #[serde(rename_all = "camelCase")]
+    Document {
+        tenant_id: TenantId,
+        document_id: DocumentId,
+    },
+}
+
+/// A position in the change log; opaque outside its backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeCursor(pub String);
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ImportSummary {
@@ -55,19 +86,68 @@ pub struct ImportSummary {
     pub documents: usize,
 }
 
-/// Where the data lives, as given on the command line: `sqlite:PATH`.
+/// A DynamoDB store: `dynamodb://PREFIX?region=R&endpoint=URL`. Tables are
+/// `PREFIXtenants`, `PREFIXdocuments`, `PREFIXchanges`, `PREFIXaudit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamoUrl {
+    pub prefix: String,
+    pub region: Option<String>,
+    /// For DynamoDB Local and other non-AWS endpoints.
+    pub endpoint: Option<String>,
+}
+
+impl DynamoUrl {
+    /// Whether the endpoint is on this machine (DynamoDB Local).
+    pub fn is_local(&self) -> bool {
+        self.endpoint.as_deref().is_some_and(|e| {
+            let host = e.split("://").nth(1).unwrap_or(e);
+            host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")
+        })
+    }
+}
+
+/// Where the data lives, as given on the command line: `sqlite:PATH` or
+/// `dynamodb://PREFIX?region=R&endpoint=URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     Sqlite(PathBuf),
+    Dynamo(DynamoUrl),
 }
 
 impl FromStr for StoreUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(rest) = s.strip_prefix("dynamodb://") {
+            let (prefix, query) = rest.split_once('?').unwrap_or((rest, ""));
+            if !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(format!("invalid DynamoDB table prefix {prefix:?}"));
+            }
+            let mut url = DynamoUrl {
+                prefix: if prefix.is_empty() {
+                    "cedargate-".into()
+                } else {
+                    prefix.into()
+                },
+                region: None,
+                endpoint: None,
+            };
+            for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+                match &*k {
+                    "region" => url.region = Some(v.into_owned()),
+                    "endpoint" => url.endpoint = Some(v.into_owned()),
+                    other => return Err(format!("unknown DynamoDB store option {other:?}")),
+                }
+            }
+            return Ok(StoreUrl::Dynamo(url));
+        }
         match s.split_once(':') {
             Some(("sqlite", path)) if !path.is_empty() => Ok(StoreUrl::Sqlite(PathBuf::from(path))),
             _ => Err(format!(
-                "unsupported store {s:?}: expected sqlite:PATH (e.g. sqlite:cedargate.db)"
+                "unsupported store {s:?}: expected sqlite:PATH (e.g. sqlite:cedargate.db) or \
+                 dynamodb://PREFIX?region=REGION[&endpoint=URL]"
             )),
         }
     }
@@ -77,6 +157,17 @@ impl std::fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            StoreUrl::Dynamo(d) => {
+                write!(f, "dynamodb://{}", d.prefix)?;
+                let mut sep = '?';
+                for (k, v) in [("region", &d.region), ("endpoint", &d.endpoint)] {
+                    if let Some(v) = v {
+                        write!(f, "{sep}{k}={v}")?;
+                        sep = '&';
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -85,6 +176,7 @@ impl std::fmt::Display for StoreUrl {
 pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
     let store: Arc<dyn Store> = match url {
         StoreUrl::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+        StoreUrl::Dynamo(url) => Arc::new(DynamoStore::connect(url).await?),
     };
     store.migrate().await?;
     Ok(store)
@@ -101,6 +193,18 @@ mod tests {
             StoreUrl::Sqlite("/tmp/x.db".into())
         );
         assert!("sqlite:".parse::<StoreUrl>().is_err());
+        let d: StoreUrl = "dynamodb://t1-?region=eu-west-1&endpoint=http://127.0.0.1:8000"
+            .parse()
+            .unwrap();
+        let StoreUrl::Dynamo(ref u) = d else { panic!() };
+        assert_eq!(u.prefix, "t1-");
+        assert!(u.is_local());
+        assert_eq!(
+            d.to_string(),
+            "dynamodb://t1-?region=eu-west-1&endpoint=http://127.0.0.1:8000"
+        );
+        assert!("dynamodb://a?colour=red".parse::<StoreUrl>().is_err());
+        assert!("dynamodb://a b".parse::<StoreUrl>().is_err());
         assert!("postgres://x".parse::<StoreUrl>().is_err());
     }
 }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{ImportSummary, Store, StoreError};
+use super::{Change, ChangeCursor, ImportSummary, Store, StoreError};
 use crate::ids::{DocumentId, TenantId};
 use crate::model::{DataSet, Document, Tenant};
 
@@ -29,7 +29,31 @@ CREATE TABLE IF NOT EXISTS documents (
     updated_at  TEXT NOT NULL,
     PRIMARY KEY (tenant_id, document_id)
 );
+CREATE TABLE IF NOT EXISTS changes (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms  INTEGER NOT NULL,
+    change TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_at ON changes (at_ms);
 ";
+
+/// How long change-log rows are kept.
+const CHANGE_RETENTION_MS: i64 = 24 * 3600 * 1000;
+
+fn record_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    conn.execute(
+        "INSERT INTO changes (at_ms, change) VALUES (?1, ?2)",
+        params![now, to_json(change)?],
+    )
+    .map_err(backend)?;
+    conn.execute(
+        "DELETE FROM changes WHERE at_ms < ?1",
+        params![now - CHANGE_RETENTION_MS],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
 
 /// SQLite backend. One connection behind a mutex: SQLite serialises writers
 /// anyway, and reads are rare once the cache is warm.
@@ -74,7 +98,12 @@ fn upsert_tenant(conn: &Connection, t: &Tenant) -> Result<(), StoreError> {
         params![t.tenant_id.as_str(), t.status.as_str(), to_json(t)?, now()],
     )
     .map_err(backend)?;
-    Ok(())
+    record_change(
+        conn,
+        &Change::Tenant {
+            tenant_id: t.tenant_id.clone(),
+        },
+    )
 }
 
 fn upsert_document(conn: &Connection, d: &Document) -> Result<(), StoreError> {
@@ -91,10 +120,38 @@ fn upsert_document(conn: &Connection, d: &Document) -> Result<(), StoreError> {
         ],
     )
     .map_err(backend)?;
-    Ok(())
+    record_change(
+        conn,
+        &Change::Document {
+            tenant_id: d.tenant_id.clone(),
+            document_id: d.document_id.clone(),
+        },
+    )
 }
 
 impl SqliteStore {
+    fn changes_after(
+        conn: &Connection,
+        after: i64,
+    ) -> Result<(Vec<(String, Change)>, i64), StoreError> {
+        let mut stmt = conn
+            .prepare("SELECT id, change FROM changes WHERE id > ?1 ORDER BY id LIMIT 10000")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([after], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        let mut last = after;
+        for row in rows {
+            let (id, text) = row.map_err(backend)?;
+            last = last.max(id);
+            out.push((id.to_string(), from_json(&text)?));
+        }
+        Ok((out, last))
+    }
+
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
@@ -176,7 +233,12 @@ impl Store for SqliteStore {
 
     async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let tenant = tenant.clone();
-        self.with_conn(move |c| upsert_tenant(c, &tenant)).await
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            upsert_tenant(&tx, &tenant)?;
+            tx.commit().map_err(backend)
+        })
+        .await
     }
 
     async fn put_document(&self, document: &Document) -> Result<(), StoreError> {
@@ -226,6 +288,28 @@ impl Store for SqliteStore {
                 tenants: data.tenants.len(),
                 documents: data.documents.len(),
             })
+        })
+        .await
+    }
+
+    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
+        self.with_conn(|c| {
+            let last: i64 = c
+                .query_row("SELECT coalesce(max(id), 0) FROM changes", [], |r| r.get(0))
+                .map_err(backend)?;
+            Ok(ChangeCursor(last.to_string()))
+        })
+        .await
+    }
+
+    async fn changes_since(
+        &self,
+        cursor: &ChangeCursor,
+    ) -> Result<(Vec<(String, Change)>, ChangeCursor), StoreError> {
+        let after: i64 = cursor.0.parse().unwrap_or(0);
+        self.with_conn(move |c| {
+            let (changes, last) = Self::changes_after(c, after)?;
+            Ok((changes, ChangeCursor(last.to_string())))
         })
         .await
     }

@@ -219,6 +219,17 @@ impl store::Store for FlakyStore {
         self.check()?;
         self.inner.import(data).await
     }
+    async fn change_cursor(&self) -> Result<store::ChangeCursor, store::StoreError> {
+        self.check()?;
+        self.inner.change_cursor().await
+    }
+    async fn changes_since(
+        &self,
+        c: &store::ChangeCursor,
+    ) -> Result<(Vec<(String, store::Change)>, store::ChangeCursor), store::StoreError> {
+        self.check()?;
+        self.inner.changes_since(c).await
+    }
 }
 
 pub const ISSUER: &str = "https://issuer.test/pool";
@@ -373,4 +384,13 @@ where
         }
     });
     addr
+}
+
+/// The value of the metric line that starts with `series` (name and
+/// labels), or 0.
+pub fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }

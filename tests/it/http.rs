@@ -7,7 +7,7 @@ use std::sync::Arc;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_on, FlakyStore};
+use crate::helpers::{metric, spawn_app, spawn_app_on, FlakyStore};
 
 fn read_req(user: &str, tenant: &str, roles: &[&str], doc: &str) -> Value {
     json!({
@@ -319,7 +319,10 @@ async fn health_readiness_and_metrics() {
 async fn store_outage_fails_closed_with_503() {
     let mut flaky = None;
     let app = spawn_app_on(
-        |s| s.cache.ttl = std::time::Duration::from_millis(1),
+        |s| {
+            s.cache.ttl = std::time::Duration::from_millis(1);
+            s.cache.max_staleness = std::time::Duration::ZERO;
+        },
         |inner| {
             let f = Arc::new(FlakyStore {
                 inner,
@@ -389,13 +392,59 @@ async fn remembered_decisions_follow_data_changes() {
     assert_eq!(r["decision"], "Deny", "{r}");
     assert_eq!(r["reason"], "no_permit");
     let metrics = app.get("/metrics").await.body;
-    let hits: u64 = metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("cedargate_cache_events_total{cache=\"decision\",event=\"hit\"} ")
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
+    let hits = metric(
+        &metrics,
+        "cedargate_cache_events_total{cache=\"decision\",event=\"hit\"}",
+    );
     assert_eq!(hits, 2, "{metrics}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn warm_keys_ride_out_a_store_outage_within_max_staleness() {
+    let mut flaky = None;
+    let app = spawn_app_on(
+        |s| {
+            s.cache.ttl = std::time::Duration::from_millis(1);
+            s.cache.max_staleness = std::time::Duration::from_secs(600);
+        },
+        |inner| {
+            let f = Arc::new(FlakyStore {
+                inner,
+                down: Default::default(),
+            });
+            flaky = Some(f.clone());
+            f
+        },
+    )
+    .await;
+    let flaky = flaky.unwrap();
+    let warm = read_req("vic", "t1", &["viewer"], "d-public");
+    assert_eq!(
+        app.post("/v1/authorize", &warm).await.json()["decision"],
+        "Allow"
+    );
+
+    flaky.down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await; // past the TTL
+    let r = app.post("/v1/authorize", &warm).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["decision"], "Allow");
+    assert!(
+        r.json()["data_age_ms"].as_u64().unwrap() >= 20,
+        "{}",
+        r.body
+    );
+    // A document never loaded cannot be decided.
+    let cold = read_req("vic", "t1", &["viewer"], "d-shared");
+    let r = app.post("/v1/authorize", &cold).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert_eq!(r.json()["reason"], "store_unavailable");
+    let metrics = app.get("/metrics").await.body;
+    let stale = metric(
+        &metrics,
+        "cedargate_cache_events_total{cache=\"document\",event=\"stale_served\"}",
+    );
+    assert!(stale >= 1, "{metrics}");
     app.shutdown().await;
 }

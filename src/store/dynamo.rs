@@ -1,0 +1,471 @@
+//! The DynamoDB backend (`aws-sdk-dynamodb`). Table layout and reasoning:
+//! `docs/dynamodb.md`. Every tenant-scoped key starts with the tenant id;
+//! reads are GetItem and Query, never Scan. A write and its change-log entry
+//! go in one transaction.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    PointInTimeRecoverySpecification, Put, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem,
+};
+use aws_sdk_dynamodb::Client;
+
+use super::{Change, ChangeCursor, DynamoUrl, ImportSummary, Store, StoreError};
+use crate::ids::{DocumentId, TenantId};
+use crate::model::{DataSet, Document, Tenant};
+
+/// How long change-log entries are kept (TTL).
+const CHANGE_RETENTION_SECS: i64 = 2 * 24 * 3600;
+/// Followers re-read this far behind their cursor, so a writer whose clock
+/// lags a little is not missed (invalidations are idempotent).
+const CHANGE_OVERLAP_MICROS: i64 = 5_000_000;
+/// DynamoDB's limit of items per TransactWriteItems call.
+const TRANSACT_MAX: usize = 100;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    tenants: String,
+    documents: String,
+    changes: String,
+    audit: String,
+}
+
+fn err<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let text = DisplayErrorContext(&e).to_string();
+    match e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StoreError::Unavailable(text)
+        }
+        _ => StoreError::Backend(text.into()),
+    }
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn to_item<T: serde::Serialize>(v: &T) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    serde_dynamo::to_item(v).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+fn from_item<T: serde::de::DeserializeOwned>(
+    item: HashMap<String, AttributeValue>,
+) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn day_of(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+impl DynamoStore {
+    pub async fn connect(url: &DynamoUrl) -> Result<Self, StoreError> {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
+        if let Some(region) = &url.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &url.endpoint {
+            loader = loader.endpoint_url(endpoint);
+            // DynamoDB Local accepts any signature: don't go looking for
+            // real credentials (or an instance metadata service) for it.
+            if url.is_local() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+                loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                    "local",
+                    "local",
+                    None,
+                    None,
+                    "cedargate-local",
+                ));
+            }
+        }
+        let config = loader.load().await;
+        let p = &url.prefix;
+        Ok(DynamoStore {
+            client: Client::new(&config),
+            tenants: format!("{p}tenants"),
+            documents: format!("{p}documents"),
+            changes: format!("{p}changes"),
+            audit: format!("{p}audit"),
+        })
+    }
+
+    fn change_put(&self, change: &Change) -> Result<TransactWriteItem, StoreError> {
+        let micros = chrono::Utc::now().timestamp_micros();
+        let mut item = to_item(change)?;
+        item.insert("bucket".into(), s(&day_of(micros)));
+        item.insert(
+            "seq".into(),
+            s(&format!("{micros:020}#{}", uuid::Uuid::now_v7())),
+        );
+        item.insert(
+            "expiresAt".into(),
+            AttributeValue::N((micros / 1_000_000 + CHANGE_RETENTION_SECS).to_string()),
+        );
+        Ok(TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&self.changes)
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
+            )
+            .build())
+    }
+
+    fn put(
+        &self,
+        table: &str,
+        item: HashMap<String, AttributeValue>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        Ok(TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(table)
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
+            )
+            .build())
+    }
+
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), StoreError> {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn table_exists(&self, name: &str) -> Result<bool, StoreError> {
+        match self.client.describe_table().table_name(name).send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// Creates a table (pay per request) if missing, waits until it is
+    /// active, and turns on TTL and point-in-time recovery where the
+    /// endpoint supports them.
+    async fn ensure_table(
+        &self,
+        name: &str,
+        hash: &str,
+        range: Option<&str>,
+        ttl: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let created = if self.table_exists(name).await? {
+            false
+        } else {
+            let mut req = self
+                .client
+                .create_table()
+                .table_name(name)
+                .billing_mode(BillingMode::PayPerRequest);
+            for (attr, kind) in [(Some(hash), KeyType::Hash), (range, KeyType::Range)] {
+                let Some(attr) = attr else { continue };
+                req = req
+                    .attribute_definitions(
+                        AttributeDefinition::builder()
+                            .attribute_name(attr)
+                            .attribute_type(ScalarAttributeType::S)
+                            .build()
+                            .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                    )
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name(attr)
+                            .key_type(kind)
+                            .build()
+                            .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                    );
+            }
+            match req.send().await {
+                Ok(_) => true,
+                // Created meanwhile by another migrate.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_in_use_exception()) =>
+                {
+                    false
+                }
+                Err(e) => return Err(err(e)),
+            }
+        };
+        for _ in 0..100 {
+            let desc = self
+                .client
+                .describe_table()
+                .table_name(name)
+                .send()
+                .await
+                .map_err(err)?;
+            let active = desc
+                .table()
+                .and_then(|t| t.table_status())
+                .is_some_and(|s| *s == aws_sdk_dynamodb::types::TableStatus::Active);
+            if active {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if let Some(attr) = ttl {
+            let spec = TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name(attr)
+                .build()
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            if let Err(e) = self
+                .client
+                .update_time_to_live()
+                .table_name(name)
+                .time_to_live_specification(spec)
+                .send()
+                .await
+            {
+                // Already enabled is an error for UpdateTimeToLive.
+                tracing::debug!(table = name, error = %DisplayErrorContext(&e), "TTL not updated");
+            }
+        }
+        let pitr = PointInTimeRecoverySpecification::builder()
+            .point_in_time_recovery_enabled(true)
+            .build()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        if let Err(e) = self
+            .client
+            .update_continuous_backups()
+            .table_name(name)
+            .point_in_time_recovery_specification(pitr)
+            .send()
+            .await
+        {
+            tracing::debug!(table = name, error = %DisplayErrorContext(&e), "point-in-time recovery not enabled");
+        }
+        Ok(created)
+    }
+
+    async fn query_changes(
+        &self,
+        bucket: &str,
+        after: &str,
+    ) -> Result<Vec<(String, Change)>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let resp = self
+                .client
+                .query()
+                .table_name(&self.changes)
+                .key_condition_expression("#b = :b AND #s > :s")
+                .expression_attribute_names("#b", "bucket")
+                .expression_attribute_names("#s", "seq")
+                .expression_attribute_values(":b", s(bucket))
+                .expression_attribute_values(":s", s(after))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(err)?;
+            for item in resp.items().iter().cloned() {
+                let seq = item
+                    .get("seq")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                if let Ok(change) = from_item::<Change>(item) {
+                    out.push((seq, change));
+                }
+            }
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+/// Cursor text: `<micros>` of the newest change seen.
+fn cursor_micros(c: &ChangeCursor) -> i64 {
+    c.0.parse().unwrap_or(0)
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.ensure_table(&self.tenants, "tenantId", None, None)
+            .await?;
+        self.ensure_table(&self.documents, "tenantId", Some("documentId"), None)
+            .await?;
+        self.ensure_table(&self.changes, "bucket", Some("seq"), Some("expiresAt"))
+            .await?;
+        self.ensure_table(&self.audit, "pk", Some("sk"), Some("expiresAt"))
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .describe_table()
+            .table_name(&self.tenants)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        let resp = self
+            .client
+            .get_item()
+            .table_name(&self.tenants)
+            .key("tenantId", s(id.as_str()))
+            .send()
+            .await
+            .map_err(err)?;
+        resp.item.map(from_item).transpose()
+    }
+
+    async fn get_document(
+        &self,
+        tenant: &TenantId,
+        id: &DocumentId,
+    ) -> Result<Option<Document>, StoreError> {
+        let resp = self
+            .client
+            .get_item()
+            .table_name(&self.documents)
+            .key("tenantId", s(tenant.as_str()))
+            .key("documentId", s(id.as_str()))
+            .send()
+            .await
+            .map_err(err)?;
+        resp.item.map(from_item).transpose()
+    }
+
+    async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        self.transact(vec![
+            self.put(&self.tenants, to_item(tenant)?)?,
+            self.change_put(&Change::Tenant {
+                tenant_id: tenant.tenant_id.clone(),
+            })?,
+        ])
+        .await
+    }
+
+    async fn put_document(&self, document: &Document) -> Result<(), StoreError> {
+        if self.get_tenant(&document.tenant_id).await?.is_none() {
+            return Err(StoreError::Invalid(format!(
+                "unknown tenant {}",
+                document.tenant_id
+            )));
+        }
+        self.transact(vec![
+            self.put(&self.documents, to_item(document)?)?,
+            self.change_put(&Change::Document {
+                tenant_id: document.tenant_id.clone(),
+                document_id: document.document_id.clone(),
+            })?,
+        ])
+        .await
+    }
+
+    /// Checked completely first; then written in transactions of up to 100
+    /// items (DynamoDB's limit), tenants before their documents. A failure
+    /// part-way leaves a prefix written; importing the same file again
+    /// converges (every write is an idempotent put).
+    async fn import(&self, data: &DataSet) -> Result<ImportSummary, StoreError> {
+        let mut unknown = Vec::new();
+        for d in &data.documents {
+            if !data.tenants.iter().any(|t| t.tenant_id == d.tenant_id)
+                && !unknown.contains(&d.tenant_id)
+            {
+                unknown.push(d.tenant_id.clone());
+            }
+        }
+        let mut known = Vec::new();
+        for t in unknown {
+            if self.get_tenant(&t).await?.is_some() {
+                known.push(t);
+            }
+        }
+        data.check(|t| known.contains(t))
+            .map_err(StoreError::Invalid)?;
+        let mut items = Vec::new();
+        for t in &data.tenants {
+            items.push(self.put(&self.tenants, to_item(t)?)?);
+            items.push(self.change_put(&Change::Tenant {
+                tenant_id: t.tenant_id.clone(),
+            })?);
+        }
+        for d in &data.documents {
+            items.push(self.put(&self.documents, to_item(d)?)?);
+            items.push(self.change_put(&Change::Document {
+                tenant_id: d.tenant_id.clone(),
+                document_id: d.document_id.clone(),
+            })?);
+        }
+        while !items.is_empty() {
+            let rest = items.split_off(items.len().min(TRANSACT_MAX));
+            self.transact(std::mem::replace(&mut items, rest)).await?;
+        }
+        Ok(ImportSummary {
+            tenants: data.tenants.len(),
+            documents: data.documents.len(),
+        })
+    }
+
+    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
+        Ok(ChangeCursor(
+            chrono::Utc::now().timestamp_micros().to_string(),
+        ))
+    }
+
+    async fn changes_since(
+        &self,
+        cursor: &ChangeCursor,
+    ) -> Result<(Vec<(String, Change)>, ChangeCursor), StoreError> {
+        let from = cursor_micros(cursor) - CHANGE_OVERLAP_MICROS;
+        let now = chrono::Utc::now().timestamp_micros();
+        let mut buckets = vec![day_of(from)];
+        if day_of(now) != buckets[0] {
+            buckets.push(day_of(now));
+        }
+        let mut seen = Vec::new();
+        for b in &buckets {
+            seen.extend(self.query_changes(b, &format!("{from:020}")).await?);
+        }
+        let newest = seen
+            .iter()
+            .filter_map(|(seq, _)| seq.split('#').next()?.parse::<i64>().ok())
+            .max()
+            .unwrap_or(cursor_micros(cursor))
+            .max(cursor_micros(cursor));
+        Ok((seen, ChangeCursor(newest.to_string())))
+    }
+}
