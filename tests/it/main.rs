@@ -1,6 +1,7 @@
 //! Integration tests: one test binary, one module per concern.
 
 mod binaries;
+mod dynamodb_local;
 mod forward_auth;
 mod helpers;
 mod http;
@@ -8,4 +9,5 @@ mod isolation_prop;
 mod nginx;
 mod policy_table;
 mod reload;
+mod store_contract;
 mod tokens;

@@ -1,0 +1,157 @@
+//! One contract for every store backend, run against a real SQLite file and
+//! a real DynamoDB Local.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use cedargate::ids::{DocumentId, TenantId};
+use cedargate::model::Visibility;
+use cedargate::store::{self, Change, Store, StoreError, StoreUrl};
+
+use crate::dynamodb_local::{self, DynamoLocal};
+use crate::helpers::fixture;
+
+fn tid(s: &str) -> TenantId {
+    TenantId::parse(s).unwrap()
+}
+
+fn did(s: &str) -> DocumentId {
+    DocumentId::parse(s).unwrap()
+}
+
+async fn contract(store: Arc<dyn Store>) {
+    // Tables exist (open ran migrate); migrate again is harmless.
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+    assert!(store.get_tenant(&tid("t1")).await.unwrap().is_none());
+    assert!(store
+        .get_document(&tid("t1"), &did("d-priv"))
+        .await
+        .unwrap()
+        .is_none());
+
+    // A document of an unknown tenant is refused.
+    let data = fixture();
+    let orphan = data.documents[0].clone();
+    assert!(matches!(
+        store.put_document(&orphan).await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    // An import that fails its checks writes nothing.
+    let mut bad = data.clone();
+    bad.documents.push(cedargate::model::Document {
+        tenant_id: tid("nobody"),
+        ..data.documents[0].clone()
+    });
+    assert!(matches!(
+        store.import(&bad).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(store.get_tenant(&tid("t1")).await.unwrap().is_none());
+
+    let cursor = store.change_cursor().await.unwrap();
+    let summary = store.import(&data).await.unwrap();
+    assert_eq!((summary.tenants, summary.documents), (7, 8));
+    for t in &data.tenants {
+        assert_eq!(
+            store.get_tenant(&t.tenant_id).await.unwrap().as_ref(),
+            Some(t)
+        );
+    }
+    for d in &data.documents {
+        let got = store
+            .get_document(&d.tenant_id, &d.document_id)
+            .await
+            .unwrap();
+        assert_eq!(got.as_ref(), Some(d), "{}", d.document_id);
+    }
+    // Keys are scoped by tenant: t1's document is not t2's.
+    assert!(store
+        .get_document(&tid("t2"), &did("d-priv"))
+        .await
+        .unwrap()
+        .is_none());
+    let mut twin = data.documents[0].clone();
+    twin.tenant_id = tid("t2");
+    twin.owner_id = cedargate::ids::UserId::parse("mallory").unwrap();
+    store.put_document(&twin).await.unwrap();
+    let t1 = store
+        .get_document(&tid("t1"), &did("d-priv"))
+        .await
+        .unwrap()
+        .unwrap();
+    let t2 = store
+        .get_document(&tid("t2"), &did("d-priv"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t1.owner_id.as_str(), "alice");
+    assert_eq!(t2.owner_id.as_str(), "mallory");
+
+    // Updates replace.
+    let mut doc = t1.clone();
+    doc.visibility = Visibility::Public;
+    doc.deleted_at = Some(chrono::Utc::now());
+    store.put_document(&doc).await.unwrap();
+    let got = store
+        .get_document(&tid("t1"), &did("d-priv"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.visibility, Visibility::Public);
+    assert!(got.deleted_at.is_some());
+    let mut tenant = data.tenants[0].clone();
+    tenant.usage.documents += 1;
+    store.put_tenant(&tenant).await.unwrap();
+    assert_eq!(store.get_tenant(&tid("t1")).await.unwrap().unwrap(), tenant);
+
+    // Every write is in the change log after the cursor.
+    let (changes, next) = store.changes_since(&cursor).await.unwrap();
+    let kinds: HashSet<&Change> = changes.iter().map(|(_, c)| c).collect();
+    assert!(kinds.contains(&Change::Tenant {
+        tenant_id: tid("t1")
+    }));
+    assert!(kinds.contains(&Change::Document {
+        tenant_id: tid("t2"),
+        document_id: did("d-priv")
+    }));
+    assert!(kinds.contains(&Change::Document {
+        tenant_id: tid("canc"),
+        document_id: did("c-doc")
+    }));
+    let ids: HashSet<&String> = changes.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), changes.len(), "change ids are unique");
+    // From the new cursor on, nothing new until the next write.
+    let (again, next) = store.changes_since(&next).await.unwrap();
+    assert!(
+        again.iter().all(|(id, _)| ids.contains(id)),
+        "only changes already seen"
+    );
+    store.put_tenant(&data.tenants[1]).await.unwrap();
+    let (latest, _) = store.changes_since(&next).await.unwrap();
+    assert!(latest.iter().any(|(id, c)| !ids.contains(id)
+        && *c
+            == Change::Tenant {
+                tenant_id: tid("t2")
+            }));
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&StoreUrl::Sqlite(dir.path().join("c.db")))
+        .await
+        .unwrap();
+    contract(store).await;
+}
+
+#[tokio::test]
+async fn dynamodb_passes_the_store_contract() {
+    let Some(jar) = dynamodb_local::available() else {
+        return;
+    };
+    let ddb = DynamoLocal::start(&jar).await;
+    let store = store::open(&ddb.url("contract-")).await.unwrap();
+    contract(store).await;
+}
