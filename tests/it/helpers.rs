@@ -119,7 +119,7 @@ pub async fn spawn_app_on(
     let mut settings = Settings::trusted(url.clone(), &policy_dir, &schema_dir);
     settings.reload_interval = std::time::Duration::from_millis(50);
     tweak(&mut settings);
-    let store = wrap(store::open(&url).await.unwrap());
+    let store = wrap(store::open(&settings.store).await.unwrap());
     let app = App::build_with_store(settings, store)
         .await
         .expect("app builds");
@@ -168,6 +168,18 @@ impl TestApp {
 pub struct FlakyStore {
     pub inner: Arc<dyn store::Store>,
     pub down: std::sync::atomic::AtomicBool,
+    /// Document reads so far.
+    pub document_reads: std::sync::atomic::AtomicUsize,
+}
+
+impl FlakyStore {
+    pub fn wrap(inner: Arc<dyn store::Store>) -> Arc<Self> {
+        Arc::new(FlakyStore {
+            inner,
+            down: Default::default(),
+            document_reads: Default::default(),
+        })
+    }
 }
 
 impl FlakyStore {
@@ -204,6 +216,8 @@ impl store::Store for FlakyStore {
         tenant: &TenantId,
         id: &DocumentId,
     ) -> Result<Option<cedargate::model::Document>, store::StoreError> {
+        self.document_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.check()?;
         self.inner.get_document(tenant, id).await
     }

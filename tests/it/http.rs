@@ -2,7 +2,6 @@
 //! kind of bad input getting a clear 4xx (never a 500).
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -324,10 +323,7 @@ async fn store_outage_fails_closed_with_503() {
             s.cache.max_staleness = std::time::Duration::ZERO;
         },
         |inner| {
-            let f = Arc::new(FlakyStore {
-                inner,
-                down: Default::default(),
-            });
+            let f = FlakyStore::wrap(inner);
             flaky = Some(f.clone());
             f
         },
@@ -409,10 +405,7 @@ async fn warm_keys_ride_out_a_store_outage_within_max_staleness() {
             s.cache.max_staleness = std::time::Duration::from_secs(600);
         },
         |inner| {
-            let f = Arc::new(FlakyStore {
-                inner,
-                down: Default::default(),
-            });
+            let f = FlakyStore::wrap(inner);
             flaky = Some(f.clone());
             f
         },

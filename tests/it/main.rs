@@ -8,6 +8,7 @@ mod http;
 mod isolation_prop;
 mod nginx;
 mod policy_table;
+mod propagation;
 mod reload;
 mod store_contract;
 mod tokens;
