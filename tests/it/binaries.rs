@@ -210,3 +210,38 @@ fn the_example_config_file_is_valid() {
     assert_eq!(settings.forward_auth.routes.len(), 3);
     cedargate::sidecar::forward::RouteTable::new(&settings.forward_auth).unwrap();
 }
+
+#[tokio::test]
+async fn admin_migrates_and_imports_into_dynamodb() {
+    let Some(jar) = crate::dynamodb_local::available() else {
+        return;
+    };
+    let ddb = crate::dynamodb_local::DynamoLocal::start(&jar).await;
+    let url = ddb.url("admin-").to_string();
+    for _ in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_cedargate-admin"))
+            .args(["migrate", "--store", &url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), FIXTURE).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cedargate-admin"))
+        .args(["import", "--store", &url])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = store::open(&ddb.url("admin-")).await.unwrap();
+    let t1 = s.get_tenant(&TenantId::parse("t1").unwrap()).await.unwrap();
+    assert_eq!(t1.unwrap().name, "Acme");
+}
