@@ -1,0 +1,322 @@
+//! The engine the servers share: the current policy snapshot, the entity
+//! cache, the built-entity-set and decision caches, and the metrics. It turns
+//! an [`AuthzRequest`] into a [`Decision`], failing closed.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use cedar_policy::{Authorizer, Entities, Entity};
+use lru::LruCache;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::entities::{tenant_uid, unknown_tenant_entity, Principal};
+use super::{
+    base_entities, evaluate, evaluation_error, parse_context, AuthzError, AuthzRequest, Decision,
+    DenyReason, Effect, Evaluation, ResourceRef,
+};
+use crate::cache::{DocumentEntry, EntityCache, Slot, TenantEntry};
+use crate::metrics::{FailClosed, Metrics};
+use crate::policy::{PolicyHandle, PolicySnapshot};
+use crate::store::StoreError;
+
+/// The engine the servers share: current policies, the entity cache and
+/// the metrics.
+pub struct Engine {
+    policies: PolicyHandle,
+    cache: Arc<EntityCache>,
+    authorizer: Authorizer,
+    metrics: Arc<Metrics>,
+    /// Built entity sets by (tenant, resource, action) generations: a warm
+    /// request only adds its principal. Generations are never reused, so a
+    /// reloaded record or policy set can never meet a stale set.
+    bases: Mutex<LruCache<(u64, u64, u64), Arc<Entities>>>,
+    /// Decisions already made, when enabled.
+    decisions: Option<Mutex<LruCache<DecisionKey, Evaluation>>>,
+}
+
+/// How many built entity sets the engine keeps.
+const BASE_CAPACITY: usize = 4096;
+
+/// The resource-side entity of a request, as the cache holds it.
+enum Extra {
+    Document(Arc<DocumentEntry>),
+    Tenant(Arc<TenantEntry>),
+    Unknown(Box<Entity>),
+}
+
+impl Extra {
+    fn into_entity(self) -> Entity {
+        match self {
+            Extra::Document(d) => d.entity.clone(),
+            Extra::Tenant(t) => t.entity.clone(),
+            Extra::Unknown(e) => *e,
+        }
+    }
+}
+
+/// Everything a decision depends on. Cedar evaluation is a pure function of
+/// the policies, the entities and the request; the generations pin the
+/// first two (a reloaded policy set or record gets a new generation), the
+/// principal's claims and the context text pin the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DecisionKey {
+    tenant: u64,
+    resource: u64,
+    action: u64,
+    principal: Principal,
+    context: String,
+}
+
+impl Engine {
+    /// `decision_capacity` bounds the decision cache; 0 turns it off.
+    pub fn new(
+        policies: PolicyHandle,
+        cache: Arc<EntityCache>,
+        metrics: Arc<Metrics>,
+        decision_capacity: usize,
+    ) -> Self {
+        Engine {
+            policies,
+            cache,
+            authorizer: Authorizer::new(),
+            metrics,
+            bases: Mutex::new(LruCache::new(
+                NonZeroUsize::new(BASE_CAPACITY).unwrap_or(NonZeroUsize::MIN),
+            )),
+            decisions: NonZeroUsize::new(decision_capacity).map(|n| Mutex::new(LruCache::new(n))),
+        }
+    }
+
+    pub fn policies(&self) -> &PolicyHandle {
+        &self.policies
+    }
+
+    pub fn cache(&self) -> &Arc<EntityCache> {
+        &self.cache
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Decides one request. `Err` only for a malformed request; every other
+    /// outcome, failures included, is a [`Decision`].
+    #[tracing::instrument(
+        level = "debug",
+        name = "decide",
+        skip_all,
+        fields(tenant = %req.principal.tenant, action = %req.action, decision_id)
+    )]
+    pub async fn decide(&self, req: &AuthzRequest) -> Result<Decision, AuthzError> {
+        let started = std::time::Instant::now();
+        let snapshot = self.policies.load_full();
+        let result = self.decide_with(&snapshot, req).await;
+        match &result {
+            Ok(d) => {
+                self.metrics
+                    .latency
+                    .observe(started.elapsed().as_secs_f64());
+                match d.decision {
+                    Effect::Allow => self.metrics.allow.inc(),
+                    Effect::Deny => self.metrics.deny.inc(),
+                };
+                tracing::Span::current().record("decision_id", d.decision_id.as_str());
+            }
+            Err(_) => {
+                self.metrics.bad_requests.inc();
+            }
+        }
+        result
+    }
+
+    async fn decide_with(
+        &self,
+        snapshot: &PolicySnapshot,
+        req: &AuthzRequest,
+    ) -> Result<Decision, AuthzError> {
+        let action = snapshot
+            .actions
+            .get(&req.action)
+            .ok_or_else(|| AuthzError::UnknownAction(req.action.clone()))?;
+        if action.resource != req.resource.kind() {
+            return Err(AuthzError::WrongResourceType {
+                action: req.action.clone(),
+                expected: action.resource,
+                got: req.resource.kind(),
+            });
+        }
+        let context = parse_context(snapshot, action, &req.action, &req.context)?;
+        let principal = &req.principal;
+        let now = Instant::now();
+        let decided = |ev: Evaluation, oldest: Instant| Decision {
+            decision: ev.effect,
+            decision_id: uuid::Uuid::now_v7().to_string(),
+            determining_policies: ev.determining_policies,
+            errors: ev.errors,
+            policy_revision: snapshot.revision.clone(),
+            data_age_ms: u64::try_from(now.saturating_duration_since(oldest).as_millis())
+                .unwrap_or(u64::MAX),
+            reason: ev.reason,
+        };
+        let deny = |reason: DenyReason, error: Option<String>| {
+            let fail = match reason {
+                DenyReason::TenantNotFound => Some(FailClosed::TenantNotFound),
+                DenyReason::StoreUnavailable => Some(FailClosed::StoreUnavailable),
+                _ => None,
+            };
+            if let Some(f) = fail {
+                self.metrics.fail_closed(f);
+            }
+            Evaluation {
+                effect: Effect::Deny,
+                determining_policies: vec![],
+                errors: error.into_iter().collect(),
+                reason: Some(reason),
+            }
+        };
+
+        // The caller's tenant and the document (if any) are read together:
+        // on a cache miss that is one store round trip, not two.
+        let document = async {
+            match &req.resource {
+                ResourceRef::Document(id) => Some(self.cache.document(&principal.tenant, id).await),
+                ResourceRef::Tenant(_) => None,
+            }
+        };
+        let (tenant, mut document) = tokio::join!(self.cache.tenant(&principal.tenant), document);
+        let tenant = match tenant {
+            Ok(Slot {
+                value: Some(t),
+                fetched_at,
+            }) => (t, fetched_at),
+            Ok(Slot { value: None, .. }) => {
+                return Ok(decided(deny(DenyReason::TenantNotFound, None), now))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "tenant lookup failed; denying");
+                return Ok(decided(
+                    deny(DenyReason::StoreUnavailable, Some(e.to_string())),
+                    now,
+                ));
+            }
+        };
+        let mut oldest = tenant.1;
+        // The resource's entity, when it is not the principal's tenant. Cloned
+        // into an entity set only when no built set is cached.
+        let mut extra: Option<Extra> = None;
+
+        // `resource_generation` is None when the set must not be cached.
+        let (resource_uid, resource_generation) = match &req.resource {
+            ResourceRef::Document(id) => match document.take().unwrap_or_else(|| {
+                Err(StoreError::Unavailable(format!(
+                    "document {id} was not looked up"
+                )))
+            }) {
+                Ok(Slot {
+                    value: Some(doc),
+                    fetched_at,
+                }) => {
+                    oldest = oldest.min(fetched_at);
+                    let uid = doc.entity.uid();
+                    let generation = doc.generation;
+                    extra = Some(Extra::Document(doc));
+                    (uid, Some(generation))
+                }
+                Ok(Slot { fetched_at, .. }) => {
+                    return Ok(decided(
+                        deny(DenyReason::ResourceNotFound, None),
+                        oldest.min(fetched_at),
+                    ))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "document lookup failed; denying");
+                    return Ok(decided(
+                        deny(DenyReason::StoreUnavailable, Some(e.to_string())),
+                        oldest,
+                    ));
+                }
+            },
+            ResourceRef::Tenant(id) if *id == principal.tenant => (tenant_uid(id), Some(0)),
+            ResourceRef::Tenant(id) => match self.cache.tenant(id).await {
+                Ok(slot) => {
+                    oldest = oldest.min(slot.fetched_at);
+                    let generation = match slot.value {
+                        Some(t) => {
+                            let generation = t.generation;
+                            extra = Some(Extra::Tenant(t));
+                            Some(generation)
+                        }
+                        None => {
+                            extra = Some(Extra::Unknown(Box::new(unknown_tenant_entity(id))));
+                            None
+                        }
+                    };
+                    (tenant_uid(id), generation)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "tenant lookup failed; denying");
+                    return Ok(decided(
+                        deny(DenyReason::StoreUnavailable, Some(e.to_string())),
+                        oldest,
+                    ));
+                }
+            },
+        };
+        let key = resource_generation.map(|r| (tenant.0.generation, r, action.generation));
+        let base = match key.and_then(|k| self.bases.lock().get(&k).cloned()) {
+            Some(base) => base,
+            None => match base_entities(
+                action,
+                std::iter::once(tenant.0.entity.clone()).chain(extra.map(Extra::into_entity)),
+            ) {
+                Ok(base) => {
+                    let base = Arc::new(base);
+                    if let Some(k) = key {
+                        self.bases.lock().put(k, base.clone());
+                    }
+                    base
+                }
+                Err(e) => {
+                    self.metrics.fail_closed(FailClosed::EvaluationError);
+                    return Ok(decided(evaluation_error(format!("entities: {e}")), oldest));
+                }
+            },
+        };
+        let decision_key = key.map(|(tenant, resource, action)| DecisionKey {
+            tenant,
+            resource,
+            action,
+            principal: principal.clone(),
+            context: req.context.to_string(),
+        });
+        if let Some(ev) = decision_key
+            .as_ref()
+            .and_then(|k| self.decisions.as_ref()?.lock().get(k).cloned())
+        {
+            self.metrics.decision_cache.hits.inc();
+            return Ok(decided(ev, oldest));
+        }
+        self.metrics.decision_cache.misses.inc();
+        let ev = evaluate(
+            &self.authorizer,
+            snapshot,
+            action,
+            principal,
+            resource_uid,
+            context,
+            &base,
+        )?;
+        if let (Some(k), Some(cache), None | Some(DenyReason::Forbidden | DenyReason::NoPermit)) =
+            (decision_key, self.decisions.as_ref(), ev.reason)
+        {
+            // Failures (evaluation errors) are never remembered.
+            cache.lock().put(k, ev.clone());
+        }
+        if ev.reason == Some(DenyReason::EvaluationError) {
+            self.metrics.fail_closed(FailClosed::EvaluationError);
+            tracing::warn!(errors = ?ev.errors, "policy evaluation error; denying");
+        }
+        Ok(decided(ev, oldest))
+    }
+}
