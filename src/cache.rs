@@ -396,6 +396,22 @@ mod tests {
         > {
             Ok((Vec::new(), c.clone()))
         }
+        async fn migrations(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn record_migration(
+            &self,
+            _: &str,
+            _: Option<&serde_json::Value>,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn raw_tenants(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn put_raw_tenant(&self, _: &serde_json::Value) -> Result<(), StoreError> {
+            Ok(())
+        }
     }
 
     fn sample() -> DataSet {

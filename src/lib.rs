@@ -9,6 +9,7 @@
 //!
 //! - [`ids`]: identifier newtypes (`TenantId`, `DocumentId`, …), parsed once.
 //! - [`identity`]: JWT verification (JWKS, Cognito claims) and dev keys.
+//! - [`migrations`]: versioned, recorded, reversible store migrations.
 //! - [`model`]: store records (the seed's `Tenant`, documents with ACLs).
 //! - [`policy`]: loading, strict validation and hot reload of policies.
 //! - [`store`]: the store trait and its embedded SQLite backend.
@@ -30,6 +31,7 @@ pub mod demo;
 pub mod identity;
 pub mod ids;
 pub mod metrics;
+pub mod migrations;
 pub mod model;
 pub mod policy;
 pub mod sidecar;

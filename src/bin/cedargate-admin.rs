@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+use cedargate::migrations;
 use cedargate::model::DataSet;
 use cedargate::store::{self, StoreUrl};
 
@@ -19,10 +20,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create or update the store's tables (idempotent).
+    /// Apply the migration steps not yet applied (tables, backfills), in
+    /// order; each is recorded in the store. Idempotent and resumable.
     Migrate {
         #[arg(long)]
         store: StoreUrl,
+        /// Say what would be done; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Roll this applied step back instead.
+        #[arg(long, value_name = "STEP")]
+        rollback: Option<String>,
     },
     /// Load tenants and documents from a JSON file: all of it or nothing.
     Import {
@@ -34,9 +42,20 @@ enum Command {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Migrate { store } => {
-            store::open(&store).await?;
-            println!("{store}: tables up to date");
+        Command::Migrate {
+            store: url,
+            dry_run,
+            rollback,
+        } => {
+            let s = store::connect(&url).await?;
+            let report = match rollback {
+                Some(step) => migrations::rollback(s.as_ref(), &step, dry_run).await?,
+                None => migrations::migrate(s.as_ref(), dry_run).await?,
+            };
+            for line in report.lines {
+                println!("{line}");
+            }
+            println!("{url}: done");
         }
         Command::Import { store, file } => {
             let text = std::fs::read_to_string(&file)

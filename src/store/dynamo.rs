@@ -34,6 +34,7 @@ pub struct DynamoStore {
     documents: String,
     changes: String,
     audit: String,
+    migrations: String,
 }
 
 fn err<E, R>(e: SdkError<E, R>) -> StoreError
@@ -105,6 +106,7 @@ impl DynamoStore {
             documents: format!("{p}documents"),
             changes: format!("{p}changes"),
             audit: format!("{p}audit"),
+            migrations: format!("{p}migrations"),
         })
     }
 
@@ -326,6 +328,8 @@ impl Store for DynamoStore {
             .await?;
         self.ensure_table(&self.audit, "pk", Some("sk"), Some("expiresAt"))
             .await?;
+        self.ensure_table(&self.migrations, "id", None, None)
+            .await?;
         Ok(())
     }
 
@@ -467,5 +471,105 @@ impl Store for DynamoStore {
             .unwrap_or(cursor_micros(cursor))
             .max(cursor_micros(cursor));
         Ok((seen, ChangeCursor(newest.to_string())))
+    }
+
+    async fn migrations(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        // A handful of items: the table holds one per migration step.
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let resp = self
+                .client
+                .scan()
+                .table_name(&self.migrations)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(err)?;
+            for item in resp.items() {
+                let id = item
+                    .get("id")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                let state = item
+                    .get("state")
+                    .and_then(|v| v.as_s().ok())
+                    .map(|s| serde_json::from_str(s).unwrap_or(serde_json::Value::Null))
+                    .unwrap_or(serde_json::Value::Null);
+                out.push((id, state));
+            }
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    async fn record_migration(
+        &self,
+        id: &str,
+        state: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        match state {
+            Some(state) => {
+                self.client
+                    .put_item()
+                    .table_name(&self.migrations)
+                    .item("id", s(id))
+                    .item("state", s(&state.to_string()))
+                    .item("appliedAt", s(&chrono::Utc::now().to_rfc3339()))
+                    .send()
+                    .await
+                    .map_err(err)?;
+            }
+            None => {
+                self.client
+                    .delete_item()
+                    .table_name(&self.migrations)
+                    .key("id", s(id))
+                    .send()
+                    .await
+                    .map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A Scan: maintenance only (migrations), never on a request path.
+    async fn raw_tenants(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let resp = self
+                .client
+                .scan()
+                .table_name(&self.tenants)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(err)?;
+            for item in resp.items().iter().cloned() {
+                out.push(from_item::<serde_json::Value>(item)?);
+            }
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_raw_tenant(&self, record: &serde_json::Value) -> Result<(), StoreError> {
+        let id = super::raw_tenant_id(record)?;
+        self.transact(vec![
+            self.put(&self.tenants, to_item(record)?)?,
+            self.change_put(&Change::Tenant { tenant_id: id })?,
+        ])
+        .await
     }
 }

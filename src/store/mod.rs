@@ -61,6 +61,22 @@ pub trait Store: Send + Sync + 'static {
         &self,
         cursor: &ChangeCursor,
     ) -> Result<(Vec<(String, Change)>, ChangeCursor), StoreError>;
+
+    /// Migration steps recorded as applied, with the state each kept.
+    async fn migrations(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+    /// Records a step as applied with its state (`Some`), or removes the
+    /// record (`None`, after a rollback).
+    async fn record_migration(
+        &self,
+        id: &str,
+        state: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError>;
+    /// Every tenant record as stored, whether or not it is a valid
+    /// `Tenant` (maintenance only: a Scan on DynamoDB).
+    async fn raw_tenants(&self) -> Result<Vec<serde_json::Value>, StoreError>;
+    /// Writes a tenant record as given (maintenance only), with its
+    /// change-log entry.
+    async fn put_raw_tenant(&self, record: &serde_json::Value) -> Result<(), StoreError>;
 }
 
 /// A record that changed, so that caches drop their copy.
@@ -74,6 +90,15 @@ pub enum Change {
         tenant_id: TenantId,
         document_id: DocumentId,
     },
+}
+
+/// The tenant id of a raw tenant record.
+pub(crate) fn raw_tenant_id(record: &serde_json::Value) -> Result<TenantId, StoreError> {
+    record
+        .get("tenantId")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| StoreError::Invalid("tenant record without tenantId".into()))
+        .and_then(|s| TenantId::parse(s).map_err(|e| StoreError::Invalid(e.to_string())))
 }
 
 /// A position in the change log; opaque outside its backend.
@@ -172,12 +197,17 @@ impl std::fmt::Display for StoreUrl {
     }
 }
 
-/// Opens the store a URL names and makes sure its tables exist.
-pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
-    let store: Arc<dyn Store> = match url {
+/// Connects to the store a URL names, creating nothing.
+pub async fn connect(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match url {
         StoreUrl::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
         StoreUrl::Dynamo(url) => Arc::new(DynamoStore::connect(url).await?),
-    };
+    })
+}
+
+/// Connects and makes sure the tables exist.
+pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
+    let store = connect(url).await?;
     store.migrate().await?;
     Ok(store)
 }

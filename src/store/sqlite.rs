@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{Change, ChangeCursor, ImportSummary, Store, StoreError};
+use super::{raw_tenant_id, Change, ChangeCursor, ImportSummary, Store, StoreError};
 use crate::ids::{DocumentId, TenantId};
 use crate::model::{DataSet, Document, Tenant};
 
@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS changes (
     change TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS changes_at ON changes (at_ms);
+CREATE TABLE IF NOT EXISTS migrations (
+    id         TEXT PRIMARY KEY,
+    state      TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+);
 ";
 
 /// How long change-log rows are kept.
@@ -310,6 +315,79 @@ impl Store for SqliteStore {
         self.with_conn(move |c| {
             let (changes, last) = Self::changes_after(c, after)?;
             Ok((changes, ChangeCursor(last.to_string())))
+        })
+        .await
+    }
+
+    async fn migrations(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c
+                .prepare("SELECT id, state FROM migrations ORDER BY id")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, state) = row.map_err(backend)?;
+                out.push((id, from_json(&state)?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn record_migration(
+        &self,
+        id: &str,
+        state: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        let id = id.to_string();
+        let state = state.map(to_json).transpose()?;
+        self.with_conn(move |c| {
+            match state {
+                Some(state) => c.execute(
+                    "INSERT INTO migrations (id, state, applied_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (id) DO UPDATE SET state = ?2, applied_at = ?3",
+                    params![id, state, now()],
+                ),
+                None => c.execute("DELETE FROM migrations WHERE id = ?1", params![id]),
+            }
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn raw_tenants(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c
+                .prepare("SELECT record FROM tenants ORDER BY tenant_id")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(from_json(&row.map_err(backend)?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_raw_tenant(&self, record: &serde_json::Value) -> Result<(), StoreError> {
+        let id = raw_tenant_id(record)?;
+        let text = to_json(record)?;
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            tx.execute(
+                "UPDATE tenants SET record = ?2, updated_at = ?3 WHERE tenant_id = ?1",
+                params![id.as_str(), text, now()],
+            )
+            .map_err(backend)?;
+            record_change(&tx, &Change::Tenant { tenant_id: id })?;
+            tx.commit().map_err(backend)
         })
         .await
     }

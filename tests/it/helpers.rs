@@ -244,6 +244,26 @@ impl store::Store for FlakyStore {
         self.check()?;
         self.inner.changes_since(c).await
     }
+    async fn migrations(&self) -> Result<Vec<(String, serde_json::Value)>, store::StoreError> {
+        self.check()?;
+        self.inner.migrations().await
+    }
+    async fn record_migration(
+        &self,
+        id: &str,
+        state: Option<&serde_json::Value>,
+    ) -> Result<(), store::StoreError> {
+        self.check()?;
+        self.inner.record_migration(id, state).await
+    }
+    async fn raw_tenants(&self) -> Result<Vec<serde_json::Value>, store::StoreError> {
+        self.check()?;
+        self.inner.raw_tenants().await
+    }
+    async fn put_raw_tenant(&self, r: &serde_json::Value) -> Result<(), store::StoreError> {
+        self.check()?;
+        self.inner.put_raw_tenant(r).await
+    }
 }
 
 pub const ISSUER: &str = "https://issuer.test/pool";

@@ -155,3 +155,106 @@ async fn dynamodb_passes_the_store_contract() {
     let store = store::open(&ddb.url("contract-")).await.unwrap();
     contract(store).await;
 }
+
+/// The migration steps on a store holding a tenant written by an older
+/// version (no `usage`, no `settings`): dry run, run, rerun, rollback.
+async fn migration_contract(store: Arc<dyn Store>) {
+    use cedargate::migrations;
+
+    let tenant = fixture().tenants[0].clone();
+    store.put_tenant(&tenant).await.unwrap();
+    let mut old = serde_json::to_value(&tenant).unwrap();
+    let obj = old.as_object_mut().unwrap();
+    obj.remove("usage");
+    obj.remove("settings");
+    store.put_raw_tenant(&old).await.unwrap();
+    assert!(matches!(
+        store.get_tenant(&tid("t1")).await,
+        Err(StoreError::Corrupt(_))
+    ));
+
+    let dry = migrations::migrate(store.as_ref(), true).await.unwrap();
+    assert!(
+        dry.lines
+            .iter()
+            .any(|l| l.contains("tenant t1: add usage, settings")),
+        "{dry:?}"
+    );
+    assert!(
+        store.get_tenant(&tid("t1")).await.is_err(),
+        "a dry run writes nothing"
+    );
+    assert!(store.migrations().await.unwrap().is_empty());
+
+    let run = migrations::migrate(store.as_ref(), false).await.unwrap();
+    assert!(
+        run.lines.iter().any(|l| l.contains("1 tenant(s) changed")),
+        "{run:?}"
+    );
+    let fixed = store.get_tenant(&tid("t1")).await.unwrap().unwrap();
+    assert_eq!(fixed.usage.documents, 0);
+    assert_eq!(fixed.settings.data_retention_days, 365);
+    let ids: Vec<String> = store
+        .migrations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, ["0001-tables", "0002-tenant-defaults"]);
+
+    let again = migrations::migrate(store.as_ref(), false).await.unwrap();
+    assert!(
+        again.lines.iter().all(|l| l.contains("already applied")),
+        "{again:?}"
+    );
+
+    let back = migrations::rollback(store.as_ref(), "0002-tenant-defaults", false)
+        .await
+        .unwrap();
+    assert!(
+        back.lines
+            .iter()
+            .any(|l| l.contains("tenant t1: remove usage, settings")),
+        "{back:?}"
+    );
+    assert!(store.get_tenant(&tid("t1")).await.is_err());
+    assert_eq!(store.migrations().await.unwrap().len(), 1);
+    assert!(
+        migrations::rollback(store.as_ref(), "0002-tenant-defaults", false)
+            .await
+            .is_err()
+    );
+
+    // Forward again; a value changed after the step is not rolled back.
+    migrations::migrate(store.as_ref(), false).await.unwrap();
+    let mut t = store.get_tenant(&tid("t1")).await.unwrap().unwrap();
+    t.settings.data_retention_days = 30;
+    store.put_tenant(&t).await.unwrap();
+    migrations::rollback(store.as_ref(), "0002-tenant-defaults", false)
+        .await
+        .unwrap();
+    let raw = store.raw_tenants().await.unwrap();
+    let t1 = raw.iter().find(|r| r["tenantId"] == "t1").unwrap();
+    assert!(t1.get("usage").is_none());
+    assert_eq!(t1["settings"]["dataRetentionDays"], 30);
+}
+
+#[tokio::test]
+async fn sqlite_migrations_apply_record_and_roll_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&StoreUrl::Sqlite(dir.path().join("m.db")))
+        .await
+        .unwrap();
+    migration_contract(store).await;
+}
+
+#[tokio::test]
+async fn dynamodb_migrations_apply_record_and_roll_back() {
+    let Some(jar) = dynamodb_local::available() else {
+        return;
+    };
+    let ddb = DynamoLocal::start(&jar).await;
+    let store = store::open(&ddb.url("migrate-")).await.unwrap();
+    migration_contract(store).await;
+}
