@@ -38,4 +38,9 @@ echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 
 echo "== cargo test"
-cargo test --locked --all-targets
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked --all-targets 2>&1 | tee "$log"
+# One closing line for the whole run.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' \
+  "${log}"

@@ -1,7 +1,7 @@
 //! Hot reload. The policy and schema directories are re-read on a short
-//! interval; when their content hash changes, a new snapshot is built and
-//! swapped in. A broken edit keeps the last good snapshot, is logged with its
-//! problems, and counted.
+//! interval; when their content hash changes and the next read agrees, a
+//! new snapshot is built and swapped in. A broken edit keeps the last good
+//! snapshot, is logged with its problems, and counted.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,6 +22,8 @@ pub async fn watch(
     // The revision last looked at, applied or not, so a broken edit is
     // reported once rather than on every tick.
     let mut seen: Arc<str> = handle.load().revision.clone();
+    // A revision read once, waiting for a second read to confirm it.
+    let mut pending: Option<Arc<str>> = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -49,8 +51,16 @@ pub async fn watch(
         };
         let revision: Arc<str> = files.revision().into();
         if revision == seen {
+            pending = None;
             continue;
         }
+        // Apply a new revision only once two reads in a row agree: an
+        // editor (or `cp`) writing a file is seen half-written otherwise.
+        if pending.as_ref() != Some(&revision) {
+            pending = Some(revision);
+            continue;
+        }
+        pending = None;
         seen = revision.clone();
         match build(&files, &sources) {
             Ok(snapshot) => {
