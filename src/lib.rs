@@ -15,6 +15,7 @@
 //! - [`store`]: the store trait and its embedded SQLite backend.
 //! - [`cache`]: the bounded LRU entity cache with TTL and negative entries.
 //! - [`changes`]: following the store's change log to invalidate the cache.
+//! - [`audit`]: audit records with a hash chain, and the durable spool.
 //! - [`authz`]: the decision engine and entity construction.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`sidecar`]: the hyper 1 server of the native JSON API.
@@ -23,6 +24,7 @@
 //! - [`demo`]: demo data for `cedargate demo`.
 
 pub mod app;
+pub mod audit;
 pub mod authz;
 pub mod cache;
 pub mod changes;
