@@ -412,6 +412,18 @@ mod tests {
         async fn put_raw_tenant(&self, _: &serde_json::Value) -> Result<(), StoreError> {
             Ok(())
         }
+        async fn put_audit(&self, _: &[crate::audit::AuditEvent]) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn audit_events(
+            &self,
+            _: &TenantId,
+            _: chrono::DateTime<chrono::Utc>,
+            _: chrono::DateTime<chrono::Utc>,
+            _: usize,
+        ) -> Result<Vec<crate::audit::AuditEvent>, StoreError> {
+            Ok(Vec::new())
+        }
     }
 
     fn sample() -> DataSet {

@@ -44,13 +44,34 @@ impl AuditEvent {
     pub fn compute_hash(&self) -> String {
         let mut unhashed = self.clone();
         unhashed.hash = String::new();
-        // serde_json writes struct fields in declaration order: canonical.
-        let body = serde_json::to_vec(&unhashed).unwrap_or_default();
+        // Canonical form: object keys sorted at every level, so a store that
+        // returns map attributes in another order (DynamoDB) hashes the same.
+        let value = serde_json::to_value(&unhashed).unwrap_or_default();
+        let body = serde_json::to_vec(&canonical(value)).unwrap_or_default();
         let mut h = Sha256::new();
         h.update(self.prev_hash.as_bytes());
         h.update([0]);
         h.update(&body);
         hex::encode(h.finalize())
+    }
+}
+
+/// `value` with every object's keys in sorted order.
+fn canonical(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
     }
 }
 
@@ -199,6 +220,23 @@ mod tests {
                 e
             })
             .collect()
+    }
+
+    #[test]
+    fn the_hash_ignores_map_key_order() {
+        let mut a = chain_of(1).remove(0);
+        a.details = serde_json::json!({"x": 1, "y": {"b": 2, "a": 1}});
+        let mut b = a.clone();
+        let mut inner = serde_json::Map::new();
+        inner.insert("a".into(), 1.into());
+        inner.insert("b".into(), 2.into());
+        let mut outer = serde_json::Map::new();
+        outer.insert("y".into(), serde_json::Value::Object(inner));
+        outer.insert("x".into(), 1.into());
+        b.details = serde_json::Value::Object(outer);
+        assert_eq!(a.compute_hash(), b.compute_hash());
+        b.details["x"] = 2.into();
+        assert_ne!(a.compute_hash(), b.compute_hash());
     }
 
     #[test]

@@ -10,12 +10,18 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    PointInTimeRecoverySpecification, Put, ScalarAttributeType, TimeToLiveSpecification,
-    TransactWriteItem,
+    PointInTimeRecoverySpecification, Put, PutRequest, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 
-use super::{Change, ChangeCursor, DynamoUrl, ImportSummary, Store, StoreError};
+use chrono::{DateTime, Utc};
+
+use super::{
+    sortable_time, Change, ChangeCursor, DynamoUrl, ImportSummary, Store, StoreError,
+    AUDIT_RETENTION_SECS,
+};
+use crate::audit::AuditEvent;
 use crate::ids::{DocumentId, TenantId};
 use crate::model::{DataSet, Document, Tenant};
 
@@ -572,4 +578,117 @@ impl Store for DynamoStore {
         ])
         .await
     }
+
+    /// BatchWriteItem, 25 items at a time, retrying unprocessed items with
+    /// backoff. Keys are derived from the record, so a retry or a second
+    /// drain overwrites rather than duplicates.
+    async fn put_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        for chunk in events.chunks(BATCH_WRITE_MAX) {
+            let mut requests = Vec::with_capacity(chunk.len());
+            for e in chunk {
+                let mut item = to_item(e)?;
+                item.insert("pk".into(), s(&audit_pk(&e.tenant_id, &e.event_id)));
+                item.insert(
+                    "sk".into(),
+                    s(&format!("{}#{}", sortable_time(e.timestamp), e.event_id)),
+                );
+                item.insert(
+                    "expiresAt".into(),
+                    AttributeValue::N((e.timestamp.timestamp() + AUDIT_RETENTION_SECS).to_string()),
+                );
+                requests.push(
+                    WriteRequest::builder()
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(item))
+                                .build()
+                                .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                        )
+                        .build(),
+                );
+            }
+            let mut pending = HashMap::from([(self.audit.clone(), requests)]);
+            let mut delay = Duration::from_millis(25);
+            for attempt in 0.. {
+                let resp = self
+                    .client
+                    .batch_write_item()
+                    .set_request_items(Some(pending))
+                    .send()
+                    .await
+                    .map_err(err)?;
+                match resp.unprocessed_items {
+                    Some(left) if left.values().any(|v| !v.is_empty()) => {
+                        if attempt >= 8 {
+                            return Err(StoreError::Unavailable(
+                                "audit writes still throttled after retries".into(),
+                            ));
+                        }
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                        pending = left;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One Query per shard, each newest first, merged.
+    async fn audit_events(
+        &self,
+        tenant: &TenantId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let lo = sortable_time(from);
+        let hi = format!("{}#\u{10FFFF}", sortable_time(to));
+        let mut all = Vec::new();
+        for shard in 0..AUDIT_SHARDS {
+            let mut start = None;
+            let mut got = 0usize;
+            loop {
+                let resp = self
+                    .client
+                    .query()
+                    .table_name(&self.audit)
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                    .expression_attribute_values(":pk", s(&format!("{tenant}#{shard}")))
+                    .expression_attribute_values(":lo", s(&lo))
+                    .expression_attribute_values(":hi", s(&hi))
+                    .scan_index_forward(false)
+                    .limit(i32::try_from(limit.min(1000)).unwrap_or(1000))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(err)?;
+                for item in resp.items().iter().cloned() {
+                    all.push(from_item::<AuditEvent>(item)?);
+                    got += 1;
+                }
+                match resp.last_evaluated_key() {
+                    Some(k) if !k.is_empty() && got < limit => start = Some(k.clone()),
+                    _ => break,
+                }
+            }
+        }
+        all.sort_by(|a, b| (b.timestamp, &b.event_id).cmp(&(a.timestamp, &a.event_id)));
+        all.truncate(limit);
+        Ok(all)
+    }
+}
+
+/// Audit partitions per tenant: one busy tenant's writes spread over this
+/// many partitions (docs/dynamodb.md).
+pub const AUDIT_SHARDS: u32 = 8;
+/// DynamoDB's limit of items per BatchWriteItem call.
+const BATCH_WRITE_MAX: usize = 25;
+
+/// `tenant#shard`, the shard chosen from the event id so that writing the
+/// same record again hits the same key.
+fn audit_pk(tenant: &str, event_id: &str) -> String {
+    let shard = crc32fast::hash(event_id.as_bytes()) % AUDIT_SHARDS;
+    format!("{tenant}#{shard}")
 }

@@ -14,6 +14,9 @@ use async_trait::async_trait;
 pub use dynamo::DynamoStore;
 pub use sqlite::SqliteStore;
 
+use chrono::{DateTime, Utc};
+
+use crate::audit::AuditEvent;
 use crate::ids::{DocumentId, TenantId};
 use crate::model::{DataSet, Document, Tenant};
 
@@ -77,6 +80,28 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a tenant record as given (maintenance only), with its
     /// change-log entry.
     async fn put_raw_tenant(&self, record: &serde_json::Value) -> Result<(), StoreError>;
+
+    /// Stores audit records. Idempotent: a record written twice (say, drained
+    /// again after a crash) is stored once.
+    async fn put_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
+    /// A tenant's audit records with `from <= timestamp <= to`, newest first,
+    /// at most `limit`.
+    async fn audit_events(
+        &self,
+        tenant: &TenantId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
+}
+
+/// Audit records are kept this long (the compliance floor: 7 years).
+pub const AUDIT_RETENTION_SECS: i64 = 7 * 365 * 24 * 3600 + 2 * 24 * 3600;
+
+/// RFC 3339 with fixed width (microseconds, `Z`), so text order is time
+/// order.
+pub(crate) fn sortable_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// A record that changed, so that caches drop their copy.

@@ -10,7 +10,13 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{raw_tenant_id, Change, ChangeCursor, ImportSummary, Store, StoreError};
+use chrono::{DateTime, Utc};
+
+use super::{
+    raw_tenant_id, sortable_time, Change, ChangeCursor, ImportSummary, Store, StoreError,
+    AUDIT_RETENTION_SECS,
+};
+use crate::audit::AuditEvent;
 use crate::ids::{DocumentId, TenantId};
 use crate::model::{DataSet, Document, Tenant};
 
@@ -35,6 +41,15 @@ CREATE TABLE IF NOT EXISTS changes (
     change TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS changes_at ON changes (at_ms);
+CREATE TABLE IF NOT EXISTS audit (
+    tenant_id  TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    ts         TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    record     TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, event_id)
+);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit (tenant_id, ts);
 CREATE TABLE IF NOT EXISTS migrations (
     id         TEXT PRIMARY KEY,
     state      TEXT NOT NULL,
@@ -388,6 +403,68 @@ impl Store for SqliteStore {
             .map_err(backend)?;
             record_change(&tx, &Change::Tenant { tenant_id: id })?;
             tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        let events = events.to_vec();
+        self.with_conn(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            {
+                let mut stmt = tx
+                    .prepare(
+                        "INSERT OR IGNORE INTO audit (tenant_id, event_id, ts, expires_at, record)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .map_err(backend)?;
+                for e in &events {
+                    stmt.execute(params![
+                        e.tenant_id,
+                        e.event_id,
+                        sortable_time(e.timestamp),
+                        e.timestamp.timestamp() + AUDIT_RETENTION_SECS,
+                        to_json(e)?
+                    ])
+                    .map_err(backend)?;
+                }
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn audit_events(
+        &self,
+        tenant: &TenantId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let tenant = tenant.clone();
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT record FROM audit WHERE tenant_id = ?1 AND ts >= ?2 AND ts <= ?3
+                     ORDER BY ts DESC, event_id DESC LIMIT ?4",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        tenant.as_str(),
+                        sortable_time(from),
+                        sortable_time(to),
+                        i64::try_from(limit).unwrap_or(i64::MAX)
+                    ],
+                    |r| r.get::<_, String>(0),
+                )
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(from_json(&row.map_err(backend)?)?);
+            }
+            Ok(out)
         })
         .await
     }

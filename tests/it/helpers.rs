@@ -264,6 +264,20 @@ impl store::Store for FlakyStore {
         self.check()?;
         self.inner.put_raw_tenant(r).await
     }
+    async fn put_audit(&self, e: &[cedargate::audit::AuditEvent]) -> Result<(), store::StoreError> {
+        self.check()?;
+        self.inner.put_audit(e).await
+    }
+    async fn audit_events(
+        &self,
+        t: &TenantId,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<cedargate::audit::AuditEvent>, store::StoreError> {
+        self.check()?;
+        self.inner.audit_events(t, from, to, limit).await
+    }
 }
 
 pub const ISSUER: &str = "https://issuer.test/pool";
