@@ -12,7 +12,7 @@
 //! - [`migrations`]: versioned, recorded, reversible store migrations.
 //! - [`model`]: store records (the seed's `Tenant`, documents with ACLs).
 //! - [`policy`]: loading, strict validation and hot reload of policies.
-//! - [`store`]: the store trait and its embedded SQLite backend.
+//! - [`store`]: the store trait, its SQLite and DynamoDB backends.
 //! - [`cache`]: the bounded LRU entity cache with TTL and negative entries.
 //! - [`changes`]: following the store's change log to invalidate the cache.
 //! - [`audit`]: audit records with a hash chain, and the durable spool.

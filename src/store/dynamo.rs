@@ -278,6 +278,31 @@ impl DynamoStore {
         Ok(created)
     }
 
+    /// Every item of a table (maintenance only: migrations).
+    async fn scan_all(
+        &self,
+        table: &str,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let resp = self
+                .client
+                .scan()
+                .table_name(table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(err)?;
+            out.extend(resp.items().iter().cloned());
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     async fn query_changes(
         &self,
         bucket: &str,
@@ -481,19 +506,11 @@ impl Store for DynamoStore {
 
     async fn migrations(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         // A handful of items: the table holds one per migration step.
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let resp = self
-                .client
-                .scan()
-                .table_name(&self.migrations)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(err)?;
-            for item in resp.items() {
+        let mut out: Vec<(String, serde_json::Value)> = self
+            .scan_all(&self.migrations)
+            .await?
+            .into_iter()
+            .map(|item| {
                 let id = item
                     .get("id")
                     .and_then(|v| v.as_s().ok())
@@ -504,13 +521,9 @@ impl Store for DynamoStore {
                     .and_then(|v| v.as_s().ok())
                     .map(|s| serde_json::from_str(s).unwrap_or(serde_json::Value::Null))
                     .unwrap_or(serde_json::Value::Null);
-                out.push((id, state));
-            }
-            match resp.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
+                (id, state)
+            })
+            .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
@@ -547,27 +560,11 @@ impl Store for DynamoStore {
 
     /// A Scan: maintenance only (migrations), never on a request path.
     async fn raw_tenants(&self) -> Result<Vec<serde_json::Value>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let resp = self
-                .client
-                .scan()
-                .table_name(&self.tenants)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(err)?;
-            for item in resp.items().iter().cloned() {
-                out.push(from_item::<serde_json::Value>(item)?);
-            }
-            match resp.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
-        Ok(out)
+        self.scan_all(&self.tenants)
+            .await?
+            .into_iter()
+            .map(from_item::<serde_json::Value>)
+            .collect()
     }
 
     async fn put_raw_tenant(&self, record: &serde_json::Value) -> Result<(), StoreError> {
