@@ -2,7 +2,9 @@
 //! on a miss and kept, already converted to Cedar entities, in bounded LRU
 //! maps with a TTL. A record the store does not have is cached as missing
 //! (a negative entry, with its own TTL). Documents are keyed by (tenant,
-//! document), so a lookup never leaves the caller's tenant.
+//! document), so a lookup never leaves the caller's tenant. Concurrent
+//! misses for one key share one store read; while the store fails, entries
+//! younger than `max_staleness` are still served.
 
 use std::collections::HashMap;
 use std::future::Future;

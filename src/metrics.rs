@@ -2,7 +2,6 @@
 //! created once and held as handles (an atomic each), so recording a decision
 //! takes no lock but the latency histogram's.
 
-use parking_lot::Mutex;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -57,7 +56,6 @@ pub struct Metrics {
     pub policy_reloads: Counter,
     pub policy_reload_failures: Counter,
     policy_info: Family<Vec<(&'static str, String)>, Gauge>,
-    revision: Mutex<String>,
 }
 
 impl Metrics {
@@ -163,7 +161,6 @@ impl Metrics {
             policy_reloads,
             policy_reload_failures,
             policy_info,
-            revision: Mutex::new(String::new()),
         }
     }
 
@@ -180,12 +177,10 @@ impl Metrics {
     }
 
     pub fn set_policy_revision(&self, revision: &str) {
-        let mut current = self.revision.lock();
         self.policy_info.clear();
         self.policy_info
             .get_or_create(&vec![("revision", revision.to_string())])
             .set(1);
-        *current = revision.to_string();
     }
 
     /// The Prometheus text exposition.

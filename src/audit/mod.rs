@@ -39,6 +39,35 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// A record of a successful operation, not yet stamped by a writer
+    /// ([`Chain::stamp`]); optional fields are empty.
+    pub fn new(
+        event_id: impl Into<String>,
+        timestamp: DateTime<Utc>,
+        tenant_id: impl Into<String>,
+        action: impl Into<String>,
+        resource: impl Into<String>,
+        details: serde_json::Value,
+    ) -> Self {
+        AuditEvent {
+            event_id: event_id.into(),
+            timestamp,
+            tenant_id: tenant_id.into(),
+            user_id: None,
+            action: action.into(),
+            resource: resource.into(),
+            details,
+            ip_address: None,
+            user_agent: None,
+            success: true,
+            error_message: None,
+            writer_id: String::new(),
+            seq: 0,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
     /// The hash of this record over every field but `hash`, chained to
     /// `prev_hash`.
     pub fn compute_hash(&self) -> String {
@@ -199,23 +228,15 @@ mod tests {
         let start = Utc::now();
         (0..n)
             .map(|i| {
-                let mut e = AuditEvent {
-                    event_id: format!("e{i}"),
-                    timestamp: start + chrono::Duration::milliseconds(i as i64),
-                    tenant_id: "t1".into(),
-                    user_id: Some("alice".into()),
-                    action: "Read".into(),
-                    resource: "Document::\"d\"".into(),
-                    details: serde_json::json!({"decision": "Allow"}),
-                    ip_address: None,
-                    user_agent: None,
-                    success: true,
-                    error_message: None,
-                    writer_id: String::new(),
-                    seq: 0,
-                    prev_hash: String::new(),
-                    hash: String::new(),
-                };
+                let mut e = AuditEvent::new(
+                    format!("e{i}"),
+                    start + chrono::Duration::milliseconds(i as i64),
+                    "t1",
+                    "Read",
+                    "Document::\"d\"",
+                    serde_json::json!({"decision": "Allow"}),
+                );
+                e.user_id = Some("alice".into());
                 chain.stamp(&mut e);
                 e
             })

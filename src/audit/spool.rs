@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Largest payload a frame may hold; a larger length is a torn header.
 pub const MAX_FRAME: usize = 1024 * 1024;
@@ -64,7 +64,6 @@ pub fn frame(payload: &[u8]) -> io::Result<Vec<u8>> {
 
 /// An open spool file, positioned for appending.
 pub struct Spool {
-    path: PathBuf,
     file: File,
     len: u64,
     /// Bytes cut off a torn tail when the file was opened.
@@ -96,7 +95,6 @@ impl Spool {
         file.seek(SeekFrom::Start(found.valid_len))?;
         Ok((
             Spool {
-                path: path.to_path_buf(),
                 file,
                 len: found.valid_len,
                 torn_bytes_at_open: found.torn_bytes,
@@ -141,10 +139,6 @@ impl Spool {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

@@ -264,6 +264,25 @@ impl Engine {
             },
         };
         let key = resource_generation.map(|r| (tenant.0.generation, r, action.generation));
+        // A remembered decision needs neither an entity set nor evaluation.
+        // Its key is built only when decisions are remembered at all.
+        let decision_key = match (&self.decisions, key) {
+            (Some(_), Some((tenant, resource, action))) => Some(DecisionKey {
+                tenant,
+                resource,
+                action,
+                principal: principal.clone(),
+                context: req.context.to_string(),
+            }),
+            _ => None,
+        };
+        if let (Some(k), Some(cache)) = (&decision_key, &self.decisions) {
+            if let Some(ev) = cache.lock().get(k).cloned() {
+                self.metrics.decision_cache.hits.inc();
+                return Ok(decided(ev, oldest));
+            }
+            self.metrics.decision_cache.misses.inc();
+        }
         let base = match key.and_then(|k| self.bases.lock().get(&k).cloned()) {
             Some(base) => base,
             None => match base_entities(
@@ -283,21 +302,6 @@ impl Engine {
                 }
             },
         };
-        let decision_key = key.map(|(tenant, resource, action)| DecisionKey {
-            tenant,
-            resource,
-            action,
-            principal: principal.clone(),
-            context: req.context.to_string(),
-        });
-        if let Some(ev) = decision_key
-            .as_ref()
-            .and_then(|k| self.decisions.as_ref()?.lock().get(k).cloned())
-        {
-            self.metrics.decision_cache.hits.inc();
-            return Ok(decided(ev, oldest));
-        }
-        self.metrics.decision_cache.misses.inc();
         let ev = evaluate(
             &self.authorizer,
             snapshot,

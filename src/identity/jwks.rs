@@ -114,14 +114,6 @@ impl KeySet {
             .cloned()
             .ok_or(TokenError::UnknownKey)
     }
-
-    pub fn len(&self) -> usize {
-        self.keys.load().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 async fn fetch(source: &JwksSource, allow_dev_keys: bool) -> Result<Keys, JwksError> {

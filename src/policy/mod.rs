@@ -85,13 +85,3 @@ impl std::fmt::Display for Problems<'_> {
         Ok(())
     }
 }
-
-impl LoadError {
-    /// The individual problems, for callers that report them one by one.
-    pub fn problems(&self) -> &[Problem] {
-        match self {
-            LoadError::Invalid(p) => p,
-            _ => &[],
-        }
-    }
-}

@@ -1,6 +1,7 @@
 //! The store: where tenant records and document ACLs live. One trait, chosen
-//! at start-up from a store URL; the embedded SQLite backend needs no set-up
-//! and one file is shared by the sidecar and `cedargate-admin`.
+//! at start-up from a store URL: the embedded SQLite backend (no set-up; one
+//! file shared by the sidecar and `cedargate-admin`) or DynamoDB. Every
+//! write also appends to a change log that sidecars follow.
 
 mod dynamo;
 mod sqlite;

@@ -164,6 +164,18 @@ impl TestApp {
     }
 }
 
+/// A sidecar over a [`FlakyStore`] in front of the fixture store.
+pub async fn spawn_flaky_app(tweak: impl FnOnce(&mut Settings)) -> (TestApp, Arc<FlakyStore>) {
+    let mut flaky = None;
+    let app = spawn_app_on(tweak, |inner| {
+        let f = FlakyStore::wrap(inner);
+        flaky = Some(f.clone());
+        f
+    })
+    .await;
+    (app, flaky.expect("the store was wrapped"))
+}
+
 /// A real store that can be switched off, to see how the sidecar fails.
 pub struct FlakyStore {
     pub inner: Arc<dyn store::Store>,

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{metric, spawn_app, spawn_app_on, FlakyStore};
+use crate::helpers::{metric, spawn_app, spawn_flaky_app};
 
 fn read_req(user: &str, tenant: &str, roles: &[&str], doc: &str) -> Value {
     json!({
@@ -316,20 +316,11 @@ async fn health_readiness_and_metrics() {
 
 #[tokio::test]
 async fn store_outage_fails_closed_with_503() {
-    let mut flaky = None;
-    let app = spawn_app_on(
-        |s| {
-            s.cache.ttl = std::time::Duration::from_millis(1);
-            s.cache.max_staleness = std::time::Duration::ZERO;
-        },
-        |inner| {
-            let f = FlakyStore::wrap(inner);
-            flaky = Some(f.clone());
-            f
-        },
-    )
+    let (app, flaky) = spawn_flaky_app(|s| {
+        s.cache.ttl = std::time::Duration::from_millis(1);
+        s.cache.max_staleness = std::time::Duration::ZERO;
+    })
     .await;
-    let flaky = flaky.unwrap();
     let req = read_req("vic", "t1", &["viewer"], "d-public");
     assert_eq!(
         app.post("/v1/authorize", &req).await.json()["decision"],
@@ -360,16 +351,9 @@ async fn store_outage_fails_closed_with_503() {
 
 #[tokio::test]
 async fn remembered_decisions_follow_data_changes() {
-    let mut store = None;
-    let app = spawn_app_on(
-        |s| s.cache.ttl = std::time::Duration::from_millis(300),
-        |inner| {
-            store = Some(inner.clone());
-            inner
-        },
-    )
-    .await;
-    let store = store.unwrap();
+    let (app, flaky) =
+        spawn_flaky_app(|s| s.cache.ttl = std::time::Duration::from_millis(300)).await;
+    let store = flaky.inner.clone();
     let req = read_req("vic", "t1", &["viewer"], "d-public");
     for _ in 0..3 {
         assert_eq!(
@@ -398,20 +382,11 @@ async fn remembered_decisions_follow_data_changes() {
 
 #[tokio::test]
 async fn warm_keys_ride_out_a_store_outage_within_max_staleness() {
-    let mut flaky = None;
-    let app = spawn_app_on(
-        |s| {
-            s.cache.ttl = std::time::Duration::from_millis(1);
-            s.cache.max_staleness = std::time::Duration::from_secs(600);
-        },
-        |inner| {
-            let f = FlakyStore::wrap(inner);
-            flaky = Some(f.clone());
-            f
-        },
-    )
+    let (app, flaky) = spawn_flaky_app(|s| {
+        s.cache.ttl = std::time::Duration::from_millis(1);
+        s.cache.max_staleness = std::time::Duration::from_secs(600);
+    })
     .await;
-    let flaky = flaky.unwrap();
     let warm = read_req("vic", "t1", &["viewer"], "d-public");
     assert_eq!(
         app.post("/v1/authorize", &warm).await.json()["decision"],

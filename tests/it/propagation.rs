@@ -92,17 +92,7 @@ async fn dynamodb_changes_reach_the_sidecar_before_the_ttl() {
 
 #[tokio::test]
 async fn fifty_concurrent_misses_read_the_store_once() {
-    let mut flaky = None;
-    let app = spawn_app_on(
-        |_| {},
-        |inner| {
-            let f = FlakyStore::wrap(inner);
-            flaky = Some(f.clone());
-            f
-        },
-    )
-    .await;
-    let flaky = flaky.unwrap();
+    let (app, flaky) = spawn_flaky_app(|_| {}).await;
     let app = Arc::new(app);
     let mut tasks = Vec::new();
     for _ in 0..50 {

@@ -145,23 +145,15 @@ async fn audit_contract(store: Arc<dyn Store>) {
     let mut chain = Chain::new("writer-1");
     let mut events = Vec::new();
     for i in 0..40 {
-        let mut e = AuditEvent {
-            event_id: format!("ev-{i:03}"),
-            timestamp: start + chrono::Duration::seconds(i),
-            tenant_id: if i % 4 == 3 { "t2".into() } else { "t1".into() },
-            user_id: Some("alice".into()),
-            action: "Read".into(),
-            resource: "Document::\"d-priv\"".into(),
-            details: serde_json::json!({"decision": "Allow", "i": i}),
-            ip_address: None,
-            user_agent: None,
-            success: true,
-            error_message: None,
-            writer_id: String::new(),
-            seq: 0,
-            prev_hash: String::new(),
-            hash: String::new(),
-        };
+        let mut e = AuditEvent::new(
+            format!("ev-{i:03}"),
+            start + chrono::Duration::seconds(i),
+            if i % 4 == 3 { "t2" } else { "t1" },
+            "Read",
+            "Document::\"d-priv\"",
+            serde_json::json!({"decision": "Allow", "i": i}),
+        );
+        e.user_id = Some("alice".into());
         chain.stamp(&mut e);
         events.push(e);
     }
