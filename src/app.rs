@@ -1,5 +1,5 @@
 //! Assembles the sidecar from [`Settings`]: store, policies, cache, engine,
-//! the hot-reload loop and the HTTP server.
+//! the audit writer, the hot-reload loop and the HTTP server.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::audit::writer::{self as audit_writer, AuditError, AuditTasks};
 use crate::authz::Engine;
 use crate::cache::EntityCache;
 use crate::changes;
@@ -30,6 +31,8 @@ pub enum StartError {
     Jwks(#[from] JwksError),
     #[error("invalid forward-auth route table: {0}")]
     Routes(String),
+    #[error("cannot open the audit spool")]
+    Audit(#[from] AuditError),
 }
 
 /// The route table, checked against the policy set's actions.
@@ -71,6 +74,7 @@ pub struct App {
     settings: Settings,
     /// Where the change log ended when the cache was created.
     cursor: Option<ChangeCursor>,
+    audit: Option<AuditTasks>,
 }
 
 impl App {
@@ -82,10 +86,7 @@ impl App {
         let routes = route_table(&settings, &snapshot)?;
         let identity = identity(&settings).await?;
         let store = store::open(&settings.store).await?;
-        let cursor = store.change_cursor().await.ok();
-        Ok(Self::assemble(
-            settings, snapshot, store, identity, routes, cursor,
-        ))
+        Self::assemble(settings, snapshot, store, identity, routes).await
     }
 
     /// Like [`App::build`], over a store the caller opened.
@@ -96,21 +97,25 @@ impl App {
         let snapshot = policy::load(&settings.sources)?;
         let routes = route_table(&settings, &snapshot)?;
         let identity = identity(&settings).await?;
-        let cursor = store.change_cursor().await.ok();
-        Ok(Self::assemble(
-            settings, snapshot, store, identity, routes, cursor,
-        ))
+        Self::assemble(settings, snapshot, store, identity, routes).await
     }
 
-    fn assemble(
+    async fn assemble(
         settings: Settings,
         snapshot: PolicySnapshot,
         store: Arc<dyn Store>,
         identity: Identity,
         routes: RouteTable,
-        cursor: Option<ChangeCursor>,
-    ) -> Self {
+    ) -> Result<Self, StartError> {
+        let cursor = store.change_cursor().await.ok();
         let metrics = Arc::new(Metrics::new());
+        let (audit, audit_tasks) = audit_writer::start(
+            settings.audit.clone(),
+            store.clone(),
+            metrics.audit.clone(),
+            "sidecar",
+        )
+        .await?;
         metrics.set_policy_revision(&snapshot.revision);
         let policies: PolicyHandle = Arc::new(ArcSwap::from_pointee(snapshot));
         let cache = Arc::new(EntityCache::new(
@@ -130,14 +135,16 @@ impl App {
             config: settings.sidecar.clone(),
             identity,
             routes,
+            audit,
         });
-        App {
+        Ok(App {
             state,
             policies,
             metrics,
             settings,
             cursor,
-        }
+            audit: audit_tasks,
+        })
     }
 
     /// Serves on `listener` (and watches the policy files) until `shutdown`.
@@ -168,5 +175,9 @@ impl App {
         let _ = stop_tx.send(true);
         let _ = watcher.await;
         let _ = follower.await;
+        // Every request has been answered: write and drain their records.
+        if let Some(audit) = self.audit {
+            audit.shutdown().await;
+        }
     }
 }

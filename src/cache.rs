@@ -419,12 +419,9 @@ mod tests {
         }
         async fn audit_events(
             &self,
-            _: &TenantId,
-            _: chrono::DateTime<chrono::Utc>,
-            _: chrono::DateTime<chrono::Utc>,
-            _: usize,
-        ) -> Result<Vec<crate::audit::AuditEvent>, StoreError> {
-            Ok(Vec::new())
+            _: &crate::store::AuditQuery,
+        ) -> Result<crate::store::AuditPage, StoreError> {
+            Ok(crate::store::AuditPage::default())
         }
     }
 

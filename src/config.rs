@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::audit::writer::{AuditConfig, AuditMode};
 use crate::cache::CacheConfig;
 use crate::identity::{ClaimNames, JwksSource, JwtConfig, TokenUse};
 use crate::policy::PolicySources;
@@ -79,6 +80,13 @@ pub struct ServeArgs {
     /// Cache TTL in milliseconds [default: 30000].
     #[arg(long)]
     pub cache_ttl_ms: Option<u64>,
+    /// When an audit record counts as written [default: durable].
+    #[arg(long, value_enum)]
+    pub audit_mode: Option<AuditMode>,
+    /// Directory of the audit spool [default: next to a SQLite store, else
+    /// ./cedargate-audit-spool].
+    #[arg(long)]
+    pub audit_spool: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,6 +106,25 @@ struct FileConfig {
     #[serde(default)]
     jwt: FileJwt,
     forward_auth: Option<ForwardAuthConfig>,
+    #[serde(default)]
+    audit: FileAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAudit {
+    mode: Option<AuditMode>,
+    spool_dir: Option<PathBuf>,
+    queue_capacity: Option<usize>,
+    max_batch: Option<usize>,
+    segment_bytes: Option<u64>,
+    rotate_interval_ms: Option<u64>,
+    flush_interval_ms: Option<u64>,
+    max_spool_bytes: Option<u64>,
+    drain_batch: Option<usize>,
+    retention_days: Option<u64>,
+    context_keys: Option<Vec<String>>,
+    shutdown_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -161,6 +188,20 @@ pub struct Settings {
     pub reload_interval: Duration,
     /// How often the store's change log is read.
     pub change_poll_interval: Duration,
+    pub audit: AuditConfig,
+}
+
+/// The default audit spool: next to a SQLite store's file, else in the
+/// working directory.
+pub fn default_spool_dir(store: &StoreUrl) -> PathBuf {
+    match store {
+        StoreUrl::Sqlite(path) => {
+            let mut name = path.file_name().unwrap_or_default().to_os_string();
+            name.push(".audit-spool");
+            path.with_file_name(name)
+        }
+        _ => PathBuf::from("cedargate-audit-spool"),
+    }
 }
 
 impl Settings {
@@ -171,7 +212,6 @@ impl Settings {
             listen: DEFAULT_LISTEN
                 .parse()
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8180))),
-            store,
             sources: PolicySources {
                 policy_dir: policy_dir.to_path_buf(),
                 schema_dir: schema_dir.to_path_buf(),
@@ -182,6 +222,8 @@ impl Settings {
             forward_auth: ForwardAuthConfig::default(),
             reload_interval: Duration::from_millis(250),
             change_poll_interval: Duration::from_millis(200),
+            audit: AuditConfig::new(default_spool_dir(&store)),
+            store,
         }
     }
 
@@ -269,8 +311,65 @@ impl Settings {
         if let Some(f) = file.forward_auth {
             s.forward_auth = f;
         }
+        audit_config(&mut s.audit, &args, &file.audit)?;
         Ok(s)
     }
+}
+
+fn audit_config(a: &mut AuditConfig, args: &ServeArgs, f: &FileAudit) -> Result<(), ConfigError> {
+    let ms = Duration::from_millis;
+    if let Some(m) = args.audit_mode.or(f.mode) {
+        a.mode = m;
+    }
+    if let Some(d) = args.audit_spool.clone().or(f.spool_dir.clone()) {
+        a.spool_dir = d;
+    }
+    let positive = |name: &str, v: usize| {
+        if v == 0 {
+            Err(ConfigError::Invalid(format!(
+                "audit.{name} must be at least 1"
+            )))
+        } else {
+            Ok(v)
+        }
+    };
+    if let Some(n) = f.queue_capacity {
+        a.queue_capacity = positive("queue_capacity", n)?;
+    }
+    if let Some(n) = f.max_batch {
+        a.max_batch = positive("max_batch", n)?;
+    }
+    if let Some(n) = f.drain_batch {
+        a.drain_batch = positive("drain_batch", n)?;
+    }
+    if let Some(n) = f.segment_bytes {
+        a.segment_bytes = n;
+    }
+    if let Some(v) = f.rotate_interval_ms {
+        a.rotate_interval = ms(v.max(1));
+    }
+    if let Some(v) = f.flush_interval_ms {
+        a.flush_interval = ms(v.max(1));
+    }
+    if let Some(n) = f.max_spool_bytes {
+        a.max_spool_bytes = n;
+    }
+    if let Some(days) = f.retention_days {
+        let floor = crate::audit::RETENTION_FLOOR_SECS as u64 / 86_400;
+        if days < floor {
+            return Err(ConfigError::Invalid(format!(
+                "audit.retention_days = {days} is shorter than the compliance floor ({floor} days, 7 years)"
+            )));
+        }
+        a.retention = Duration::from_secs(days.saturating_mul(86_400));
+    }
+    if let Some(keys) = &f.context_keys {
+        a.context_keys = keys.clone();
+    }
+    if let Some(v) = f.shutdown_timeout_ms {
+        a.shutdown_timeout = ms(v);
+    }
+    Ok(())
 }
 
 fn jwt_config(args: &ServeArgs, file: &FileJwt) -> Result<JwtConfig, ConfigError> {

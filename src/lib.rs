@@ -15,7 +15,9 @@
 //! - [`store`]: the store trait, its SQLite and DynamoDB backends.
 //! - [`cache`]: the bounded LRU entity cache with TTL and negative entries.
 //! - [`changes`]: following the store's change log to invalidate the cache.
-//! - [`audit`]: audit records with a hash chain, and the durable spool.
+//! - [`audit`]: decision and management records, hash-chained per writer and
+//!   tenant; the writer (bounded queue, durable spool with group commit,
+//!   drain to the store, adoption of dead writers' spools); OCSF export.
 //! - [`authz`]: the decision engine and entity construction.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`sidecar`]: the hyper 1 server of the native JSON API.

@@ -23,6 +23,80 @@ pub struct CacheMetrics {
     pub stale_served: Counter,
 }
 
+/// Metrics of the audit writer.
+#[derive(Clone, Default)]
+pub struct AuditMetrics {
+    /// Records waiting for the appender.
+    pub queue_depth: Gauge,
+    /// Bytes in the spool not yet acknowledged by the store.
+    pub spool_bytes: Gauge,
+    /// Records made durable in the spool.
+    pub records_spooled: Counter,
+    /// Records the store acknowledged.
+    pub records_written: Counter,
+    /// Acknowledged records that can never reach the store. Must stay 0.
+    pub records_dropped: Counter,
+    /// Failed store writes (each is retried).
+    pub store_write_errors: Counter,
+    /// Failed spool writes, syncs or removals.
+    pub spool_errors: Counter,
+    /// Bytes of torn tails cut off after a crash (never acknowledged).
+    pub torn_bytes: Counter,
+    /// Requests refused because their record could not be written.
+    pub refused: Counter,
+}
+
+impl AuditMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("audit");
+        r.register(
+            "queue_depth",
+            "Audit records waiting for the spool",
+            self.queue_depth.clone(),
+        );
+        r.register(
+            "spool_bytes",
+            "Audit spool bytes not yet in the store",
+            self.spool_bytes.clone(),
+        );
+        r.register(
+            "records_spooled",
+            "Audit records made durable in the spool",
+            self.records_spooled.clone(),
+        );
+        r.register(
+            "records_written",
+            "Audit records acknowledged by the store",
+            self.records_written.clone(),
+        );
+        r.register(
+            "records_dropped",
+            "Acknowledged audit records that cannot reach the store (must stay 0)",
+            self.records_dropped.clone(),
+        );
+        r.register(
+            "store_write_errors",
+            "Failed audit writes to the store (retried)",
+            self.store_write_errors.clone(),
+        );
+        r.register(
+            "spool_errors",
+            "Failed audit spool writes, syncs or removals",
+            self.spool_errors.clone(),
+        );
+        r.register(
+            "torn_bytes",
+            "Bytes of torn spool tails cut off after a crash",
+            self.torn_bytes.clone(),
+        );
+        r.register(
+            "refused",
+            "Requests refused because their audit record could not be written",
+            self.refused.clone(),
+        );
+    }
+}
+
 /// Why a request was denied without (or despite) the policies, for counting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailClosed {
@@ -55,6 +129,7 @@ pub struct Metrics {
     pub change_log_errors: Counter,
     pub policy_reloads: Counter,
     pub policy_reload_failures: Counter,
+    pub audit: AuditMetrics,
     policy_info: Family<Vec<(&'static str, String)>, Gauge>,
 }
 
@@ -146,6 +221,8 @@ impl Metrics {
             "The policy revision in force (value 1)",
             policy_info.clone(),
         );
+        let audit = AuditMetrics::default();
+        audit.register(&mut registry);
         Metrics {
             registry,
             allow,
@@ -160,6 +237,7 @@ impl Metrics {
             change_log_errors,
             policy_reloads,
             policy_reload_failures,
+            audit,
             policy_info,
         }
     }

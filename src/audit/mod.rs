@@ -3,15 +3,21 @@
 //! with a writer id, a sequence number and the hash of the writer's previous
 //! record, so deleted, altered and reordered records can be detected
 //! ([`verify`]). Records are made durable in a local [`spool`] before they
-//! are acknowledged.
+//! are acknowledged, by the [`writer`], which drains the spool to the store.
+//! [`ocsf`] renders records as OCSF events.
 
+pub mod ocsf;
 pub mod spool;
+pub mod writer;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::authz::entities::{document_uid, tenant_uid};
+use crate::authz::{AuthzRequest, Decision, Effect, ResourceRef};
 
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,7 +37,12 @@ pub struct AuditEvent {
     pub user_agent: Option<String>,
     pub success: bool,
     pub error_message: Option<String>,
-    /// The writer (one per sidecar or admin process) and its chain.
+    /// When the record may be deleted (seconds since the epoch): the
+    /// store's TTL attribute. Never earlier than the compliance floor.
+    #[serde(default)]
+    pub expires_at: i64,
+    /// The writer (one per sidecar or admin process) and its chain (one per
+    /// writer and tenant).
     pub writer_id: String,
     pub seq: u64,
     pub prev_hash: String,
@@ -61,6 +72,7 @@ impl AuditEvent {
             user_agent: None,
             success: true,
             error_message: None,
+            expires_at: timestamp.timestamp() + RETENTION_FLOOR_SECS,
             writer_id: String::new(),
             seq: 0,
             prev_hash: String::new(),
@@ -104,32 +116,252 @@ fn canonical(value: serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// A writer's position in its hash chain.
+/// Audit records are kept at least this long (the compliance floor: 7
+/// years, counted generously).
+pub const RETENTION_FLOOR_SECS: i64 = 7 * 365 * 24 * 3600 + 2 * 24 * 3600;
+
+/// The end of a writer's chain for one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chain {
-    pub writer_id: String,
-    pub next_seq: u64,
-    pub last_hash: String,
+struct Head {
+    next_seq: u64,
+    last_hash: String,
+    last_time: DateTime<Utc>,
 }
 
-impl Chain {
+/// A writer's hash chains, one per tenant, so that one tenant's records
+/// verify on their own.
+#[derive(Debug, Clone)]
+pub struct Chains {
+    writer_id: String,
+    heads: HashMap<String, Head>,
+}
+
+/// What [`Chains::stamp`] changed, to be undone if the records are not
+/// written after all.
+#[derive(Debug, Default)]
+pub struct Undo(Vec<(String, Option<Head>)>);
+
+impl Chains {
     pub fn new(writer_id: impl Into<String>) -> Self {
-        Chain {
+        Chains {
             writer_id: writer_id.into(),
-            next_seq: 0,
-            last_hash: String::new(),
+            heads: HashMap::new(),
         }
     }
 
-    /// Stamps `event` as this writer's next record.
-    pub fn stamp(&mut self, event: &mut AuditEvent) {
-        event.writer_id = self.writer_id.clone();
-        event.seq = self.next_seq;
-        event.prev_hash = self.last_hash.clone();
-        event.hash = event.compute_hash();
-        self.next_seq += 1;
-        self.last_hash = event.hash.clone();
+    pub fn writer_id(&self) -> &str {
+        &self.writer_id
     }
+
+    /// Stamps `event` as this writer's next record of its tenant. A
+    /// timestamp earlier than the chain's last (requests decided in one
+    /// order, queued in another) is raised to it, so time order and chain
+    /// order agree.
+    pub fn stamp(&mut self, event: &mut AuditEvent, undo: &mut Undo) {
+        let head = match self.heads.get_mut(&event.tenant_id) {
+            Some(h) => {
+                undo.0.push((event.tenant_id.clone(), Some(h.clone())));
+                h
+            }
+            None => {
+                undo.0.push((event.tenant_id.clone(), None));
+                self.heads.entry(event.tenant_id.clone()).or_insert(Head {
+                    next_seq: 0,
+                    last_hash: String::new(),
+                    last_time: event.timestamp,
+                })
+            }
+        };
+        event.timestamp = event.timestamp.max(head.last_time);
+        event.writer_id = self.writer_id.clone();
+        event.seq = head.next_seq;
+        event.prev_hash = std::mem::take(&mut head.last_hash);
+        event.hash = event.compute_hash();
+        head.next_seq += 1;
+        head.last_hash = event.hash.clone();
+        head.last_time = event.timestamp;
+    }
+
+    /// Puts the chains back as they were before the stamps `undo` recorded.
+    pub fn undo(&mut self, undo: Undo) {
+        for (tenant, head) in undo.0.into_iter().rev() {
+            match head {
+                Some(h) => {
+                    self.heads.insert(tenant, h);
+                }
+                None => {
+                    self.heads.remove(&tenant);
+                }
+            }
+        }
+    }
+}
+
+/// Where a request came from, as far as the sidecar can tell.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    /// The caller's `x-request-id`, for joining with application logs.
+    pub request_id: Option<String>,
+}
+
+/// Largest context value (as JSON text) a record keeps.
+const MAX_CONTEXT_VALUE: usize = 1024;
+
+/// Longest header value copied into a record.
+const MAX_META: usize = 256;
+
+impl RequestMeta {
+    /// Keeps a header value if it is printable and not too long.
+    pub fn clean(value: &str) -> Option<String> {
+        let v = value.trim();
+        (!v.is_empty() && v.len() <= MAX_META && v.chars().all(|c| !c.is_control()))
+            .then(|| v.to_string())
+    }
+}
+
+/// What a decision record says besides the request and the decision.
+pub struct DecisionFacts<'a> {
+    /// Which interface asked: `authorize`, `batch`, `forward-auth`, ….
+    pub source: &'static str,
+    pub latency: std::time::Duration,
+    pub meta: &'a RequestMeta,
+    /// Context keys whose values may be recorded (the rest are left out).
+    pub context_keys: &'a [String],
+    /// More to record, e.g. the original method and path of forward-auth.
+    pub extra: Option<serde_json::Value>,
+}
+
+/// The audit record of one decision. The event id is the decision id.
+/// Tokens are never part of a request, so never part of a record.
+pub fn decision_event(req: &AuthzRequest, d: &Decision, facts: &DecisionFacts<'_>) -> AuditEvent {
+    let p = &req.principal;
+    let resource = match &req.resource {
+        ResourceRef::Document(id) => document_uid(id).to_string(),
+        ResourceRef::Tenant(id) => tenant_uid(id).to_string(),
+    };
+    let mut details = serde_json::json!({
+        "kind": "decision",
+        "source": facts.source,
+        "decision": d.decision,
+        "determiningPolicies": d.determining_policies,
+        "errors": d.errors,
+        "policyRevision": &*d.policy_revision,
+        "dataAgeMs": d.data_age_ms,
+        "latencyUs": u64::try_from(facts.latency.as_micros()).unwrap_or(u64::MAX),
+        "roles": p.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "clearance": p.clearance.get(),
+    });
+    if let Some(reason) = d.reason {
+        details["reason"] = serde_json::to_value(reason).unwrap_or_default();
+    }
+    if let Some(id) = &facts.meta.request_id {
+        details["requestId"] = id.as_str().into();
+    }
+    if let (Some(ctx), false) = (req.context.as_object(), facts.context_keys.is_empty()) {
+        let kept: serde_json::Map<String, serde_json::Value> = ctx
+            .iter()
+            .filter(|(k, _)| facts.context_keys.iter().any(|c| c == *k))
+            .map(|(k, v)| {
+                // A record stays small (a DynamoDB item holds 400 KB).
+                let size = v.to_string().len();
+                let v = if size > MAX_CONTEXT_VALUE {
+                    format!("<omitted: {size} bytes>").into()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        if !kept.is_empty() {
+            details["context"] = serde_json::Value::Object(kept);
+        }
+    }
+    if let Some(extra) = &facts.extra {
+        details["request"] = extra.clone();
+    }
+    let mut e = AuditEvent::new(
+        d.decision_id.clone(),
+        Utc::now(),
+        p.tenant.as_str(),
+        req.action.clone(),
+        resource,
+        details,
+    );
+    e.user_id = Some(p.id.as_str().to_string());
+    e.ip_address = facts.meta.ip_address.clone();
+    e.user_agent = facts.meta.user_agent.clone();
+    e.success = d.decision == Effect::Allow;
+    e.error_message = d.reason.map(|r| r.as_str().to_string());
+    e
+}
+
+/// The tenant id of records about the platform rather than one tenant
+/// (migrations, imports that name no tenant). Tenant ids starting with `_`
+/// are reserved.
+pub const PLATFORM_TENANT: &str = "_platform";
+
+/// Who made a management change.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    /// The caller's user id (a token's `sub`); none for the command line.
+    pub user_id: Option<String>,
+    pub meta: RequestMeta,
+    /// `cli` or `api`.
+    pub via: &'static str,
+}
+
+impl Actor {
+    /// The person running `cedargate-admin` on this machine (`os:<login>`).
+    pub fn command_line() -> Self {
+        Actor {
+            user_id: std::env::var("USER")
+                .or_else(|_| std::env::var("USERNAME"))
+                .ok()
+                .and_then(|u| RequestMeta::clean(&u))
+                .map(|u| format!("os:{u}")),
+            meta: RequestMeta {
+                user_agent: Some(format!("cedargate-admin/{}", env!("CARGO_PKG_VERSION"))),
+                ..RequestMeta::default()
+            },
+            via: "cli",
+        }
+    }
+}
+
+/// The record of one management operation, successful or not.
+pub fn management_event(
+    tenant: &str,
+    action: &str,
+    resource: &str,
+    mut details: serde_json::Value,
+    actor: &Actor,
+    outcome: Result<(), String>,
+) -> AuditEvent {
+    if let Some(map) = details.as_object_mut() {
+        map.insert("kind".into(), "management".into());
+        map.insert("via".into(), actor.via.into());
+        if let Some(id) = &actor.meta.request_id {
+            map.insert("requestId".into(), id.as_str().into());
+        }
+    }
+    let mut e = AuditEvent::new(
+        uuid::Uuid::now_v7().to_string(),
+        Utc::now(),
+        tenant,
+        action,
+        resource,
+        details,
+    );
+    e.user_id = actor.user_id.clone();
+    e.ip_address = actor.meta.ip_address.clone();
+    e.user_agent = actor.meta.user_agent.clone();
+    if let Err(message) = outcome {
+        e.success = false;
+        e.error_message = Some(message);
+    }
+    e
 }
 
 /// Something wrong with a set of audit records.
@@ -164,16 +396,19 @@ pub enum Finding {
     Duplicate { writer_id: String, seq: u64 },
 }
 
-/// Checks records (any order, any writers; typically one tenant's records
-/// in a time range). A range may start or end in the middle of a chain, so
-/// only what lies inside it is checked.
+/// Checks records (any order, any writers and tenants; typically one
+/// tenant's records in a time range). A range may start or end in the
+/// middle of a chain, so only what lies inside it is checked.
 pub fn verify(records: &[AuditEvent]) -> Vec<Finding> {
-    let mut by_writer: BTreeMap<&str, Vec<&AuditEvent>> = BTreeMap::new();
+    let mut by_chain: BTreeMap<(&str, &str), Vec<&AuditEvent>> = BTreeMap::new();
     for r in records {
-        by_writer.entry(r.writer_id.as_str()).or_default().push(r);
+        by_chain
+            .entry((r.writer_id.as_str(), r.tenant_id.as_str()))
+            .or_default()
+            .push(r);
     }
     let mut findings = Vec::new();
-    for (writer, mut chain) in by_writer {
+    for ((writer, _tenant), mut chain) in by_chain {
         chain.sort_by_key(|r| r.seq);
         let w = || writer.to_string();
         for (i, r) in chain.iter().enumerate() {
@@ -224,7 +459,7 @@ mod tests {
     use super::*;
 
     fn chain_of(n: usize) -> Vec<AuditEvent> {
-        let mut chain = Chain::new("sidecar-a");
+        let mut chain = Chains::new("sidecar-a");
         let start = Utc::now();
         (0..n)
             .map(|i| {
@@ -237,7 +472,7 @@ mod tests {
                     serde_json::json!({"decision": "Allow"}),
                 );
                 e.user_id = Some("alice".into());
-                chain.stamp(&mut e);
+                chain.stamp(&mut e, &mut Undo::default());
                 e
             })
             .collect()
@@ -258,6 +493,43 @@ mod tests {
         assert_eq!(a.compute_hash(), b.compute_hash());
         b.details["x"] = 2.into();
         assert_ne!(a.compute_hash(), b.compute_hash());
+    }
+
+    #[test]
+    fn chains_are_per_tenant_and_stamps_can_be_undone() {
+        let mut chains = Chains::new("w");
+        let t0 = Utc::now();
+        let mk = |tenant: &str, ms: i64| {
+            AuditEvent::new(
+                "e",
+                t0 + chrono::Duration::milliseconds(ms),
+                tenant,
+                "Read",
+                "r",
+                serde_json::json!({}),
+            )
+        };
+        let mut undo = Undo::default();
+        let (mut a, mut b, mut c) = (mk("t1", 5), mk("t2", 0), mk("t1", 1));
+        chains.stamp(&mut a, &mut undo);
+        chains.stamp(&mut b, &mut undo);
+        chains.stamp(&mut c, &mut undo);
+        assert_eq!((a.seq, b.seq, c.seq), (0, 0, 1));
+        assert_eq!(c.prev_hash, a.hash);
+        // Queued after a later decision: its time is raised to keep order.
+        assert_eq!(c.timestamp, a.timestamp);
+        assert!(verify(&[a.clone(), b.clone(), c.clone()]).is_empty());
+        // A batch that was not written is undone: the next stamp reuses
+        // its places.
+        let mut undo = Undo::default();
+        let mut d = mk("t1", 9);
+        chains.stamp(&mut d, &mut undo);
+        assert_eq!(d.seq, 2);
+        chains.undo(undo);
+        let mut e = mk("t1", 10);
+        chains.stamp(&mut e, &mut Undo::default());
+        assert_eq!(e.seq, 2);
+        assert_eq!(e.prev_hash, c.hash);
     }
 
     #[test]

@@ -73,6 +73,19 @@ pub enum DenyReason {
     EvaluationError,
 }
 
+impl DenyReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::Forbidden => "forbidden",
+            DenyReason::NoPermit => "no_permit",
+            DenyReason::ResourceNotFound => "resource_not_found",
+            DenyReason::TenantNotFound => "tenant_not_found",
+            DenyReason::StoreUnavailable => "store_unavailable",
+            DenyReason::EvaluationError => "evaluation_error",
+        }
+    }
+}
+
 /// A decision as the API returns it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {

@@ -1,21 +1,41 @@
-//! `cedargate-admin`: management of the store. For now: `migrate` (create
-//! tables) and `import` (load tenants and documents from a JSON file).
+//! `cedargate-admin`: management of the store: `migrate` (create tables),
+//! `import` (load tenants and documents from a JSON file) and `audit`
+//! (verify the hash chains, export records as JSON or OCSF). Every command
+//! that changes something leaves a management audit record, whether it
+//! succeeded or not.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
 
+use cedargate::audit::writer::{self, AuditConfig, AuditLog, AuditTasks};
+use cedargate::audit::{self, management_event, Actor, PLATFORM_TENANT};
+use cedargate::config::default_spool_dir;
+use cedargate::ids::TenantId;
+use cedargate::metrics::AuditMetrics;
 use cedargate::migrations;
 use cedargate::model::DataSet;
-use cedargate::store::{self, StoreUrl};
+use cedargate::store::{self, AuditQuery, Store, StoreUrl};
 
 #[derive(Parser)]
 #[command(name = "cedargate-admin", version, about = "cedargate management")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where management records wait before they reach the store.
+#[derive(clap::Args)]
+struct SpoolArgs {
+    /// Audit spool directory [default: next to a SQLite store, else
+    /// ./cedargate-audit-spool].
+    #[arg(long)]
+    audit_spool: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -31,46 +51,333 @@ enum Command {
         /// Roll this applied step back instead.
         #[arg(long, value_name = "STEP")]
         rollback: Option<String>,
+        #[command(flatten)]
+        spool: SpoolArgs,
     },
     /// Load tenants and documents from a JSON file: all of it or nothing.
     Import {
         #[arg(long)]
         store: StoreUrl,
         file: PathBuf,
+        #[command(flatten)]
+        spool: SpoolArgs,
+    },
+    /// Audit records: verify their hash chains, export them.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// The records as stored, one JSON object per line.
+    Json,
+    /// OCSF 1.0.0 Entity Management events (class 3004), one per line.
+    Ocsf,
+}
+
+#[derive(clap::Args)]
+struct Range {
+    #[arg(long)]
+    store: StoreUrl,
+    #[arg(long, value_parser = |s: &str| TenantId::parse(s))]
+    tenant: TenantId,
+    /// From this time (RFC 3339) [default: the beginning].
+    #[arg(long)]
+    from: Option<DateTime<Utc>>,
+    /// Up to this time (RFC 3339) [default: now].
+    #[arg(long)]
+    to: Option<DateTime<Utc>>,
+}
+
+impl Range {
+    fn query(&self) -> AuditQuery {
+        AuditQuery::new(
+            self.tenant.clone(),
+            self.from.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            self.to.unwrap_or_else(Utc::now),
+            1000,
+        )
+    }
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check a tenant's records for gaps, altered, reordered and duplicated
+    /// records. Exits 1 when anything is found.
+    Verify {
+        #[command(flatten)]
+        range: Range,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a tenant's records to stdout, newest first, one per line.
+    Export {
+        #[command(flatten)]
+        range: Range,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
     },
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Migrate {
-            store: url,
-            dry_run,
-            rollback,
-        } => {
-            let s = store::connect(&url).await?;
-            let report = match rollback {
-                Some(step) => migrations::rollback(s.as_ref(), &step, dry_run).await?,
-                None => migrations::migrate(s.as_ref(), dry_run).await?,
-            };
-            for line in report.lines {
-                println!("{line}");
-            }
-            println!("{url}: done");
-        }
-        Command::Import { store, file } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let data: DataSet = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a valid import file", file.display()))?;
-            let s = store::open(&store).await?;
-            let summary = s.import(&data).await?;
-            println!(
-                "imported {} tenants and {} documents into {store}",
-                summary.tenants, summary.documents
-            );
+/// The management audit log of one command.
+struct Recorder {
+    log: AuditLog,
+    tasks: Option<AuditTasks>,
+    actor: Actor,
+}
+
+impl Recorder {
+    async fn open(store: Arc<dyn Store>, url: &StoreUrl, spool: SpoolArgs) -> anyhow::Result<Self> {
+        let dir = spool.audit_spool.unwrap_or_else(|| default_spool_dir(url));
+        let mut config = AuditConfig::new(dir);
+        config.rotate_interval = std::time::Duration::from_millis(10);
+        let (log, tasks) = writer::start(config, store, AuditMetrics::default(), "admin")
+            .await
+            .context("cannot open the audit spool")?;
+        Ok(Recorder {
+            log,
+            tasks,
+            actor: Actor::command_line(),
+        })
+    }
+
+    async fn record(
+        &self,
+        tenant: &str,
+        action: &str,
+        resource: &str,
+        details: serde_json::Value,
+        outcome: Result<(), String>,
+    ) -> anyhow::Result<()> {
+        let e = management_event(tenant, action, resource, details, &self.actor, outcome);
+        self.log
+            .record(e)
+            .await
+            .context("cannot write the management audit record")
+    }
+
+    /// Sends the records to the store (they stay in the spool for a later
+    /// run if the store cannot take them now).
+    async fn finish(self) {
+        if let Some(tasks) = self.tasks {
+            tasks.shutdown().await;
         }
     }
+}
+
+/// The error's text, for a record of a failed operation.
+fn failure<T>(r: &anyhow::Result<T>) -> Result<(), String> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("{e:#}")),
+    }
+}
+
+async fn migrate(
+    url: StoreUrl,
+    dry_run: bool,
+    rollback: Option<String>,
+    spool: SpoolArgs,
+) -> anyhow::Result<()> {
+    let s = store::connect(&url).await?;
+    if dry_run {
+        // Changes nothing, so leaves no record.
+        let report = match rollback {
+            Some(step) => migrations::rollback(s.as_ref(), &step, true).await?,
+            None => migrations::migrate(s.as_ref(), true).await?,
+        };
+        for line in report.lines {
+            println!("{line}");
+        }
+        println!("{url}: dry run, nothing written");
+        return Ok(());
+    }
+    // The audit table is one of the migration's tables: the record is
+    // spooled first and reaches the store once the table is there.
+    let rec = Recorder::open(s.clone(), &url, spool).await?;
+    let result = match &rollback {
+        Some(step) => migrations::rollback(s.as_ref(), step, false).await,
+        None => migrations::migrate(s.as_ref(), false).await,
+    }
+    .map_err(anyhow::Error::from);
+    let details = serde_json::json!({
+        "rollback": rollback,
+        "steps": result.as_ref().map(|r| r.lines.clone()).unwrap_or_default(),
+    });
+    let recorded = rec
+        .record(
+            PLATFORM_TENANT,
+            "Migrate",
+            &format!("Store::{url}"),
+            details,
+            failure(&result),
+        )
+        .await;
+    rec.finish().await;
+    for line in result?.lines {
+        println!("{line}");
+    }
+    recorded?;
+    println!("{url}: done");
     Ok(())
+}
+
+async fn import(url: StoreUrl, file: PathBuf, spool: SpoolArgs) -> anyhow::Result<()> {
+    let s = store::open(&url).await?;
+    let rec = Recorder::open(s.clone(), &url, spool).await?;
+    let data = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))
+        .and_then(|text| {
+            serde_json::from_str::<DataSet>(&text)
+                .with_context(|| format!("{} is not a valid import file", file.display()))
+        });
+    let result = match &data {
+        Ok(d) => s.import(d).await.map_err(anyhow::Error::from),
+        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+    };
+    let outcome = failure(&result);
+    let source = file.display().to_string();
+    let mut recorded = Ok(());
+    match &data {
+        // One record per tenant the import touched (or tried to).
+        Ok(d) if !d.tenants.is_empty() => {
+            for t in &d.tenants {
+                let documents = d
+                    .documents
+                    .iter()
+                    .filter(|x| x.tenant_id == t.tenant_id)
+                    .count();
+                let details = serde_json::json!({ "file": source, "documents": documents });
+                let r = rec
+                    .record(
+                        t.tenant_id.as_str(),
+                        "Import",
+                        &format!("CedarGate::Tenant::{:?}", t.tenant_id.as_str()),
+                        details,
+                        outcome.clone(),
+                    )
+                    .await;
+                recorded = recorded.and(r);
+            }
+        }
+        _ => {
+            let details = serde_json::json!({ "file": source });
+            recorded = rec
+                .record(
+                    PLATFORM_TENANT,
+                    "Import",
+                    &format!("Store::{url}"),
+                    details,
+                    outcome,
+                )
+                .await;
+        }
+    }
+    rec.finish().await;
+    let summary = result?;
+    recorded?;
+    println!(
+        "imported {} tenants and {} documents into {url}",
+        summary.tenants, summary.documents
+    );
+    Ok(())
+}
+
+async fn audit_command(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AuditCommand::Verify { range, json } => {
+            let s = store::connect(&range.store).await?;
+            let records = s.all_audit_events(&range.query()).await?;
+            let findings = audit::verify(&records);
+            let writers: std::collections::BTreeSet<&str> =
+                records.iter().map(|r| r.writer_id.as_str()).collect();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "tenant": range.tenant.as_str(),
+                        "records": records.len(),
+                        "writers": writers.len(),
+                        "findings": findings,
+                    })
+                );
+            } else {
+                for f in &findings {
+                    println!("{}", describe(f));
+                }
+                println!(
+                    "{}: {} records from {} writers, {} findings",
+                    range.tenant,
+                    records.len(),
+                    writers.len(),
+                    findings.len()
+                );
+            }
+            Ok(if findings.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        AuditCommand::Export { range, format } => {
+            let s = store::connect(&range.store).await?;
+            let mut query = range.query();
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            loop {
+                let page = s.audit_events(&query).await?;
+                for e in &page.events {
+                    let line = match format {
+                        Format::Json => serde_json::to_string(e)?,
+                        Format::Ocsf => audit::ocsf::to_ocsf(e).to_string(),
+                    };
+                    writeln!(out, "{line}")?;
+                }
+                match page.next {
+                    Some(next) => query.after = Some(next),
+                    None => break,
+                }
+            }
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn describe(f: &audit::Finding) -> String {
+    use audit::Finding::*;
+    match f {
+        Gap { writer_id, from, to } => {
+            format!("gap: writer {writer_id} records {from}..={to} are missing")
+        }
+        Altered { writer_id, seq, event_id } => {
+            format!("altered: writer {writer_id} record {seq} ({event_id}) does not match its hash")
+        }
+        BrokenLink { writer_id, seq, event_id } => format!(
+            "broken link: writer {writer_id} record {seq} ({event_id}) does not follow record {}",
+            seq.saturating_sub(1)
+        ),
+        Reordered { writer_id, seq, event_id } => format!(
+            "reordered: writer {writer_id} record {seq} ({event_id}) is older than the record before it"
+        ),
+        Duplicate { writer_id, seq } => {
+            format!("duplicate: writer {writer_id} has two records {seq}")
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Migrate {
+            store,
+            dry_run,
+            rollback,
+            spool,
+        } => migrate(store, dry_run, rollback, spool).await?,
+        Command::Import { store, file, spool } => import(store, file, spool).await?,
+        Command::Audit(cmd) => return audit_command(cmd).await,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -90,7 +397,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

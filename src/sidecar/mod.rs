@@ -17,6 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::audit::writer::AuditLog;
 use crate::authz::Engine;
 use crate::identity::Verifier;
 use forward::RouteTable;
@@ -66,6 +67,7 @@ pub struct AppState {
     pub config: SidecarConfig,
     pub identity: Identity,
     pub routes: RouteTable,
+    pub audit: AuditLog,
 }
 
 /// Serves until `shutdown` completes, then drains open connections for at
@@ -90,7 +92,7 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
         let state = state.clone();
         let service = service_fn(move |req| {
             let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(routes::route(&state, req).await) }
+            async move { Ok::<_, std::convert::Infallible>(routes::route(&state, req, peer).await) }
         });
         let conn = http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())

@@ -15,11 +15,9 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use chrono::{DateTime, Utc};
-
 use super::{
-    sortable_time, Change, ChangeCursor, DynamoUrl, ImportSummary, Store, StoreError,
-    AUDIT_RETENTION_SECS,
+    audit_expiry, audit_sort_key, page_of, sortable_time, AuditPage, AuditQuery, Change,
+    ChangeCursor, DynamoUrl, ImportSummary, Store, StoreError,
 };
 use crate::audit::AuditEvent;
 use crate::ids::{DocumentId, TenantId};
@@ -576,22 +574,21 @@ impl Store for DynamoStore {
         .await
     }
 
-    /// BatchWriteItem, 25 items at a time, retrying unprocessed items with
-    /// backoff. Keys are derived from the record, so a retry or a second
+    /// BatchWriteItem, 25 items at a time and up to
+    /// [`AUDIT_WRITE_CONCURRENCY`] calls at once, retrying unprocessed items
+    /// with backoff. Keys are derived from the record, so a retry or a second
     /// drain overwrites rather than duplicates.
     async fn put_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
+        let mut batches = Vec::new();
         for chunk in events.chunks(BATCH_WRITE_MAX) {
             let mut requests = Vec::with_capacity(chunk.len());
             for e in chunk {
                 let mut item = to_item(e)?;
                 item.insert("pk".into(), s(&audit_pk(&e.tenant_id, &e.event_id)));
-                item.insert(
-                    "sk".into(),
-                    s(&format!("{}#{}", sortable_time(e.timestamp), e.event_id)),
-                );
+                item.insert("sk".into(), s(&audit_sort_key(e)));
                 item.insert(
                     "expiresAt".into(),
-                    AttributeValue::N((e.timestamp.timestamp() + AUDIT_RETENTION_SECS).to_string()),
+                    AttributeValue::N(audit_expiry(e).to_string()),
                 );
                 requests.push(
                     WriteRequest::builder()
@@ -604,45 +601,75 @@ impl Store for DynamoStore {
                         .build(),
                 );
             }
-            let mut pending = HashMap::from([(self.audit.clone(), requests)]);
-            let mut delay = Duration::from_millis(25);
-            for attempt in 0.. {
+            batches.push(requests);
+        }
+        let mut running = tokio::task::JoinSet::new();
+        let mut result = Ok(());
+        for requests in batches {
+            if running.len() >= AUDIT_WRITE_CONCURRENCY {
+                if let Some(done) = running.join_next().await {
+                    result = result.and(flatten(done));
+                }
+            }
+            running.spawn(batch_write(
+                self.client.clone(),
+                self.audit.clone(),
+                requests,
+            ));
+        }
+        while let Some(done) = running.join_next().await {
+            result = result.and(flatten(done));
+        }
+        result
+    }
+
+    /// Each shard read to its end, merged.
+    async fn all_audit_events(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        let lo = sortable_time(q.from);
+        let hi = format!("{}#\u{10FFFF}", sortable_time(q.to));
+        let mut all: Vec<(String, AuditEvent)> = Vec::new();
+        for shard in 0..AUDIT_SHARDS {
+            let mut start = None;
+            loop {
                 let resp = self
                     .client
-                    .batch_write_item()
-                    .set_request_items(Some(pending))
+                    .query()
+                    .table_name(&self.audit)
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                    .expression_attribute_values(":pk", s(&format!("{}#{shard}", q.tenant)))
+                    .expression_attribute_values(":lo", s(&lo))
+                    .expression_attribute_values(":hi", s(&hi))
+                    .set_exclusive_start_key(start)
                     .send()
                     .await
                     .map_err(err)?;
-                match resp.unprocessed_items {
-                    Some(left) if left.values().any(|v| !v.is_empty()) => {
-                        if attempt >= 8 {
-                            return Err(StoreError::Unavailable(
-                                "audit writes still throttled after retries".into(),
-                            ));
-                        }
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(2));
-                        pending = left;
-                    }
+                for mut item in resp.items().iter().cloned() {
+                    let Some(AttributeValue::S(sk)) = item.remove("sk") else {
+                        return Err(StoreError::Corrupt("audit item without sk".into()));
+                    };
+                    all.push((sk, from_item::<AuditEvent>(item)?));
+                }
+                match resp.last_evaluated_key() {
+                    Some(k) if !k.is_empty() => start = Some(k.clone()),
                     _ => break,
                 }
             }
         }
-        Ok(())
+        all.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(all.into_iter().map(|(_, e)| e).collect())
     }
 
-    /// One Query per shard, each newest first, merged.
-    async fn audit_events(
-        &self,
-        tenant: &TenantId,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
-        let lo = sortable_time(from);
-        let hi = format!("{}#\u{10FFFF}", sortable_time(to));
-        let mut all = Vec::new();
+    /// One Query per shard, each newest first, merged; the page ends at the
+    /// `limit` newest records of all shards.
+    async fn audit_events(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let lo = sortable_time(q.from);
+        let top = format!("{}#\u{10FFFF}", sortable_time(q.to));
+        let hi = match &q.after {
+            Some(cur) if cur.key() < top.as_str() => cur.key().to_string(),
+            _ => top,
+        };
+        let want = q.limit.saturating_add(1);
+        let mut all: Vec<(String, AuditEvent)> = Vec::new();
         for shard in 0..AUDIT_SHARDS {
             let mut start = None;
             let mut got = 0usize;
@@ -652,29 +679,77 @@ impl Store for DynamoStore {
                     .query()
                     .table_name(&self.audit)
                     .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-                    .expression_attribute_values(":pk", s(&format!("{tenant}#{shard}")))
+                    .expression_attribute_values(":pk", s(&format!("{}#{shard}", q.tenant)))
                     .expression_attribute_values(":lo", s(&lo))
                     .expression_attribute_values(":hi", s(&hi))
                     .scan_index_forward(false)
-                    .limit(i32::try_from(limit.min(1000)).unwrap_or(1000))
+                    .limit(i32::try_from(want.min(1000)).unwrap_or(1000))
                     .set_exclusive_start_key(start)
                     .send()
                     .await
                     .map_err(err)?;
-                for item in resp.items().iter().cloned() {
-                    all.push(from_item::<AuditEvent>(item)?);
+                for mut item in resp.items().iter().cloned() {
+                    let sk = match item.remove("sk") {
+                        Some(AttributeValue::S(sk)) => sk,
+                        _ => return Err(StoreError::Corrupt("audit item without sk".into())),
+                    };
+                    // BETWEEN is inclusive: the cursor's own record is skipped.
+                    if q.after.as_ref().is_some_and(|c| sk.as_str() >= c.key()) {
+                        continue;
+                    }
+                    all.push((sk, from_item::<AuditEvent>(item)?));
                     got += 1;
                 }
                 match resp.last_evaluated_key() {
-                    Some(k) if !k.is_empty() && got < limit => start = Some(k.clone()),
+                    Some(k) if !k.is_empty() && got < want => start = Some(k.clone()),
                     _ => break,
                 }
             }
         }
-        all.sort_by(|a, b| (b.timestamp, &b.event_id).cmp(&(a.timestamp, &a.event_id)));
-        all.truncate(limit);
-        Ok(all)
+        all.sort_by(|a, b| b.0.cmp(&a.0));
+        all.truncate(want);
+        Ok(page_of(all.into_iter().map(|(_, e)| e).collect(), q.limit))
     }
+}
+
+/// BatchWriteItem calls one `put_audit` makes at once.
+const AUDIT_WRITE_CONCURRENCY: usize = 8;
+
+fn flatten(r: Result<Result<(), StoreError>, tokio::task::JoinError>) -> Result<(), StoreError> {
+    r.unwrap_or_else(|e| Err(StoreError::Unavailable(format!("audit write task: {e}"))))
+}
+
+/// One BatchWriteItem of up to 25 puts, unprocessed items retried with
+/// backoff.
+async fn batch_write(
+    client: Client,
+    table: String,
+    requests: Vec<WriteRequest>,
+) -> Result<(), StoreError> {
+    let mut pending = HashMap::from([(table, requests)]);
+    let mut delay = Duration::from_millis(25);
+    for attempt in 0.. {
+        let resp = client
+            .batch_write_item()
+            .set_request_items(Some(pending))
+            .send()
+            .await
+            .map_err(err)?;
+        match resp.unprocessed_items {
+            Some(left) if left.values().any(|v| !v.is_empty()) => {
+                if attempt >= 8 {
+                    return Err(StoreError::Unavailable(
+                        "audit writes still throttled after retries".into(),
+                    ));
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+                pending = left;
+            }
+            _ => break,
+        }
+    }
+    Ok(())
 }
 
 /// Audit partitions per tenant: one busy tenant's writes spread over this

@@ -85,19 +85,119 @@ pub trait Store: Send + Sync + 'static {
     /// Stores audit records. Idempotent: a record written twice (say, drained
     /// again after a crash) is stored once.
     async fn put_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
-    /// A tenant's audit records with `from <= timestamp <= to`, newest first,
-    /// at most `limit`.
-    async fn audit_events(
-        &self,
-        tenant: &TenantId,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<AuditEvent>, StoreError>;
+    /// One page of a tenant's audit records with `from <= timestamp <= to`,
+    /// newest first.
+    async fn audit_events(&self, query: &AuditQuery) -> Result<AuditPage, StoreError>;
+    /// Every record `query` matches (its limit and cursor aside), newest
+    /// first: maintenance reads (verify, export).
+    async fn all_audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut query = query.clone();
+        query.after = None;
+        let mut out = Vec::new();
+        loop {
+            let page = self.audit_events(&query).await?;
+            out.extend(page.events);
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
 }
 
-/// Audit records are kept this long (the compliance floor: 7 years).
-pub const AUDIT_RETENTION_SECS: i64 = 7 * 365 * 24 * 3600 + 2 * 24 * 3600;
+/// Which audit records to read.
+#[derive(Debug, Clone)]
+pub struct AuditQuery {
+    pub tenant: TenantId,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Most records in the page.
+    pub limit: usize,
+    /// Continue after this record (a previous page's `next`).
+    pub after: Option<AuditCursor>,
+}
+
+impl AuditQuery {
+    pub fn new(tenant: TenantId, from: DateTime<Utc>, to: DateTime<Utc>, limit: usize) -> Self {
+        AuditQuery {
+            tenant,
+            from,
+            to,
+            limit: limit.max(1),
+            after: None,
+        }
+    }
+}
+
+/// One page of audit records, and where the next page starts.
+#[derive(Debug, Clone, Default)]
+pub struct AuditPage {
+    pub events: Vec<AuditEvent>,
+    pub next: Option<AuditCursor>,
+}
+
+/// A position in a tenant's audit records (time, then event id), opaque to
+/// clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCursor(String);
+
+impl AuditCursor {
+    pub(crate) fn of(e: &AuditEvent) -> Self {
+        AuditCursor(audit_sort_key(e))
+    }
+
+    /// The sort key the cursor stands after.
+    pub(crate) fn key(&self) -> &str {
+        &self.0
+    }
+
+    /// Text for a client to send back.
+    pub fn encode(&self) -> String {
+        hex::encode(&self.0)
+    }
+
+    pub fn decode(text: &str) -> Result<Self, StoreError> {
+        let bad = || StoreError::Invalid("invalid page cursor".into());
+        let bytes = hex::decode(text).map_err(|_| bad())?;
+        let key = String::from_utf8(bytes).map_err(|_| bad())?;
+        // `time#eventId`, time in the fixed-width form.
+        match key.split_once('#') {
+            Some((t, id))
+                if !id.is_empty()
+                    && DateTime::parse_from_rfc3339(t).is_ok()
+                    && t.len() == "2000-01-01T00:00:00.000000Z".len() =>
+            {
+                Ok(AuditCursor(key))
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// The first `limit` of `events` (sorted newest first, at most one more
+/// than `limit`) and whether more follow.
+pub(crate) fn page_of(mut events: Vec<AuditEvent>, limit: usize) -> AuditPage {
+    let more = events.len() > limit;
+    events.truncate(limit);
+    let next = if more {
+        events.last().map(AuditCursor::of)
+    } else {
+        None
+    };
+    AuditPage { events, next }
+}
+
+/// `time#eventId`: time order, then event id, as text.
+pub(crate) fn audit_sort_key(e: &AuditEvent) -> String {
+    format!("{}#{}", sortable_time(e.timestamp), e.event_id)
+}
+
+/// When a store may delete an audit record: the record's own expiry,
+/// never before the compliance floor.
+pub(crate) fn audit_expiry(e: &AuditEvent) -> i64 {
+    e.expires_at
+        .max(e.timestamp.timestamp() + crate::audit::RETENTION_FLOOR_SECS)
+}
 
 /// RFC 3339 with fixed width (microseconds, `Z`), so text order is time
 /// order.

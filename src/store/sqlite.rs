@@ -10,11 +10,9 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use chrono::{DateTime, Utc};
-
 use super::{
-    raw_tenant_id, sortable_time, Change, ChangeCursor, ImportSummary, Store, StoreError,
-    AUDIT_RETENTION_SECS,
+    audit_expiry, page_of, raw_tenant_id, sortable_time, AuditPage, AuditQuery, Change,
+    ChangeCursor, ImportSummary, Store, StoreError,
 };
 use crate::audit::AuditEvent;
 use crate::ids::{DocumentId, TenantId};
@@ -423,7 +421,7 @@ impl Store for SqliteStore {
                         e.tenant_id,
                         e.event_id,
                         sortable_time(e.timestamp),
-                        e.timestamp.timestamp() + AUDIT_RETENTION_SECS,
+                        audit_expiry(e),
                         to_json(e)?
                     ])
                     .map_err(backend)?;
@@ -434,37 +432,42 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn audit_events(
-        &self,
-        tenant: &TenantId,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
-        let tenant = tenant.clone();
+    async fn audit_events(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let q = q.clone();
         self.with_conn(move |c| {
+            // Past the cursor: (ts, event_id) below the cursor's.
+            let (after_ts, after_id) = match &q.after {
+                Some(cur) => {
+                    let (t, id) = cur.key().split_once('#').unwrap_or((cur.key(), ""));
+                    (t.to_string(), id.to_string())
+                }
+                None => ("\u{10FFFF}".to_string(), String::new()),
+            };
             let mut stmt = c
-                .prepare(
+                .prepare_cached(
                     "SELECT record FROM audit WHERE tenant_id = ?1 AND ts >= ?2 AND ts <= ?3
-                     ORDER BY ts DESC, event_id DESC LIMIT ?4",
+                       AND (ts < ?4 OR (ts = ?4 AND event_id < ?5))
+                     ORDER BY ts DESC, event_id DESC LIMIT ?6",
                 )
                 .map_err(backend)?;
             let rows = stmt
                 .query_map(
                     params![
-                        tenant.as_str(),
-                        sortable_time(from),
-                        sortable_time(to),
-                        i64::try_from(limit).unwrap_or(i64::MAX)
+                        q.tenant.as_str(),
+                        sortable_time(q.from),
+                        sortable_time(q.to),
+                        after_ts,
+                        after_id,
+                        i64::try_from(q.limit.saturating_add(1)).unwrap_or(i64::MAX)
                     ],
                     |r| r.get::<_, String>(0),
                 )
                 .map_err(backend)?;
-            let mut out = Vec::new();
+            let mut events: Vec<AuditEvent> = Vec::new();
             for row in rows {
-                out.push(from_json(&row.map_err(backend)?)?);
+                events.push(from_json(&row.map_err(backend)?)?);
             }
-            Ok(out)
+            Ok(page_of(events, q.limit))
         })
         .await
     }

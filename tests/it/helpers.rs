@@ -72,6 +72,9 @@ pub fn request(
 pub struct TestApp {
     pub addr: SocketAddr,
     pub policy_dir: PathBuf,
+    /// The store the app uses (as wrapped).
+    pub store: Arc<dyn store::Store>,
+    pub spool_dir: PathBuf,
     /// Holds the store file and policy copies until the test ends.
     _dir: TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -118,9 +121,12 @@ pub async fn spawn_app_on(
     let url = fixture_store(dir.path()).await;
     let mut settings = Settings::trusted(url.clone(), &policy_dir, &schema_dir);
     settings.reload_interval = std::time::Duration::from_millis(50);
+    settings.audit.spool_dir = dir.path().join("audit-spool");
+    settings.audit.shutdown_timeout = std::time::Duration::from_secs(2);
     tweak(&mut settings);
+    let spool_dir = settings.audit.spool_dir.clone();
     let store = wrap(store::open(&settings.store).await.unwrap());
-    let app = App::build_with_store(settings, store)
+    let app = App::build_with_store(settings, store.clone())
         .await
         .expect("app builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -132,6 +138,8 @@ pub async fn spawn_app_on(
     TestApp {
         addr,
         policy_dir,
+        store,
+        spool_dir,
         _dir: dir,
         stop: Some(tx),
         server: Some(server),
@@ -282,13 +290,10 @@ impl store::Store for FlakyStore {
     }
     async fn audit_events(
         &self,
-        t: &TenantId,
-        from: chrono::DateTime<chrono::Utc>,
-        to: chrono::DateTime<chrono::Utc>,
-        limit: usize,
-    ) -> Result<Vec<cedargate::audit::AuditEvent>, store::StoreError> {
+        q: &store::AuditQuery,
+    ) -> Result<store::AuditPage, store::StoreError> {
         self.check()?;
-        self.inner.audit_events(t, from, to, limit).await
+        self.inner.audit_events(q).await
     }
 }
 

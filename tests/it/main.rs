@@ -1,5 +1,6 @@
 //! Integration tests: one test binary, one module per concern.
 
+mod audit;
 mod binaries;
 mod dynamodb_local;
 mod forward_auth;

@@ -127,6 +127,7 @@ fn message(state: &AppState, d: &Decision) -> String {
 pub(super) async fn handle(
     state: &AppState,
     req: Request<Incoming>,
+    peer: std::net::SocketAddr,
 ) -> Result<Response<Body>, ApiError> {
     let principal = principal::from_token(state, req.headers()).await?;
     let orig = original(&req)?;
@@ -175,10 +176,20 @@ pub(super) async fn handle(
         resource,
         context,
     };
-    let decision = state.engine.decide(&request).await.map_err(|e| {
-        tracing::warn!(error = %e, action = %route.action, "forward-auth route produced an invalid request");
-        ApiError::new(StatusCode::FORBIDDEN, "bad_request", e.to_string())
-    })?;
+    let meta = super::request_meta(req.headers(), peer);
+    let extra = json!({ "method": orig.method.as_str(), "path": orig.path });
+    let decision = super::decide(state, &request, &meta, "forward-auth", Some(extra))
+        .await
+        .map_err(|e| {
+            if e.status == StatusCode::BAD_REQUEST {
+                tracing::warn!(error = %e.message, action = %route.action, "forward-auth route produced an invalid request");
+                ApiError::new(StatusCode::FORBIDDEN, "bad_request", e.message)
+            } else {
+                e
+            }
+        })?
+        .written(state)
+        .await?;
     Ok(match (decision.decision, decision.reason) {
         (Effect::Allow, _) => with_headers(
             Response::new(Body::default()),
