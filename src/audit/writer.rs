@@ -323,20 +323,24 @@ struct Active {
 
 impl Active {
     /// Creates the writer's directory, locks it and opens the first segment.
+    /// The directory is made under a hidden name and renamed once locked, so
+    /// no other process can mistake it for a dead writer's.
     fn create(dir: &Path, number: u64) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
+        let root = dir.parent().unwrap_or(Path::new("."));
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        let staging = root.join(format!(".{name}"));
+        fs::create_dir_all(&staging)?;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(dir.join(LOCK))?;
+            .open(staging.join(LOCK))?;
         lock.try_lock().map_err(|e| {
             io::Error::new(io::ErrorKind::WouldBlock, format!("spool is in use: {e}"))
         })?;
+        fs::rename(&staging, dir)?;
+        sync_dir(root)?;
         let file = Self::open_segment(dir, number)?;
-        if let Some(parent) = dir.parent() {
-            sync_dir(parent)?;
-        }
         Ok(Active {
             dir: dir.to_path_buf(),
             number,
@@ -602,7 +606,8 @@ fn orphans(root: &Path, own: &Path) -> Vec<Source> {
     let mut out = Vec::new();
     for entry in entries.flatten() {
         let dir = entry.path();
-        if dir == own || !dir.is_dir() {
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if dir == own || hidden || !dir.is_dir() {
             continue;
         }
         let Ok(lock) = OpenOptions::new().write(true).open(dir.join(LOCK)) else {
@@ -797,9 +802,10 @@ async fn drain_loop(
     }
 }
 
-/// Reads every record left in the spool directories under `root` (for
-/// inspection and tests): records not yet in the store.
-pub fn spooled_records(root: &Path) -> io::Result<Vec<AuditEvent>> {
+/// Every record left in the spool directories under `root`: records not
+/// yet in the store.
+#[cfg(test)]
+fn spooled_records(root: &Path) -> io::Result<Vec<AuditEvent>> {
     let mut out = Vec::new();
     let Ok(entries) = fs::read_dir(root) else {
         return Ok(out);

@@ -282,13 +282,28 @@ async fn tokens_never_reach_a_record() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Denied by the route table, before any policy: recorded too.
+    let r = app
+        .send_with(
+            Method::GET,
+            "/v1/forward-auth/admin/secrets",
+            &[("authorization", &format!("Bearer {token}"))],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let unrouted_id = r.headers["x-decision-id"].to_str().unwrap().to_string();
     let store = app.store.clone();
     app.shutdown().await;
     let records = stored(store.as_ref()).await;
-    assert_eq!(records.len(), 2);
+    assert_eq!(records.len(), 3);
+    let unrouted = records.iter().find(|r| r.event_id == unrouted_id).unwrap();
+    assert!(!unrouted.success);
+    assert_eq!(unrouted.details["reason"], "unmapped_route");
+    assert_eq!(unrouted.details["request"]["path"], "/admin/secrets");
     let fwd = records
         .iter()
-        .find(|r| r.details["source"] == "forward-auth")
+        .find(|r| r.details["source"] == "forward-auth" && r.action == "Read")
         .expect("a forward-auth record");
     assert_eq!(fwd.details["request"]["path"], "/documents/d-public");
     let signature = token.rsplit('.').next().unwrap();

@@ -15,6 +15,8 @@ use hyper::header::HeaderValue;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::json;
 
+use crate::audit::{AuditEvent, RequestMeta};
+use crate::authz::entities::Principal;
 use crate::authz::{AuthzRequest, Decision, DenyReason, Effect, ResourceRef};
 use crate::ids::{DocumentId, TenantId};
 use crate::sidecar::forward::{self, RouteResource, Unmapped};
@@ -124,6 +126,49 @@ fn message(state: &AppState, d: &Decision) -> String {
         .unwrap_or_else(|| GENERIC.into())
 }
 
+/// Records a decision the route table made before any policy was asked
+/// (an unsafe path, an unmapped route, an id that cannot be one) and
+/// returns its decision id.
+async fn route_decision(
+    state: &AppState,
+    principal: &Principal,
+    orig: &Original,
+    meta: &RequestMeta,
+    allow: bool,
+    reason: &str,
+) -> Result<String, ApiError> {
+    let id = uuid::Uuid::now_v7().to_string();
+    if state.audit.is_on() {
+        let details = json!({
+            "kind": "decision",
+            "source": "forward-auth",
+            "decision": if allow { "Allow" } else { "Deny" },
+            "reason": reason,
+            "determiningPolicies": [],
+            "request": { "method": orig.method.as_str(), "path": orig.path },
+        });
+        let mut e = AuditEvent::new(
+            id.clone(),
+            chrono::Utc::now(),
+            principal.tenant.as_str(),
+            "ForwardAuth",
+            format!("Route::{:?}", format!("{} {}", orig.method, orig.path)),
+            details,
+        );
+        e.user_id = Some(principal.id.as_str().to_string());
+        e.ip_address = meta.ip_address.clone();
+        e.user_agent = meta.user_agent.clone();
+        e.success = allow;
+        e.error_message = (!allow).then(|| reason.to_string());
+        state
+            .audit
+            .record(e)
+            .await
+            .map_err(|e| super::audit_unavailable(state, &e))?;
+    }
+    Ok(id)
+}
+
 pub(super) async fn handle(
     state: &AppState,
     req: Request<Incoming>,
@@ -131,40 +176,50 @@ pub(super) async fn handle(
 ) -> Result<Response<Body>, ApiError> {
     let principal = principal::from_token(state, req.headers()).await?;
     let orig = original(&req)?;
+    let meta = super::request_meta(req.headers(), peer);
+    let refuse = async |reason: &str| -> Result<Response<Body>, ApiError> {
+        let id = route_decision(state, &principal, &orig, &meta, false, reason).await?;
+        Ok(forbidden(GENERIC, Some(&id)))
+    };
     let matched = match state.routes.resolve(&orig.method, &orig.path) {
         Ok(m) => m,
         Err(e) => {
             tracing::info!(path = %orig.path, error = %e, "forward-auth: unsafe path denied");
-            return Ok(forbidden(GENERIC, None));
+            return refuse("unsafe_path").await;
         }
     };
     let Some(matched) = matched else {
-        return Ok(match state.routes.unmapped {
+        return match state.routes.unmapped {
             Unmapped::Deny => {
                 tracing::debug!(method = %orig.method, path = %orig.path, "forward-auth: no route; denied");
-                forbidden(GENERIC, None)
+                refuse("unmapped_route").await
             }
-            Unmapped::Allow => with_headers(
-                Response::new(Body::default()),
-                &[
-                    ("x-tenant-id", principal.tenant.as_str()),
-                    ("x-user-id", principal.id.as_str()),
-                ],
-            ),
-        });
+            Unmapped::Allow => {
+                let id =
+                    route_decision(state, &principal, &orig, &meta, true, "unmapped_route").await?;
+                Ok(with_headers(
+                    Response::new(Body::default()),
+                    &[
+                        ("x-tenant-id", principal.tenant.as_str()),
+                        ("x-user-id", principal.id.as_str()),
+                        ("x-decision-id", &id),
+                    ],
+                ))
+            }
+        };
     };
     let route = matched.route;
     let param = |name: &Option<String>| name.as_ref().and_then(|n| matched.params.get(n)).cloned();
     let resource = match route.resource {
         RouteResource::Document => match param(&route.resource_id).map(DocumentId::parse) {
             Some(Ok(id)) => ResourceRef::Document(id),
-            _ => return Ok(forbidden(GENERIC, None)),
+            _ => return refuse("invalid_id").await,
         },
         RouteResource::Tenant => match param(&route.resource_id) {
             None => ResourceRef::Tenant(principal.tenant.clone()),
             Some(raw) => match TenantId::parse(raw) {
                 Ok(id) => ResourceRef::Tenant(id),
-                Err(_) => return Ok(forbidden(GENERIC, None)),
+                Err(_) => return refuse("invalid_id").await,
             },
         },
     };
@@ -176,7 +231,6 @@ pub(super) async fn handle(
         resource,
         context,
     };
-    let meta = super::request_meta(req.headers(), peer);
     let extra = json!({ "method": orig.method.as_str(), "path": orig.path });
     let decision = super::decide(state, &request, &meta, "forward-auth", Some(extra))
         .await

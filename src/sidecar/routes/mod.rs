@@ -77,7 +77,7 @@ pub(super) fn request_meta(headers: &HeaderMap, peer: SocketAddr) -> RequestMeta
 
 /// 503: the decision was made but could not be recorded, so it is not
 /// given (fail closed).
-fn audit_unavailable(state: &AppState, e: &AuditError) -> ApiError {
+pub(super) fn audit_unavailable(state: &AppState, e: &AuditError) -> ApiError {
     state.engine.metrics().audit.refused.inc();
     tracing::error!(error = %e, "decision refused: its audit record cannot be written");
     ApiError::new(
