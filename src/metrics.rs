@@ -24,7 +24,7 @@ pub struct CacheMetrics {
 }
 
 /// Metrics of the audit writer.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct AuditMetrics {
     /// Records waiting for the appender.
     pub queue_depth: Gauge,
@@ -44,6 +44,28 @@ pub struct AuditMetrics {
     pub torn_bytes: Counter,
     /// Requests refused because their record could not be written.
     pub refused: Counter,
+    /// Time of one spool commit (write and, in durable mode, fdatasync).
+    pub commit_seconds: Histogram,
+    /// Records per spool commit.
+    pub commit_records: Histogram,
+}
+
+impl Default for AuditMetrics {
+    fn default() -> Self {
+        AuditMetrics {
+            queue_depth: Gauge::default(),
+            spool_bytes: Gauge::default(),
+            records_spooled: Counter::default(),
+            records_written: Counter::default(),
+            records_dropped: Counter::default(),
+            store_write_errors: Counter::default(),
+            spool_errors: Counter::default(),
+            torn_bytes: Counter::default(),
+            refused: Counter::default(),
+            commit_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 14)),
+            commit_records: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+        }
+    }
 }
 
 impl AuditMetrics {
@@ -93,6 +115,16 @@ impl AuditMetrics {
             "refused",
             "Requests refused because their audit record could not be written",
             self.refused.clone(),
+        );
+        r.register(
+            "commit_seconds",
+            "Time of one audit spool commit (write, and fdatasync in durable mode)",
+            self.commit_seconds.clone(),
+        );
+        r.register(
+            "commit_records",
+            "Audit records per spool commit",
+            self.commit_records.clone(),
         );
     }
 }

@@ -81,38 +81,98 @@ impl AuditEvent {
     }
 
     /// The hash of this record over every field but `hash`, chained to
-    /// `prev_hash`.
+    /// `prev_hash`: SHA-256 of `prev_hash`, a zero byte, and the record's
+    /// canonical JSON (fields in declaration order, `details` with its
+    /// object keys sorted at every level, so a store that returns map
+    /// attributes in another order, as DynamoDB does, hashes the same).
     pub fn compute_hash(&self) -> String {
-        let mut unhashed = self.clone();
-        unhashed.hash = String::new();
-        // Canonical form: object keys sorted at every level, so a store that
-        // returns map attributes in another order (DynamoDB) hashes the same.
-        let value = serde_json::to_value(&unhashed).unwrap_or_default();
-        let body = serde_json::to_vec(&canonical(value)).unwrap_or_default();
-        let mut h = Sha256::new();
-        h.update(self.prev_hash.as_bytes());
-        h.update([0]);
-        h.update(&body);
-        hex::encode(h.finalize())
+        let view = Canonical {
+            event_id: &self.event_id,
+            timestamp: &self.timestamp,
+            tenant_id: &self.tenant_id,
+            user_id: &self.user_id,
+            action: &self.action,
+            resource: &self.resource,
+            details: Sorted(&self.details),
+            ip_address: &self.ip_address,
+            user_agent: &self.user_agent,
+            success: self.success,
+            error_message: &self.error_message,
+            expires_at: self.expires_at,
+            writer_id: &self.writer_id,
+            seq: self.seq,
+            prev_hash: &self.prev_hash,
+        };
+        let mut h = HashWriter(Sha256::new());
+        h.0.update(self.prev_hash.as_bytes());
+        h.0.update([0]);
+        // Serializing plain data into a hasher cannot fail.
+        let _ = serde_json::to_writer(&mut h, &view);
+        hex::encode(h.0.finalize())
     }
 }
 
-/// `value` with every object's keys in sorted order.
-fn canonical(value: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k, canonical(v)))
-                    .collect(),
-            )
+/// What a record's hash covers: every field but `hash`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Canonical<'a> {
+    event_id: &'a str,
+    timestamp: &'a DateTime<Utc>,
+    tenant_id: &'a str,
+    user_id: &'a Option<String>,
+    action: &'a str,
+    resource: &'a str,
+    details: Sorted<'a>,
+    ip_address: &'a Option<String>,
+    user_agent: &'a Option<String>,
+    success: bool,
+    error_message: &'a Option<String>,
+    expires_at: i64,
+    writer_id: &'a str,
+    seq: u64,
+    prev_hash: &'a str,
+}
+
+/// A JSON value serialized with every object's keys in sorted order.
+struct Sorted<'a>(&'a serde_json::Value);
+
+impl Serialize for Sorted<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        use serde_json::Value;
+        match self.0 {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut m = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    m.serialize_entry(k, &Sorted(v))?;
+                }
+                m.end()
+            }
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    seq.serialize_element(&Sorted(v))?;
+                }
+                seq.end()
+            }
+            other => other.serialize(s),
         }
-        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
-        other => other,
+    }
+}
+
+/// Feeds serialized bytes straight into the hash.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -45,18 +45,45 @@ pub fn scan(bytes: &[u8]) -> Scan {
     out
 }
 
+/// Appends one frame to `buf`, its payload written by `write`. On an error
+/// `buf` is as before.
+pub fn push_frame(
+    buf: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
+) -> io::Result<()> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; HEADER]);
+    let written = write(buf).and_then(|()| {
+        let len = buf.len() - start - HEADER;
+        if len > MAX_FRAME {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "audit record too large",
+            ));
+        }
+        Ok(len)
+    });
+    match written {
+        Ok(len) => {
+            let crc = crc32fast::hash(&buf[start + HEADER..]);
+            buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+            buf[start + 4..start + HEADER].copy_from_slice(&crc.to_le_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            buf.truncate(start);
+            Err(e)
+        }
+    }
+}
+
 /// Encodes one frame.
 pub fn frame(payload: &[u8]) -> io::Result<Vec<u8>> {
-    if payload.len() > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "audit record too large",
-        ));
-    }
     let mut f = Vec::with_capacity(HEADER + payload.len());
-    f.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    f.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    f.extend_from_slice(payload);
+    push_frame(&mut f, |w| {
+        w.extend_from_slice(payload);
+        Ok(())
+    })?;
     Ok(f)
 }
 

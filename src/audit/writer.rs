@@ -266,6 +266,7 @@ pub async fn start(
     })));
     let appender = Appender {
         chains: Chains::new(writer_id),
+        metrics: shared.metrics.clone(),
         active,
         durable: config.mode == AuditMode::Durable,
         dirty: false,
@@ -374,6 +375,7 @@ impl Active {
 
 struct Appender {
     chains: Chains,
+    metrics: AuditMetrics,
     active: Active,
     durable: bool,
     /// Written but not yet synced (buffered mode).
@@ -389,15 +391,12 @@ impl Appender {
         let mut result = Ok(());
         for p in batch.iter_mut() {
             self.chains.stamp(&mut p.event, &mut undo);
-            match serde_json::to_vec(&p.event)
-                .map_err(io::Error::other)
-                .and_then(|payload| spool::frame(&payload))
-            {
-                Ok(frame) => buf.extend_from_slice(&frame),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
+            let event = &p.event;
+            if let Err(e) = spool::push_frame(&mut buf, |w| {
+                serde_json::to_writer(w, event).map_err(io::Error::other)
+            }) {
+                result = Err(e);
+                break;
             }
         }
         let result = result.and_then(|()| {
@@ -496,7 +495,10 @@ async fn append_loop(
                 let cfg = config.clone();
                 let (a, (mut batch, result, rotated)) = blocking(appender, move |a| {
                     let mut batch = batch;
+                    let started = Instant::now();
                     let result = a.append(&mut batch);
+                    a.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+                    a.metrics.commit_records.observe(batch.len() as f64);
                     let rotated = match &result {
                         Ok(_) => a.maybe_rotate(&cfg, false).unwrap_or_else(|e| {
                             tracing::error!(error = %e, "cannot start a new audit segment");
