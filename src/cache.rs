@@ -417,6 +417,16 @@ mod tests {
         async fn put_audit(&self, _: &[crate::audit::AuditEvent]) -> Result<(), StoreError> {
             Ok(())
         }
+        async fn put_tenant_if(&self, _: &Tenant, _: Option<&str>) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn list_tenants(
+            &self,
+            _: Option<&TenantId>,
+            _: usize,
+        ) -> Result<(Vec<Tenant>, bool), StoreError> {
+            Ok((Vec::new(), false))
+        }
         async fn audit_events(
             &self,
             _: &crate::store::AuditQuery,

@@ -16,8 +16,8 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::{
-    audit_expiry, audit_sort_key, page_of, sortable_time, AuditPage, AuditQuery, Change,
-    ChangeCursor, DynamoUrl, ImportSummary, Store, StoreError,
+    audit_expiry, audit_sort_key, page_of, sortable_time, tenant_version, AuditPage, AuditQuery,
+    Change, ChangeCursor, DynamoUrl, ImportSummary, Store, StoreError,
 };
 use crate::audit::AuditEvent;
 use crate::ids::{DocumentId, TenantId};
@@ -61,6 +61,20 @@ fn s(v: &str) -> AttributeValue {
 
 fn to_item<T: serde::Serialize>(v: &T) -> Result<HashMap<String, AttributeValue>, StoreError> {
     serde_dynamo::to_item(v).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+/// The attribute holding a tenant item's version ([`tenant_version`]).
+const REV: &str = "rev";
+
+fn tenant_item(t: &Tenant) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let mut item = to_item(t)?;
+    item.insert(REV.into(), s(&tenant_version(t)));
+    Ok(item)
+}
+
+fn tenant_from_item(mut item: HashMap<String, AttributeValue>) -> Result<Tenant, StoreError> {
+    item.remove(REV);
+    from_item(item)
 }
 
 fn from_item<T: serde::de::DeserializeOwned>(
@@ -378,10 +392,11 @@ impl Store for DynamoStore {
             .get_item()
             .table_name(&self.tenants)
             .key("tenantId", s(id.as_str()))
+            .consistent_read(true)
             .send()
             .await
             .map_err(err)?;
-        resp.item.map(from_item).transpose()
+        resp.item.map(tenant_from_item).transpose()
     }
 
     async fn get_document(
@@ -403,12 +418,93 @@ impl Store for DynamoStore {
 
     async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         self.transact(vec![
-            self.put(&self.tenants, to_item(tenant)?)?,
+            self.put(&self.tenants, tenant_item(tenant)?)?,
             self.change_put(&Change::Tenant {
                 tenant_id: tenant.tenant_id.clone(),
             })?,
         ])
         .await
+    }
+
+    /// The item carries its version in `rev` (every write path sets it);
+    /// the put is conditional on it.
+    async fn put_tenant_if(
+        &self,
+        tenant: &Tenant,
+        expected: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut put = Put::builder()
+            .table_name(&self.tenants)
+            .set_item(Some(tenant_item(tenant)?));
+        put = match expected {
+            None => put.condition_expression("attribute_not_exists(tenantId)"),
+            Some(v) => put
+                .condition_expression("rev = :rev")
+                .expression_attribute_values(":rev", s(v)),
+        };
+        let put = TransactWriteItem::builder()
+            .put(
+                put.build()
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
+            )
+            .build();
+        let change = self.change_put(&Change::Tenant {
+            tenant_id: tenant.tenant_id.clone(),
+        })?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(put)
+            .transact_items(change)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error().is_some_and(|s| {
+                    s.is_transaction_canceled_exception()
+                        && s.to_string().contains("ConditionalCheckFailed")
+                }) =>
+            {
+                Err(StoreError::Conflict(format!(
+                    "tenant {} {}",
+                    tenant.tenant_id,
+                    if expected.is_some() {
+                        "has changed or does not exist"
+                    } else {
+                        "exists"
+                    }
+                )))
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// One page of a Scan: the tenants table is small (one item per
+    /// tenant) and only platform administrators list it.
+    async fn list_tenants(
+        &self,
+        after: Option<&TenantId>,
+        limit: usize,
+    ) -> Result<(Vec<Tenant>, bool), StoreError> {
+        let start = after.map(|t| HashMap::from([("tenantId".to_string(), s(t.as_str()))]));
+        let resp = self
+            .client
+            .scan()
+            .table_name(&self.tenants)
+            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(err)?;
+        let tenants = resp
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(tenant_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = resp.last_evaluated_key.is_some_and(|k| !k.is_empty());
+        Ok((tenants, more))
     }
 
     async fn put_document(&self, document: &Document) -> Result<(), StoreError> {
@@ -451,7 +547,7 @@ impl Store for DynamoStore {
             .map_err(StoreError::Invalid)?;
         let mut items = Vec::new();
         for t in &data.tenants {
-            items.push(self.put(&self.tenants, to_item(t)?)?);
+            items.push(self.put(&self.tenants, tenant_item(t)?)?);
             items.push(self.change_put(&Change::Tenant {
                 tenant_id: t.tenant_id.clone(),
             })?);
@@ -561,14 +657,22 @@ impl Store for DynamoStore {
         self.scan_all(&self.tenants)
             .await?
             .into_iter()
-            .map(from_item::<serde_json::Value>)
+            .map(|mut item| {
+                item.remove(REV);
+                from_item::<serde_json::Value>(item)
+            })
             .collect()
     }
 
     async fn put_raw_tenant(&self, record: &serde_json::Value) -> Result<(), StoreError> {
         let id = super::raw_tenant_id(record)?;
+        // Written as given; its version is that of the tenant it reads as.
+        let mut item = to_item(record)?;
+        if let Ok(t) = serde_json::from_value::<Tenant>(record.clone()) {
+            item.insert(REV.into(), s(&tenant_version(&t)));
+        }
         self.transact(vec![
-            self.put(&self.tenants, to_item(record)?)?,
+            self.put(&self.tenants, item)?,
             self.change_put(&Change::Tenant { tenant_id: id })?,
         ])
         .await

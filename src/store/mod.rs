@@ -31,6 +31,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("invalid data: {0}")]
     Invalid(String),
+    /// A conditional write found another version than expected.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("store error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -50,6 +53,21 @@ pub trait Store: Send + Sync + 'static {
         id: &DocumentId,
     ) -> Result<Option<Document>, StoreError>;
     async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    /// Writes a tenant only if the stored one has version `expected`
+    /// ([`tenant_version`]), or, with `None`, only if there is none.
+    /// Otherwise [`StoreError::Conflict`].
+    async fn put_tenant_if(
+        &self,
+        tenant: &Tenant,
+        expected: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Tenants in id order after `after`, at most `limit`, and whether more
+    /// follow (platform administration only).
+    async fn list_tenants(
+        &self,
+        after: Option<&TenantId>,
+        limit: usize,
+    ) -> Result<(Vec<Tenant>, bool), StoreError>;
     async fn put_document(&self, document: &Document) -> Result<(), StoreError>;
     /// Writes a whole data set. SQLite: all of it or (on any error) none of
     /// it. DynamoDB: checked first, then written in transactions; rerunning
@@ -103,6 +121,13 @@ pub trait Store: Send + Sync + 'static {
             }
         }
     }
+}
+
+/// A tenant record's version: a hash of its content (the HTTP `ETag`).
+pub fn tenant_version(t: &Tenant) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = serde_json::to_vec(t).unwrap_or_default();
+    hex::encode(&Sha256::digest(&bytes)[..16])
 }
 
 /// Which audit records to read.

@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    audit_expiry, page_of, raw_tenant_id, sortable_time, AuditPage, AuditQuery, Change,
-    ChangeCursor, ImportSummary, Store, StoreError,
+    audit_expiry, page_of, raw_tenant_id, sortable_time, tenant_version, AuditPage, AuditQuery,
+    Change, ChangeCursor, ImportSummary, Store, StoreError,
 };
 use crate::audit::AuditEvent;
 use crate::ids::{DocumentId, TenantId};
@@ -255,6 +255,88 @@ impl Store for SqliteStore {
             let tx = c.transaction().map_err(backend)?;
             upsert_tenant(&tx, &tenant)?;
             tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_tenant_if(
+        &self,
+        tenant: &Tenant,
+        expected: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let tenant = tenant.clone();
+        let expected = expected.map(str::to_string);
+        self.with_conn(move |c| {
+            // IMMEDIATE: the write lock first, so the check and the write
+            // see the same row.
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT record FROM tenants WHERE tenant_id = ?1",
+                    [tenant.tenant_id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            let current = current.map(|s| from_json::<Tenant>(&s)).transpose()?;
+            match (current.as_ref().map(tenant_version), expected) {
+                (None, None) => {}
+                (Some(_), None) => {
+                    return Err(StoreError::Conflict(format!(
+                        "tenant {} exists",
+                        tenant.tenant_id
+                    )))
+                }
+                (None, Some(_)) => {
+                    return Err(StoreError::Conflict(format!(
+                        "tenant {} does not exist",
+                        tenant.tenant_id
+                    )))
+                }
+                (Some(have), Some(want)) if have != want => {
+                    return Err(StoreError::Conflict(format!(
+                        "tenant {} has changed",
+                        tenant.tenant_id
+                    )))
+                }
+                (Some(_), Some(_)) => {}
+            }
+            upsert_tenant(&tx, &tenant)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_tenants(
+        &self,
+        after: Option<&TenantId>,
+        limit: usize,
+    ) -> Result<(Vec<Tenant>, bool), StoreError> {
+        let after = after.map(|t| t.as_str().to_string()).unwrap_or_default();
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT record FROM tenants WHERE tenant_id > ?1 ORDER BY tenant_id LIMIT ?2",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        after,
+                        i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+                    ],
+                    |r| r.get::<_, String>(0),
+                )
+                .map_err(backend)?;
+            let mut out: Vec<Tenant> = Vec::new();
+            for row in rows {
+                out.push(from_json(&row.map_err(backend)?)?);
+            }
+            let more = out.len() > limit;
+            out.truncate(limit);
+            Ok((out, more))
         })
         .await
     }

@@ -288,6 +288,22 @@ impl store::Store for FlakyStore {
         self.check()?;
         self.inner.put_audit(e).await
     }
+    async fn put_tenant_if(
+        &self,
+        t: &cedargate::model::Tenant,
+        expected: Option<&str>,
+    ) -> Result<(), store::StoreError> {
+        self.check()?;
+        self.inner.put_tenant_if(t, expected).await
+    }
+    async fn list_tenants(
+        &self,
+        after: Option<&TenantId>,
+        limit: usize,
+    ) -> Result<(Vec<cedargate::model::Tenant>, bool), store::StoreError> {
+        self.check()?;
+        self.inner.list_tenants(after, limit).await
+    }
     async fn audit_events(
         &self,
         q: &store::AuditQuery,

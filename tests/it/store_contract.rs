@@ -137,6 +137,57 @@ async fn contract(store: Arc<dyn Store>) {
             }));
 }
 
+/// Conditional tenant writes: create only if absent, update only from the
+/// version read; listing pages through every tenant once.
+async fn tenant_versions_contract(store: Arc<dyn Store>) {
+    use cedargate::store::{tenant_version, StoreError};
+    let t1 = store.get_tenant(&tid("t1")).await.unwrap().unwrap();
+    let v1 = tenant_version(&t1);
+    let err = store.put_tenant_if(&t1, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let mut changed = t1.clone();
+    changed.name = "Renamed".into();
+    store.put_tenant_if(&changed, Some(&v1)).await.unwrap();
+    // A second writer that read the old version loses.
+    let mut other = t1.clone();
+    other.name = "Other".into();
+    let err = store.put_tenant_if(&other, Some(&v1)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let now = store.get_tenant(&tid("t1")).await.unwrap().unwrap();
+    assert_eq!(now.name, "Renamed");
+    store
+        .put_tenant_if(&t1, Some(&tenant_version(&now)))
+        .await
+        .unwrap();
+    let mut fresh = t1.clone();
+    fresh.tenant_id = tid("brand-new");
+    let err = store.put_tenant_if(&fresh, Some(&v1)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    store.put_tenant_if(&fresh, None).await.unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, more) = store.list_tenants(after.as_ref(), 2).await.unwrap();
+        assert!(page.len() <= 2);
+        after = page.last().map(|t| t.tenant_id.clone());
+        seen.extend(page.into_iter().map(|t| t.tenant_id.as_str().to_string()));
+        if !more {
+            break;
+        }
+    }
+    seen.sort();
+    let mut all: Vec<String> = store
+        .raw_tenants()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r["tenantId"].as_str().unwrap().to_string())
+        .collect();
+    all.sort();
+    assert_eq!(seen, all);
+    assert!(seen.contains(&"brand-new".to_string()));
+}
+
 /// Audit records: stored once however often written, per tenant, by time,
 /// newest first, chains intact.
 async fn audit_contract(store: Arc<dyn Store>) {
@@ -237,6 +288,7 @@ async fn sqlite_passes_the_store_contract() {
         .await
         .unwrap();
     contract(store.clone()).await;
+    tenant_versions_contract(store.clone()).await;
     audit_contract(store).await;
 }
 
@@ -248,6 +300,7 @@ async fn dynamodb_passes_the_store_contract() {
     let ddb = DynamoLocal::start(&jar).await;
     let store = store::open(&ddb.url("contract-")).await.unwrap();
     contract(store.clone()).await;
+    tenant_versions_contract(store.clone()).await;
     audit_contract(store).await;
 }
 
