@@ -113,7 +113,7 @@ impl App {
             settings.audit.clone(),
             store.clone(),
             metrics.audit.clone(),
-            "sidecar",
+            &settings.audit.role,
         )
         .await?;
         metrics.set_policy_revision(&snapshot.revision);
@@ -147,8 +147,21 @@ impl App {
         })
     }
 
-    /// Serves on `listener` (and watches the policy files) until `shutdown`.
+    /// Serves the sidecar on `listener` (and watches the policy files) until
+    /// `shutdown`.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        self.serve_with(listener, Arc::new(sidecar::SidecarRoutes), shutdown)
+            .await
+    }
+
+    /// Serves `router` on `listener` (and watches the policy files and the
+    /// change log) until `shutdown`.
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        router: Arc<dyn sidecar::Router>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut rx = stop_rx.clone();
         let watcher = tokio::spawn(policy::watch::watch(
@@ -171,7 +184,7 @@ impl App {
                 let _ = rx.wait_for(|stop| *stop).await;
             },
         ));
-        sidecar::run(listener, self.state.clone(), shutdown).await;
+        sidecar::serve(listener, self.state.clone(), router, shutdown).await;
         let _ = stop_tx.send(true);
         let _ = watcher.await;
         let _ = follower.await;

@@ -21,10 +21,12 @@
 //! - [`authz`]: the decision engine and entity construction.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`sidecar`]: the hyper 1 server of the native JSON API.
-//! - [`app`]: assembly of the sidecar from its settings.
+//! - [`admin`]: the management REST API served by `cedargate-admin serve`.
+//! - [`app`]: assembly of a server (sidecar or admin) from its settings.
 //! - [`config`]: command-line and file configuration of the sidecar.
 //! - [`demo`]: demo data for `cedargate demo`.
 
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod authz;

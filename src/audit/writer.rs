@@ -62,6 +62,8 @@ pub enum AuditMode {
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     pub mode: AuditMode,
+    /// Names the writer: `sidecar`, `admin`.
+    pub role: String,
     /// Directory of spool directories (one per writer process).
     pub spool_dir: PathBuf,
     /// Records waiting for the appender; a full queue makes callers wait.
@@ -91,6 +93,7 @@ impl AuditConfig {
     pub fn new(spool_dir: impl Into<PathBuf>) -> Self {
         AuditConfig {
             mode: AuditMode::Durable,
+            role: "sidecar".into(),
             spool_dir: spool_dir.into(),
             queue_capacity: 16 * 1024,
             max_batch: 2048,

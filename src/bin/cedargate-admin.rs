@@ -1,6 +1,7 @@
-//! `cedargate-admin`: management of the store: `migrate` (create tables),
-//! `import` (load tenants and documents from a JSON file) and `audit`
-//! (verify the hash chains, export records as JSON or OCSF). Every command
+//! `cedargate-admin`: the management API (`serve`) and management of the
+//! store: `migrate` (create tables), `import` (load tenants and documents
+//! from a JSON file) and `audit` (verify the hash chains, export records as
+//! JSON or OCSF). Every command
 //! that changes something leaves a management audit record, whether it
 //! succeeded or not.
 
@@ -13,13 +14,16 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use cedargate::admin::{AdminRoutes, DEFAULT_LISTEN};
+use cedargate::app::App;
 use cedargate::audit::writer::{self, AuditConfig, AuditLog, AuditTasks};
 use cedargate::audit::{self, management_event, Actor, PLATFORM_TENANT};
-use cedargate::config::default_spool_dir;
+use cedargate::config::{default_spool_dir, ServeArgs, Settings};
 use cedargate::ids::TenantId;
 use cedargate::metrics::AuditMetrics;
 use cedargate::migrations;
 use cedargate::model::DataSet;
+use cedargate::sidecar::shutdown_signal;
 use cedargate::store::{self, AuditQuery, Store, StoreUrl};
 
 #[derive(Parser)]
@@ -40,6 +44,9 @@ struct SpoolArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the management REST API (default 127.0.0.1:8181); the flags
+    /// are `cedargate serve`'s.
+    Serve(Box<ServeArgs>),
     /// Apply the migration steps not yet applied (tables, backfills), in
     /// order; each is recorded in the store. Idempotent and resumable.
     Migrate {
@@ -366,8 +373,26 @@ fn describe(f: &audit::Finding) -> String {
     }
 }
 
+async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
+    if args.listen.is_none() {
+        args.listen = Some(DEFAULT_LISTEN.parse()?);
+    }
+    let mut settings = Settings::resolve(args)?;
+    settings.audit.role = "admin".into();
+    let listen = settings.listen;
+    let app = App::build(settings).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "cedargate-admin listening");
+    app.serve_with(listener, Arc::new(AdminRoutes), shutdown_signal())
+        .await;
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => serve(*args).await?,
         Command::Migrate {
             store,
             dry_run,

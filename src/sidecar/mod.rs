@@ -5,15 +5,19 @@
 pub mod client;
 pub mod forward;
 pub mod http;
-mod routes;
+pub(crate) mod routes;
 pub mod wire;
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
@@ -21,6 +25,7 @@ use crate::audit::writer::AuditLog;
 use crate::authz::Engine;
 use crate::identity::Verifier;
 use forward::RouteTable;
+use http::Body;
 
 /// How the principal reaches the sidecar.
 #[derive(Clone)]
@@ -70,9 +75,44 @@ pub struct AppState {
     pub audit: AuditLog,
 }
 
-/// Serves until `shutdown` completes, then drains open connections for at
-/// most `drain_timeout`.
+/// A server's request handler: state, request, peer address → response.
+pub trait Router: Send + Sync + 'static {
+    fn route(
+        &self,
+        state: Arc<AppState>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+}
+
+/// The sidecar's routes.
+pub struct SidecarRoutes;
+
+impl Router for SidecarRoutes {
+    fn route(
+        &self,
+        state: Arc<AppState>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> {
+        Box::pin(async move { routes::route(&state, req, peer).await })
+    }
+}
+
+/// Serves the sidecar's routes until `shutdown` completes, then drains open
+/// connections for at most `drain_timeout`.
 pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
+    serve(listener, state, Arc::new(SidecarRoutes), shutdown).await
+}
+
+/// Serves `router` until `shutdown` completes, then drains open connections
+/// for at most `drain_timeout`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    router: Arc<dyn Router>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -90,9 +130,10 @@ pub async fn run(listener: TcpListener, state: Arc<AppState>, shutdown: impl Fut
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
+        let router = router.clone();
         let service = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(routes::route(&state, req, peer).await) }
+            let fut = router.route(state.clone(), req, peer);
+            async move { Ok::<_, std::convert::Infallible>(fut.await) }
         });
         let conn = http1::Builder::new()
             .timer(hyper_util::rt::TokioTimer::new())

@@ -112,6 +112,16 @@ pub async fn spawn_app_on(
     tweak: impl FnOnce(&mut Settings),
     wrap: impl FnOnce(Arc<dyn store::Store>) -> Arc<dyn store::Store>,
 ) -> TestApp {
+    spawn_routed(tweak, wrap, Arc::new(cedargate::sidecar::SidecarRoutes)).await
+}
+
+/// Like [`spawn_app_on`], serving `router` (the sidecar's or the admin
+/// API's).
+pub async fn spawn_routed(
+    tweak: impl FnOnce(&mut Settings),
+    wrap: impl FnOnce(Arc<dyn store::Store>) -> Arc<dyn store::Store>,
+    router: Arc<dyn cedargate::sidecar::Router>,
+) -> TestApp {
     init_logging();
     let dir = tempfile::tempdir().unwrap();
     let policy_dir = dir.path().join("policies");
@@ -132,7 +142,7 @@ pub async fn spawn_app_on(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.serve(listener, async move {
+    let server = tokio::spawn(app.serve_with(listener, router, async move {
         let _ = rx.await;
     }));
     TestApp {
@@ -388,6 +398,27 @@ pub async fn spawn_jwt_app_full(
     tweak: impl FnOnce(&mut cedargate::identity::JwtConfig),
     settings: impl FnOnce(&mut Settings),
 ) -> (TestApp, Keys) {
+    spawn_jwt_routed(tweak, settings, Arc::new(cedargate::sidecar::SidecarRoutes)).await
+}
+
+/// The management API in token mode over the fixture store.
+pub async fn spawn_admin_app(settings: impl FnOnce(&mut Settings)) -> (TestApp, Keys) {
+    spawn_jwt_routed(
+        |_| {},
+        |s| {
+            s.audit.role = "admin".into();
+            settings(s);
+        },
+        Arc::new(cedargate::admin::AdminRoutes),
+    )
+    .await
+}
+
+async fn spawn_jwt_routed(
+    tweak: impl FnOnce(&mut cedargate::identity::JwtConfig),
+    settings: impl FnOnce(&mut Settings),
+    router: Arc<dyn cedargate::sidecar::Router>,
+) -> (TestApp, Keys) {
     let dev = cedargate::identity::devkey::DevKey::generate();
     let keys_dir = tempfile::tempdir().unwrap();
     let jwks = write_jwks(keys_dir.path(), &dev);
@@ -398,10 +429,14 @@ pub async fn spawn_jwt_app_full(
     );
     jwt.allow_dev_keys = true;
     tweak(&mut jwt);
-    let app = spawn_app_with(|s| {
-        s.identity = cedargate::config::IdentityConfig::Jwt(jwt);
-        settings(s);
-    })
+    let app = spawn_routed(
+        |s| {
+            s.identity = cedargate::config::IdentityConfig::Jwt(jwt);
+            settings(s);
+        },
+        |s| s,
+        router,
+    )
     .await;
     // The JWKS was read at start-up; the directory may go.
     drop(keys_dir);

@@ -1,5 +1,6 @@
 //! Integration tests: one test binary, one module per concern.
 
+mod admin;
 mod audit;
 mod binaries;
 mod dynamodb_local;

@@ -11,11 +11,11 @@ use crate::sidecar::AppState;
 
 const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub(super) fn healthz() -> Response<Body> {
+pub(crate) fn healthz() -> Response<Body> {
     json_response(StatusCode::OK, &json!({ "status": "ok" }))
 }
 
-pub(super) async fn readyz(state: &AppState) -> Response<Body> {
+pub(crate) async fn readyz(state: &AppState) -> Response<Body> {
     let revision = state.engine.policies().load().revision.clone();
     let probe =
         tokio::time::timeout(STORE_PROBE_TIMEOUT, state.engine.cache().store().ping()).await;
@@ -38,7 +38,7 @@ pub(super) async fn readyz(state: &AppState) -> Response<Body> {
     }
 }
 
-pub(super) fn metrics(state: &AppState) -> Response<Body> {
+pub(crate) fn metrics(state: &AppState) -> Response<Body> {
     text_response(
         StatusCode::OK,
         "application/openmetrics-text; version=1.0.0; charset=utf-8",

@@ -2,8 +2,8 @@
 
 mod authorize;
 mod forward_auth;
-mod health;
-mod principal;
+pub(crate) mod health;
+pub(crate) mod principal;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -18,7 +18,7 @@ use crate::audit::writer::{AuditError, Receipt};
 use crate::audit::{decision_event, DecisionFacts, RequestMeta};
 use crate::authz::{AuthzRequest, Decision};
 
-pub(super) async fn route(
+pub(crate) async fn route(
     state: &AppState,
     req: Request<Incoming>,
     peer: SocketAddr,
@@ -59,7 +59,7 @@ fn not_allowed(allowed: &'static str) -> Response<Body> {
 
 /// Who sent a request, for its audit record: the client address a proxy
 /// names (`X-Forwarded-For`'s first entry, `X-Real-IP`), else the peer.
-pub(super) fn request_meta(headers: &HeaderMap, peer: SocketAddr) -> RequestMeta {
+pub(crate) fn request_meta(headers: &HeaderMap, peer: SocketAddr) -> RequestMeta {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let forwarded = header("x-forwarded-for")
         .and_then(|v| v.split(',').next())
@@ -77,7 +77,7 @@ pub(super) fn request_meta(headers: &HeaderMap, peer: SocketAddr) -> RequestMeta
 
 /// 503: the decision was made but could not be recorded, so it is not
 /// given (fail closed).
-pub(super) fn audit_unavailable(state: &AppState, e: &AuditError) -> ApiError {
+pub(crate) fn audit_unavailable(state: &AppState, e: &AuditError) -> ApiError {
     state.engine.metrics().audit.refused.inc();
     tracing::error!(error = %e, "decision refused: its audit record cannot be written");
     ApiError::new(

@@ -24,7 +24,7 @@ pub(super) fn token(headers: &HeaderMap) -> Result<Option<&str>, TokenError> {
 }
 
 /// Verifies the request's token (token mode). Missing or bad → 401.
-pub(super) async fn from_token(
+pub(crate) async fn from_token(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Principal, ApiError> {

@@ -1,0 +1,221 @@
+//! `cedargate-admin serve`: the management REST API (tenants, usage, audit
+//! logs). Callers authenticate with the sidecar's JWTs; what each may do is
+//! decided by the same Cedar engine and `policies/` (`ManageTenant`,
+//! `ListTenants`, `ViewUsage`, `ViewAuditLogs`): platform administrators
+//! manage every tenant, a tenant administrator their own. Every change —
+//! and every refused attempt at one — leaves a management audit record.
+//!
+//! Tenants carry an `ETag` (a hash of the record); `PUT` needs `If-Match`
+//! and loses with 412 if the record changed since it was read.
+
+mod tenants;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::json;
+
+use crate::audit::{management_event, Actor, RequestMeta};
+use crate::authz::entities::Principal;
+use crate::authz::{AuthzRequest, DenyReason, Effect, ResourceRef};
+use crate::ids::TenantId;
+use crate::sidecar::http::{json_response, ApiError, Body};
+use crate::sidecar::routes::{audit_unavailable, health, principal, request_meta};
+use crate::sidecar::{AppState, Router};
+use crate::store::StoreError;
+
+/// Where the management API listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8181";
+
+/// The OpenAPI 3 document of this API.
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// The management API's routes.
+pub struct AdminRoutes;
+
+impl Router for AdminRoutes {
+    fn route(
+        &self,
+        state: Arc<AppState>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> {
+        Box::pin(async move { route(&state, req, peer).await })
+    }
+}
+
+/// One request's caller, as far as the handlers need it.
+pub(crate) struct Caller {
+    pub principal: Principal,
+    pub meta: RequestMeta,
+}
+
+impl Caller {
+    fn actor(&self) -> Actor {
+        Actor {
+            user_id: Some(self.principal.id.as_str().to_string()),
+            meta: self.meta.clone(),
+            via: "api",
+        }
+    }
+}
+
+async fn route(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let result = match (&method, segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => Ok(health::healthz()),
+        (&Method::GET, ["readyz"]) => Ok(health::readyz(state).await),
+        (&Method::GET, ["metrics"]) => Ok(health::metrics(state)),
+        (&Method::GET, ["openapi.json"]) => Ok(openapi()),
+        (_, ["healthz" | "readyz" | "metrics" | "openapi.json"]) => return not_allowed("GET"),
+        (_, ["v1", "tenants", rest @ ..]) => match caller(state, &req, peer).await {
+            Ok(caller) => tenants::route(state, req, &caller, rest).await,
+            Err(e) => Err(e),
+        },
+        _ => Err(not_found(&method, &path)),
+    };
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+fn openapi() -> Response<Body> {
+    let mut resp = Response::new(Body::from(OPENAPI));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+pub(crate) fn not_found(method: &Method, path: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {method} {path}"),
+    )
+}
+
+pub(crate) fn not_allowed(allowed: &'static str) -> Response<Body> {
+    let mut resp = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("method not allowed; use {allowed}"),
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allowed));
+    resp
+}
+
+async fn caller(
+    state: &AppState,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Caller, ApiError> {
+    let principal = principal::from_token(state, req.headers()).await?;
+    Ok(Caller {
+        principal,
+        meta: request_meta(req.headers(), peer),
+    })
+}
+
+/// The same refusal whether the tenant exists or not, and whether a policy
+/// forbade it or none permitted it.
+pub(crate) fn forbidden() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "you may not do this to this tenant",
+    )
+}
+
+/// Asks the policies whether `caller` may do `action` to `tenant`.
+pub(crate) async fn authorize(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    tenant: &TenantId,
+) -> Result<(), ApiError> {
+    let request = AuthzRequest {
+        principal: caller.principal.clone(),
+        action: action.to_string(),
+        resource: ResourceRef::Tenant(tenant.clone()),
+        context: serde_json::Value::Null,
+    };
+    let d = state.engine.decide(&request).await?;
+    match (d.decision, d.reason) {
+        (Effect::Allow, _) => Ok(()),
+        (Effect::Deny, Some(DenyReason::StoreUnavailable)) => Err(unavailable()),
+        (Effect::Deny, _) => Err(forbidden()),
+    }
+}
+
+pub(crate) fn unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the store cannot be reached; try again",
+    )
+}
+
+/// A store error as the API reports it (never a 500 for what a caller can
+/// cause).
+pub(crate) fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict(m) => ApiError::new(StatusCode::PRECONDITION_FAILED, "conflict", m),
+        StoreError::Invalid(m) => ApiError::bad_request("invalid", m),
+        StoreError::Unavailable(_) | StoreError::Backend(_) => {
+            tracing::warn!(error = %e, "store error");
+            unavailable()
+        }
+        StoreError::Corrupt(m) => {
+            tracing::error!(error = %m, "corrupt record in the store");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "corrupt_record",
+                "a stored record cannot be read",
+            )
+        }
+    }
+}
+
+/// Records a management operation (or a refused attempt) and returns the
+/// outcome; a change whose record cannot be written is reported as 503
+/// (the change itself is already made).
+pub(crate) async fn record<T>(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    action: &str,
+    details: serde_json::Value,
+    outcome: Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let result = outcome.as_ref().map(|_| ()).map_err(|e| e.message.clone());
+    let resource = format!("CedarGate::Tenant::{:?}", tenant.as_str());
+    let mut details = details;
+    if let (Err(e), Some(map)) = (&outcome, details.as_object_mut()) {
+        map.insert("status".into(), json!(e.status.as_u16()));
+        map.insert("code".into(), json!(e.code));
+    }
+    let event = management_event(
+        tenant.as_str(),
+        action,
+        &resource,
+        details,
+        &caller.actor(),
+        result,
+    );
+    if let Err(e) = state.audit.record(event).await {
+        return Err(audit_unavailable(state, &e));
+    }
+    outcome
+}
+
+/// `200` with a JSON body.
+pub(crate) fn ok(value: &serde_json::Value) -> Response<Body> {
+    json_response(StatusCode::OK, value)
+}

@@ -1,0 +1,498 @@
+//! `/v1/tenants…`: create, read, update (with `If-Match`), deactivate and
+//! list tenants; their usage against their limits; their audit logs.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ETAG, IF_MATCH, LOCATION};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::{authorize, not_allowed, not_found, ok, record, store_error, Caller};
+use crate::audit::ocsf::to_ocsf;
+use crate::ids::TenantId;
+use crate::model::{Tenant, TenantStatus};
+use crate::sidecar::http::{json_response, parse_json, read_body, ApiError, Body};
+use crate::sidecar::AppState;
+use crate::store::{tenant_version, AuditCursor, AuditQuery};
+
+/// File types a tenant may allow.
+pub const KNOWN_FILE_TYPES: &[&str] = &[
+    "csv", "doc", "docx", "htm", "html", "json", "md", "odp", "ods", "odt", "pdf", "ppt", "pptx",
+    "rtf", "txt", "xls", "xlsx", "xml",
+];
+
+/// Features a subscription may carry.
+pub const KNOWN_FEATURES: &[&str] = &["audit-logs", "export", "sso", "api-access"];
+
+pub(super) async fn route(
+    state: &AppState,
+    req: Request<Incoming>,
+    caller: &Caller,
+    rest: &[&str],
+) -> Result<Response<Body>, ApiError> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    match rest {
+        [] | [""] => match method {
+            Method::GET => list(state, &req, caller).await,
+            Method::POST => create(state, req, caller).await,
+            _ => Ok(not_allowed("GET, POST")),
+        },
+        [id] => {
+            let id = tenant_id(id)?;
+            match method {
+                Method::GET => get(state, caller, &id).await,
+                Method::PUT => update(state, req, caller, &id).await,
+                Method::DELETE => deactivate(state, caller, &id).await,
+                _ => Ok(not_allowed("GET, PUT, DELETE")),
+            }
+        }
+        [id, "usage"] => match method {
+            Method::GET => usage(state, caller, &tenant_id(id)?).await,
+            _ => Ok(not_allowed("GET")),
+        },
+        [id, "audit-logs"] => match method {
+            Method::GET => audit_logs(state, &req, caller, &tenant_id(id)?).await,
+            _ => Ok(not_allowed("GET")),
+        },
+        _ => Err(not_found(&method, &path)),
+    }
+}
+
+fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| ApiError::bad_request("invalid_id", "the tenant id is not UTF-8"))?;
+    TenantId::parse(decoded.as_ref())
+        .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))
+}
+
+fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn etag(t: &Tenant) -> String {
+    format!("\"{}\"", tenant_version(t))
+}
+
+/// 200 (or `status`) with the tenant and its `ETag`.
+fn with_etag(status: StatusCode, t: &Tenant) -> Response<Body> {
+    let mut resp = json_response(status, t);
+    if let Ok(v) = HeaderValue::from_str(&etag(t)) {
+        resp.headers_mut().insert(ETAG, v);
+    }
+    resp
+}
+
+fn not_found_tenant(id: &TenantId) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "tenant_not_found",
+        format!("no tenant {id}"),
+    )
+}
+
+async fn load(state: &AppState, id: &TenantId) -> Result<Tenant, ApiError> {
+    state
+        .engine
+        .cache()
+        .store()
+        .get_tenant(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| not_found_tenant(id))
+}
+
+/// Checks what serde cannot: names, reserved ids, known file types and
+/// features, limits that make sense.
+pub fn validate(t: &Tenant) -> Result<(), ApiError> {
+    let bad = |m: String| Err(ApiError::bad_request("invalid_tenant", m));
+    if t.tenant_id.as_str().starts_with('_') {
+        return bad("tenant ids starting with `_` are reserved".into());
+    }
+    let name = t.name.trim();
+    if name.is_empty() || t.name.len() > 200 || t.name.chars().any(char::is_control) {
+        return bad("`name` must be 1 to 200 printable characters".into());
+    }
+    if let Some(ft) = t
+        .settings
+        .allowed_file_types
+        .iter()
+        .find(|f| !KNOWN_FILE_TYPES.contains(&f.as_str()))
+    {
+        return bad(format!(
+            "unknown file type {ft:?}; known: {}",
+            KNOWN_FILE_TYPES.join(", ")
+        ));
+    }
+    if let Some(f) = t
+        .subscription
+        .features
+        .iter()
+        .find(|f| !KNOWN_FEATURES.contains(&f.as_str()))
+    {
+        return bad(format!(
+            "unknown feature {f:?}; known: {}",
+            KNOWN_FEATURES.join(", ")
+        ));
+    }
+    if t.settings.data_retention_days == 0 {
+        return bad("`settings.dataRetentionDays` must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// A tenant from a request body: the seed's shape; `createdAt` and `usage`
+/// are the service's, so they may be left out (and are ignored on update).
+fn tenant_from_body(bytes: &[u8], id: Option<&TenantId>) -> Result<Tenant, ApiError> {
+    let mut value: Value = parse_json(bytes)?;
+    let Some(map) = value.as_object_mut() else {
+        return Err(ApiError::bad_request(
+            "invalid_tenant",
+            "the body must be a JSON object",
+        ));
+    };
+    map.entry("createdAt")
+        .or_insert_with(|| json!(Utc::now().to_rfc3339()));
+    if let Some(id) = id {
+        match map.get("tenantId") {
+            None => {
+                map.insert("tenantId".into(), json!(id.as_str()));
+            }
+            Some(v) if v == id.as_str() => {}
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "invalid_tenant",
+                    "`tenantId` in the body differs from the path",
+                ))
+            }
+        }
+    }
+    let t: Tenant = serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request("invalid_tenant", e.to_string()))?;
+    validate(&t)?;
+    Ok(t)
+}
+
+async fn create(
+    state: &AppState,
+    req: Request<Incoming>,
+    caller: &Caller,
+) -> Result<Response<Body>, ApiError> {
+    let (_, bytes) = read_body(req, state.config.max_body_bytes).await?;
+    let mut t = tenant_from_body(&bytes, None)?;
+    t.usage = Default::default();
+    let id = t.tenant_id.clone();
+    let outcome = async {
+        authorize(state, caller, "ManageTenant", &id).await?;
+        state
+            .engine
+            .cache()
+            .store()
+            .put_tenant_if(&t, None)
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::Conflict(_) => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "tenant_exists",
+                    format!("tenant {id} exists"),
+                ),
+                other => store_error(other),
+            })
+    }
+    .await;
+    record(
+        state,
+        caller,
+        &id,
+        "CreateTenant",
+        json!({ "tenant": &t }),
+        outcome,
+    )
+    .await?;
+    let mut resp = with_etag(StatusCode::CREATED, &t);
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/tenants/{id}")) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    Ok(resp)
+}
+
+async fn get(state: &AppState, caller: &Caller, id: &TenantId) -> Result<Response<Body>, ApiError> {
+    authorize(state, caller, "ManageTenant", id).await?;
+    Ok(with_etag(StatusCode::OK, &load(state, id).await?))
+}
+
+async fn update(
+    state: &AppState,
+    req: Request<Incoming>,
+    caller: &Caller,
+    id: &TenantId,
+) -> Result<Response<Body>, ApiError> {
+    let if_match = req
+        .headers()
+        .get(IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim()
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .to_string()
+        });
+    let (_, bytes) = read_body(req, state.config.max_body_bytes).await?;
+    let outcome = async {
+        authorize(state, caller, "ManageTenant", id).await?;
+        let Some(expected) = if_match else {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "if_match_required",
+                "send the tenant's ETag in If-Match",
+            ));
+        };
+        let mut t = tenant_from_body(&bytes, Some(id))?;
+        let current = load(state, id).await?;
+        // The service owns these.
+        t.created_at = current.created_at;
+        t.usage = current.usage.clone();
+        state
+            .engine
+            .cache()
+            .store()
+            .put_tenant_if(&t, Some(&expected))
+            .await
+            .map_err(store_error)?;
+        Ok(t)
+    }
+    .await;
+    let details = match &outcome {
+        Ok(t) => json!({ "tenant": t }),
+        Err(_) => json!({}),
+    };
+    let t = record(state, caller, id, "UpdateTenant", details, outcome).await?;
+    Ok(with_etag(StatusCode::OK, &t))
+}
+
+/// Deactivation: status `cancelled`; the data stays for the retention
+/// period. Repeating it changes nothing.
+async fn deactivate(
+    state: &AppState,
+    caller: &Caller,
+    id: &TenantId,
+) -> Result<Response<Body>, ApiError> {
+    let outcome = async {
+        authorize(state, caller, "ManageTenant", id).await?;
+        let store = state.engine.cache().store();
+        // A concurrent update makes the conditional write fail: read again.
+        for _ in 0..5 {
+            let mut t = load(state, id).await?;
+            if t.status == TenantStatus::Cancelled {
+                return Ok(t);
+            }
+            let version = tenant_version(&t);
+            t.status = TenantStatus::Cancelled;
+            match store.put_tenant_if(&t, Some(&version)).await {
+                Ok(()) => return Ok(t),
+                Err(crate::store::StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "busy",
+            "the tenant keeps changing; try again",
+        ))
+    }
+    .await;
+    let t = record(
+        state,
+        caller,
+        id,
+        "DeactivateTenant",
+        json!({ "status": "cancelled" }),
+        outcome,
+    )
+    .await?;
+    Ok(with_etag(StatusCode::OK, &t))
+}
+
+fn limit(q: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match q.get("limit") {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(
+                "invalid_limit",
+                format!("`limit` must be 1 to {max}"),
+            )),
+        },
+    }
+}
+
+/// Platform administrators only (`ListTenants` on their own tenant).
+async fn list(
+    state: &AppState,
+    req: &Request<Incoming>,
+    caller: &Caller,
+) -> Result<Response<Body>, ApiError> {
+    authorize(state, caller, "ListTenants", &caller.principal.tenant).await?;
+    let q = query(req);
+    let limit = limit(&q, 50, 500)?;
+    let after = match q.get("cursor") {
+        None => None,
+        Some(c) => Some(
+            hex::decode(c)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| TenantId::parse(s).ok())
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "invalid page cursor"))?,
+        ),
+    };
+    let (tenants, more) = state
+        .engine
+        .cache()
+        .store()
+        .list_tenants(after.as_ref(), limit)
+        .await
+        .map_err(store_error)?;
+    let next = more
+        .then(|| tenants.last().map(|t| hex::encode(t.tenant_id.as_str())))
+        .flatten();
+    Ok(ok(&json!({ "tenants": tenants, "next": next })))
+}
+
+async fn usage(
+    state: &AppState,
+    caller: &Caller,
+    id: &TenantId,
+) -> Result<Response<Body>, ApiError> {
+    authorize(state, caller, "ViewUsage", id).await?;
+    let t = load(state, id).await?;
+    let (u, l) = (&t.usage, &t.limits);
+    let left = |used: u32, max: u32| max.saturating_sub(used);
+    Ok(ok(&json!({
+        "tenantId": t.tenant_id,
+        "usage": u,
+        "limits": l,
+        "remaining": {
+            "documents": left(u.documents, l.max_documents),
+            "users": left(u.users, l.max_users),
+            "storageGB": left(u.storage_gb, l.max_storage_gb),
+            "queriesThisMonth": left(u.queries_this_month, l.max_queries_per_month),
+        },
+    })))
+}
+
+fn time_param(q: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    q.get(name)
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_time",
+                        format!("`{name}` must be an RFC 3339 time"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+/// Newest first, filtered by user, action and decision, paginated with an
+/// opaque cursor; `format=ocsf` renders OCSF events.
+async fn audit_logs(
+    state: &AppState,
+    req: &Request<Incoming>,
+    caller: &Caller,
+    id: &TenantId,
+) -> Result<Response<Body>, ApiError> {
+    authorize(state, caller, "ViewAuditLogs", id).await?;
+    let q = query(req);
+    let limit = limit(&q, 100, 1000)?;
+    let from = time_param(&q, "from")?.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+    let to = time_param(&q, "to")?.unwrap_or_else(Utc::now);
+    let ocsf = match q.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("ocsf") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_format",
+                "`format` is json or ocsf",
+            ))
+        }
+    };
+    let decision = match q.get("decision").map(|d| d.to_ascii_lowercase()) {
+        None => None,
+        Some(d) if d == "allow" || d == "deny" => Some(d),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_decision",
+                "`decision` is allow or deny",
+            ))
+        }
+    };
+    let user = q.get("user").cloned();
+    let action = q.get("action").cloned();
+    let mut query = AuditQuery::new(id.clone(), from, to, limit);
+    if let Some(c) = q.get("cursor") {
+        query.after = Some(
+            AuditCursor::decode(c)
+                .map_err(|_| ApiError::bad_request("invalid_cursor", "invalid page cursor"))?,
+        );
+    }
+    let keep = |e: &crate::audit::AuditEvent| {
+        user.as_ref()
+            .is_none_or(|u| e.user_id.as_deref() == Some(u))
+            && action.as_ref().is_none_or(|a| &e.action == a)
+            && decision.as_ref().is_none_or(|d| {
+                e.details["decision"]
+                    .as_str()
+                    .is_some_and(|x| x.eq_ignore_ascii_case(d))
+            })
+    };
+    // Filters apply after reading: read pages until this one is full, at
+    // most ten store pages per request (the cursor continues from there).
+    let store = state.engine.cache().store();
+    let mut events = Vec::new();
+    let mut next = None;
+    'pages: for _ in 0..10 {
+        let page = store.audit_events(&query).await.map_err(store_error)?;
+        let n = page.events.len();
+        for (i, e) in page.events.into_iter().enumerate() {
+            let at = AuditCursor::of(&e);
+            if keep(&e) {
+                events.push(e);
+            }
+            if events.len() == limit {
+                let last = i + 1 == n && page.next.is_none();
+                next = (!last).then_some(at);
+                break 'pages;
+            }
+        }
+        match page.next {
+            Some(more) => {
+                query.after = Some(more.clone());
+                next = Some(more);
+            }
+            None => {
+                next = None;
+                break;
+            }
+        }
+    }
+    let items: Vec<Value> = if ocsf {
+        events.iter().map(to_ocsf).collect()
+    } else {
+        events
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+            .collect()
+    };
+    Ok(ok(&json!({
+        "events": items,
+        "next": next.map(|c| c.encode()),
+    })))
+}

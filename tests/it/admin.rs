@@ -1,0 +1,592 @@
+//! The management API over HTTP, on SQLite and DynamoDB Local: the tenant
+//! lifecycle, who may manage what (decided by the policies), optimistic
+//! concurrency, audit logs, and the OpenAPI document.
+
+use std::collections::HashSet;
+
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::dynamodb_local::{self, DynamoLocal};
+use crate::helpers::*;
+use cedargate::sidecar::client::Reply;
+use cedargate::store;
+
+/// Tokens of a platform administrator, t1's administrator and a t1 viewer.
+struct People {
+    platform: String,
+    t1_admin: String,
+    t1_viewer: String,
+}
+
+fn people(keys: &Keys) -> People {
+    People {
+        platform: keys.token("pam", "plat", &["platform-admin"], |_| {}),
+        t1_admin: keys.token("ada", "t1", &["admin"], |_| {}),
+        t1_viewer: keys.token("vic", "t1", &["viewer"], |_| {}),
+    }
+}
+
+async fn call(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Reply {
+    let auth = format!("Bearer {token}");
+    let mut h = vec![("authorization", auth.as_str())];
+    h.extend_from_slice(headers);
+    app.send_with(
+        method,
+        path,
+        &h,
+        body.map(Value::to_string).unwrap_or_default(),
+    )
+    .await
+}
+
+fn new_tenant(id: &str) -> Value {
+    json!({
+        "tenantId": id,
+        "name": "Globex",
+        "status": "trial",
+        "subscription": {"tier": "pro", "startDate": "2026-11-01", "features": ["audit-logs"]},
+        "limits": {"maxDocuments": 100, "maxUsers": 10, "maxStorageGB": 5, "maxQueriesPerMonth": 1000},
+        "settings": {"dataRetentionDays": 90, "allowedFileTypes": ["pdf"]}
+    })
+}
+
+fn etag(r: &Reply) -> String {
+    r.headers["etag"].to_str().unwrap().to_string()
+}
+
+/// Create, read, update with If-Match, deactivate, list, usage and audit
+/// logs, as a platform administrator.
+async fn lifecycle(app: &TestApp, p: &People) {
+    let created = call(
+        app,
+        &p.platform,
+        Method::POST,
+        "/v1/tenants",
+        &[],
+        Some(&new_tenant("globex")),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.headers["location"], "/v1/tenants/globex");
+    assert_eq!(created.json()["usage"]["documents"], 0);
+    let again = call(
+        app,
+        &p.platform,
+        Method::POST,
+        "/v1/tenants",
+        &[],
+        Some(&new_tenant("globex")),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+
+    let read = call(
+        app,
+        &p.platform,
+        Method::GET,
+        "/v1/tenants/globex",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(etag(&read), etag(&created));
+    let v1 = etag(&read);
+
+    let mut changed = new_tenant("globex");
+    changed["name"] = "Globex Corporation".into();
+    changed["status"] = "active".into();
+    let no_match = call(
+        app,
+        &p.platform,
+        Method::PUT,
+        "/v1/tenants/globex",
+        &[],
+        Some(&changed),
+    )
+    .await;
+    assert_eq!(
+        no_match.status,
+        StatusCode::PRECONDITION_REQUIRED,
+        "{}",
+        no_match.body
+    );
+    let updated = call(
+        app,
+        &p.platform,
+        Method::PUT,
+        "/v1/tenants/globex",
+        &[("if-match", &v1)],
+        Some(&changed),
+    )
+    .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    assert_eq!(updated.json()["name"], "Globex Corporation");
+    assert_eq!(updated.json()["createdAt"], created.json()["createdAt"]);
+    assert_ne!(etag(&updated), v1);
+    // A write based on the old version loses.
+    changed["name"] = "Stale".into();
+    let stale = call(
+        app,
+        &p.platform,
+        Method::PUT,
+        "/v1/tenants/globex",
+        &[("if-match", &v1)],
+        Some(&changed),
+    )
+    .await;
+    assert_eq!(
+        stale.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{}",
+        stale.body
+    );
+
+    let usage = call(
+        app,
+        &p.platform,
+        Method::GET,
+        "/v1/tenants/globex/usage",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(usage.status, StatusCode::OK, "{}", usage.body);
+    assert_eq!(usage.json()["remaining"]["documents"], 100);
+
+    let gone = call(
+        app,
+        &p.platform,
+        Method::DELETE,
+        "/v1/tenants/globex",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, StatusCode::OK, "{}", gone.body);
+    assert_eq!(gone.json()["status"], "cancelled");
+    // Kept, and deactivating again changes nothing.
+    let again = call(
+        app,
+        &p.platform,
+        Method::DELETE,
+        "/v1/tenants/globex",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(etag(&again), etag(&gone));
+    let missing = call(
+        app,
+        &p.platform,
+        Method::GET,
+        "/v1/tenants/never-was",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.body);
+
+    // Listing pages through every tenant once.
+    let mut seen = Vec::new();
+    let mut path = "/v1/tenants?limit=3".to_string();
+    loop {
+        let page = call(app, &p.platform, Method::GET, &path, &[], None).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let body = page.json();
+        let tenants = body["tenants"].as_array().unwrap();
+        assert!(tenants.len() <= 3);
+        seen.extend(
+            tenants
+                .iter()
+                .map(|t| t["tenantId"].as_str().unwrap().to_string()),
+        );
+        match body["next"].as_str() {
+            Some(c) => path = format!("/v1/tenants?limit=3&cursor={c}"),
+            None => break,
+        }
+    }
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "{seen:?}");
+    assert!(seen.contains(&"globex".to_string()) && seen.contains(&"t1".to_string()));
+    assert_eq!(seen.len(), fixture().tenants.len() + 1);
+}
+
+/// The management records of the lifecycle, through the audit-log API.
+async fn audit_logs_of_the_lifecycle(app: &TestApp, p: &People) {
+    // The records reach the store through the spool.
+    let mut actions = Vec::new();
+    for _ in 0..100 {
+        let r = call(
+            app,
+            &p.platform,
+            Method::GET,
+            "/v1/tenants/globex/audit-logs?limit=2",
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let body = r.json();
+        if body["events"].as_array().unwrap().len() == 2 {
+            let mut path = format!(
+                "/v1/tenants/globex/audit-logs?limit=2&cursor={}",
+                body["next"].as_str().unwrap()
+            );
+            actions = body["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["action"].as_str().unwrap().to_string())
+                .collect();
+            loop {
+                let r = call(app, &p.platform, Method::GET, &path, &[], None).await;
+                let b = r.json();
+                actions.extend(
+                    b["events"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|e| e["action"].as_str().unwrap().to_string()),
+                );
+                match b["next"].as_str() {
+                    Some(c) => path = format!("/v1/tenants/globex/audit-logs?limit=2&cursor={c}"),
+                    None => break,
+                }
+            }
+            if actions.len() >= 7 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Newest first: two deactivations, a failed and a good update, the
+    // update without If-Match, a refused second create, the create.
+    assert_eq!(
+        actions,
+        [
+            "DeactivateTenant",
+            "DeactivateTenant",
+            "UpdateTenant",
+            "UpdateTenant",
+            "UpdateTenant",
+            "CreateTenant",
+            "CreateTenant"
+        ],
+    );
+    let failed = call(
+        app,
+        &p.platform,
+        Method::GET,
+        "/v1/tenants/globex/audit-logs?action=UpdateTenant&format=ocsf",
+        &[],
+        None,
+    )
+    .await;
+    let events = failed.json()["events"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e["class_uid"] == 3004));
+    assert_eq!(
+        events.iter().filter(|e| e["status_id"] == 2).count(),
+        2,
+        "{events:?}"
+    );
+    let bad = call(
+        app,
+        &p.platform,
+        Method::GET,
+        "/v1/tenants/globex/audit-logs?decision=maybe",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+/// A tenant administrator manages their own tenant only; the answer for
+/// another tenant is the same whether it exists or not.
+async fn who_may_manage_what(app: &TestApp, p: &People) {
+    let own = call(app, &p.t1_admin, Method::GET, "/v1/tenants/t1", &[], None).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.body);
+    let other = call(app, &p.t1_admin, Method::GET, "/v1/tenants/t2", &[], None).await;
+    let nowhere = call(
+        app,
+        &p.t1_admin,
+        Method::GET,
+        "/v1/tenants/no-such-tenant",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        (other.status, other.body.clone()),
+        (nowhere.status, nowhere.body.clone())
+    );
+    let put_other = call(
+        app,
+        &p.t1_admin,
+        Method::PUT,
+        "/v1/tenants/t2",
+        &[("if-match", "\"x\"")],
+        Some(&new_tenant("t2")),
+    )
+    .await;
+    assert_eq!(
+        put_other.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        put_other.body
+    );
+    let create = call(
+        app,
+        &p.t1_admin,
+        Method::POST,
+        "/v1/tenants",
+        &[],
+        Some(&new_tenant("mine")),
+    )
+    .await;
+    assert_eq!(create.status, StatusCode::FORBIDDEN, "{}", create.body);
+    let list = call(app, &p.t1_admin, Method::GET, "/v1/tenants", &[], None).await;
+    assert_eq!(list.status, StatusCode::FORBIDDEN);
+    let viewer = call(app, &p.t1_viewer, Method::GET, "/v1/tenants/t1", &[], None).await;
+    assert_eq!(viewer.status, StatusCode::FORBIDDEN);
+    // t1 has the audit-logs feature; its admin may read its logs.
+    let logs = call(
+        app,
+        &p.t1_admin,
+        Method::GET,
+        "/v1/tenants/t1/audit-logs",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(logs.status, StatusCode::OK, "{}", logs.body);
+    let no_token = app.get("/v1/tenants/t1").await;
+    assert_eq!(no_token.status, StatusCode::UNAUTHORIZED);
+    assert!(no_token.headers.contains_key("www-authenticate"));
+}
+
+/// Ten writers read the same version; exactly one wins.
+async fn concurrent_updates(app: &TestApp, p: &People) {
+    let read = call(app, &p.t1_admin, Method::GET, "/v1/tenants/t1", &[], None).await;
+    let v = etag(&read);
+    let base = read.json();
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let mut body = base.clone();
+        body["name"] = format!("Writer {i}").into();
+        let (addr, token, v) = (app.addr, p.t1_admin.clone(), v.clone());
+        tasks.push(tokio::spawn(async move {
+            let auth = format!("Bearer {token}");
+            cedargate::sidecar::client::send_with(
+                addr,
+                Method::PUT,
+                "/v1/tenants/t1",
+                &[("authorization", &auth), ("if-match", &v)],
+                body.to_string(),
+            )
+            .await
+            .unwrap()
+            .status
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::PRECONDITION_FAILED)
+            .count(),
+        9,
+        "{statuses:?}"
+    );
+}
+
+/// Bad input: a clear 4xx, never a 5xx.
+async fn bad_input(app: &TestApp, p: &People) {
+    let cases: Vec<(Method, &str, Option<Value>)> = vec![
+        (Method::POST, "/v1/tenants", Some(json!({"tenantId": "x"}))),
+        (Method::POST, "/v1/tenants", Some(json!([1, 2]))),
+        (
+            Method::POST,
+            "/v1/tenants",
+            Some({
+                let mut t = new_tenant("_sys");
+                t["name"] = "x".into();
+                t
+            }),
+        ),
+        (
+            Method::POST,
+            "/v1/tenants",
+            Some({
+                let mut t = new_tenant("ok-id");
+                t["settings"]["allowedFileTypes"] = json!(["exe"]);
+                t
+            }),
+        ),
+        (
+            Method::POST,
+            "/v1/tenants",
+            Some({
+                let mut t = new_tenant("ok-id");
+                t["limits"]["maxUsers"] = json!(-1);
+                t
+            }),
+        ),
+        (
+            Method::POST,
+            "/v1/tenants",
+            Some({
+                let mut t = new_tenant("ok-id");
+                t["status"] = json!("paused");
+                t
+            }),
+        ),
+        (
+            Method::POST,
+            "/v1/tenants",
+            Some({
+                let mut t = new_tenant("ok-id");
+                t["extra"] = json!(1);
+                t
+            }),
+        ),
+        (
+            Method::POST,
+            "/v1/tenants",
+            Some({
+                let mut t = new_tenant("ok-id");
+                t["name"] = json!("");
+                t
+            }),
+        ),
+        (Method::GET, "/v1/tenants/bad%20id", None),
+        (Method::GET, "/v1/tenants?limit=0", None),
+        (Method::GET, "/v1/tenants?cursor=zz", None),
+        (
+            Method::GET,
+            "/v1/tenants/t1/audit-logs?from=yesterday",
+            None,
+        ),
+        (Method::GET, "/v1/tenants/t1/audit-logs?cursor=abc", None),
+        (Method::PATCH, "/v1/tenants/t1", None),
+        (Method::GET, "/v1/tenants/t1/nothing", None),
+    ];
+    for (method, path, body) in cases {
+        let r = call(app, &p.platform, method.clone(), path, &[], body.as_ref()).await;
+        assert!(
+            r.status.is_client_error(),
+            "{method} {path}: {} {}",
+            r.status,
+            r.body
+        );
+        if r.status != StatusCode::METHOD_NOT_ALLOWED {
+            assert!(
+                r.json()["error"]["code"].is_string(),
+                "{method} {path}: {}",
+                r.body
+            );
+        }
+    }
+    let not_json = app
+        .send_with(
+            Method::POST,
+            "/v1/tenants",
+            &[("authorization", &format!("Bearer {}", p.platform))],
+            "{nope",
+        )
+        .await;
+    assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
+    let updated_id = call(
+        app,
+        &p.platform,
+        Method::PUT,
+        "/v1/tenants/t2",
+        &[("if-match", "\"x\"")],
+        Some(&new_tenant("t3")),
+    )
+    .await;
+    assert_eq!(
+        updated_id.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        updated_id.body
+    );
+}
+
+async fn the_whole_api(app: &TestApp, keys: &Keys) {
+    let p = people(keys);
+    lifecycle(app, &p).await;
+    who_may_manage_what(app, &p).await;
+    concurrent_updates(app, &p).await;
+    bad_input(app, &p).await;
+    audit_logs_of_the_lifecycle(app, &p).await;
+}
+
+#[tokio::test]
+async fn the_management_api_on_sqlite() {
+    let (app, keys) = spawn_admin_app(|_| {}).await;
+    the_whole_api(&app, &keys).await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_management_api_on_dynamodb() {
+    let Some(jar) = dynamodb_local::available() else {
+        return;
+    };
+    let ddb = DynamoLocal::start(&jar).await;
+    let url = ddb.url("admin-");
+    store::open(&url)
+        .await
+        .unwrap()
+        .import(&fixture())
+        .await
+        .unwrap();
+    let (app, keys) = spawn_admin_app(|s| s.store = url.clone()).await;
+    the_whole_api(&app, &keys).await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route() {
+    let (app, _) = spawn_admin_app(|_| {}).await;
+    let r = app.get("/openapi.json").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "application/json");
+    let doc = r.json();
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/v1/tenants", &["get", "post"][..]),
+        ("/v1/tenants/{id}", &["get", "put", "delete"]),
+        ("/v1/tenants/{id}/usage", &["get"]),
+        ("/v1/tenants/{id}/audit-logs", &["get"]),
+        ("/healthz", &["get"]),
+        ("/readyz", &["get"]),
+        ("/openapi.json", &["get"]),
+    ] {
+        for m in methods {
+            assert!(paths[path][m].is_object(), "{m} {path} is not documented");
+        }
+    }
+    app.shutdown().await;
+}
