@@ -233,6 +233,11 @@ impl Chains {
             }
         };
         event.timestamp = event.timestamp.max(head.last_time);
+        // A raised timestamp must not end up before the retention floor:
+        // the store would raise `expiresAt` and so alter the record.
+        event.expires_at = event
+            .expires_at
+            .max(event.timestamp.timestamp() + RETENTION_FLOOR_SECS);
         event.writer_id = self.writer_id.clone();
         event.seq = head.next_seq;
         event.prev_hash = std::mem::take(&mut head.last_hash);
@@ -578,6 +583,22 @@ mod tests {
         assert_eq!(c.prev_hash, a.hash);
         // Queued after a later decision: its time is raised to keep order.
         assert_eq!(c.timestamp, a.timestamp);
+        // Raised across a second boundary, its expiry still meets the floor,
+        // so the store keeps the record's own value.
+        let mut late = AuditEvent::new(
+            "late",
+            t0 + chrono::Duration::seconds(5),
+            "t3",
+            "Read",
+            "r",
+            serde_json::json!({}),
+        );
+        chains.stamp(&mut late, &mut Undo::default());
+        let mut early = AuditEvent::new("early", t0, "t3", "Read", "r", serde_json::json!({}));
+        chains.stamp(&mut early, &mut Undo::default());
+        assert_eq!(early.timestamp, late.timestamp);
+        assert_eq!(crate::store::audit_expiry(&early), early.expires_at);
+        assert_eq!(early.compute_hash(), early.hash);
         assert!(verify(&[a.clone(), b.clone(), c.clone()]).is_empty());
         // A batch that was not written is undone: the next stamp reuses
         // its places.

@@ -130,6 +130,16 @@ fn match_up(received: &[String], records: &[AuditEvent]) -> usize {
 /// Chains may end early (a crash), but must not show gaps or tampering.
 fn assert_chains_intact(records: &[AuditEvent]) {
     let findings = audit::verify(records);
+    for f in &findings {
+        if let audit::Finding::Altered { event_id, .. } = f {
+            let r = records.iter().find(|r| &r.event_id == event_id).unwrap();
+            eprintln!(
+                "altered record {}\nrecomputed {}",
+                serde_json::to_string(r).unwrap(),
+                r.compute_hash()
+            );
+        }
+    }
     assert!(findings.is_empty(), "{findings:?}");
 }
 

@@ -26,7 +26,13 @@ const USERS: &[&str] = &["alice", "bob", "carol", "root"];
 const ROLES: &[&str] = &["admin", "editor", "viewer", "auditor", "platform-admin"];
 const FILE_TYPES: &[&str] = &["pdf", "docx", "exe"];
 const FEATURES: &[&str] = &["export", "audit-logs", "sso"];
-const MANAGEMENT: &[&str] = &["ViewUsage", "ViewAuditLogs", "Export", "ManageTenant"];
+const MANAGEMENT: &[&str] = &[
+    "ViewUsage",
+    "ViewAuditLogs",
+    "Export",
+    "ManageTenant",
+    "ListTenants",
+];
 
 fn subset(items: &'static [&'static str]) -> impl Strategy<Value = BTreeSet<String>> {
     proptest::sample::subsequence(items, 0..=items.len())
