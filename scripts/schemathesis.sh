@@ -3,14 +3,15 @@
 # (from PyPI, installed into .tools/venv): every operation of
 # docs/openapi.json is called with generated input, as a platform
 # administrator; no response may be a 5xx or disagree with the document.
-# Uses the debug binaries the test command built.
+# Uses the debug binaries the test command built. (hypothesis is pinned:
+# newer releases break schemathesis 3.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN_DIR:-target/debug}
 if [ ! -x .tools/venv/bin/schemathesis ]; then
   echo "== installing schemathesis into .tools/venv"
   python3 -m venv .tools/venv
-  .tools/venv/bin/pip install -q 'schemathesis>=3.39,<4'
+  .tools/venv/bin/pip install -q 'schemathesis>=3.39,<4' 'hypothesis<6.125'
 fi
 work=$(mktemp -d)
 pid=
@@ -24,10 +25,16 @@ RUST_LOG=warn "$bin/cedargate-admin" serve --listen "127.0.0.1:$port" --store "s
   --audit-spool "$work/spool" --jwks-file "$work/keys/jwks.json" --allow-dev-keys \
   --issuer https://cedargate.invalid/dev --audience cedargate-dev &
 pid=$!
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+python3 - "$port" <<'PY'
+import sys, time, urllib.request
+for _ in range(200):
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/readyz", timeout=1)
+        sys.exit(0)
+    except Exception:
+        time.sleep(0.1)
+sys.exit("cedargate-admin did not become ready")
+PY
 .tools/venv/bin/schemathesis run docs/openapi.json --base-url "http://127.0.0.1:$port" \
   -H "Authorization: Bearer $token" --checks all --hypothesis-max-examples "${EXAMPLES:-60}" \
   --hypothesis-seed 1 --no-color

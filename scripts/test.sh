@@ -41,6 +41,13 @@ echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked --all-targets 2>&1 | tee "$log"
+
+echo "== schemathesis against cedargate-admin serve (docs/openapi.json)"
+cargo build --locked --bins
+schemathesis=ok
+scripts/schemathesis.sh 2>&1 | tee -a "$log" || schemathesis=FAILED
 # One closing line for the whole run.
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' \
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed", p, f }' \
   "${log}"
+echo "; schemathesis: $schemathesis"
+[ "$schemathesis" = ok ]
