@@ -1,5 +1,5 @@
 //! `cedargate-admin serve`: the management REST API (tenants, usage, audit
-//! logs). Callers authenticate with the sidecar's JWTs; what each may do is
+//! logs, document ACLs and sharing). Callers authenticate with the sidecar's JWTs; what each may do is
 //! decided by the same Cedar engine and `policies/` (`ManageTenant`,
 //! `ListTenants`, `ViewUsage`, `ViewAuditLogs`): platform administrators
 //! manage every tenant, a tenant administrator their own. Every change —
@@ -8,6 +8,7 @@
 //! Tenants carry an `ETag` (a hash of the record); `PUT` needs `If-Match`
 //! and loses with 412 if the record changed since it was read.
 
+mod documents;
 mod tenants;
 
 use std::future::Future;
@@ -218,4 +219,8 @@ pub(crate) async fn record<T>(
 /// `200` with a JSON body.
 pub(crate) fn ok(value: &serde_json::Value) -> Response<Body> {
     json_response(StatusCode::OK, value)
+}
+
+pub(crate) fn json_status<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    json_response(status, value)
 }

@@ -53,6 +53,9 @@ pub(super) async fn route(
             Method::GET => usage(state, caller, &tenant_id(id)?).await,
             _ => Ok(not_allowed("GET")),
         },
+        [id, "documents", doc, rest @ ..] => {
+            super::documents::route(state, req, caller, &tenant_id(id)?, doc, rest).await
+        }
         [id, "audit-logs"] => match method {
             Method::GET => audit_logs(state, &req, caller, &tenant_id(id)?).await,
             _ => Ok(not_allowed("GET")),

@@ -580,6 +580,16 @@ async fn the_openapi_document_covers_every_route() {
         ("/v1/tenants/{id}", &["get", "put", "delete"]),
         ("/v1/tenants/{id}/usage", &["get"]),
         ("/v1/tenants/{id}/audit-logs", &["get"]),
+        (
+            "/v1/tenants/{id}/documents/{docId}",
+            &["get", "put", "delete"],
+        ),
+        ("/v1/tenants/{id}/documents/{docId}/restore", &["post"]),
+        ("/v1/tenants/{id}/documents/{docId}/shares", &["post"]),
+        (
+            "/v1/tenants/{id}/documents/{docId}/shares/{grantee}",
+            &["delete"],
+        ),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
         ("/openapi.json", &["get"]),
@@ -589,4 +599,224 @@ async fn the_openapi_document_covers_every_route() {
         }
     }
     app.shutdown().await;
+}
+
+/// Document ACLs through the API, enforced by a sidecar on the same store.
+#[tokio::test]
+async fn document_acls_are_managed_here_and_enforced_by_the_sidecar() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fixture_store(dir.path()).await;
+    let (admin, keys) = spawn_admin_app(|s| s.store = url.clone()).await;
+    let sidecar = spawn_app_with(|s| s.store = url.clone()).await;
+    let editor = keys.token("ed", "t1", &["editor"], |_| {});
+    let viewer = keys.token("vic", "t1", &["viewer"], |_| {});
+    let t2_admin = keys.token("tia", "t2", &["admin"], |_| {});
+    let doc =
+        json!({"visibility": "shared", "classification": 1, "fileType": "pdf", "sizeBytes": 1000});
+    let vic_reads = || async {
+        let body = json!({
+            "principal": {"id": "vic", "tenant": "t1", "roles": ["viewer"], "clearance": 1},
+            "action": "Read",
+            "resource": {"type": "Document", "id": "new-doc"}
+        });
+        sidecar.post("/v1/authorize", &body).await.json()["decision"].clone()
+    };
+    // Waits (at most 5 s) until the sidecar gives `want`.
+    let sidecar_says = |want: &'static str| async move {
+        for _ in 0..100 {
+            if vic_reads().await == want {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the sidecar never said {want}");
+    };
+
+    let created = call(
+        &admin,
+        &editor,
+        Method::PUT,
+        "/v1/tenants/t1/documents/new-doc",
+        &[],
+        Some(&doc),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.json()["ownerId"], "ed");
+    let usage = call(
+        &admin,
+        &keys.token("ada", "t1", &["admin"], |_| {}),
+        Method::GET,
+        "/v1/tenants/t1/usage",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(usage.json()["usage"]["documents"], 10, "{}", usage.body);
+    // The quota (10 documents) now refuses another registration.
+    let over = call(
+        &admin,
+        &editor,
+        Method::PUT,
+        "/v1/tenants/t1/documents/one-more",
+        &[],
+        Some(&doc),
+    )
+    .await;
+    assert_eq!(over.status, StatusCode::FORBIDDEN, "{}", over.body);
+    assert!(over.body.contains("quota"), "{}", over.body);
+
+    assert_eq!(
+        call(
+            &admin,
+            &viewer,
+            Method::GET,
+            "/v1/tenants/t1/documents/new-doc",
+            &[],
+            None
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    sidecar_says("Deny").await;
+    let shared = call(
+        &admin,
+        &editor,
+        Method::POST,
+        "/v1/tenants/t1/documents/new-doc/shares",
+        &[],
+        Some(&json!({"role": "viewer", "permission": "read"})),
+    )
+    .await;
+    assert_eq!(shared.status, StatusCode::OK, "{}", shared.body);
+    assert_eq!(
+        call(
+            &admin,
+            &viewer,
+            Method::GET,
+            "/v1/tenants/t1/documents/new-doc",
+            &[],
+            None
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    sidecar_says("Allow").await;
+    let unshared = call(
+        &admin,
+        &editor,
+        Method::DELETE,
+        "/v1/tenants/t1/documents/new-doc/shares/role:viewer",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(unshared.status, StatusCode::OK, "{}", unshared.body);
+    assert_eq!(unshared.json()["sharedWith"], json!([]));
+    sidecar_says("Deny").await;
+
+    // Soft delete: gone for every decision, counted out, restorable.
+    let shared = call(
+        &admin,
+        &editor,
+        Method::POST,
+        "/v1/tenants/t1/documents/new-doc/shares",
+        &[],
+        Some(&json!({"userId": "vic", "permission": "read"})),
+    )
+    .await;
+    assert_eq!(shared.status, StatusCode::OK);
+    sidecar_says("Allow").await;
+    let owner_admin = keys.token("ada", "t1", &["admin"], |_| {});
+    let deleted = call(
+        &admin,
+        &owner_admin,
+        Method::DELETE,
+        "/v1/tenants/t1/documents/new-doc",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+    assert!(deleted.json()["deletedAt"].is_string());
+    sidecar_says("Deny").await;
+    let usage = call(
+        &admin,
+        &owner_admin,
+        Method::GET,
+        "/v1/tenants/t1/usage",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(usage.json()["usage"]["documents"], 9);
+    let restored = call(
+        &admin,
+        &owner_admin,
+        Method::POST,
+        "/v1/tenants/t1/documents/new-doc/restore",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(restored.status, StatusCode::OK, "{}", restored.body);
+    sidecar_says("Allow").await;
+    let usage = call(
+        &admin,
+        &owner_admin,
+        Method::GET,
+        "/v1/tenants/t1/usage",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(usage.json()["usage"]["documents"], 10);
+
+    // Another tenant's document path reads like a missing document.
+    let cross = call(
+        &admin,
+        &t2_admin,
+        Method::GET,
+        "/v1/tenants/t1/documents/new-doc",
+        &[],
+        None,
+    )
+    .await;
+    let missing = call(
+        &admin,
+        &t2_admin,
+        Method::GET,
+        "/v1/tenants/t2/documents/never-was",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(cross.status, StatusCode::NOT_FOUND);
+    assert_eq!((cross.status, cross.body), (missing.status, missing.body));
+    // A file type the tenant does not allow.
+    let exe = json!({"visibility": "public", "fileType": "exe", "sizeBytes": 1});
+    let r = call(
+        &admin,
+        &t2_admin,
+        Method::PUT,
+        "/v1/tenants/t2/documents/tool",
+        &[],
+        Some(&exe),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let bad = call(
+        &admin,
+        &editor,
+        Method::DELETE,
+        "/v1/tenants/t1/documents/new-doc/shares/nobody",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    admin.shutdown().await;
+    sidecar.shutdown().await;
 }

@@ -1,0 +1,403 @@
+//! `/v1/tenants/{id}/documents/{docId}…`: document ACLs. Each operation is
+//! itself a decision of the policies on the caller: registering a new
+//! document is `CreateDocument` on the tenant (quotas, allowed file types),
+//! changing one is `Update`, reading `Read`, soft-deleting `Delete`,
+//! restoring `Restore`, sharing `Share`. Documents live in the caller's
+//! tenant; another tenant's path is refused like a missing document.
+
+use chrono::Utc;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{not_allowed, not_found, ok, record, store_error, unavailable, Caller};
+use crate::authz::{AuthzRequest, DenyReason, Effect, ResourceRef};
+use crate::ids::{DocumentId, RoleName, TenantId, UserId};
+use crate::model::{Document, Grantee, Level, Share, Visibility};
+use crate::sidecar::http::{parse_json, read_body, ApiError, Body};
+use crate::sidecar::AppState;
+use crate::store::{tenant_version, StoreError};
+
+/// A document's ACL as a client sends it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DocumentBody {
+    /// Defaults to the caller on registration, to the current owner after.
+    owner_id: Option<UserId>,
+    visibility: Visibility,
+    #[serde(default)]
+    classification: Level,
+    file_type: String,
+    #[serde(default)]
+    size_bytes: u64,
+    #[serde(default)]
+    shared_with: Vec<Share>,
+}
+
+pub(super) async fn route(
+    state: &AppState,
+    req: Request<Incoming>,
+    caller: &Caller,
+    tenant: &TenantId,
+    doc: &str,
+    rest: &[&str],
+) -> Result<Response<Body>, ApiError> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let id = DocumentId::parse(
+        percent_encoding::percent_decode_str(doc)
+            .decode_utf8_lossy()
+            .as_ref(),
+    )
+    .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
+    // Documents are looked up in the caller's tenant only.
+    if *tenant != caller.principal.tenant {
+        return Err(not_found_doc());
+    }
+    match (rest, &method) {
+        ([], &Method::PUT) => put(state, req, caller, &id).await,
+        ([], &Method::GET) => get(state, caller, &id).await,
+        ([], &Method::DELETE) => delete(state, caller, &id).await,
+        ([], _) => Ok(not_allowed("GET, PUT, DELETE")),
+        (["restore"], &Method::POST) => restore(state, caller, &id).await,
+        (["restore"], _) => Ok(not_allowed("POST")),
+        (["shares"], &Method::POST) => share(state, req, caller, &id).await,
+        (["shares"], _) => Ok(not_allowed("POST")),
+        (["shares", grantee], &Method::DELETE) => unshare(state, caller, &id, grantee).await,
+        (["shares", _], _) => Ok(not_allowed("DELETE")),
+        _ => Err(not_found(&method, &path)),
+    }
+}
+
+fn not_found_doc() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "document_not_found",
+        "no such document, or you may not see it",
+    )
+}
+
+/// The policies' answer for `action` on `resource`. A missing document and
+/// one the caller may not see read the same (404).
+async fn decide(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    resource: ResourceRef,
+    context: serde_json::Value,
+) -> Result<(), ApiError> {
+    let request = AuthzRequest {
+        principal: caller.principal.clone(),
+        action: action.to_string(),
+        resource,
+        context,
+    };
+    let d = state.engine.decide(&request).await?;
+    match (d.decision, d.reason) {
+        (Effect::Allow, _) => Ok(()),
+        (Effect::Deny, Some(DenyReason::StoreUnavailable)) => Err(unavailable()),
+        (Effect::Deny, Some(DenyReason::ResourceNotFound)) => Err(not_found_doc()),
+        (Effect::Deny, _) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "{action} is not allowed ({})",
+                d.determining_policies.join(", ")
+            ),
+        )),
+    }
+}
+
+async fn load(state: &AppState, caller: &Caller, id: &DocumentId) -> Result<Document, ApiError> {
+    state
+        .engine
+        .cache()
+        .store()
+        .get_document(&caller.principal.tenant, id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(not_found_doc)
+}
+
+/// Writes a document and drops the cached copies, so the next decision
+/// here sees it (other sidecars see it through the change log).
+async fn save(state: &AppState, doc: &Document) -> Result<(), ApiError> {
+    state
+        .engine
+        .cache()
+        .store()
+        .put_document(doc)
+        .await
+        .map_err(store_error)?;
+    state
+        .engine
+        .cache()
+        .invalidate_document(&doc.tenant_id, &doc.document_id);
+    Ok(())
+}
+
+/// Adds `delta` to the tenant's document count (conditional write, retried
+/// on a concurrent change).
+async fn count_documents(state: &AppState, tenant: &TenantId, delta: i64) -> Result<(), ApiError> {
+    let store = state.engine.cache().store();
+    for _ in 0..10 {
+        let Some(mut t) = store.get_tenant(tenant).await.map_err(store_error)? else {
+            return Ok(());
+        };
+        let version = tenant_version(&t);
+        let n = i64::from(t.usage.documents) + delta;
+        t.usage.documents = u32::try_from(n.max(0)).unwrap_or(u32::MAX);
+        match store.put_tenant_if(&t, Some(&version)).await {
+            Ok(()) => {
+                state.engine.cache().invalidate_tenant(tenant);
+                return Ok(());
+            }
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+    Err(unavailable())
+}
+
+fn resource(id: &DocumentId) -> ResourceRef {
+    ResourceRef::Document(id.clone())
+}
+
+fn details(doc: &Document) -> serde_json::Value {
+    json!({ "documentId": doc.document_id, "document": doc })
+}
+
+async fn put(
+    state: &AppState,
+    req: Request<Incoming>,
+    caller: &Caller,
+    id: &DocumentId,
+) -> Result<Response<Body>, ApiError> {
+    let (_, bytes) = read_body(req, state.config.max_body_bytes).await?;
+    let body: DocumentBody = parse_json(&bytes)?;
+    if body.file_type.is_empty() || body.file_type.len() > 16 {
+        return Err(ApiError::bad_request(
+            "invalid_document",
+            "`fileType` must be 1 to 16 characters",
+        ));
+    }
+    let tenant = caller.principal.tenant.clone();
+    let existing = state
+        .engine
+        .cache()
+        .store()
+        .get_document(&tenant, id)
+        .await
+        .map_err(store_error)?;
+    let creating = existing.as_ref().is_none_or(|d| d.deleted_at.is_some());
+    let outcome = async {
+        let owner = body
+            .owner_id
+            .clone()
+            .or_else(|| existing.as_ref().map(|d| d.owner_id.clone()))
+            .unwrap_or_else(|| caller.principal.id.clone());
+        if creating {
+            if existing.is_some() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "document_deleted",
+                    "the document is deleted; restore it first",
+                ));
+            }
+            let size = i64::try_from(body.size_bytes).unwrap_or(i64::MAX);
+            decide(
+                state,
+                caller,
+                "CreateDocument",
+                ResourceRef::Tenant(tenant.clone()),
+                json!({ "fileType": body.file_type, "sizeBytes": size }),
+            )
+            .await?;
+        } else {
+            decide(state, caller, "Update", resource(id), json!({})).await?;
+        }
+        let doc = Document {
+            tenant_id: tenant.clone(),
+            document_id: id.clone(),
+            owner_id: owner,
+            visibility: body.visibility,
+            classification: body.classification,
+            file_type: body.file_type.clone(),
+            size_bytes: body.size_bytes,
+            shared_with: body.shared_with,
+            deleted_at: None,
+        };
+        save(state, &doc).await?;
+        if creating {
+            count_documents(state, &tenant, 1).await?;
+        }
+        Ok(doc)
+    }
+    .await;
+    let action = if creating {
+        "CreateDocument"
+    } else {
+        "UpdateDocument"
+    };
+    let d = match &outcome {
+        Ok(doc) => details(doc),
+        Err(_) => json!({ "documentId": id }),
+    };
+    let doc = record(state, caller, &tenant, action, d, outcome).await?;
+    Ok(super::json_status(
+        if creating {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        &doc,
+    ))
+}
+
+async fn get(
+    state: &AppState,
+    caller: &Caller,
+    id: &DocumentId,
+) -> Result<Response<Body>, ApiError> {
+    decide(state, caller, "Read", resource(id), json!({})).await?;
+    Ok(ok(
+        &serde_json::to_value(load(state, caller, id).await?).unwrap_or_default()
+    ))
+}
+
+/// Soft delete: invisible to every decision (lifecycle policy), restorable.
+async fn delete(
+    state: &AppState,
+    caller: &Caller,
+    id: &DocumentId,
+) -> Result<Response<Body>, ApiError> {
+    let outcome = async {
+        decide(state, caller, "Delete", resource(id), json!({})).await?;
+        let mut doc = load(state, caller, id).await?;
+        if doc.deleted_at.is_none() {
+            doc.deleted_at = Some(Utc::now());
+            save(state, &doc).await?;
+            count_documents(state, &doc.tenant_id, -1).await?;
+        }
+        Ok(doc)
+    }
+    .await;
+    let d = json!({ "documentId": id });
+    let doc = record(
+        state,
+        caller,
+        &caller.principal.tenant,
+        "DeleteDocument",
+        d,
+        outcome,
+    )
+    .await?;
+    Ok(ok(&serde_json::to_value(doc).unwrap_or_default()))
+}
+
+async fn restore(
+    state: &AppState,
+    caller: &Caller,
+    id: &DocumentId,
+) -> Result<Response<Body>, ApiError> {
+    let outcome = async {
+        decide(state, caller, "Restore", resource(id), json!({})).await?;
+        let mut doc = load(state, caller, id).await?;
+        if doc.deleted_at.is_some() {
+            doc.deleted_at = None;
+            save(state, &doc).await?;
+            count_documents(state, &doc.tenant_id, 1).await?;
+        }
+        Ok(doc)
+    }
+    .await;
+    let d = json!({ "documentId": id });
+    let doc = record(
+        state,
+        caller,
+        &caller.principal.tenant,
+        "RestoreDocument",
+        d,
+        outcome,
+    )
+    .await?;
+    Ok(ok(&serde_json::to_value(doc).unwrap_or_default()))
+}
+
+async fn share(
+    state: &AppState,
+    req: Request<Incoming>,
+    caller: &Caller,
+    id: &DocumentId,
+) -> Result<Response<Body>, ApiError> {
+    let (_, bytes) = read_body(req, state.config.max_body_bytes).await?;
+    let grant: Share = parse_json(&bytes)?;
+    let outcome = async {
+        decide(state, caller, "Share", resource(id), json!({})).await?;
+        let mut doc = load(state, caller, id).await?;
+        // One grant per grantee: a new permission replaces the old one.
+        doc.shared_with.retain(|s| s.grantee != grant.grantee);
+        doc.shared_with.push(grant.clone());
+        save(state, &doc).await?;
+        Ok(doc)
+    }
+    .await;
+    let d = json!({ "documentId": id, "share": grant });
+    let doc = record(
+        state,
+        caller,
+        &caller.principal.tenant,
+        "ShareDocument",
+        d,
+        outcome,
+    )
+    .await?;
+    Ok(ok(&serde_json::to_value(doc).unwrap_or_default()))
+}
+
+/// `user:<id>` or `role:<name>`.
+fn grantee(raw: &str) -> Result<Grantee, ApiError> {
+    let raw = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+    let bad = |m: String| ApiError::bad_request("invalid_grantee", m);
+    match raw.split_once(':') {
+        Some(("user", id)) => UserId::parse(id)
+            .map(Grantee::User)
+            .map_err(|e| bad(e.to_string())),
+        Some(("role", name)) => RoleName::parse(name)
+            .map(Grantee::Role)
+            .map_err(|e| bad(e.to_string())),
+        _ => Err(bad("a grantee is `user:<id>` or `role:<name>`".into())),
+    }
+}
+
+async fn unshare(
+    state: &AppState,
+    caller: &Caller,
+    id: &DocumentId,
+    raw: &str,
+) -> Result<Response<Body>, ApiError> {
+    let who = grantee(raw)?;
+    let outcome = async {
+        decide(state, caller, "Share", resource(id), json!({})).await?;
+        let mut doc = load(state, caller, id).await?;
+        let before = doc.shared_with.len();
+        doc.shared_with.retain(|s| s.grantee != who);
+        if doc.shared_with.len() != before {
+            save(state, &doc).await?;
+        }
+        Ok(doc)
+    }
+    .await;
+    let d = json!({ "documentId": id, "grantee": raw });
+    let doc = record(
+        state,
+        caller,
+        &caller.principal.tenant,
+        "UnshareDocument",
+        d,
+        outcome,
+    )
+    .await?;
+    Ok(ok(&serde_json::to_value(doc).unwrap_or_default()))
+}
