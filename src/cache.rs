@@ -427,6 +427,14 @@ mod tests {
         ) -> Result<(Vec<Tenant>, bool), StoreError> {
             Ok((Vec::new(), false))
         }
+        async fn documents_of(
+            &self,
+            _: &TenantId,
+            _: Option<&DocumentId>,
+            _: usize,
+        ) -> Result<(Vec<Document>, bool), StoreError> {
+            Ok((Vec::new(), false))
+        }
         async fn audit_events(
             &self,
             _: &crate::store::AuditQuery,

@@ -25,6 +25,7 @@
 //! - [`app`]: assembly of a server (sidecar or admin) from its settings.
 //! - [`config`]: command-line and file configuration of the sidecar.
 //! - [`demo`]: demo data for `cedargate demo`.
+//! - [`export`]: the NDJSON export format with its manifest.
 
 pub mod admin;
 pub mod app;
@@ -34,6 +35,7 @@ pub mod cache;
 pub mod changes;
 pub mod config;
 pub mod demo;
+pub mod export;
 pub mod identity;
 pub mod ids;
 pub mod metrics;

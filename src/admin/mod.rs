@@ -86,7 +86,7 @@ async fn route(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Re
 }
 
 fn openapi() -> Response<Body> {
-    let mut resp = Response::new(Body::from(OPENAPI));
+    let mut resp = Response::new(crate::sidecar::http::full(OPENAPI));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp

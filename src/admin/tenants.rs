@@ -53,6 +53,10 @@ pub(super) async fn route(
             Method::GET => usage(state, caller, &tenant_id(id)?).await,
             _ => Ok(not_allowed("GET")),
         },
+        [id, "export"] => match method {
+            Method::POST => export(state, caller, &tenant_id(id)?).await,
+            _ => Ok(not_allowed("POST")),
+        },
         [id, "documents", doc, rest @ ..] => {
             super::documents::route(state, req, caller, &tenant_id(id)?, doc, rest).await
         }
@@ -498,4 +502,92 @@ async fn audit_logs(
         "events": items,
         "next": next.map(|c| c.encode()),
     })))
+}
+
+/// The tenant's data as NDJSON (tenant, documents, audit records, then a
+/// manifest), streamed page by page; `cedargate-admin import` reads it.
+async fn export(
+    state: &AppState,
+    caller: &Caller,
+    id: &TenantId,
+) -> Result<Response<Body>, ApiError> {
+    let outcome = async {
+        authorize(state, caller, "Export", id).await?;
+        load(state, id).await
+    }
+    .await;
+    let tenant = record(state, caller, id, "Export", json!({}), outcome).await?;
+    let store = state.engine.cache().store().clone();
+    let (tx, body) = crate::sidecar::http::channel_body(16);
+    tokio::spawn(async move {
+        use crate::export::{Line, Writer};
+        let mut w = Writer::default();
+        let tid = tenant.tenant_id.clone();
+        let result: Result<(), String> = async {
+            let send = |b| {
+                let tx = tx.clone();
+                async move {
+                    tx.send(b)
+                        .await
+                        .map_err(|_| "the client went away".to_string())
+                }
+            };
+            send(w.line(&Line::Tenant {
+                record: Box::new(tenant),
+            }))
+            .await?;
+            let mut after = None;
+            loop {
+                let (docs, more) = store
+                    .documents_of(&tid, after.as_ref(), 500)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                after = docs.last().map(|d| d.document_id.clone());
+                for d in docs {
+                    send(w.line(&Line::Document {
+                        record: Box::new(d),
+                    }))
+                    .await?;
+                }
+                if !more {
+                    break;
+                }
+            }
+            let mut q = AuditQuery::new(
+                tid.clone(),
+                DateTime::<Utc>::UNIX_EPOCH,
+                Utc::now() + chrono::Duration::days(1),
+                1000,
+            );
+            loop {
+                let page = store.audit_events(&q).await.map_err(|e| e.to_string())?;
+                for e in page.events {
+                    send(w.line(&Line::Audit {
+                        record: Box::new(e),
+                    }))
+                    .await?;
+                }
+                match page.next {
+                    Some(n) => q.after = Some(n),
+                    None => break,
+                }
+            }
+            Ok(())
+        }
+        .await;
+        let last = match result {
+            Ok(()) => w.finish(),
+            Err(message) => {
+                tracing::warn!(tenant = %tid, error = %message, "export failed part-way");
+                w.line(&Line::Error { message })
+            }
+        };
+        let _ = tx.send(last).await;
+    });
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(resp)
 }

@@ -199,11 +199,13 @@ pub fn evaluate(
         Err(e) => return Ok(evaluation_error(format!("entities: {e}"))),
     };
     let response = authorizer.is_authorized(&request, &action.policies, &entities);
-    let determining_policies: Vec<String> = response
+    // Sorted: Cedar reports them as a set, in no fixed order.
+    let mut determining_policies: Vec<String> = response
         .diagnostics()
         .reason()
         .map(|id| id.to_string())
         .collect();
+    determining_policies.sort_unstable();
     let errors: Vec<String> = response
         .diagnostics()
         .errors()

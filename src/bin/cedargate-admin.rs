@@ -230,17 +230,37 @@ async fn migrate(
     Ok(())
 }
 
+/// An import file: a `DataSet` JSON document, or an export (NDJSON with
+/// a manifest) with its audit records.
+fn read_import(file: &std::path::Path) -> anyhow::Result<(DataSet, Vec<audit::AuditEvent>)> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    if cedargate::export::is_export(&text) {
+        let got = cedargate::export::read(&text)
+            .map_err(|e| anyhow::anyhow!("{} is not a valid export: {e}", file.display()))?;
+        return Ok((got.data, got.audit));
+    }
+    let data = serde_json::from_str::<DataSet>(&text)
+        .with_context(|| format!("{} is not a valid import file", file.display()))?;
+    Ok((data, Vec::new()))
+}
+
 async fn import(url: StoreUrl, file: PathBuf, spool: SpoolArgs) -> anyhow::Result<()> {
     let s = store::open(&url).await?;
     let rec = Recorder::open(s.clone(), &url, spool).await?;
-    let data = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read {}", file.display()))
-        .and_then(|text| {
-            serde_json::from_str::<DataSet>(&text)
-                .with_context(|| format!("{} is not a valid import file", file.display()))
-        });
+    let data = read_import(&file);
     let result = match &data {
-        Ok(d) => s.import(d).await.map_err(anyhow::Error::from),
+        Ok((d, audit)) => {
+            async {
+                let summary = s.import(d).await?;
+                // Audit records keep their chains; writing them is idempotent.
+                for chunk in audit.chunks(500) {
+                    s.put_audit(chunk).await?;
+                }
+                Ok::<_, anyhow::Error>(summary)
+            }
+            .await
+        }
         Err(e) => Err(anyhow::anyhow!("{e:#}")),
     };
     let outcome = failure(&result);
@@ -248,14 +268,20 @@ async fn import(url: StoreUrl, file: PathBuf, spool: SpoolArgs) -> anyhow::Resul
     let mut recorded = Ok(());
     match &data {
         // One record per tenant the import touched (or tried to).
-        Ok(d) if !d.tenants.is_empty() => {
+        Ok((d, audit)) if !d.tenants.is_empty() => {
             for t in &d.tenants {
                 let documents = d
                     .documents
                     .iter()
                     .filter(|x| x.tenant_id == t.tenant_id)
                     .count();
-                let details = serde_json::json!({ "file": source, "documents": documents });
+                let records = audit
+                    .iter()
+                    .filter(|a| a.tenant_id == t.tenant_id.as_str())
+                    .count();
+                let details = serde_json::json!({
+                    "file": source, "documents": documents, "auditRecords": records
+                });
                 let r = rec
                     .record(
                         t.tenant_id.as_str(),

@@ -3,7 +3,7 @@
 //! Every client mistake maps to a status here, in one place.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
@@ -12,7 +12,43 @@ use serde::Serialize;
 use crate::authz::AuthzError;
 use crate::identity::TokenError;
 
-pub type Body = Full<Bytes>;
+/// A response body: whole (almost every response), or streamed from a
+/// channel (exports).
+pub type Body = Either<Full<Bytes>, ChannelBody>;
+
+/// A whole body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Either::Left(Full::new(bytes.into()))
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    Either::Left(Full::default())
+}
+
+/// A body streamed from what is sent on the returned channel; it ends when
+/// the sender is dropped.
+pub fn channel_body(capacity: usize) -> (tokio::sync::mpsc::Sender<Bytes>, Body) {
+    let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+    (tx, Either::Right(ChannelBody(rx)))
+}
+
+/// The streamed half of [`Body`].
+pub struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
 
 /// An error the API reports to its caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +122,7 @@ impl From<AuthzError> for ApiError {
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
     match serde_json::to_vec(value) {
         Ok(bytes) => {
-            let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+            let mut resp = Response::new(full(bytes));
             *resp.status_mut() = status;
             resp.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -94,7 +130,7 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Re
         }
         Err(e) => {
             tracing::error!(error = %e, "response serialization failed");
-            let mut resp = Response::new(Full::new(Bytes::from_static(
+            let mut resp = Response::new(full(Bytes::from_static(
                 br#"{"error":{"code":"internal","message":"response serialization failed"}}"#,
             )));
             *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
@@ -108,7 +144,7 @@ pub fn text_response(
     content_type: &'static str,
     text: String,
 ) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(text)));
+    let mut resp = Response::new(full(text));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

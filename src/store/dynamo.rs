@@ -480,6 +480,40 @@ impl Store for DynamoStore {
         }
     }
 
+    /// One Query on the tenant's partition.
+    async fn documents_of(
+        &self,
+        tenant: &TenantId,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<(Vec<Document>, bool), StoreError> {
+        let start = after.map(|d| {
+            HashMap::from([
+                ("tenantId".to_string(), s(tenant.as_str())),
+                ("documentId".to_string(), s(d.as_str())),
+            ])
+        });
+        let resp = self
+            .client
+            .query()
+            .table_name(&self.documents)
+            .key_condition_expression("tenantId = :t")
+            .expression_attribute_values(":t", s(tenant.as_str()))
+            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(err)?;
+        let docs = resp
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<Vec<Document>, _>>()?;
+        let more = resp.last_evaluated_key.is_some_and(|k| !k.is_empty());
+        Ok((docs, more))
+    }
+
     /// One page of a Scan: the tenants table is small (one item per
     /// tenant) and only platform administrators list it.
     async fn list_tenants(

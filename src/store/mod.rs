@@ -61,6 +61,14 @@ pub trait Store: Send + Sync + 'static {
         tenant: &Tenant,
         expected: Option<&str>,
     ) -> Result<(), StoreError>;
+    /// A tenant's documents in id order after `after`, at most `limit`, and
+    /// whether more follow (export).
+    async fn documents_of(
+        &self,
+        tenant: &TenantId,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<(Vec<Document>, bool), StoreError>;
     /// Tenants in id order after `after`, at most `limit`, and whether more
     /// follow (platform administration only).
     async fn list_tenants(

@@ -309,6 +309,42 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn documents_of(
+        &self,
+        tenant: &TenantId,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<(Vec<Document>, bool), StoreError> {
+        let tenant = tenant.clone();
+        let after = after.map(|d| d.as_str().to_string()).unwrap_or_default();
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT record FROM documents WHERE tenant_id = ?1 AND document_id > ?2
+                     ORDER BY document_id LIMIT ?3",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        tenant.as_str(),
+                        after,
+                        i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+                    ],
+                    |r| r.get::<_, String>(0),
+                )
+                .map_err(backend)?;
+            let mut out: Vec<Document> = Vec::new();
+            for row in rows {
+                out.push(from_json(&row.map_err(backend)?)?);
+            }
+            let more = out.len() > limit;
+            out.truncate(limit);
+            Ok((out, more))
+        })
+        .await
+    }
+
     async fn list_tenants(
         &self,
         after: Option<&TenantId>,

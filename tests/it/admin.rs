@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::dynamodb_local::{self, DynamoLocal};
 use crate::helpers::*;
 use cedargate::sidecar::client::Reply;
-use cedargate::store;
+use cedargate::store::{self, StoreUrl};
 
 /// Tokens of a platform administrator, t1's administrator and a t1 viewer.
 struct People {
@@ -580,6 +580,7 @@ async fn the_openapi_document_covers_every_route() {
         ("/v1/tenants/{id}", &["get", "put", "delete"]),
         ("/v1/tenants/{id}/usage", &["get"]),
         ("/v1/tenants/{id}/audit-logs", &["get"]),
+        ("/v1/tenants/{id}/export", &["post"]),
         (
             "/v1/tenants/{id}/documents/{docId}",
             &["get", "put", "delete"],
@@ -819,4 +820,163 @@ async fn document_acls_are_managed_here_and_enforced_by_the_sidecar() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     admin.shutdown().await;
     sidecar.shutdown().await;
+}
+
+/// An export of a tenant, imported into an empty store, gives the same
+/// decisions; an altered export is refused whole.
+#[tokio::test]
+async fn an_export_imported_elsewhere_decides_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fixture_store(dir.path()).await;
+    let (admin, keys) = spawn_admin_app(|s| s.store = url.clone()).await;
+    let t1_admin = keys.token("ada", "t1", &["admin"], |_| {});
+    let doc = json!({"visibility": "shared", "fileType": "pdf", "sharedWith": [{"role": "viewer", "permission": "read"}]});
+    let r = call(
+        &admin,
+        &t1_admin,
+        Method::PUT,
+        "/v1/tenants/t1/documents/exported",
+        &[],
+        Some(&doc),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // Wait for the management record to reach the store.
+    for _ in 0..100 {
+        let logs = call(
+            &admin,
+            &t1_admin,
+            Method::GET,
+            "/v1/tenants/t1/audit-logs",
+            &[],
+            None,
+        )
+        .await;
+        if !logs.json()["events"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let t2_admin = keys.token("tia", "t2", &["admin"], |_| {});
+    let refused = call(
+        &admin,
+        &t2_admin,
+        Method::POST,
+        "/v1/tenants/t2/export",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::FORBIDDEN,
+        "t2 has no export feature: {}",
+        refused.body
+    );
+    let export = call(
+        &admin,
+        &t1_admin,
+        Method::POST,
+        "/v1/tenants/t1/export",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(export.status, StatusCode::OK, "{}", export.body);
+    assert_eq!(export.headers["content-type"], "application/x-ndjson");
+    let got = cedargate::export::read(&export.body).expect("a complete export");
+    assert_eq!(got.data.tenants.len(), 1);
+    assert_eq!(
+        got.data.documents.len(),
+        6,
+        "five fixture documents and the new one"
+    );
+    assert!(!got.audit.is_empty());
+    admin.shutdown().await;
+
+    let file = dir.path().join("t1.ndjson");
+    std::fs::write(&file, &export.body).unwrap();
+    let fresh = StoreUrl::Sqlite(dir.path().join("fresh.db"));
+    let fresh_arg = format!("sqlite:{}", dir.path().join("fresh.db").display());
+    // Altered: refused, nothing written.
+    let altered = dir.path().join("altered.ndjson");
+    std::fs::write(
+        &altered,
+        export.body.replacen("\"shared\"", "\"public\"", 1),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cedargate-admin"))
+        .args(["import", "--store", &fresh_arg])
+        .arg(&altered)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cedargate-admin"))
+        .args(["import", "--store", &fresh_arg])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let fresh_store = store::open(&fresh).await.unwrap();
+    let q = store::AuditQuery::new(
+        cedargate::ids::TenantId::parse("t1").unwrap(),
+        chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        chrono::Utc::now() + chrono::Duration::hours(1),
+        100,
+    );
+    let records = fresh_store.all_audit_events(&q).await.unwrap();
+    assert!(records.len() >= got.audit.len());
+    assert!(cedargate::audit::verify(&records).is_empty());
+
+    let before = spawn_app_with(|s| s.store = url.clone()).await;
+    let after = spawn_app_with(|s| s.store = fresh.clone()).await;
+    let users: [(&str, &[&str], u8); 5] = [
+        ("alice", &["editor"], 1),
+        ("bob", &["viewer"], 0),
+        ("vic", &["viewer"], 1),
+        ("ada", &["admin"], 3),
+        ("zed", &[], 0),
+    ];
+    let docs = [
+        "d-priv",
+        "d-shared",
+        "d-public",
+        "d-secret",
+        "d-deleted",
+        "exported",
+        "nope",
+    ];
+    let mut compared = 0;
+    for (user, roles, clearance) in users {
+        let principal = json!({"id": user, "tenant": "t1", "roles": roles, "clearance": clearance});
+        let mut bodies = Vec::new();
+        for action in ["Read", "Update", "Delete", "Share", "Restore"] {
+            for d in docs {
+                bodies.push(json!({"principal": principal, "action": action, "resource": {"type": "Document", "id": d}}));
+            }
+        }
+        for action in ["Search", "ViewUsage", "Export", "ManageTenant"] {
+            bodies.push(json!({"principal": principal, "action": action, "resource": {"type": "Tenant", "id": "t1"}}));
+        }
+        bodies.push(json!({"principal": principal, "action": "CreateDocument", "resource": {"type": "Tenant", "id": "t1"}, "context": {"fileType": "pdf", "sizeBytes": 10}}));
+        for b in bodies {
+            let x = before.post("/v1/authorize", &b).await.json();
+            let y = after.post("/v1/authorize", &b).await.json();
+            assert_eq!(
+                (&x["decision"], &x["determining_policies"]),
+                (&y["decision"], &y["determining_policies"]),
+                "{b}"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 5 * (5 * 7 + 5));
+    before.shutdown().await;
+    after.shutdown().await;
 }

@@ -314,6 +314,15 @@ impl store::Store for FlakyStore {
         self.check()?;
         self.inner.list_tenants(after, limit).await
     }
+    async fn documents_of(
+        &self,
+        tenant: &TenantId,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<(Vec<cedargate::model::Document>, bool), store::StoreError> {
+        self.check()?;
+        self.inner.documents_of(tenant, after, limit).await
+    }
     async fn audit_events(
         &self,
         q: &store::AuditQuery,

@@ -20,7 +20,7 @@ use crate::authz::entities::Principal;
 use crate::authz::{AuthzRequest, Decision, DenyReason, Effect, ResourceRef};
 use crate::ids::{DocumentId, TenantId};
 use crate::sidecar::forward::{self, RouteResource, Unmapped};
-use crate::sidecar::http::{json_response, ApiError, Body};
+use crate::sidecar::http::{empty, json_response, ApiError, Body};
 use crate::sidecar::AppState;
 
 use super::principal;
@@ -198,7 +198,7 @@ pub(super) async fn handle(
                 let id =
                     route_decision(state, &principal, &orig, &meta, true, "unmapped_route").await?;
                 Ok(with_headers(
-                    Response::new(Body::default()),
+                    Response::new(empty()),
                     &[
                         ("x-tenant-id", principal.tenant.as_str()),
                         ("x-user-id", principal.id.as_str()),
@@ -246,7 +246,7 @@ pub(super) async fn handle(
         .await?;
     Ok(match (decision.decision, decision.reason) {
         (Effect::Allow, _) => with_headers(
-            Response::new(Body::default()),
+            Response::new(empty()),
             &[
                 ("x-tenant-id", request.principal.tenant.as_str()),
                 ("x-user-id", request.principal.id.as_str()),
