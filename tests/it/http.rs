@@ -351,8 +351,9 @@ async fn store_outage_fails_closed_with_503() {
 
 #[tokio::test]
 async fn remembered_decisions_follow_data_changes() {
+    // A long TTL: only the change log can make the sidecar see the change.
     let (app, flaky) =
-        spawn_flaky_app(|s| s.cache.ttl = std::time::Duration::from_millis(300)).await;
+        spawn_flaky_app(|s| s.cache.ttl = std::time::Duration::from_secs(3600)).await;
     let store = flaky.inner.clone();
     let req = read_req("vic", "t1", &["viewer"], "d-public");
     for _ in 0..3 {
@@ -361,22 +362,40 @@ async fn remembered_decisions_follow_data_changes() {
             "Allow"
         );
     }
+    let metrics = app.get("/metrics").await.body;
+    let hits = |m: &str| {
+        metric(
+            m,
+            "cedargate_cache_events_total{cache=\"decision\",event=\"hit\"}",
+        )
+    };
+    assert_eq!(hits(&metrics), 2, "{metrics}");
     // The owner makes the document private.
     let t1 = cedargate::ids::TenantId::parse("t1").unwrap();
     let id = cedargate::ids::DocumentId::parse("d-public").unwrap();
     let mut doc = store.get_document(&t1, &id).await.unwrap().unwrap();
     doc.visibility = cedargate::model::Visibility::Private;
     store.put_document(&doc).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await; // past the TTL
-    let r = app.post("/v1/authorize", &req).await.json();
-    assert_eq!(r["decision"], "Deny", "{r}");
+    // The remembered Allow is not given once the change is seen.
+    let started = std::time::Instant::now();
+    let r = loop {
+        let r = app.post("/v1/authorize", &req).await.json();
+        if r["decision"] == "Deny" {
+            break r;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "still {r}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(r["reason"], "no_permit");
-    let metrics = app.get("/metrics").await.body;
-    let hits = metric(
-        &metrics,
-        "cedargate_cache_events_total{cache=\"decision\",event=\"hit\"}",
-    );
-    assert_eq!(hits, 2, "{metrics}");
+    // And the Deny is remembered in its turn.
+    let again = app.post("/v1/authorize", &req).await.json();
+    assert_eq!(again["decision"], "Deny");
+    let before = hits(&app.get("/metrics").await.body);
+    app.post("/v1/authorize", &req).await;
+    assert_eq!(hits(&app.get("/metrics").await.body), before + 1);
     app.shutdown().await;
 }
 
