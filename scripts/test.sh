@@ -43,7 +43,7 @@ trap 'rm -f "$log"' EXIT
 cargo test --locked --all-targets 2>&1 | tee "$log"
 
 echo "== schemathesis against cedargate-admin serve (docs/openapi.json)"
-cargo build --locked --bins
+# The binaries `cargo test` built for the integration tests.
 schemathesis=ok
 scripts/schemathesis.sh 2>&1 | tee -a "$log" || schemathesis=FAILED
 # One closing line for the whole run.
