@@ -184,10 +184,20 @@ impl App {
                 let _ = rx.wait_for(|stop| *stop).await;
             },
         ));
+        let mut rx = stop_rx.clone();
+        let counter = tokio::spawn(crate::usage::flush_loop(
+            self.state.engine.queries().clone(),
+            self.state.engine.cache().store().clone(),
+            self.settings.usage_flush_interval,
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            },
+        ));
         sidecar::serve(listener, self.state.clone(), router, shutdown).await;
         let _ = stop_tx.send(true);
         let _ = watcher.await;
         let _ = follower.await;
+        let _ = counter.await;
         // Every request has been answered: write and drain their records.
         if let Some(audit) = self.audit {
             audit.shutdown().await;

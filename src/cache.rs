@@ -427,6 +427,9 @@ mod tests {
         ) -> Result<(Vec<Tenant>, bool), StoreError> {
             Ok((Vec::new(), false))
         }
+        async fn add_queries(&self, _: &TenantId, _: &str, _: u64) -> Result<(), StoreError> {
+            Ok(())
+        }
         async fn documents_of(
             &self,
             _: &TenantId,

@@ -101,6 +101,7 @@ struct FileConfig {
     max_batch: Option<usize>,
     reload_interval_ms: Option<u64>,
     change_poll_interval_ms: Option<u64>,
+    usage_flush_interval_ms: Option<u64>,
     #[serde(default)]
     cache: FileCache,
     #[serde(default)]
@@ -188,6 +189,8 @@ pub struct Settings {
     pub reload_interval: Duration,
     /// How often the store's change log is read.
     pub change_poll_interval: Duration,
+    /// How often counted searches are added to the tenants' usage.
+    pub usage_flush_interval: Duration,
     pub audit: AuditConfig,
 }
 
@@ -222,6 +225,7 @@ impl Settings {
             forward_auth: ForwardAuthConfig::default(),
             reload_interval: Duration::from_millis(250),
             change_poll_interval: Duration::from_millis(200),
+            usage_flush_interval: Duration::from_secs(1),
             audit: AuditConfig::new(default_spool_dir(&store)),
             store,
         }
@@ -307,6 +311,9 @@ impl Settings {
         }
         if let Some(ms) = file.change_poll_interval_ms {
             s.change_poll_interval = Duration::from_millis(ms.max(10));
+        }
+        if let Some(ms) = file.usage_flush_interval_ms {
+            s.usage_flush_interval = Duration::from_millis(ms.max(10));
         }
         if let Some(f) = file.forward_auth {
             s.forward_auth = f;

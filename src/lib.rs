@@ -13,6 +13,7 @@
 //! - [`model`]: store records (the seed's `Tenant`, documents with ACLs).
 //! - [`policy`]: loading, strict validation and hot reload of policies.
 //! - [`store`]: the store trait, its SQLite and DynamoDB backends.
+//! - [`usage`]: counting allowed searches into the tenant's monthly usage.
 //! - [`cache`]: the bounded LRU entity cache with TTL and negative entries.
 //! - [`changes`]: following the store's change log to invalidate the cache.
 //! - [`audit`]: decision and management records, hash-chained per writer and
@@ -44,3 +45,4 @@ pub mod model;
 pub mod policy;
 pub mod sidecar;
 pub mod store;
+pub mod usage;

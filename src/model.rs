@@ -75,6 +75,25 @@ pub struct Usage {
     #[serde(rename = "storageGB")]
     pub storage_gb: u32,
     pub queries_this_month: u32,
+    /// The month (`YYYY-MM`, UTC) `queriesThisMonth` counts; none for a
+    /// record that predates counting (taken as the current month).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub month: Option<String>,
+}
+
+impl Usage {
+    /// Queries counted in `month`: none once the month has turned.
+    pub fn queries_in(&self, month: &str) -> u32 {
+        match &self.month {
+            Some(m) if m != month => 0,
+            _ => self.queries_this_month,
+        }
+    }
+}
+
+/// The current month, `YYYY-MM` in UTC.
+pub fn current_month() -> String {
+    Utc::now().format("%Y-%m").to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,6 +19,7 @@ use crate::cache::{DocumentEntry, EntityCache, Slot, TenantEntry};
 use crate::metrics::{FailClosed, Metrics};
 use crate::policy::{PolicyHandle, PolicySnapshot};
 use crate::store::StoreError;
+use crate::usage::QueryCounter;
 
 /// The engine the servers share: current policies, the entity cache and
 /// the metrics.
@@ -33,6 +34,8 @@ pub struct Engine {
     bases: Mutex<LruCache<(u64, u64, u64), Arc<Entities>>>,
     /// Decisions already made, when enabled.
     decisions: Option<Mutex<LruCache<DecisionKey, Evaluation>>>,
+    /// Allowed searches, counted into the tenants' monthly usage.
+    queries: Arc<QueryCounter>,
 }
 
 /// How many built entity sets the engine keeps.
@@ -85,6 +88,7 @@ impl Engine {
                 NonZeroUsize::new(BASE_CAPACITY).unwrap_or(NonZeroUsize::MIN),
             )),
             decisions: NonZeroUsize::new(decision_capacity).map(|n| Mutex::new(LruCache::new(n))),
+            queries: Arc::default(),
         }
     }
 
@@ -98,6 +102,11 @@ impl Engine {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Allowed searches not yet added to the store's usage.
+    pub fn queries(&self) -> &Arc<QueryCounter> {
+        &self.queries
     }
 
     /// Decides one request. `Err` only for a malformed request; every other
@@ -121,6 +130,11 @@ impl Engine {
                     Effect::Allow => self.metrics.allow.inc(),
                     Effect::Deny => self.metrics.deny.inc(),
                 };
+                if let (Effect::Allow, "Search", ResourceRef::Tenant(t)) =
+                    (d.decision, req.action.as_str(), &req.resource)
+                {
+                    self.queries.count(t);
+                }
                 tracing::Span::current().record("decision_id", d.decision_id.as_str());
             }
             Err(_) => {

@@ -116,7 +116,11 @@ pub fn tenant_entity(t: &Tenant) -> Entity {
                     ("documents", long(t.usage.documents)),
                     ("users", long(t.usage.users)),
                     ("storageGB", long(t.usage.storage_gb)),
-                    ("queriesThisMonth", long(t.usage.queries_this_month)),
+                    // Rolls over with the month even before a new count.
+                    (
+                        "queriesThisMonth",
+                        long(t.usage.queries_in(&crate::model::current_month())),
+                    ),
                 ]),
             ),
             (

@@ -16,8 +16,8 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::{
-    audit_expiry, audit_sort_key, page_of, sortable_time, tenant_version, AuditPage, AuditQuery,
-    Change, ChangeCursor, DynamoUrl, ImportSummary, Store, StoreError,
+    add_to_usage, audit_expiry, audit_sort_key, page_of, sortable_time, tenant_version, AuditPage,
+    AuditQuery, Change, ChangeCursor, DynamoUrl, ImportSummary, Store, StoreError,
 };
 use crate::audit::AuditEvent;
 use crate::ids::{DocumentId, TenantId};
@@ -478,6 +478,77 @@ impl Store for DynamoStore {
             }
             Err(e) => Err(err(e)),
         }
+    }
+
+    /// A conditional read-modify-write of the tenant item (retried on a
+    /// concurrent change), with its change-log entry. `rev` does not cover
+    /// `usage`, so it stays as it is.
+    async fn add_queries(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        queries: u64,
+    ) -> Result<(), StoreError> {
+        for _ in 0..10 {
+            let resp = self
+                .client
+                .get_item()
+                .table_name(&self.tenants)
+                .key("tenantId", s(tenant.as_str()))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(err)?;
+            let Some(item) = resp.item else {
+                return Ok(());
+            };
+            let old_usage = item.get("usage").cloned();
+            let mut t = tenant_from_item(item)?;
+            add_to_usage(&mut t.usage, month, queries);
+            let mut put = Put::builder()
+                .table_name(&self.tenants)
+                .set_item(Some(tenant_item(&t)?));
+            put = match old_usage {
+                Some(u) => put
+                    .condition_expression("#u = :old")
+                    .expression_attribute_names("#u", "usage")
+                    .expression_attribute_values(":old", u),
+                None => put
+                    .condition_expression("attribute_exists(tenantId) AND attribute_not_exists(#u)")
+                    .expression_attribute_names("#u", "usage"),
+            };
+            let put = TransactWriteItem::builder()
+                .put(
+                    put.build()
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                )
+                .build();
+            let change = self.change_put(&Change::Tenant {
+                tenant_id: tenant.clone(),
+            })?;
+            match self
+                .client
+                .transact_write_items()
+                .transact_items(put)
+                .transact_items(change)
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if e.as_service_error().is_some_and(|s| {
+                        s.is_transaction_canceled_exception()
+                            && s.to_string().contains("ConditionalCheckFailed")
+                    }) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "tenant {tenant} kept changing while its usage was counted"
+        )))
     }
 
     /// One Query on the tenant's partition.

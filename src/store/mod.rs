@@ -69,6 +69,15 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&DocumentId>,
         limit: usize,
     ) -> Result<(Vec<Document>, bool), StoreError>;
+    /// Adds `queries` to the tenant's `queriesThisMonth` for `month`
+    /// (`YYYY-MM`), starting from zero when the stored count is of another
+    /// month; atomic, with a change-log entry. An unknown tenant is a no-op.
+    async fn add_queries(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        queries: u64,
+    ) -> Result<(), StoreError>;
     /// Tenants in id order after `after`, at most `limit`, and whether more
     /// follow (platform administration only).
     async fn list_tenants(
@@ -131,11 +140,21 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
-/// A tenant record's version: a hash of its content (the HTTP `ETag`).
+/// A tenant record's version (the HTTP `ETag`): a hash of its content
+/// without `usage`, which the service keeps counting and no client writes.
 pub fn tenant_version(t: &Tenant) -> String {
     use sha2::{Digest, Sha256};
-    let bytes = serde_json::to_vec(t).unwrap_or_default();
+    let mut owned = t.clone();
+    owned.usage = Default::default();
+    let bytes = serde_json::to_vec(&owned).unwrap_or_default();
     hex::encode(&Sha256::digest(&bytes)[..16])
+}
+
+/// `usage` after `queries` more in `month`.
+pub(crate) fn add_to_usage(usage: &mut crate::model::Usage, month: &str, queries: u64) {
+    let base = u64::from(usage.queries_in(month));
+    usage.queries_this_month = u32::try_from(base.saturating_add(queries)).unwrap_or(u32::MAX);
+    usage.month = Some(month.to_string());
 }
 
 /// Which audit records to read.

@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    audit_expiry, page_of, raw_tenant_id, sortable_time, tenant_version, AuditPage, AuditQuery,
-    Change, ChangeCursor, ImportSummary, Store, StoreError,
+    add_to_usage, audit_expiry, page_of, raw_tenant_id, sortable_time, tenant_version, AuditPage,
+    AuditQuery, Change, ChangeCursor, ImportSummary, Store, StoreError,
 };
 use crate::audit::AuditEvent;
 use crate::ids::{DocumentId, TenantId};
@@ -304,6 +304,36 @@ impl Store for SqliteStore {
                 (Some(_), Some(_)) => {}
             }
             upsert_tenant(&tx, &tenant)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn add_queries(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        queries: u64,
+    ) -> Result<(), StoreError> {
+        let (tenant, month) = (tenant.clone(), month.to_string());
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT record FROM tenants WHERE tenant_id = ?1",
+                    [tenant.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some(text) = current else {
+                return Ok(());
+            };
+            let mut t: Tenant = from_json(&text)?;
+            add_to_usage(&mut t.usage, &month, queries);
+            upsert_tenant(&tx, &t)?;
             tx.commit().map_err(backend)
         })
         .await

@@ -314,6 +314,15 @@ impl store::Store for FlakyStore {
         self.check()?;
         self.inner.list_tenants(after, limit).await
     }
+    async fn add_queries(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        queries: u64,
+    ) -> Result<(), store::StoreError> {
+        self.check()?;
+        self.inner.add_queries(tenant, month, queries).await
+    }
     async fn documents_of(
         &self,
         tenant: &TenantId,

@@ -76,6 +76,7 @@ fn tenant_record(id: &'static str) -> impl Strategy<Value = Tenant> {
                     users: 1,
                     storage_gb: 0,
                     queries_this_month: q,
+                    month: None,
                 },
                 settings: Settings {
                     data_retention_days: 30,

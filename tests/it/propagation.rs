@@ -189,3 +189,103 @@ async fn dynamodb_outage_is_ridden_out_and_recovered_from() {
     );
     app.shutdown().await;
 }
+
+/// Allowed searches are counted into the tenant's `queriesThisMonth`; the
+/// quota follows; a count from an earlier month starts again at zero.
+async fn searches_are_counted(url: &StoreUrl) {
+    let app = spawn_app_with(|s| {
+        s.store = url.clone();
+        s.cache.ttl = Duration::from_secs(3600);
+        s.usage_flush_interval = Duration::from_millis(100);
+    })
+    .await;
+    let store = store::open(url).await.unwrap();
+    let search = |tenant: &str| {
+        json!({
+            "principal": {"id": "vic", "tenant": tenant, "roles": ["viewer"], "clearance": 1},
+            "action": "Search",
+            "resource": {"type": "Tenant", "id": tenant}
+        })
+    };
+    // t1 has used 99 of its 100 queries.
+    let r = app.post("/v1/authorize", &search("t1")).await.json();
+    assert_eq!(r["decision"], "Allow", "{r}");
+    let started = Instant::now();
+    let denied = loop {
+        let r = app.post("/v1/authorize", &search("t1")).await.json();
+        if r["decision"] == "Deny" {
+            break r;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never denied: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        denied["determining_policies"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("quota.max-queries")),
+        "{denied}"
+    );
+    let t1 = store
+        .get_tenant(&TenantId::parse("t1").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let month = cedargate::model::current_month();
+    assert_eq!(t1.usage.month.as_deref(), Some(month.as_str()));
+    // Every search allowed before the quota caught up is counted.
+    assert!(t1.usage.queries_this_month >= 100, "{:?}", t1.usage);
+
+    // t2's count is from an earlier month: it starts again.
+    let t2_id = TenantId::parse("t2").unwrap();
+    let mut t2 = store.get_tenant(&t2_id).await.unwrap().unwrap();
+    t2.usage.queries_this_month = t2.limits.max_queries_per_month;
+    t2.usage.month = Some("2000-01".into());
+    store.put_tenant(&t2).await.unwrap();
+    let started = Instant::now();
+    loop {
+        let r = app.post("/v1/authorize", &search("t2")).await.json();
+        assert_eq!(
+            r["decision"], "Allow",
+            "a new month has no searches yet: {r}"
+        );
+        let now = store.get_tenant(&t2_id).await.unwrap().unwrap();
+        if now.usage.month.as_deref() == Some(month.as_str()) {
+            assert!(now.usage.queries_this_month >= 1 && now.usage.queries_this_month < 100);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not counted: {:?}",
+            now.usage
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqlite_counts_searches_into_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fixture_store(dir.path()).await;
+    searches_are_counted(&url).await;
+}
+
+#[tokio::test]
+async fn dynamodb_counts_searches_into_usage() {
+    let Some(jar) = dynamodb_local::available() else {
+        return;
+    };
+    let ddb = DynamoLocal::start(&jar).await;
+    let url = ddb.url("usage-");
+    store::open(&url)
+        .await
+        .unwrap()
+        .import(&fixture())
+        .await
+        .unwrap();
+    searches_are_counted(&url).await;
+}
