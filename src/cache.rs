@@ -427,7 +427,11 @@ mod tests {
         ) -> Result<(Vec<Tenant>, bool), StoreError> {
             Ok((Vec::new(), false))
         }
-        async fn add_queries(&self, _: &TenantId, _: &str, _: u64) -> Result<(), StoreError> {
+        async fn add_usage(
+            &self,
+            _: &TenantId,
+            _: &crate::store::UsageDelta,
+        ) -> Result<(), StoreError> {
             Ok(())
         }
         async fn documents_of(

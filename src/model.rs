@@ -79,9 +79,26 @@ pub struct Usage {
     /// record that predates counting (taken as the current month).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub month: Option<String>,
+    /// The bytes behind `storageGB` (its exact value); none for a record
+    /// that predates tracking (then `storageGB` is the starting point).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_bytes: Option<u64>,
 }
 
+/// Bytes in a GB (`storageGB` is decimal, rounded up).
+pub const GB: u64 = 1_000_000_000;
+
 impl Usage {
+    /// Adds (or removes) stored bytes; `storageGB` follows, rounded up.
+    pub fn add_storage(&mut self, delta: i64) {
+        let bytes = self
+            .storage_bytes
+            .unwrap_or(u64::from(self.storage_gb) * GB);
+        let bytes = bytes.saturating_add_signed(delta);
+        self.storage_bytes = Some(bytes);
+        self.storage_gb = u32::try_from(bytes.div_ceil(GB)).unwrap_or(u32::MAX);
+    }
+
     /// Queries counted in `month`: none once the month has turned.
     pub fn queries_in(&self, month: &str) -> u32 {
         match &self.month {

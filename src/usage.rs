@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 
 use crate::ids::TenantId;
 use crate::model::current_month;
-use crate::store::Store;
+use crate::store::{Store, UsageDelta};
 
 /// Queries counted and not yet written, per tenant.
 #[derive(Default)]
@@ -38,7 +38,12 @@ impl QueryCounter {
     pub async fn flush(&self, store: &dyn Store) {
         let month = current_month();
         for (tenant, n) in self.take() {
-            if let Err(e) = store.add_queries(&tenant, &month, n).await {
+            let delta = UsageDelta {
+                queries: n,
+                month: month.clone(),
+                ..UsageDelta::default()
+            };
+            if let Err(e) = store.add_usage(&tenant, &delta).await {
                 tracing::warn!(%tenant, error = %e, "query count not written; kept for the next round");
                 self.put_back(tenant, n);
             }

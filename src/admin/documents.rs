@@ -17,7 +17,7 @@ use crate::ids::{DocumentId, RoleName, TenantId, UserId};
 use crate::model::{Document, Grantee, Level, Share, Visibility};
 use crate::sidecar::http::{parse_json, read_body, ApiError, Body};
 use crate::sidecar::AppState;
-use crate::store::{tenant_version, StoreError};
+use crate::store::UsageDelta;
 
 /// A document's ACL as a client sends it.
 #[derive(Debug, Deserialize)]
@@ -137,27 +137,36 @@ async fn save(state: &AppState, doc: &Document) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Adds `delta` to the tenant's document count (conditional write, retried
-/// on a concurrent change).
-async fn count_documents(state: &AppState, tenant: &TenantId, delta: i64) -> Result<(), ApiError> {
-    let store = state.engine.cache().store();
-    for _ in 0..10 {
-        let Some(mut t) = store.get_tenant(tenant).await.map_err(store_error)? else {
-            return Ok(());
-        };
-        let version = tenant_version(&t);
-        let n = i64::from(t.usage.documents) + delta;
-        t.usage.documents = u32::try_from(n.max(0)).unwrap_or(u32::MAX);
-        match store.put_tenant_if(&t, Some(&version)).await {
-            Ok(()) => {
-                state.engine.cache().invalidate_tenant(tenant);
-                return Ok(());
-            }
-            Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(store_error(e)),
-        }
+/// Adds `documents` to the tenant's document count and `bytes` to its
+/// storage, atomically in the store.
+async fn count_documents(
+    state: &AppState,
+    tenant: &TenantId,
+    documents: i64,
+    bytes: i64,
+) -> Result<(), ApiError> {
+    if documents == 0 && bytes == 0 {
+        return Ok(());
     }
-    Err(unavailable())
+    let delta = UsageDelta {
+        documents,
+        storage_bytes: bytes,
+        ..UsageDelta::default()
+    };
+    state
+        .engine
+        .cache()
+        .store()
+        .add_usage(tenant, &delta)
+        .await
+        .map_err(store_error)?;
+    state.engine.cache().invalidate_tenant(tenant);
+    Ok(())
+}
+
+/// A size as a signed delta.
+fn signed(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 fn resource(id: &DocumentId) -> ResourceRef {
@@ -229,9 +238,14 @@ async fn put(
             deleted_at: None,
         };
         save(state, &doc).await?;
-        if creating {
-            count_documents(state, &tenant, 1).await?;
-        }
+        let old_size = existing.as_ref().map_or(0, |d| signed(d.size_bytes));
+        count_documents(
+            state,
+            &tenant,
+            i64::from(creating),
+            signed(doc.size_bytes) - old_size,
+        )
+        .await?;
         Ok(doc)
     }
     .await;
@@ -278,7 +292,7 @@ async fn delete(
         if doc.deleted_at.is_none() {
             doc.deleted_at = Some(Utc::now());
             save(state, &doc).await?;
-            count_documents(state, &doc.tenant_id, -1).await?;
+            count_documents(state, &doc.tenant_id, -1, -signed(doc.size_bytes)).await?;
         }
         Ok(doc)
     }
@@ -307,7 +321,7 @@ async fn restore(
         if doc.deleted_at.is_some() {
             doc.deleted_at = None;
             save(state, &doc).await?;
-            count_documents(state, &doc.tenant_id, 1).await?;
+            count_documents(state, &doc.tenant_id, 1, signed(doc.size_bytes)).await?;
         }
         Ok(doc)
     }

@@ -16,8 +16,8 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::{
-    add_to_usage, audit_expiry, audit_sort_key, page_of, sortable_time, tenant_version, AuditPage,
-    AuditQuery, Change, ChangeCursor, DynamoUrl, ImportSummary, Store, StoreError,
+    audit_expiry, audit_sort_key, page_of, sortable_time, tenant_version, AuditPage, AuditQuery,
+    Change, ChangeCursor, DynamoUrl, ImportSummary, Store, StoreError, UsageDelta,
 };
 use crate::audit::AuditEvent;
 use crate::ids::{DocumentId, TenantId};
@@ -433,62 +433,100 @@ impl Store for DynamoStore {
         tenant: &Tenant,
         expected: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut put = Put::builder()
-            .table_name(&self.tenants)
-            .set_item(Some(tenant_item(tenant)?));
-        put = match expected {
-            None => put.condition_expression("attribute_not_exists(tenantId)"),
-            Some(v) => put
-                .condition_expression("rev = :rev")
-                .expression_attribute_values(":rev", s(v)),
+        let conflict = || {
+            StoreError::Conflict(format!(
+                "tenant {} {}",
+                tenant.tenant_id,
+                if expected.is_some() {
+                    "has changed or does not exist"
+                } else {
+                    "exists"
+                }
+            ))
         };
-        let put = TransactWriteItem::builder()
-            .put(
-                put.build()
-                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
-            )
-            .build();
-        let change = self.change_put(&Change::Tenant {
-            tenant_id: tenant.tenant_id.clone(),
-        })?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(put)
-            .transact_items(change)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error().is_some_and(|s| {
-                    s.is_transaction_canceled_exception()
-                        && s.to_string().contains("ConditionalCheckFailed")
-                }) =>
-            {
-                Err(StoreError::Conflict(format!(
-                    "tenant {} {}",
-                    tenant.tenant_id,
-                    if expected.is_some() {
-                        "has changed or does not exist"
-                    } else {
-                        "exists"
+        // An update keeps the stored usage (the service counts it): the put
+        // is conditional on the version and on the usage it carries over.
+        for _ in 0..10 {
+            let mut t = tenant.clone();
+            let mut put = Put::builder().table_name(&self.tenants);
+            match expected {
+                None => {
+                    put = put.condition_expression("attribute_not_exists(tenantId)");
+                }
+                Some(v) => {
+                    let current = self
+                        .client
+                        .get_item()
+                        .table_name(&self.tenants)
+                        .key("tenantId", s(tenant.tenant_id.as_str()))
+                        .consistent_read(true)
+                        .send()
+                        .await
+                        .map_err(err)?
+                        .item
+                        .ok_or_else(conflict)?;
+                    let usage = current.get("usage").cloned();
+                    t.usage = tenant_from_item(current)?.usage;
+                    put = match usage {
+                        Some(u) => put
+                            .condition_expression("rev = :rev AND #u = :usage")
+                            .expression_attribute_names("#u", "usage")
+                            .expression_attribute_values(":usage", u),
+                        None => put
+                            .condition_expression("rev = :rev AND attribute_not_exists(#u)")
+                            .expression_attribute_names("#u", "usage"),
                     }
-                )))
+                    .expression_attribute_values(":rev", s(v));
+                }
             }
-            Err(e) => Err(err(e)),
+            let put = TransactWriteItem::builder()
+                .put(
+                    put.set_item(Some(tenant_item(&t)?))
+                        .build()
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                )
+                .build();
+            let change = self.change_put(&Change::Tenant {
+                tenant_id: tenant.tenant_id.clone(),
+            })?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(put)
+                .transact_items(change)
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if e.as_service_error().is_some_and(|s| {
+                        s.is_transaction_canceled_exception()
+                            && s.to_string().contains("ConditionalCheckFailed")
+                    }) =>
+                {
+                    // The version changed (a conflict), or only the usage
+                    // (read it again).
+                    let Some(v) = expected else {
+                        return Err(conflict());
+                    };
+                    match self.get_tenant(&tenant.tenant_id).await? {
+                        Some(now) if tenant_version(&now) == v => continue,
+                        _ => return Err(conflict()),
+                    }
+                }
+                Err(e) => return Err(err(e)),
+            }
         }
+        Err(StoreError::Unavailable(format!(
+            "tenant {} kept changing",
+            tenant.tenant_id
+        )))
     }
 
-    /// A conditional read-modify-write of the tenant item (retried on a
-    /// concurrent change), with its change-log entry. `rev` does not cover
-    /// `usage`, so it stays as it is.
-    async fn add_queries(
-        &self,
-        tenant: &TenantId,
-        month: &str,
-        queries: u64,
-    ) -> Result<(), StoreError> {
+    /// A read-modify-write of the tenant item conditional on the `usage`
+    /// it read (retried on a concurrent change), with its change-log entry.
+    /// `rev` does not cover `usage`, so it stays as it is.
+    async fn add_usage(&self, tenant: &TenantId, delta: &UsageDelta) -> Result<(), StoreError> {
         for _ in 0..10 {
             let resp = self
                 .client
@@ -504,7 +542,7 @@ impl Store for DynamoStore {
             };
             let old_usage = item.get("usage").cloned();
             let mut t = tenant_from_item(item)?;
-            add_to_usage(&mut t.usage, month, queries);
+            delta.apply(&mut t.usage);
             let mut put = Put::builder()
                 .table_name(&self.tenants)
                 .set_item(Some(tenant_item(&t)?));

@@ -55,7 +55,8 @@ pub trait Store: Send + Sync + 'static {
     async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
     /// Writes a tenant only if the stored one has version `expected`
     /// ([`tenant_version`]), or, with `None`, only if there is none.
-    /// Otherwise [`StoreError::Conflict`].
+    /// Otherwise [`StoreError::Conflict`]. An update keeps the stored
+    /// `usage` (counted by the service, see [`Store::add_usage`]).
     async fn put_tenant_if(
         &self,
         tenant: &Tenant,
@@ -69,15 +70,9 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&DocumentId>,
         limit: usize,
     ) -> Result<(Vec<Document>, bool), StoreError>;
-    /// Adds `queries` to the tenant's `queriesThisMonth` for `month`
-    /// (`YYYY-MM`), starting from zero when the stored count is of another
-    /// month; atomic, with a change-log entry. An unknown tenant is a no-op.
-    async fn add_queries(
-        &self,
-        tenant: &TenantId,
-        month: &str,
-        queries: u64,
-    ) -> Result<(), StoreError>;
+    /// Applies `delta` to the tenant's usage, atomically, with a
+    /// change-log entry. An unknown tenant is a no-op.
+    async fn add_usage(&self, tenant: &TenantId, delta: &UsageDelta) -> Result<(), StoreError>;
     /// Tenants in id order after `after`, at most `limit`, and whether more
     /// follow (platform administration only).
     async fn list_tenants(
@@ -150,11 +145,33 @@ pub fn tenant_version(t: &Tenant) -> String {
     hex::encode(&Sha256::digest(&bytes)[..16])
 }
 
-/// `usage` after `queries` more in `month`.
-pub(crate) fn add_to_usage(usage: &mut crate::model::Usage, month: &str, queries: u64) {
-    let base = u64::from(usage.queries_in(month));
-    usage.queries_this_month = u32::try_from(base.saturating_add(queries)).unwrap_or(u32::MAX);
-    usage.month = Some(month.to_string());
+/// A change to a tenant's usage counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageDelta {
+    pub documents: i64,
+    pub storage_bytes: i64,
+    /// Queries to add to `month`'s count.
+    pub queries: u64,
+    /// `YYYY-MM`; used when `queries` is not zero.
+    pub month: String,
+}
+
+impl UsageDelta {
+    pub fn apply(&self, usage: &mut crate::model::Usage) {
+        if self.documents != 0 {
+            let n = i64::from(usage.documents).saturating_add(self.documents);
+            usage.documents = u32::try_from(n.max(0)).unwrap_or(u32::MAX);
+        }
+        if self.storage_bytes != 0 {
+            usage.add_storage(self.storage_bytes);
+        }
+        if self.queries != 0 {
+            let base = u64::from(usage.queries_in(&self.month));
+            usage.queries_this_month =
+                u32::try_from(base.saturating_add(self.queries)).unwrap_or(u32::MAX);
+            usage.month = Some(self.month.clone());
+        }
+    }
 }
 
 /// Which audit records to read.

@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    add_to_usage, audit_expiry, page_of, raw_tenant_id, sortable_time, tenant_version, AuditPage,
-    AuditQuery, Change, ChangeCursor, ImportSummary, Store, StoreError,
+    audit_expiry, page_of, raw_tenant_id, sortable_time, tenant_version, AuditPage, AuditQuery,
+    Change, ChangeCursor, ImportSummary, Store, StoreError, UsageDelta,
 };
 use crate::audit::AuditEvent;
 use crate::ids::{DocumentId, TenantId};
@@ -303,19 +303,19 @@ impl Store for SqliteStore {
                 }
                 (Some(_), Some(_)) => {}
             }
+            // An update keeps the stored usage: the service counts it.
+            let mut tenant = tenant;
+            if let Some(current) = current {
+                tenant.usage = current.usage;
+            }
             upsert_tenant(&tx, &tenant)?;
             tx.commit().map_err(backend)
         })
         .await
     }
 
-    async fn add_queries(
-        &self,
-        tenant: &TenantId,
-        month: &str,
-        queries: u64,
-    ) -> Result<(), StoreError> {
-        let (tenant, month) = (tenant.clone(), month.to_string());
+    async fn add_usage(&self, tenant: &TenantId, delta: &UsageDelta) -> Result<(), StoreError> {
+        let (tenant, delta) = (tenant.clone(), delta.clone());
         self.with_conn(move |c| {
             let tx = c
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -332,7 +332,7 @@ impl Store for SqliteStore {
                 return Ok(());
             };
             let mut t: Tenant = from_json(&text)?;
-            add_to_usage(&mut t.usage, &month, queries);
+            delta.apply(&mut t.usage);
             upsert_tenant(&tx, &t)?;
             tx.commit().map_err(backend)
         })

@@ -654,6 +654,8 @@ async fn document_acls_are_managed_here_and_enforced_by_the_sidecar() {
     )
     .await;
     assert_eq!(usage.json()["usage"]["documents"], 10, "{}", usage.body);
+    // 1,000 bytes: storage rounds up to 1 GB.
+    assert_eq!(usage.json()["usage"]["storageGB"], 1, "{}", usage.body);
     // The quota (10 documents) now refuses another registration.
     let over = call(
         &admin,
@@ -753,6 +755,7 @@ async fn document_acls_are_managed_here_and_enforced_by_the_sidecar() {
     )
     .await;
     assert_eq!(usage.json()["usage"]["documents"], 9);
+    assert_eq!(usage.json()["usage"]["storageGB"], 0);
     let restored = call(
         &admin,
         &owner_admin,

@@ -314,14 +314,13 @@ impl store::Store for FlakyStore {
         self.check()?;
         self.inner.list_tenants(after, limit).await
     }
-    async fn add_queries(
+    async fn add_usage(
         &self,
         tenant: &TenantId,
-        month: &str,
-        queries: u64,
+        delta: &store::UsageDelta,
     ) -> Result<(), store::StoreError> {
         self.check()?;
-        self.inner.add_queries(tenant, month, queries).await
+        self.inner.add_usage(tenant, delta).await
     }
     async fn documents_of(
         &self,

@@ -77,6 +77,7 @@ fn tenant_record(id: &'static str) -> impl Strategy<Value = Tenant> {
                     storage_gb: 0,
                     queries_this_month: q,
                     month: None,
+                    storage_bytes: None,
                 },
                 settings: Settings {
                     data_retention_days: 30,

@@ -155,6 +155,34 @@ async fn tenant_versions_contract(store: Arc<dyn Store>) {
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     let now = store.get_tenant(&tid("t1")).await.unwrap().unwrap();
     assert_eq!(now.name, "Renamed");
+    // Usage is the service's: counted atomically, kept by updates, not part
+    // of the version.
+    let delta = cedargate::store::UsageDelta {
+        documents: 2,
+        storage_bytes: 1_500_000_000,
+        queries: 3,
+        month: "2026-11".into(),
+    };
+    store.add_usage(&tid("t1"), &delta).await.unwrap();
+    store.add_usage(&tid("t1"), &delta).await.unwrap();
+    let counted = store.get_tenant(&tid("t1")).await.unwrap().unwrap();
+    assert_eq!(tenant_version(&counted), tenant_version(&now));
+    assert_eq!(counted.usage.documents, now.usage.documents + 4);
+    assert_eq!(
+        counted.usage.storage_bytes,
+        Some(u64::from(now.usage.storage_gb) * 1_000_000_000 + 3_000_000_000)
+    );
+    assert_eq!(counted.usage.month.as_deref(), Some("2026-11"));
+    let mut stale = now.clone();
+    stale.name = "Renamed again".into();
+    store
+        .put_tenant_if(&stale, Some(&tenant_version(&now)))
+        .await
+        .unwrap();
+    let kept = store.get_tenant(&tid("t1")).await.unwrap().unwrap();
+    assert_eq!(kept.name, "Renamed again");
+    assert_eq!(kept.usage, counted.usage);
+    let now = kept;
     store
         .put_tenant_if(&t1, Some(&tenant_version(&now)))
         .await
