@@ -602,11 +602,32 @@ async fn the_openapi_document_covers_every_route() {
     app.shutdown().await;
 }
 
-/// Document ACLs through the API, enforced by a sidecar on the same store.
 #[tokio::test]
 async fn document_acls_are_managed_here_and_enforced_by_the_sidecar() {
     let dir = tempfile::tempdir().unwrap();
     let url = fixture_store(dir.path()).await;
+    document_acls(&url).await;
+}
+
+#[tokio::test]
+async fn document_acls_on_dynamodb() {
+    let Some(jar) = dynamodb_local::available() else {
+        return;
+    };
+    let ddb = DynamoLocal::start(&jar).await;
+    let url = ddb.url("docs-");
+    store::open(&url)
+        .await
+        .unwrap()
+        .import(&fixture())
+        .await
+        .unwrap();
+    document_acls(&url).await;
+}
+
+/// Document ACLs through the API, enforced by a sidecar on the same store.
+async fn document_acls(url: &StoreUrl) {
+    let url = url.clone();
     let (admin, keys) = spawn_admin_app(|s| s.store = url.clone()).await;
     let sidecar = spawn_app_with(|s| s.store = url.clone()).await;
     let editor = keys.token("ed", "t1", &["editor"], |_| {});
