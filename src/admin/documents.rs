@@ -225,6 +225,17 @@ async fn put(
             .await?;
         } else {
             decide(state, caller, "Update", resource(id), json!({})).await?;
+            // Changing who owns a document or whom it is shared with asks
+            // for more than `Update`: a new owner is as strong as deleting
+            // it (`Delete`), new grants are `Share`.
+            if let Some(old) = &existing {
+                if old.owner_id != owner {
+                    decide(state, caller, "Delete", resource(id), json!({})).await?;
+                }
+                if old.shared_with != body.shared_with {
+                    decide(state, caller, "Share", resource(id), json!({})).await?;
+                }
+            }
         }
         let doc = Document {
             tenant_id: tenant.clone(),

@@ -799,6 +799,62 @@ async fn document_acls(url: &StoreUrl) {
     .await;
     assert_eq!(usage.json()["usage"]["documents"], 10);
 
+    // An editor who may update a public document may not take it over or
+    // share it through an update.
+    let public = json!({"visibility": "public", "fileType": "pdf", "sizeBytes": 10});
+    let r = call(
+        &admin,
+        &owner_admin,
+        Method::PUT,
+        "/v1/tenants/t1/documents/new-doc",
+        &[],
+        Some(&public),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let other_editor = keys.token("eve", "t1", &["editor"], |_| {});
+    let mut take = public.clone();
+    take["ownerId"] = "eve".into();
+    let r = call(
+        &admin,
+        &other_editor,
+        Method::PUT,
+        "/v1/tenants/t1/documents/new-doc",
+        &[],
+        Some(&take),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let mut grant = public.clone();
+    grant["sharedWith"] = json!([{"userId": "eve", "permission": "edit"}]);
+    let r = call(
+        &admin,
+        &other_editor,
+        Method::PUT,
+        "/v1/tenants/t1/documents/new-doc",
+        &[],
+        Some(&grant),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let mut retitle = public.clone();
+    retitle["classification"] = 1.into();
+    let r = call(
+        &admin,
+        &other_editor,
+        Method::PUT,
+        "/v1/tenants/t1/documents/new-doc",
+        &[],
+        Some(&retitle),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "a plain update is allowed: {}",
+        r.body
+    );
+
     // Another tenant's document path reads like a missing document.
     let cross = call(
         &admin,
