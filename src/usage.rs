@@ -59,7 +59,8 @@ pub async fn flush_loop(
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
-    let mut tick = tokio::time::interval(interval);
+    // The first flush one interval from now (a plain interval ticks at once).
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -129,7 +129,7 @@ async fn broken_edits_keep_the_last_good_set() {
         eventually(what, || async { reload_failures(&app).await >= want }).await;
         let d = decide(&app, &search()).await;
         assert_eq!(d["policy_revision"], rev, "{what}: the last good set stays");
-        assert_eq!(d["decision"], "Allow", "{what}");
+        assert_eq!(d["decision"], "Allow", "{what}: {d}");
         assert_eq!(app.get("/readyz").await.status, StatusCode::OK, "{what}");
     }
     // A broken edit is reported once, not on every poll.
