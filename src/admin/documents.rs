@@ -270,7 +270,7 @@ async fn put(
         Err(_) => json!({ "documentId": id }),
     };
     let doc = record(state, caller, &tenant, action, d, outcome).await?;
-    Ok(super::json_status(
+    Ok(crate::sidecar::http::json_response(
         if creating {
             StatusCode::CREATED
         } else {
@@ -291,34 +291,59 @@ async fn get(
     ))
 }
 
+/// How an edit changed a document: `None`, not at all (nothing is
+/// written); else the change to the tenant's document count and bytes.
+type Edited = Option<(i64, i64)>;
+
+/// The shape of every change to an existing document: ask the policies for
+/// `action`, load, edit, save and count what changed, record it as
+/// `recorded`, answer with the document.
+async fn change(
+    state: &AppState,
+    caller: &Caller,
+    id: &DocumentId,
+    action: &str,
+    recorded: &str,
+    details: serde_json::Value,
+    edit: impl FnOnce(&mut Document) -> Edited,
+) -> Result<Response<Body>, ApiError> {
+    let outcome = async {
+        decide(state, caller, action, resource(id), json!({})).await?;
+        let mut doc = load(state, caller, id).await?;
+        if let Some((documents, bytes)) = edit(&mut doc) {
+            save(state, &doc).await?;
+            count_documents(state, &doc.tenant_id, documents, bytes).await?;
+        }
+        Ok(doc)
+    }
+    .await;
+    let tenant = &caller.principal.tenant;
+    let doc = record(state, caller, tenant, recorded, details, outcome).await?;
+    Ok(ok(&serde_json::to_value(doc).unwrap_or_default()))
+}
+
 /// Soft delete: invisible to every decision (lifecycle policy), restorable.
 async fn delete(
     state: &AppState,
     caller: &Caller,
     id: &DocumentId,
 ) -> Result<Response<Body>, ApiError> {
-    let outcome = async {
-        decide(state, caller, "Delete", resource(id), json!({})).await?;
-        let mut doc = load(state, caller, id).await?;
-        if doc.deleted_at.is_none() {
-            doc.deleted_at = Some(Utc::now());
-            save(state, &doc).await?;
-            count_documents(state, &doc.tenant_id, -1, -signed(doc.size_bytes)).await?;
-        }
-        Ok(doc)
-    }
-    .await;
-    let d = json!({ "documentId": id });
-    let doc = record(
+    let details = json!({ "documentId": id });
+    change(
         state,
         caller,
-        &caller.principal.tenant,
+        id,
+        "Delete",
         "DeleteDocument",
-        d,
-        outcome,
+        details,
+        |doc| {
+            doc.deleted_at.is_none().then(|| {
+                doc.deleted_at = Some(Utc::now());
+                (-1, -signed(doc.size_bytes))
+            })
+        },
     )
-    .await?;
-    Ok(ok(&serde_json::to_value(doc).unwrap_or_default()))
+    .await
 }
 
 async fn restore(
@@ -326,28 +351,22 @@ async fn restore(
     caller: &Caller,
     id: &DocumentId,
 ) -> Result<Response<Body>, ApiError> {
-    let outcome = async {
-        decide(state, caller, "Restore", resource(id), json!({})).await?;
-        let mut doc = load(state, caller, id).await?;
-        if doc.deleted_at.is_some() {
-            doc.deleted_at = None;
-            save(state, &doc).await?;
-            count_documents(state, &doc.tenant_id, 1, signed(doc.size_bytes)).await?;
-        }
-        Ok(doc)
-    }
-    .await;
-    let d = json!({ "documentId": id });
-    let doc = record(
+    let details = json!({ "documentId": id });
+    change(
         state,
         caller,
-        &caller.principal.tenant,
+        id,
+        "Restore",
         "RestoreDocument",
-        d,
-        outcome,
+        details,
+        |doc| {
+            doc.deleted_at.is_some().then(|| {
+                doc.deleted_at = None;
+                (1, signed(doc.size_bytes))
+            })
+        },
     )
-    .await?;
-    Ok(ok(&serde_json::to_value(doc).unwrap_or_default()))
+    .await
 }
 
 async fn share(
@@ -358,27 +377,22 @@ async fn share(
 ) -> Result<Response<Body>, ApiError> {
     let (_, bytes) = read_body(req, state.config.max_body_bytes).await?;
     let grant: Share = parse_json(&bytes)?;
-    let outcome = async {
-        decide(state, caller, "Share", resource(id), json!({})).await?;
-        let mut doc = load(state, caller, id).await?;
-        // One grant per grantee: a new permission replaces the old one.
-        doc.shared_with.retain(|s| s.grantee != grant.grantee);
-        doc.shared_with.push(grant.clone());
-        save(state, &doc).await?;
-        Ok(doc)
-    }
-    .await;
-    let d = json!({ "documentId": id, "share": grant });
-    let doc = record(
+    let details = json!({ "documentId": id, "share": grant });
+    change(
         state,
         caller,
-        &caller.principal.tenant,
+        id,
+        "Share",
         "ShareDocument",
-        d,
-        outcome,
+        details,
+        |doc| {
+            // One grant per grantee: a new permission replaces the old one.
+            doc.shared_with.retain(|s| s.grantee != grant.grantee);
+            doc.shared_with.push(grant);
+            Some((0, 0))
+        },
     )
-    .await?;
-    Ok(ok(&serde_json::to_value(doc).unwrap_or_default()))
+    .await
 }
 
 /// `user:<id>` or `role:<name>`.
@@ -403,26 +417,19 @@ async fn unshare(
     raw: &str,
 ) -> Result<Response<Body>, ApiError> {
     let who = grantee(raw)?;
-    let outcome = async {
-        decide(state, caller, "Share", resource(id), json!({})).await?;
-        let mut doc = load(state, caller, id).await?;
-        let before = doc.shared_with.len();
-        doc.shared_with.retain(|s| s.grantee != who);
-        if doc.shared_with.len() != before {
-            save(state, &doc).await?;
-        }
-        Ok(doc)
-    }
-    .await;
-    let d = json!({ "documentId": id, "grantee": raw });
-    let doc = record(
+    let details = json!({ "documentId": id, "grantee": raw });
+    change(
         state,
         caller,
-        &caller.principal.tenant,
+        id,
+        "Share",
         "UnshareDocument",
-        d,
-        outcome,
+        details,
+        |doc| {
+            let before = doc.shared_with.len();
+            doc.shared_with.retain(|s| s.grantee != who);
+            (doc.shared_with.len() != before).then_some((0, 0))
+        },
     )
-    .await?;
-    Ok(ok(&serde_json::to_value(doc).unwrap_or_default()))
+    .await
 }

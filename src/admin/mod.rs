@@ -220,7 +220,3 @@ pub(crate) async fn record<T>(
 pub(crate) fn ok(value: &serde_json::Value) -> Response<Body> {
     json_response(StatusCode::OK, value)
 }
-
-pub(crate) fn json_status<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
-    json_response(status, value)
-}

@@ -262,9 +262,8 @@ async fn update(
         };
         let mut t = tenant_from_body(&bytes, Some(id))?;
         let current = load(state, id).await?;
-        // The service owns these.
+        // The service owns these (the store keeps the stored usage).
         t.created_at = current.created_at;
-        t.usage = current.usage.clone();
         state
             .engine
             .cache()

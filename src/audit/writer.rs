@@ -273,6 +273,8 @@ pub async fn start(
         active,
         durable: config.mode == AuditMode::Durable,
         dirty: false,
+        segment_bytes: config.segment_bytes,
+        rotate_interval: config.rotate_interval,
     };
     let appender = tokio::spawn(append_loop(
         appender,
@@ -383,6 +385,9 @@ struct Appender {
     durable: bool,
     /// Written but not yet synced (buffered mode).
     dirty: bool,
+    /// When the active segment is closed (from the configuration).
+    segment_bytes: u64,
+    rotate_interval: Duration,
 }
 
 impl Appender {
@@ -435,9 +440,9 @@ impl Appender {
 
     /// Closes the active segment if it is full or old enough (or `force`)
     /// and not empty.
-    fn maybe_rotate(&mut self, config: &AuditConfig, force: bool) -> io::Result<bool> {
-        let due = self.active.len >= config.segment_bytes
-            || self.active.opened.elapsed() >= config.rotate_interval
+    fn maybe_rotate(&mut self, force: bool) -> io::Result<bool> {
+        let due = self.active.len >= self.segment_bytes
+            || self.active.opened.elapsed() >= self.rotate_interval
             || force;
         if self.active.len == 0 || !due {
             return Ok(false);
@@ -495,7 +500,6 @@ async fn append_loop(
                 }
                 m.queue_depth.set(rx.len() as i64);
                 let batch = std::mem::take(&mut buf);
-                let cfg = config.clone();
                 let (a, (mut batch, result, rotated)) = blocking(appender, move |a| {
                     let mut batch = batch;
                     let started = Instant::now();
@@ -503,7 +507,7 @@ async fn append_loop(
                     a.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
                     a.metrics.commit_records.observe(batch.len() as f64);
                     let rotated = match &result {
-                        Ok(_) => a.maybe_rotate(&cfg, false).unwrap_or_else(|e| {
+                        Ok(_) => a.maybe_rotate(false).unwrap_or_else(|e| {
                             tracing::error!(error = %e, "cannot start a new audit segment");
                             false
                         }),
@@ -539,12 +543,11 @@ async fn append_loop(
                 }
             }
             _ = tick.tick() => {
-                let cfg = config.clone();
                 let (a, rotated) = blocking(appender, move |a| {
                     if let Err(e) = a.sync() {
                         tracing::error!(error = %e, "audit spool sync failed");
                     }
-                    a.maybe_rotate(&cfg, false).unwrap_or(false)
+                    a.maybe_rotate(false).unwrap_or(false)
                 })
                 .await;
                 appender = a;
@@ -560,9 +563,8 @@ async fn append_loop(
             }
         }
     }
-    let cfg = config.clone();
     let (a, ()) = blocking(appender, move |a| {
-        if let Err(e) = a.sync().and_then(|()| a.maybe_rotate(&cfg, true).map(drop)) {
+        if let Err(e) = a.sync().and_then(|()| a.maybe_rotate(true).map(drop)) {
             tracing::error!(error = %e, "audit spool: final sync failed");
         }
     })

@@ -177,6 +177,44 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// A conditional put of a tenant item and its change-log entry, in one
+    /// transaction. `Ok(false)` when the condition did not hold.
+    async fn conditional_tenant_put(
+        &self,
+        put: aws_sdk_dynamodb::types::builders::PutBuilder,
+        tenant: &TenantId,
+    ) -> Result<bool, StoreError> {
+        let put = TransactWriteItem::builder()
+            .put(
+                put.table_name(&self.tenants)
+                    .build()
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
+            )
+            .build();
+        let change = self.change_put(&Change::Tenant {
+            tenant_id: tenant.clone(),
+        })?;
+        match self
+            .client
+            .transact_write_items()
+            .transact_items(put)
+            .transact_items(change)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error().is_some_and(|s| {
+                    s.is_transaction_canceled_exception()
+                        && s.to_string().contains("ConditionalCheckFailed")
+                }) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
     async fn table_exists(&self, name: &str) -> Result<bool, StoreError> {
         match self.client.describe_table().table_name(name).send().await {
             Ok(_) => Ok(true),
@@ -465,6 +503,14 @@ impl Store for DynamoStore {
                         .map_err(err)?
                         .item
                         .ok_or_else(conflict)?;
+                    if current
+                        .get(REV)
+                        .and_then(|a| a.as_s().ok())
+                        .map(String::as_str)
+                        != Some(v)
+                    {
+                        return Err(conflict());
+                    }
                     let usage = current.get("usage").cloned();
                     t.usage = tenant_from_item(current)?.usage;
                     put = match usage {
@@ -479,42 +525,16 @@ impl Store for DynamoStore {
                     .expression_attribute_values(":rev", s(v));
                 }
             }
-            let put = TransactWriteItem::builder()
-                .put(
-                    put.set_item(Some(tenant_item(&t)?))
-                        .build()
-                        .map_err(|e| StoreError::Invalid(e.to_string()))?,
-                )
-                .build();
-            let change = self.change_put(&Change::Tenant {
-                tenant_id: tenant.tenant_id.clone(),
-            })?;
-            let result = self
-                .client
-                .transact_write_items()
-                .transact_items(put)
-                .transact_items(change)
-                .send()
-                .await;
-            match result {
-                Ok(_) => return Ok(()),
-                Err(e)
-                    if e.as_service_error().is_some_and(|s| {
-                        s.is_transaction_canceled_exception()
-                            && s.to_string().contains("ConditionalCheckFailed")
-                    }) =>
-                {
-                    // The version changed (a conflict), or only the usage
-                    // (read it again).
-                    let Some(v) = expected else {
-                        return Err(conflict());
-                    };
-                    match self.get_tenant(&tenant.tenant_id).await? {
-                        Some(now) if tenant_version(&now) == v => continue,
-                        _ => return Err(conflict()),
-                    }
-                }
-                Err(e) => return Err(err(e)),
+            if self
+                .conditional_tenant_put(put.set_item(Some(tenant_item(&t)?)), &tenant.tenant_id)
+                .await?
+            {
+                return Ok(());
+            }
+            // A create lost to another; an update may only have lost to a
+            // usage count, which the next round reads again.
+            if expected.is_none() {
+                return Err(conflict());
             }
         }
         Err(StoreError::Unavailable(format!(
@@ -555,33 +575,8 @@ impl Store for DynamoStore {
                     .condition_expression("attribute_exists(tenantId) AND attribute_not_exists(#u)")
                     .expression_attribute_names("#u", "usage"),
             };
-            let put = TransactWriteItem::builder()
-                .put(
-                    put.build()
-                        .map_err(|e| StoreError::Invalid(e.to_string()))?,
-                )
-                .build();
-            let change = self.change_put(&Change::Tenant {
-                tenant_id: tenant.clone(),
-            })?;
-            match self
-                .client
-                .transact_write_items()
-                .transact_items(put)
-                .transact_items(change)
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e)
-                    if e.as_service_error().is_some_and(|s| {
-                        s.is_transaction_canceled_exception()
-                            && s.to_string().contains("ConditionalCheckFailed")
-                    }) =>
-                {
-                    continue
-                }
-                Err(e) => return Err(err(e)),
+            if self.conditional_tenant_put(put, tenant).await? {
+                return Ok(());
             }
         }
         Err(StoreError::Unavailable(format!(

@@ -109,6 +109,21 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339()
 }
 
+/// Up to `limit` records of `rows` (which holds at most one more), and
+/// whether more follow.
+fn page<T: serde::de::DeserializeOwned>(
+    rows: impl Iterator<Item = rusqlite::Result<String>>,
+    limit: usize,
+) -> Result<(Vec<T>, bool), StoreError> {
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(from_json(&row.map_err(backend)?)?);
+    }
+    let more = out.len() > limit;
+    out.truncate(limit);
+    Ok((out, more))
+}
+
 fn upsert_tenant(conn: &Connection, t: &Tenant) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO tenants (tenant_id, status, record, updated_at) VALUES (?1, ?2, ?3, ?4)
@@ -364,13 +379,7 @@ impl Store for SqliteStore {
                     |r| r.get::<_, String>(0),
                 )
                 .map_err(backend)?;
-            let mut out: Vec<Document> = Vec::new();
-            for row in rows {
-                out.push(from_json(&row.map_err(backend)?)?);
-            }
-            let more = out.len() > limit;
-            out.truncate(limit);
-            Ok((out, more))
+            page(rows, limit)
         })
         .await
     }
@@ -396,13 +405,7 @@ impl Store for SqliteStore {
                     |r| r.get::<_, String>(0),
                 )
                 .map_err(backend)?;
-            let mut out: Vec<Tenant> = Vec::new();
-            for row in rows {
-                out.push(from_json(&row.map_err(backend)?)?);
-            }
-            let more = out.len() > limit;
-            out.truncate(limit);
-            Ok((out, more))
+            page(rows, limit)
         })
         .await
     }
