@@ -137,6 +137,16 @@ async fn dynamodb_outage_is_ridden_out_and_recovered_from() {
     .await;
     let warm = read("vic", &["viewer"], "d-public");
     let cold = read("bob", &["viewer"], "d-shared");
+    // The change follower re-reads the last seconds of the change log when it
+    // starts, which includes the import; wait for that pass, or it would drop
+    // the entry warmed below and leave nothing to serve stale.
+    eventually("the change follower's first pass", || async {
+        metric(
+            &app.get("/metrics").await.body,
+            "cedargate_changes_applied_total",
+        ) > 0
+    })
+    .await;
     assert_eq!(
         app.post("/v1/authorize", &warm).await.json()["decision"],
         "Allow"

@@ -2,30 +2,12 @@
 //! removals take effect without a restart; a broken edit keeps the last good
 //! set, is counted, and leaves the server ready.
 
-use std::future::Future;
 use std::time::Duration;
 
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, TestApp};
-
-/// Polls `check` until it holds; fails after a generous bound (this is a
-/// liveness check, not a timing assertion: latency is in BENCHMARKS.md).
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
+use crate::helpers::{eventually, spawn_app, TestApp};
 
 fn search() -> Value {
     json!({
