@@ -380,6 +380,17 @@ mod tests {
             self.documents.lock().push(d.clone());
             Ok(())
         }
+        async fn delete_document(
+            &self,
+            _: &TenantId,
+            _: &DocumentId,
+            _: Option<chrono::DateTime<chrono::Utc>>,
+        ) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        async fn expire_audit(&self, _: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
+            Ok(0)
+        }
         async fn import(&self, _: &DataSet) -> Result<ImportSummary, StoreError> {
             Ok(ImportSummary::default())
         }

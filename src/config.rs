@@ -12,6 +12,7 @@ use crate::audit::writer::{AuditConfig, AuditMode};
 use crate::cache::CacheConfig;
 use crate::identity::{ClaimNames, JwksSource, JwtConfig, TokenUse};
 use crate::policy::PolicySources;
+use crate::retention::{default_archive_dir, RetentionConfig};
 use crate::sidecar::forward::ForwardAuthConfig;
 use crate::sidecar::SidecarConfig;
 use crate::store::StoreUrl;
@@ -109,6 +110,16 @@ struct FileConfig {
     forward_auth: Option<ForwardAuthConfig>,
     #[serde(default)]
     audit: FileAudit,
+    #[serde(default)]
+    retention: FileRetention,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRetention {
+    recovery_days: Option<u32>,
+    archive_dir: Option<PathBuf>,
+    interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +203,9 @@ pub struct Settings {
     /// How often counted searches are added to the tenants' usage.
     pub usage_flush_interval: Duration,
     pub audit: AuditConfig,
+    /// Recovery window, archives and schedule of the retention job
+    /// (`cedargate-admin`).
+    pub retention: RetentionConfig,
 }
 
 /// The default audit spool: next to a SQLite store's file, else in the
@@ -227,6 +241,7 @@ impl Settings {
             change_poll_interval: Duration::from_millis(200),
             usage_flush_interval: Duration::from_secs(1),
             audit: AuditConfig::new(default_spool_dir(&store)),
+            retention: RetentionConfig::new(default_archive_dir(&store)),
             store,
         }
     }
@@ -240,19 +255,7 @@ impl Settings {
     }
 
     pub fn resolve(args: ServeArgs) -> Result<Self, ConfigError> {
-        let file = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse {
-                    path: path.clone(),
-                    source,
-                })?
-            }
-            None => FileConfig::default(),
-        };
+        let file = read_file(args.config.as_deref())?;
         let store = match (args.store.clone(), file.store.clone()) {
             (Some(s), _) => s,
             (None, Some(s)) => s.parse().map_err(ConfigError::Invalid)?,
@@ -319,7 +322,46 @@ impl Settings {
             s.forward_auth = f;
         }
         audit_config(&mut s.audit, &args, &file.audit)?;
+        retention_config(&mut s.retention, &file.retention);
         Ok(s)
+    }
+}
+
+fn read_file(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The retention job's configuration: defaults for `store`, then the
+/// `[retention]` section of the configuration file, if one is given.
+pub fn retention_settings(
+    config: Option<&Path>,
+    store: &StoreUrl,
+) -> Result<RetentionConfig, ConfigError> {
+    let file = read_file(config)?;
+    let mut r = RetentionConfig::new(default_archive_dir(store));
+    retention_config(&mut r, &file.retention);
+    Ok(r)
+}
+
+fn retention_config(r: &mut RetentionConfig, f: &FileRetention) {
+    if let Some(d) = f.recovery_days {
+        r.recovery_days = d;
+    }
+    if let Some(dir) = &f.archive_dir {
+        r.archive_dir = dir.clone();
+    }
+    if let Some(secs) = f.interval_secs {
+        r.interval = (secs > 0).then(|| Duration::from_secs(secs));
     }
 }
 

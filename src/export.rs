@@ -4,12 +4,17 @@
 //! import` reads it back and refuses a file whose manifest is missing or
 //! does not match (truncated or altered).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::mpsc::Sender;
 
 use crate::audit::AuditEvent;
 use crate::model::{DataSet, Document, Tenant};
+use crate::store::{AuditQuery, Store};
 
 /// One line of an export.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,17 +70,108 @@ impl Writer {
         Bytes::from(bytes)
     }
 
-    /// The closing manifest line.
-    pub fn finish(self) -> Bytes {
-        let m = Manifest {
+    /// The manifest of the lines so far.
+    pub fn manifest(self) -> Manifest {
+        Manifest {
             tenants: self.tenants,
             documents: self.documents,
             audit: self.audit,
             sha256: hex::encode(self.hash.finalize()),
+        }
+    }
+
+    /// The closing manifest line.
+    pub fn finish(self) -> Bytes {
+        manifest_line(&self.manifest())
+    }
+}
+
+fn manifest_line(m: &Manifest) -> Bytes {
+    let mut bytes = serde_json::to_vec(&Line::Manifest(m.clone())).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
+
+/// Sends `tenant`'s export on `tx`, line by line: the tenant record, its
+/// documents, its audit records, then the manifest — or, if a read fails
+/// part-way, an error line and no manifest. Returns the manifest, or why
+/// there is none.
+pub async fn produce(
+    store: Arc<dyn Store>,
+    tenant: Tenant,
+    tx: Sender<Bytes>,
+) -> Result<Manifest, String> {
+    let mut w = Writer::default();
+    let id = tenant.tenant_id.clone();
+    let result: Result<(), String> = async {
+        let send = |b| {
+            let tx = tx.clone();
+            async move {
+                tx.send(b)
+                    .await
+                    .map_err(|_| "the reader went away".to_string())
+            }
         };
-        let mut bytes = serde_json::to_vec(&Line::Manifest(m)).unwrap_or_default();
-        bytes.push(b'\n');
-        Bytes::from(bytes)
+        send(w.line(&Line::Tenant {
+            record: Box::new(tenant),
+        }))
+        .await?;
+        let mut after = None;
+        loop {
+            let (docs, more) = store
+                .documents_of(&id, after.as_ref(), 500)
+                .await
+                .map_err(|e| e.to_string())?;
+            after = docs.last().map(|d| d.document_id.clone());
+            for d in docs {
+                send(w.line(&Line::Document {
+                    record: Box::new(d),
+                }))
+                .await?;
+            }
+            if !more {
+                break;
+            }
+        }
+        let mut q = AuditQuery::new(
+            id.clone(),
+            DateTime::<Utc>::UNIX_EPOCH,
+            Utc::now() + chrono::Duration::days(1),
+            1000,
+        );
+        loop {
+            let page = store.audit_events(&q).await.map_err(|e| e.to_string())?;
+            for e in page.events {
+                send(w.line(&Line::Audit {
+                    record: Box::new(e),
+                }))
+                .await?;
+            }
+            match page.next {
+                Some(n) => q.after = Some(n),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            let manifest = w.manifest();
+            tx.send(manifest_line(&manifest))
+                .await
+                .map_err(|_| "the reader went away".to_string())?;
+            Ok(manifest)
+        }
+        Err(message) => {
+            tracing::warn!(tenant = %id, error = %message, "export failed part-way");
+            let _ = tx
+                .send(w.line(&Line::Error {
+                    message: message.clone(),
+                }))
+                .await;
+            Err(message)
+        }
     }
 }
 

@@ -27,6 +27,9 @@
 //! - [`config`]: command-line and file configuration of the sidecar.
 //! - [`demo`]: demo data for `cedargate demo`.
 //! - [`export`]: the NDJSON export format with its manifest.
+//! - [`retention`]: recovery windows, archive and purge of cancelled
+//!   tenants, audit expiry.
+//! - [`clock`]: the clock lifecycle code reads (settable in tests).
 
 pub mod admin;
 pub mod app;
@@ -34,6 +37,7 @@ pub mod audit;
 pub mod authz;
 pub mod cache;
 pub mod changes;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod export;
@@ -43,6 +47,7 @@ pub mod metrics;
 pub mod migrations;
 pub mod model;
 pub mod policy;
+pub mod retention;
 pub mod sidecar;
 pub mod store;
 pub mod usage;

@@ -116,9 +116,15 @@ pub fn current_month() -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Settings {
+    /// How long a cancelled tenant's data is kept before it is archived and
+    /// purged (audit records keep their own 7-year expiry).
     pub data_retention_days: u32,
     #[serde(default)]
     pub allowed_file_types: BTreeSet<String>,
+    /// How long a soft-deleted document stays restorable before it is
+    /// deleted for good; none: the service's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_window_days: Option<u32>,
 }
 
 /// The seed's `Tenant` record.
@@ -134,6 +140,13 @@ pub struct Tenant {
     #[serde(default)]
     pub usage: Usage,
     pub settings: Settings,
+    /// When the tenant was cancelled: its retention period counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// When its data was archived and purged; the record stays, so the id
+    /// is never reused and its audit records keep one owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

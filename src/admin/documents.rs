@@ -5,7 +5,6 @@
 //! restoring `Restore`, sharing `Share`. Documents live in the caller's
 //! tenant; another tenant's path is refused like a missing document.
 
-use chrono::Utc;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
@@ -15,6 +14,7 @@ use super::{not_allowed, not_found, ok, record, store_error, unavailable, Caller
 use crate::authz::{AuthzRequest, DenyReason, Effect, ResourceRef};
 use crate::ids::{DocumentId, RoleName, TenantId, UserId};
 use crate::model::{Document, Grantee, Level, Share, Visibility};
+use crate::retention::purge_after;
 use crate::sidecar::http::{parse_json, read_body, ApiError, Body};
 use crate::sidecar::AppState;
 use crate::store::UsageDelta;
@@ -293,7 +293,7 @@ async fn get(
 
 /// How an edit changed a document: `None`, not at all (nothing is
 /// written); else the change to the tenant's document count and bytes.
-type Edited = Option<(i64, i64)>;
+type Edited = Result<Option<(i64, i64)>, ApiError>;
 
 /// The shape of every change to an existing document: ask the policies for
 /// `action`, load, edit, save and count what changed, record it as
@@ -310,7 +310,7 @@ async fn change(
     let outcome = async {
         decide(state, caller, action, resource(id), json!({})).await?;
         let mut doc = load(state, caller, id).await?;
-        if let Some((documents, bytes)) = edit(&mut doc) {
+        if let Some((documents, bytes)) = edit(&mut doc)? {
             save(state, &doc).await?;
             count_documents(state, &doc.tenant_id, documents, bytes).await?;
         }
@@ -337,10 +337,10 @@ async fn delete(
         "DeleteDocument",
         details,
         |doc| {
-            doc.deleted_at.is_none().then(|| {
-                doc.deleted_at = Some(Utc::now());
+            Ok(doc.deleted_at.is_none().then(|| {
+                doc.deleted_at = Some(caller.lifecycle.now);
                 (-1, -signed(doc.size_bytes))
-            })
+            }))
         },
     )
     .await
@@ -352,6 +352,14 @@ async fn restore(
     id: &DocumentId,
 ) -> Result<Response<Body>, ApiError> {
     let details = json!({ "documentId": id });
+    let tenant = state
+        .engine
+        .cache()
+        .store()
+        .get_tenant(&caller.principal.tenant)
+        .await
+        .map_err(store_error)?;
+    let now = caller.lifecycle.now;
     change(
         state,
         caller,
@@ -360,10 +368,23 @@ async fn restore(
         "RestoreDocument",
         details,
         |doc| {
-            doc.deleted_at.is_some().then(|| {
+            let due = tenant
+                .as_ref()
+                .and_then(|t| purge_after(&caller.lifecycle.retention, t, doc));
+            if let Some(due) = due.filter(|due| *due <= now) {
+                return Err(ApiError::new(
+                    StatusCode::GONE,
+                    "recovery_window_passed",
+                    format!(
+                        "the document's recovery window ended at {}; it is purged at the next retention run",
+                        due.to_rfc3339()
+                    ),
+                ));
+            }
+            Ok(doc.deleted_at.is_some().then(|| {
                 doc.deleted_at = None;
                 (1, signed(doc.size_bytes))
-            })
+            }))
         },
     )
     .await
@@ -389,7 +410,7 @@ async fn share(
             // One grant per grantee: a new permission replaces the old one.
             doc.shared_with.retain(|s| s.grantee != grant.grantee);
             doc.shared_with.push(grant);
-            Some((0, 0))
+            Ok(Some((0, 0)))
         },
     )
     .await
@@ -428,7 +449,7 @@ async fn unshare(
         |doc| {
             let before = doc.shared_with.len();
             doc.shared_with.retain(|s| s.grantee != who);
-            (doc.shared_with.len() != before).then_some((0, 0))
+            Ok((doc.shared_with.len() != before).then_some((0, 0)))
         },
     )
     .await

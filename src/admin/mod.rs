@@ -21,10 +21,14 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
+use chrono::{DateTime, Utc};
+
 use crate::audit::{management_event, Actor, RequestMeta};
 use crate::authz::entities::Principal;
 use crate::authz::{AuthzRequest, DenyReason, Effect, ResourceRef};
+use crate::clock::SharedClock;
 use crate::ids::TenantId;
+use crate::retention::RetentionConfig;
 use crate::sidecar::http::{json_response, ApiError, Body};
 use crate::sidecar::routes::{audit_unavailable, health, principal, request_meta};
 use crate::sidecar::{AppState, Router};
@@ -37,7 +41,21 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8181";
 pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
 /// The management API's routes.
-pub struct AdminRoutes;
+pub struct AdminRoutes {
+    retention: Arc<RetentionConfig>,
+    clock: SharedClock,
+}
+
+impl AdminRoutes {
+    /// `retention` gives the recovery window restores are allowed in;
+    /// `clock` dates deletions and cancellations.
+    pub fn new(retention: RetentionConfig, clock: SharedClock) -> Self {
+        AdminRoutes {
+            retention: Arc::new(retention),
+            clock,
+        }
+    }
+}
 
 impl Router for AdminRoutes {
     fn route(
@@ -46,14 +64,25 @@ impl Router for AdminRoutes {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> {
-        Box::pin(async move { route(&state, req, peer).await })
+        let lifecycle = Lifecycle {
+            now: self.clock.now(),
+            retention: self.retention.clone(),
+        };
+        Box::pin(async move { route(&state, req, peer, lifecycle).await })
     }
+}
+
+/// The time of a request and the retention rules it is judged by.
+pub(crate) struct Lifecycle {
+    pub now: DateTime<Utc>,
+    pub retention: Arc<RetentionConfig>,
 }
 
 /// One request's caller, as far as the handlers need it.
 pub(crate) struct Caller {
     pub principal: Principal,
     pub meta: RequestMeta,
+    pub lifecycle: Lifecycle,
 }
 
 impl Caller {
@@ -66,7 +95,12 @@ impl Caller {
     }
 }
 
-async fn route(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+async fn route(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    lifecycle: Lifecycle,
+) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -76,7 +110,7 @@ async fn route(state: &AppState, req: Request<Incoming>, peer: SocketAddr) -> Re
         (&Method::GET, ["metrics"]) => Ok(health::metrics(state)),
         (&Method::GET, ["openapi.json"]) => Ok(openapi()),
         (_, ["healthz" | "readyz" | "metrics" | "openapi.json"]) => return not_allowed("GET"),
-        (_, ["v1", "tenants", rest @ ..]) => match caller(state, &req, peer).await {
+        (_, ["v1", "tenants", rest @ ..]) => match caller(state, &req, peer, lifecycle).await {
             Ok(caller) => tenants::route(state, req, &caller, rest).await,
             Err(e) => Err(e),
         },
@@ -116,11 +150,13 @@ async fn caller(
     state: &AppState,
     req: &Request<Incoming>,
     peer: SocketAddr,
+    lifecycle: Lifecycle,
 ) -> Result<Caller, ApiError> {
     let principal = principal::from_token(state, req.headers()).await?;
     Ok(Caller {
         principal,
         meta: request_meta(req.headers(), peer),
+        lifecycle,
     })
 }
 

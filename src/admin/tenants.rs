@@ -151,6 +151,9 @@ pub fn validate(t: &Tenant) -> Result<(), ApiError> {
     if t.settings.data_retention_days == 0 {
         return bad("`settings.dataRetentionDays` must be at least 1".into());
     }
+    if t.settings.recovery_window_days.is_some_and(|d| d > 3650) {
+        return bad("`settings.recoveryWindowDays` must be at most 3650".into());
+    }
     Ok(())
 }
 
@@ -194,6 +197,9 @@ async fn create(
     let (_, bytes) = read_body(req, state.config.max_body_bytes).await?;
     let mut t = tenant_from_body(&bytes, None)?;
     t.usage = Default::default();
+    // The service dates cancellations; a new tenant is not purged.
+    t.cancelled_at = (t.status == TenantStatus::Cancelled).then_some(caller.lifecycle.now);
+    t.purged_at = None;
     let id = t.tenant_id.clone();
     let outcome = async {
         authorize(state, caller, "ManageTenant", &id).await?;
@@ -262,8 +268,17 @@ async fn update(
         };
         let mut t = tenant_from_body(&bytes, Some(id))?;
         let current = load(state, id).await?;
+        if current.purged_at.is_some() {
+            return Err(purged(id));
+        }
         // The service owns these (the store keeps the stored usage).
         t.created_at = current.created_at;
+        t.purged_at = None;
+        t.cancelled_at = match (t.status, current.status) {
+            (TenantStatus::Cancelled, TenantStatus::Cancelled) => current.cancelled_at,
+            (TenantStatus::Cancelled, _) => Some(caller.lifecycle.now),
+            _ => None,
+        };
         state
             .engine
             .cache()
@@ -300,6 +315,7 @@ async fn deactivate(
             }
             let version = tenant_version(&t);
             t.status = TenantStatus::Cancelled;
+            t.cancelled_at = Some(caller.lifecycle.now);
             match store.put_tenant_if(&t, Some(&version)).await {
                 Ok(()) => return Ok(t),
                 Err(crate::store::StoreError::Conflict(_)) => continue,
@@ -323,6 +339,15 @@ async fn deactivate(
     )
     .await?;
     Ok(with_etag(StatusCode::OK, &t))
+}
+
+/// A purged tenant's record stays, but it cannot be changed or reopened.
+fn purged(id: &TenantId) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "tenant_purged",
+        format!("tenant {id} was purged after its retention period; its record is kept read-only"),
+    )
 }
 
 fn limit(q: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, ApiError> {
@@ -518,71 +543,7 @@ async fn export(
     let tenant = record(state, caller, id, "Export", json!({}), outcome).await?;
     let store = state.engine.cache().store().clone();
     let (tx, body) = crate::sidecar::http::channel_body(16);
-    tokio::spawn(async move {
-        use crate::export::{Line, Writer};
-        let mut w = Writer::default();
-        let tid = tenant.tenant_id.clone();
-        let result: Result<(), String> = async {
-            let send = |b| {
-                let tx = tx.clone();
-                async move {
-                    tx.send(b)
-                        .await
-                        .map_err(|_| "the client went away".to_string())
-                }
-            };
-            send(w.line(&Line::Tenant {
-                record: Box::new(tenant),
-            }))
-            .await?;
-            let mut after = None;
-            loop {
-                let (docs, more) = store
-                    .documents_of(&tid, after.as_ref(), 500)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                after = docs.last().map(|d| d.document_id.clone());
-                for d in docs {
-                    send(w.line(&Line::Document {
-                        record: Box::new(d),
-                    }))
-                    .await?;
-                }
-                if !more {
-                    break;
-                }
-            }
-            let mut q = AuditQuery::new(
-                tid.clone(),
-                DateTime::<Utc>::UNIX_EPOCH,
-                Utc::now() + chrono::Duration::days(1),
-                1000,
-            );
-            loop {
-                let page = store.audit_events(&q).await.map_err(|e| e.to_string())?;
-                for e in page.events {
-                    send(w.line(&Line::Audit {
-                        record: Box::new(e),
-                    }))
-                    .await?;
-                }
-                match page.next {
-                    Some(n) => q.after = Some(n),
-                    None => break,
-                }
-            }
-            Ok(())
-        }
-        .await;
-        let last = match result {
-            Ok(()) => w.finish(),
-            Err(message) => {
-                tracing::warn!(tenant = %tid, error = %message, "export failed part-way");
-                w.line(&Line::Error { message })
-            }
-        };
-        let _ = tx.send(last).await;
-    });
+    tokio::spawn(crate::export::produce(store, tenant, tx));
     let mut resp = Response::new(body);
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,

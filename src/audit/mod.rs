@@ -373,11 +373,23 @@ pub struct Actor {
     /// The caller's user id (a token's `sub`); none for the command line.
     pub user_id: Option<String>,
     pub meta: RequestMeta,
-    /// `cli` or `api`.
+    /// `cli`, `api` or `schedule`.
     pub via: &'static str,
 }
 
 impl Actor {
+    /// The service itself, running a scheduled job (`system:<job>`).
+    pub fn scheduled(job: &str) -> Self {
+        Actor {
+            user_id: Some(format!("system:{job}")),
+            meta: RequestMeta {
+                user_agent: Some(format!("cedargate-admin/{}", env!("CARGO_PKG_VERSION"))),
+                ..RequestMeta::default()
+            },
+            via: "schedule",
+        }
+    }
+
     /// The person running `cedargate-admin` on this machine (`os:<login>`).
     pub fn command_line() -> Self {
         Actor {

@@ -18,11 +18,13 @@ use cedargate::admin::{AdminRoutes, DEFAULT_LISTEN};
 use cedargate::app::App;
 use cedargate::audit::writer::{self, AuditConfig, AuditLog, AuditTasks};
 use cedargate::audit::{self, management_event, Actor, PLATFORM_TENANT};
-use cedargate::config::{default_spool_dir, ServeArgs, Settings};
+use cedargate::clock;
+use cedargate::config::{default_spool_dir, retention_settings, ServeArgs, Settings};
 use cedargate::ids::TenantId;
 use cedargate::metrics::AuditMetrics;
 use cedargate::migrations;
 use cedargate::model::DataSet;
+use cedargate::retention::{self, Retention};
 use cedargate::sidecar::shutdown_signal;
 use cedargate::store::{self, AuditQuery, Store, StoreUrl};
 
@@ -72,6 +74,42 @@ enum Command {
     /// Audit records: verify their hash chains, export them.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Data retention: purge soft-deleted documents past their recovery
+    /// window, archive and purge cancelled tenants past their retention
+    /// period, expire audit records past theirs.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// One run. Idempotent: a run that was interrupted is finished by the
+    /// next. Exits 1 if a tenant could not be finished.
+    Run {
+        #[arg(long)]
+        store: StoreUrl,
+        /// A configuration file whose `[retention]` section applies.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where archives of purged tenants go [default: next to a SQLite
+        /// store, else ./cedargate-archives].
+        #[arg(long)]
+        archive_dir: Option<PathBuf>,
+        /// Recovery window of tenants that set none, in days [default: 30].
+        #[arg(long)]
+        recovery_days: Option<u32>,
+        /// Only this tenant (audit expiry is left for a full run).
+        #[arg(long, value_parser = |s: &str| TenantId::parse(s))]
+        tenant: Option<TenantId>,
+        /// Say what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        spool: SpoolArgs,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -399,6 +437,63 @@ fn describe(f: &audit::Finding) -> String {
     }
 }
 
+async fn retention_command(cmd: RetentionCommand) -> anyhow::Result<ExitCode> {
+    let RetentionCommand::Run {
+        store: url,
+        config,
+        archive_dir,
+        recovery_days,
+        tenant,
+        dry_run,
+        json,
+        spool,
+    } = cmd;
+    let mut settings = retention_settings(config.as_deref(), &url)?;
+    if let Some(dir) = archive_dir {
+        settings.archive_dir = dir;
+    }
+    if let Some(days) = recovery_days {
+        settings.recovery_days = days;
+    }
+    let s = store::open(&url).await?;
+    let rec = Recorder::open(s.clone(), &url, spool).await?;
+    let job = Retention {
+        store: s,
+        audit: rec.log.clone(),
+        actor: rec.actor.clone(),
+        config: settings,
+        clock: clock::system(),
+    };
+    let options = retention::Options { dry_run, tenant };
+    let result = job.run(&options).await;
+    drop(job);
+    rec.finish().await;
+    let report = result?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for step in &report.steps {
+            println!("{}{step}", if dry_run { "would " } else { "" });
+        }
+        for f in &report.failures {
+            println!("not finished: tenant {}: {}", f.tenant_id, f.message);
+        }
+        println!(
+            "{}{} tenants checked; {} documents purged, {} tenants purged, {} audit records expired",
+            if dry_run { "dry run, nothing changed: " } else { "" },
+            report.tenants_checked,
+            report.documents_purged,
+            report.tenants_purged,
+            report.audit_expired,
+        );
+    }
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     if args.listen.is_none() {
         args.listen = Some(DEFAULT_LISTEN.parse()?);
@@ -406,13 +501,35 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     let mut settings = Settings::resolve(args)?;
     settings.audit.role = "admin".into();
     let listen = settings.listen;
+    let retention = settings.retention.clone();
     let app = App::build(settings).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(addr = %listener.local_addr()?, "cedargate-admin listening");
-    app.serve_with(listener, Arc::new(AdminRoutes), shutdown_signal())
-        .await;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let scheduled = retention.interval.map(|every| {
+        let job = Retention {
+            store: app.state.engine.cache().store().clone(),
+            audit: app.state.audit.clone(),
+            actor: Actor::scheduled("retention"),
+            config: retention.clone(),
+            clock: clock::system(),
+        };
+        tracing::info!(every_secs = every.as_secs(), "retention job scheduled");
+        tokio::spawn(job.schedule(every, async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        }))
+    });
+    let routes = Arc::new(AdminRoutes::new(retention, clock::system()));
+    app.serve_with(listener, routes, async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    if let Some(job) = scheduled {
+        let _ = job.await;
+    }
     Ok(())
 }
 
@@ -427,6 +544,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => migrate(store, dry_run, rollback, spool).await?,
         Command::Import { store, file, spool } => import(store, file, spool).await?,
         Command::Audit(cmd) => return audit_command(cmd).await,
+        Command::Retention(cmd) => return retention_command(cmd).await,
     }
     Ok(ExitCode::SUCCESS)
 }

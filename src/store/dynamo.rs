@@ -9,11 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    AttributeDefinition, AttributeValue, BillingMode, Delete, KeySchemaElement, KeyType,
     PointInTimeRecoverySpecification, Put, PutRequest, ScalarAttributeType,
     TimeToLiveSpecification, TransactWriteItem, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
 
 use super::{
     audit_expiry, audit_sort_key, page_of, sortable_time, tenant_version, AuditPage, AuditQuery,
@@ -194,11 +195,15 @@ impl DynamoStore {
         let change = self.change_put(&Change::Tenant {
             tenant_id: tenant.clone(),
         })?;
+        self.transact_if(vec![put, change]).await
+    }
+
+    /// A transaction whose conditions may fail: `Ok(false)` when one did.
+    async fn transact_if(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
         match self
             .client
             .transact_write_items()
-            .transact_items(put)
-            .transact_items(change)
+            .set_transact_items(Some(items))
             .send()
             .await
         {
@@ -660,6 +665,50 @@ impl Store for DynamoStore {
             })?,
         ])
         .await
+    }
+
+    async fn delete_document(
+        &self,
+        tenant: &TenantId,
+        id: &DocumentId,
+        if_deleted_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let mut delete = Delete::builder()
+            .table_name(&self.documents)
+            .key("tenantId", s(tenant.as_str()))
+            .key("documentId", s(id.as_str()));
+        delete = match if_deleted_at {
+            // The attribute as serde wrote it when the document was put.
+            Some(at) => {
+                let at = serde_json::to_value(at)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                delete
+                    .condition_expression("#d = :at")
+                    .expression_attribute_names("#d", "deletedAt")
+                    .expression_attribute_values(":at", s(&at))
+            }
+            None => delete.condition_expression("attribute_exists(documentId)"),
+        };
+        let delete = TransactWriteItem::builder()
+            .delete(
+                delete
+                    .build()
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
+            )
+            .build();
+        let change = self.change_put(&Change::Document {
+            tenant_id: tenant.clone(),
+            document_id: id.clone(),
+        })?;
+        self.transact_if(vec![delete, change]).await
+    }
+
+    async fn expire_audit(&self, _now: DateTime<Utc>) -> Result<u64, StoreError> {
+        // The audit table's TTL attribute (`expiresAt`) lets DynamoDB delete
+        // expired records itself.
+        Ok(0)
     }
 
     /// Checked completely first; then written in transactions of up to 100

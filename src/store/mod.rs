@@ -81,6 +81,20 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<(Vec<Tenant>, bool), StoreError>;
     async fn put_document(&self, document: &Document) -> Result<(), StoreError>;
+    /// Deletes a document for good, with a change-log entry. With
+    /// `if_deleted_at`, only if it is soft-deleted at exactly that time (a
+    /// restore or a new deletion since it was read wins). `Ok(false)` when
+    /// nothing was deleted: no such document, or the condition failed.
+    async fn delete_document(
+        &self,
+        tenant: &TenantId,
+        id: &DocumentId,
+        if_deleted_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError>;
+    /// Deletes the audit records whose expiry (`expiresAt`, never under the
+    /// compliance floor) is before `now`, and says how many. DynamoDB's TTL
+    /// does this by itself there: `Ok(0)`.
+    async fn expire_audit(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Writes a whole data set. SQLite: all of it or (on any error) none of
     /// it. DynamoDB: checked first, then written in transactions; rerunning
     /// converges.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -48,6 +49,7 @@ CREATE TABLE IF NOT EXISTS audit (
     PRIMARY KEY (tenant_id, event_id)
 );
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (tenant_id, ts);
+CREATE INDEX IF NOT EXISTS audit_by_expiry ON audit (expires_at);
 CREATE TABLE IF NOT EXISTS migrations (
     id         TEXT PRIMARY KEY,
     state      TEXT NOT NULL,
@@ -431,6 +433,63 @@ impl Store for SqliteStore {
             }
             upsert_document(&tx, &document)?;
             tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete_document(
+        &self,
+        tenant: &TenantId,
+        id: &DocumentId,
+        if_deleted_at: Option<DateTime<Utc>>,
+    ) -> Result<bool, StoreError> {
+        let (tenant, id) = (tenant.clone(), id.clone());
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let record: Option<String> = tx
+                .query_row(
+                    "SELECT record FROM documents WHERE tenant_id = ?1 AND document_id = ?2",
+                    [tenant.as_str(), id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some(record) = record else {
+                return Ok(false);
+            };
+            if let Some(expected) = if_deleted_at {
+                let doc: Document = from_json(&record)?;
+                if doc.deleted_at != Some(expected) {
+                    return Ok(false);
+                }
+            }
+            tx.execute(
+                "DELETE FROM documents WHERE tenant_id = ?1 AND document_id = ?2",
+                [tenant.as_str(), id.as_str()],
+            )
+            .map_err(backend)?;
+            record_change(
+                &tx,
+                &Change::Document {
+                    tenant_id: tenant,
+                    document_id: id,
+                },
+            )?;
+            tx.commit().map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn expire_audit(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let now = now.timestamp();
+        self.with_conn(move |c| {
+            let n = c
+                .execute("DELETE FROM audit WHERE expires_at < ?1", [now])
+                .map_err(backend)?;
+            Ok(n as u64)
         })
         .await
     }

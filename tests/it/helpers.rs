@@ -204,6 +204,9 @@ pub struct FlakyStore {
     pub down: std::sync::atomic::AtomicBool,
     /// Document reads so far.
     pub document_reads: std::sync::atomic::AtomicUsize,
+    /// Deletions to let through before the store goes down (negative: no
+    /// limit), to interrupt a job part-way.
+    pub deletes_left: std::sync::atomic::AtomicI64,
 }
 
 impl FlakyStore {
@@ -212,6 +215,7 @@ impl FlakyStore {
             inner,
             down: Default::default(),
             document_reads: Default::default(),
+            deletes_left: std::sync::atomic::AtomicI64::new(-1),
         })
     }
 }
@@ -262,6 +266,30 @@ impl store::Store for FlakyStore {
     async fn put_document(&self, d: &cedargate::model::Document) -> Result<(), store::StoreError> {
         self.check()?;
         self.inner.put_document(d).await
+    }
+    async fn delete_document(
+        &self,
+        tenant: &TenantId,
+        id: &DocumentId,
+        if_deleted_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<bool, store::StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.check()?;
+        if self.deletes_left.load(SeqCst) == 0 {
+            self.down.store(true, SeqCst);
+            self.check()?;
+        }
+        if self.deletes_left.load(SeqCst) > 0 {
+            self.deletes_left.fetch_sub(1, SeqCst);
+        }
+        self.inner.delete_document(tenant, id, if_deleted_at).await
+    }
+    async fn expire_audit(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, store::StoreError> {
+        self.check()?;
+        self.inner.expire_audit(now).await
     }
     async fn import(&self, data: &DataSet) -> Result<store::ImportSummary, store::StoreError> {
         self.check()?;
@@ -424,13 +452,23 @@ pub async fn spawn_jwt_app_full(
 
 /// The management API in token mode over the fixture store.
 pub async fn spawn_admin_app(settings: impl FnOnce(&mut Settings)) -> (TestApp, Keys) {
+    let retention = cedargate::retention::RetentionConfig::new("unused-archives".into());
+    spawn_admin_app_at(cedargate::clock::system(), retention, settings).await
+}
+
+/// The management API reading `clock`, with `retention`'s recovery window.
+pub async fn spawn_admin_app_at(
+    clock: cedargate::clock::SharedClock,
+    retention: cedargate::retention::RetentionConfig,
+    settings: impl FnOnce(&mut Settings),
+) -> (TestApp, Keys) {
     spawn_jwt_routed(
         |_| {},
         |s| {
             s.audit.role = "admin".into();
             settings(s);
         },
-        Arc::new(cedargate::admin::AdminRoutes),
+        Arc::new(cedargate::admin::AdminRoutes::new(retention, clock)),
     )
     .await
 }

@@ -82,7 +82,10 @@ fn tenant_record(id: &'static str) -> impl Strategy<Value = Tenant> {
                 settings: Settings {
                     data_retention_days: 30,
                     allowed_file_types: types,
+                    recovery_window_days: None,
                 },
+                cancelled_at: None,
+                purged_at: None,
             },
         )
 }
