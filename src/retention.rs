@@ -197,6 +197,9 @@ pub struct Report {
     pub tenants_checked: u64,
     pub documents_purged: u64,
     pub tenants_purged: u64,
+    /// Documents deleted with their tenant (also by a purge that did not
+    /// finish: the next run deletes only the rest).
+    pub tenant_documents_deleted: u64,
     pub audit_expired: u64,
     pub steps: Vec<Step>,
     pub failures: Vec<Failure>,
@@ -244,6 +247,7 @@ impl Retention {
             tenants_checked: 0,
             documents_purged: 0,
             tenants_purged: 0,
+            tenant_documents_deleted: 0,
             audit_expired: 0,
             steps: Vec::new(),
             failures: Vec::new(),
@@ -519,7 +523,7 @@ impl Run<'_> {
         });
         self.record(&id, "PurgeTenant", &resource, details.clone(), Ok(()))
             .await?;
-        let result = self.delete_all_documents(&t).await;
+        let result = self.delete_all_documents(&t, report).await;
         let documents = match result {
             Ok(n) => n,
             Err(message) => {
@@ -538,7 +542,7 @@ impl Run<'_> {
     /// Deletes the tenant's documents, zeroes its document and storage
     /// usage and marks it purged (last, so an interrupted purge is picked up
     /// again). Returns how many documents this call deleted.
-    async fn delete_all_documents(&self, t: &Tenant) -> Result<u64, String> {
+    async fn delete_all_documents(&self, t: &Tenant, report: &mut Report) -> Result<u64, String> {
         let store = &self.job.store;
         let id = &t.tenant_id;
         let mut deleted = 0;
@@ -556,6 +560,7 @@ impl Run<'_> {
                     .map_err(|e| e.to_string())?
                 {
                     this_page += 1;
+                    report.tenant_documents_deleted += 1;
                 }
             }
             deleted += this_page;

@@ -209,6 +209,74 @@ fn the_example_config_file_is_valid() {
     ));
     assert_eq!(settings.forward_auth.routes.len(), 3);
     cedargate::sidecar::forward::RouteTable::new(&settings.forward_auth).unwrap();
+    assert_eq!(settings.retention.recovery_days, 30);
+    assert_eq!(settings.retention.interval, None);
+    assert_eq!(
+        settings.retention.archive_dir,
+        std::path::Path::new("/var/lib/cedargate/archives")
+    );
+}
+
+/// `cedargate-admin retention run`: a dry run that changes nothing, a run
+/// that purges the fixture's long-deleted document and records it, and a
+/// second run with nothing left to do.
+#[tokio::test]
+async fn admin_retention_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let url = format!("sqlite:{}", db.display());
+    let store_url = StoreUrl::Sqlite(db.clone());
+    let s = store::open(&store_url).await.unwrap();
+    s.import(&serde_json::from_str(FIXTURE).unwrap())
+        .await
+        .unwrap();
+    let t1 = TenantId::parse("t1").unwrap();
+    let doc = cedargate::ids::DocumentId::parse("d-deleted").unwrap();
+    let retention = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cedargate-admin"))
+            .args(["retention", "run", "--store", &url])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = retention(&["--dry-run"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("would purge document t1/d-deleted"), "{out}");
+    assert!(out.contains("dry run, nothing changed"), "{out}");
+    assert!(s.get_document(&t1, &doc).await.unwrap().is_some());
+
+    let (code, out, err) = retention(&["--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["documentsPurged"], 1, "{out}");
+    assert_eq!(report["failures"], serde_json::json!([]));
+    assert!(s.get_document(&t1, &doc).await.unwrap().is_none());
+    let records = s
+        .all_audit_events(&cedargate::store::AuditQuery::new(
+            t1.clone(),
+            chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            chrono::Utc::now() + chrono::Duration::days(1),
+            100,
+        ))
+        .await
+        .unwrap();
+    let purge = records
+        .iter()
+        .find(|e| e.action == "PurgeDocument")
+        .expect("the purge is recorded");
+    assert_eq!(purge.details["via"], "cli");
+
+    let (code, out, _) = retention(&[]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("0 documents purged"), "{out}");
+    let (code, _, err) = retention(&["--tenant", "nobody"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("unknown tenant nobody"), "{err}");
 }
 
 #[tokio::test]
@@ -244,4 +312,77 @@ async fn admin_migrates_and_imports_into_dynamodb() {
     let s = store::open(&ddb.url("admin-")).await.unwrap();
     let t1 = s.get_tenant(&TenantId::parse("t1").unwrap()).await.unwrap();
     assert_eq!(t1.unwrap().name, "Acme");
+}
+
+/// `cedargate-admin serve` with `[retention] interval_secs` runs the job
+/// by itself, and stops it on SIGTERM.
+#[tokio::test]
+async fn admin_serve_runs_retention_on_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let s = store::open(&StoreUrl::Sqlite(db.clone())).await.unwrap();
+    s.import(&serde_json::from_str(FIXTURE).unwrap())
+        .await
+        .unwrap();
+    let config = dir.path().join("c.toml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        &config,
+        format!(
+            "store = \"sqlite:{}\"\nlisten = \"127.0.0.1:{port}\"\nidentity = \"trusted\"\npolicies = {:?}\nschema = {:?}\n\n[retention]\ninterval_secs = 1\n",
+            db.display(),
+            repo_dir("policies"),
+            repo_dir("schemas"),
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cedargate-admin"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t1 = TenantId::parse("t1").unwrap();
+    let doc = cedargate::ids::DocumentId::parse("d-deleted").unwrap();
+    crate::helpers::eventually("the scheduled run to purge d-deleted", || async {
+        s.get_document(&t1, &doc).await.unwrap().is_none()
+    })
+    .await;
+    let canc = s
+        .get_tenant(&TenantId::parse("canc").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(canc.cancelled_at.is_some(), "its retention period started");
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+        .await
+        .expect("it stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let records = s
+        .all_audit_events(&cedargate::store::AuditQuery::new(
+            t1,
+            chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            chrono::Utc::now() + chrono::Duration::days(1),
+            100,
+        ))
+        .await
+        .unwrap();
+    let purge = records
+        .iter()
+        .find(|e| e.action == "PurgeDocument")
+        .expect("recorded");
+    assert_eq!(purge.user_id.as_deref(), Some("system:retention"));
+    assert_eq!(purge.details["via"], "schedule");
 }

@@ -12,5 +12,6 @@ mod nginx;
 mod policy_table;
 mod propagation;
 mod reload;
+mod retention;
 mod store_contract;
 mod tokens;
