@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
@@ -75,6 +76,53 @@ pub struct App {
     /// Where the change log ended when the cache was created.
     cursor: Option<ChangeCursor>,
     audit: Option<AuditTasks>,
+    /// Policy stores to pull from Verified Permissions.
+    pulled: Vec<Pulled>,
+}
+
+/// A policy store the sidecar keeps a copy of.
+struct Pulled {
+    config: crate::avp::StoreConfig,
+    slot: Arc<arc_swap::ArcSwapOption<crate::avp::PolicyStoreSet>>,
+}
+
+/// The hosted policy stores; those of AVP start empty and are filled by
+/// their pullers.
+async fn avp_stores(
+    configs: &[crate::avp::StoreConfig],
+    git: &PolicyHandle,
+) -> Result<(crate::avp::PolicyStores, Vec<Pulled>), StartError> {
+    use crate::avp::{HostedStore, Policies, SourceKind, TokenSource};
+    let mut hosted = Vec::new();
+    let mut pulled = Vec::new();
+    for c in configs {
+        let policies = match c.source {
+            SourceKind::Git => Policies::Git(git.clone()),
+            SourceKind::Avp => {
+                let slot = Arc::new(arc_swap::ArcSwapOption::empty());
+                pulled.push(Pulled {
+                    config: c.clone(),
+                    slot: slot.clone(),
+                });
+                Policies::Pulled(slot)
+            }
+        };
+        let identity = match &c.identity {
+            Some(i) => Some(TokenSource {
+                verifier: Verifier::new(i.jwt_config()).await?,
+                user_pool_id: i.user_pool_id.clone(),
+                principal_entity_type: i.principal_entity_type.clone(),
+                group_entity_type: i.group_entity_type.clone(),
+            }),
+            None => None,
+        };
+        hosted.push(HostedStore {
+            id: c.id.clone(),
+            policies,
+            identity,
+        });
+    }
+    Ok((crate::avp::PolicyStores::new(hosted), pulled))
 }
 
 impl App {
@@ -130,12 +178,14 @@ impl App {
             metrics.clone(),
             settings.cache.decision_capacity,
         ));
+        let (avp, pulled) = avp_stores(&settings.avp, &policies).await?;
         let state = Arc::new(AppState {
             engine,
             config: settings.sidecar.clone(),
             identity,
             routes,
             audit,
+            avp: Arc::new(avp),
         });
         Ok(App {
             state,
@@ -144,6 +194,7 @@ impl App {
             settings,
             cursor,
             audit: audit_tasks,
+            pulled,
         })
     }
 
@@ -193,11 +244,32 @@ impl App {
                 let _ = rx.wait_for(|stop| *stop).await;
             },
         ));
+        let mut pullers = Vec::new();
+        for p in &self.pulled {
+            let mut rx = stop_rx.clone();
+            let client = crate::avp::source::client(
+                p.config.region.as_deref(),
+                p.config.endpoint_url.as_deref(),
+            )
+            .await;
+            pullers.push(tokio::spawn(crate::avp::source::follow(
+                client,
+                p.config.id.clone(),
+                p.slot.clone(),
+                Duration::from_secs(p.config.refresh_secs.unwrap_or(30).max(1)),
+                async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                },
+            )));
+        }
         sidecar::serve(listener, self.state.clone(), router, shutdown).await;
         let _ = stop_tx.send(true);
         let _ = watcher.await;
         let _ = follower.await;
         let _ = counter.await;
+        for p in pullers {
+            let _ = p.await;
+        }
         // Every request has been answered: write and drain their records.
         if let Some(audit) = self.audit {
             audit.shutdown().await;

@@ -112,6 +112,14 @@ struct FileConfig {
     audit: FileAudit,
     #[serde(default)]
     retention: FileRetention,
+    avp: Option<FileAvp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAvp {
+    #[serde(default)]
+    stores: Vec<crate::avp::StoreConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -206,6 +214,8 @@ pub struct Settings {
     /// Recovery window, archives and schedule of the retention job
     /// (`cedargate-admin`).
     pub retention: RetentionConfig,
+    /// The policy stores of the Verified Permissions API.
+    pub avp: Vec<crate::avp::StoreConfig>,
 }
 
 /// The default audit spool: next to a SQLite store's file, else in the
@@ -242,6 +252,7 @@ impl Settings {
             usage_flush_interval: Duration::from_secs(1),
             audit: AuditConfig::new(default_spool_dir(&store)),
             retention: RetentionConfig::new(default_archive_dir(&store)),
+            avp: vec![crate::avp::StoreConfig::git(crate::avp::DEFAULT_GIT_STORE)],
             store,
         }
     }
@@ -323,6 +334,10 @@ impl Settings {
         }
         audit_config(&mut s.audit, &args, &file.audit)?;
         retention_config(&mut s.retention, &file.retention);
+        if let Some(avp) = file.avp {
+            crate::avp::check_config(&avp.stores).map_err(ConfigError::Invalid)?;
+            s.avp = avp.stores;
+        }
         Ok(s)
     }
 }

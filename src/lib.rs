@@ -35,6 +35,8 @@ pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod authz;
+pub mod avp;
+pub mod aws;
 pub mod cache;
 pub mod changes;
 pub mod clock;

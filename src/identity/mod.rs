@@ -184,6 +184,21 @@ impl Verifier {
     /// The full check: header, key, signature, claims. Returns the
     /// principal and the token's `exp`.
     async fn verify_signed(&self, token: &str) -> Result<(Principal, i64), TokenError> {
+        let (claims, exp) = self.checked_claims(token).await?;
+        Ok((claims::principal(&self.config.claims, &claims)?, exp))
+    }
+
+    /// Verifies a token as [`Verifier::verify`] does (signature, issuer,
+    /// audience, `token_use`, times) and returns its claims as they are,
+    /// for callers that map them themselves (the Verified Permissions API).
+    pub async fn verify_claims(&self, token: &str) -> Result<serde_json::Value, TokenError> {
+        if token.len() > self.config.max_token_bytes {
+            return Err(TokenError::Oversized(self.config.max_token_bytes));
+        }
+        Ok(self.checked_claims(token).await?.0)
+    }
+
+    async fn checked_claims(&self, token: &str) -> Result<(serde_json::Value, i64), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName => {
                 TokenError::Algorithm("(unsupported)".into())
@@ -228,7 +243,7 @@ impl Verifier {
             .get("exp")
             .and_then(serde_json::Value::as_i64)
             .ok_or_else(|| TokenError::Claim("exp is not a number".into()))?;
-        Ok((claims::principal(&self.config.claims, &data.claims)?, exp))
+        Ok((data.claims, exp))
     }
 }
 

@@ -73,6 +73,8 @@ pub struct AppState {
     pub identity: Identity,
     pub routes: RouteTable,
     pub audit: AuditLog,
+    /// The policy stores of the Verified Permissions API.
+    pub avp: Arc<crate::avp::PolicyStores>,
 }
 
 /// A server's request handler: state, request, peer address → response.

@@ -93,31 +93,7 @@ fn day_of(micros: i64) -> String {
 
 impl DynamoStore {
     pub async fn connect(url: &DynamoUrl) -> Result<Self, StoreError> {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let mut loader =
-            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
-        if let Some(region) = &url.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let Some(endpoint) = &url.endpoint {
-            loader = loader.endpoint_url(endpoint);
-            // DynamoDB Local accepts any signature: don't go looking for
-            // real credentials (or an instance metadata service) for it.
-            if url.is_local() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-                loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                    "local",
-                    "local",
-                    None,
-                    None,
-                    "cedargate-local",
-                ));
-            }
-        }
-        let config = loader.load().await;
+        let config = crate::aws::sdk_config(url.region.as_deref(), url.endpoint.as_deref()).await;
         let p = &url.prefix;
         Ok(DynamoStore {
             client: Client::new(&config),

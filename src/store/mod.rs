@@ -333,10 +333,9 @@ pub struct DynamoUrl {
 impl DynamoUrl {
     /// Whether the endpoint is on this machine (DynamoDB Local).
     pub fn is_local(&self) -> bool {
-        self.endpoint.as_deref().is_some_and(|e| {
-            let host = e.split("://").nth(1).unwrap_or(e);
-            host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")
-        })
+        self.endpoint
+            .as_deref()
+            .is_some_and(crate::aws::is_loopback)
     }
 }
 

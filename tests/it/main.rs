@@ -2,6 +2,7 @@
 
 mod admin;
 mod audit;
+mod avp;
 mod binaries;
 mod dynamodb_local;
 mod forward_auth;

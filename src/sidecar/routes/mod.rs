@@ -1,6 +1,7 @@
 //! Request routing: one function per route, in its own file.
 
 mod authorize;
+pub(crate) mod avp;
 mod forward_auth;
 pub(crate) mod health;
 pub(crate) mod principal;
@@ -27,6 +28,9 @@ pub(crate) async fn route(
     let path = req.uri().path().to_string();
     let result = match (&method, path.as_str()) {
         (&Method::POST, "/v1/authorize") => authorize::single(state, req, peer).await,
+        (&Method::POST, "/") if avp::is_avp(req.headers()) => {
+            return avp::handle(state, req, peer).await
+        }
         (&Method::POST, "/v1/authorize/batch") => authorize::batch(state, req, peer).await,
         (&Method::GET, "/healthz") => Ok(health::healthz()),
         (&Method::GET, "/readyz") => Ok(health::readyz(state).await),

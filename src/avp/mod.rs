@@ -1,0 +1,490 @@
+//! Amazon Verified Permissions compatibility.
+//!
+//! - [`wire`]: the data-plane shapes (`IsAuthorized`, `BatchIsAuthorized`,
+//!   and their `WithToken` variants) as the AWS API model defines them.
+//! - This module: the policy stores a sidecar hosts — the Git-authored set
+//!   under an id of the operator's choosing, and sets pulled from AVP policy
+//!   stores — and the evaluation of a request against one of them with the
+//!   entities the request carries, as AVP evaluates it.
+//! - [`source`]: the puller that keeps a copy of an AVP policy store.
+//! - [`push`]: `cedargate policy push`, Git → AVP.
+
+pub mod push;
+pub mod source;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use cedar_policy::{
+    Authorizer, Context, Entities, EntityId, EntityTypeName, EntityUid, PolicySet, Request, Schema,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::identity::{TokenError, Verifier};
+use crate::policy::PolicyHandle;
+use wire::{
+    ActionIdentifier, Decision, DeterminingPolicy, EntityIdentifier, EvaluationError, FieldError,
+    Outcome,
+};
+
+/// The policy store id the Git-authored set answers to unless configured.
+pub const DEFAULT_GIT_STORE: &str = "cedargate";
+
+/// A policy set and the schema that types it, as one AVP policy store holds
+/// them.
+pub struct PolicyStoreSet {
+    pub policies: PolicySet,
+    pub schema: Option<Schema>,
+    /// Identifies the content (a hash for Git, the newest update for AVP).
+    pub revision: String,
+}
+
+/// Where a hosted store's policies come from.
+pub enum Policies {
+    /// `policies/` and `schemas/` (hot-reloaded with the native API's).
+    Git(PolicyHandle),
+    /// An AVP policy store, pulled by [`source`]; empty until the first
+    /// pull succeeds.
+    Pulled(Arc<ArcSwapOption<PolicyStoreSet>>),
+}
+
+/// How tokens of a store's identity source become a principal, as AVP maps
+/// an Amazon Cognito identity source.
+pub struct TokenSource {
+    pub verifier: Arc<Verifier>,
+    /// The entity id prefix: `<userPoolId>|<sub>`.
+    pub user_pool_id: String,
+    pub principal_entity_type: String,
+    /// Type of the `cognito:groups` parents; none: groups are ignored.
+    pub group_entity_type: Option<String>,
+}
+
+/// One hosted policy store.
+pub struct HostedStore {
+    pub id: String,
+    pub policies: Policies,
+    pub identity: Option<TokenSource>,
+}
+
+/// The policy stores of a sidecar, by id.
+#[derive(Default)]
+pub struct PolicyStores {
+    stores: HashMap<String, Arc<HostedStore>>,
+}
+
+impl PolicyStores {
+    pub fn new(stores: Vec<HostedStore>) -> Self {
+        PolicyStores {
+            stores: stores
+                .into_iter()
+                .map(|s| (s.id.clone(), Arc::new(s)))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<HostedStore>> {
+        self.stores.get(id)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.stores.keys().map(String::as_str)
+    }
+}
+
+/// Why a request cannot be evaluated, as AVP reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AvpError {
+    /// `ValidationException`, with the fields at fault.
+    Validation(String, Vec<FieldError>),
+    /// `ResourceNotFoundException` for a policy store.
+    StoreNotFound(String),
+    /// `AccessDeniedException`: a token that is not accepted.
+    AccessDenied(String),
+    /// `InternalServerException`: the store's policies are not loaded yet.
+    NotReady(String),
+}
+
+impl From<FieldError> for AvpError {
+    fn from(e: FieldError) -> Self {
+        AvpError::Validation(format!("{}: {}", e.path, e.message), vec![e])
+    }
+}
+
+impl From<TokenError> for AvpError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::KeysUnavailable => AvpError::NotReady(e.to_string()),
+            _ => AvpError::AccessDenied(format!("the token is not accepted: {e}")),
+        }
+    }
+}
+
+/// A hosted store's policies at one moment.
+pub enum Current {
+    Git(Arc<crate::policy::PolicySnapshot>),
+    Pulled(Arc<PolicyStoreSet>),
+}
+
+impl Current {
+    pub fn policies(&self) -> &PolicySet {
+        match self {
+            Current::Git(s) => &s.policies,
+            Current::Pulled(s) => &s.policies,
+        }
+    }
+
+    pub fn schema(&self) -> Option<&Schema> {
+        match self {
+            Current::Git(s) => Some(&s.schema),
+            Current::Pulled(s) => s.schema.as_ref(),
+        }
+    }
+
+    pub fn revision(&self) -> &str {
+        match self {
+            Current::Git(s) => &s.revision,
+            Current::Pulled(s) => &s.revision,
+        }
+    }
+}
+
+/// A hosted store's current policies, or why there are none.
+pub fn current(store: &HostedStore) -> Result<Current, AvpError> {
+    match &store.policies {
+        Policies::Git(handle) => Ok(Current::Git(handle.load_full())),
+        Policies::Pulled(set) => set.load_full().map(Current::Pulled).ok_or_else(|| {
+            AvpError::NotReady(format!(
+                "policy store {} has not been loaded from Verified Permissions yet",
+                store.id
+            ))
+        }),
+    }
+}
+
+fn uid(path: &str, e: &EntityIdentifier) -> Result<EntityUid, FieldError> {
+    let ty = EntityTypeName::from_str(&e.entity_type).map_err(|err| {
+        FieldError::new(
+            format!("{path}.entityType"),
+            format!("not a Cedar entity type: {err}"),
+        )
+    })?;
+    Ok(EntityUid::from_type_name_and_id(
+        ty,
+        EntityId::new(&e.entity_id),
+    ))
+}
+
+fn action_uid(path: &str, a: &ActionIdentifier) -> Result<EntityUid, FieldError> {
+    uid(
+        path,
+        &EntityIdentifier {
+            entity_type: a.action_type.clone(),
+            entity_id: a.action_id.clone(),
+        },
+    )
+}
+
+/// Parses the request's entities (with the schema when the store has one,
+/// as AVP does; the schema's action entities come with it).
+pub fn entities(
+    set: &Current,
+    cedar_json: Value,
+    extra: Option<Value>,
+) -> Result<Entities, FieldError> {
+    let parsed = Entities::from_json_value(cedar_json, set.schema())
+        .map_err(|e| FieldError::new("entities", e.to_string()))?;
+    match extra {
+        // A token's principal: its claims are not the schema's business.
+        Some(principal) => parsed
+            .add_entities_from_json_value(json!([principal]), None)
+            .map_err(|e| FieldError::new("entities", e.to_string())),
+        None => Ok(parsed),
+    }
+}
+
+/// One request of a call, ready to evaluate.
+pub struct Query<'a> {
+    /// Where its fields are, for error paths (`""` or `requests[3]`).
+    pub path: String,
+    pub principal: Option<&'a EntityIdentifier>,
+    pub action: Option<&'a ActionIdentifier>,
+    pub resource: Option<&'a EntityIdentifier>,
+    pub context: Value,
+    /// Whether the context is checked against the schema. Not when it
+    /// carries an access token's claims (`context.token`), which vary by
+    /// token and issuer and which no schema lists in full.
+    pub typed_context: bool,
+}
+
+/// Checks and evaluates one request.
+pub fn evaluate(set: &Current, entities: &Entities, q: &Query<'_>) -> Result<Outcome, AvpError> {
+    wire::check_request(&q.path, q.principal, q.action, q.resource)?;
+    let at = |f: &str| {
+        if q.path.is_empty() {
+            f.to_string()
+        } else {
+            format!("{}.{f}", q.path)
+        }
+    };
+    let principal = q
+        .principal
+        .ok_or_else(|| FieldError::new(at("principal"), "is required"))?;
+    let p = uid(&at("principal"), principal)?;
+    let a = action_uid(
+        &at("action"),
+        q.action
+            .ok_or_else(|| FieldError::new(at("action"), "is required"))?,
+    )?;
+    let r = uid(
+        &at("resource"),
+        q.resource
+            .ok_or_else(|| FieldError::new(at("resource"), "is required"))?,
+    )?;
+    let schema = set.schema().filter(|_| q.typed_context);
+    let context = Context::from_json_value(q.context.clone(), schema.map(|s| (s, &a)))
+        .map_err(|e| FieldError::new(at("context"), e.to_string()))?;
+    let request = Request::new(p, a, r, context, schema)
+        .map_err(|e| FieldError::new(q.path.clone(), e.to_string()))?;
+    let response = Authorizer::new().is_authorized(&request, set.policies(), entities);
+    let diagnostics = response.diagnostics();
+    let mut determining: Vec<DeterminingPolicy> = diagnostics
+        .reason()
+        .map(|id| DeterminingPolicy {
+            policy_id: id.to_string(),
+        })
+        .collect();
+    determining.sort_by(|x, y| x.policy_id.cmp(&y.policy_id));
+    Ok(Outcome {
+        decision: match response.decision() {
+            cedar_policy::Decision::Allow => Decision::Allow,
+            cedar_policy::Decision::Deny => Decision::Deny,
+        },
+        determining_policies: determining,
+        errors: diagnostics
+            .errors()
+            .map(|e| EvaluationError {
+                error_description: e.to_string(),
+            })
+            .collect(),
+    })
+}
+
+/// Which token a `WithToken` call carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Identity,
+    Access,
+}
+
+/// What a verified token contributes to a request: the principal (also
+/// returned to the caller), its entity, and for an access token the
+/// `context.token` record.
+pub struct TokenPrincipal {
+    pub principal: EntityIdentifier,
+    pub entity: Value,
+    pub context_token: Option<Value>,
+}
+
+/// The claim that lists a Cognito user's groups.
+const GROUPS_CLAIM: &str = "cognito:groups";
+
+impl TokenSource {
+    /// Verifies `token` and maps it the way AVP maps an Amazon Cognito
+    /// identity source: principal `<principalEntityType>::"<userPoolId>|<sub>"`,
+    /// `cognito:groups` as parents `<groupEntityType>::"<userPoolId>|<group>"`,
+    /// an ID token's other claims as the principal's attributes, an access
+    /// token's claims as `context.token`.
+    pub async fn principal(
+        &self,
+        token: &str,
+        kind: TokenKind,
+    ) -> Result<TokenPrincipal, AvpError> {
+        let claims = self.verifier.verify_claims(token).await?;
+        let want = match kind {
+            TokenKind::Identity => "id",
+            TokenKind::Access => "access",
+        };
+        if let Some(actual) = claims.get("token_use").and_then(Value::as_str) {
+            if actual != want {
+                return Err(AvpError::AccessDenied(format!(
+                    "the token is an {actual} token, given as {}",
+                    match kind {
+                        TokenKind::Identity => "identityToken",
+                        TokenKind::Access => "accessToken",
+                    }
+                )));
+            }
+        }
+        let Some(sub) = claims.get("sub").and_then(Value::as_str) else {
+            return Err(AvpError::AccessDenied("the token has no sub".into()));
+        };
+        let principal = EntityIdentifier {
+            entity_type: self.principal_entity_type.clone(),
+            entity_id: format!("{}|{sub}", self.user_pool_id),
+        };
+        let parents: Vec<Value> = match &self.group_entity_type {
+            Some(group_type) => claims
+                .get(GROUPS_CLAIM)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|g| json!({"type": group_type, "id": format!("{}|{g}", self.user_pool_id)}))
+                .collect(),
+            None => Vec::new(),
+        };
+        let record = |claims: &Value| -> Value {
+            let fields: serde_json::Map<String, Value> = claims
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| k.as_str() != GROUPS_CLAIM)
+                .filter_map(|(k, v)| cedar_claim(v).map(|v| (k.clone(), v)))
+                .collect();
+            Value::Object(fields)
+        };
+        let (attrs, context_token) = match kind {
+            TokenKind::Identity => (record(&claims), None),
+            TokenKind::Access => (json!({}), Some(record(&claims))),
+        };
+        Ok(TokenPrincipal {
+            entity: json!({
+                "uid": principal.cedar(),
+                "attrs": attrs,
+                "parents": parents,
+            }),
+            principal,
+            context_token,
+        })
+    }
+}
+
+/// A claim as a Cedar value: strings, booleans, whole numbers, and sets and
+/// records of them; other numbers become strings; nulls are left out.
+fn cedar_claim(v: &Value) -> Option<Value> {
+    match v {
+        Value::Null => None,
+        Value::Bool(_) | Value::String(_) => Some(v.clone()),
+        Value::Number(n) => Some(match n.as_i64() {
+            Some(i) => json!(i),
+            None => json!(n.to_string()),
+        }),
+        Value::Array(items) => Some(Value::Array(items.iter().filter_map(cedar_claim).collect())),
+        Value::Object(map) => Some(Value::Object(
+            map.iter()
+                .filter_map(|(k, v)| cedar_claim(v).map(|v| (k.clone(), v)))
+                .collect(),
+        )),
+    }
+}
+
+/// One hosted store as configured (`[[avp.stores]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The `policyStoreId` callers name.
+    pub id: String,
+    #[serde(default)]
+    pub source: SourceKind,
+    /// AVP stores: the region, and an endpoint other than AWS's.
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    /// AVP stores: how often changes are looked for [default: 30].
+    pub refresh_secs: Option<u64>,
+    /// The identity source of the `WithToken` calls.
+    pub identity: Option<IdentitySourceConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// The Git-authored `policies/` and `schemas/`.
+    #[default]
+    Git,
+    /// An Amazon Verified Permissions policy store with this id.
+    Avp,
+}
+
+/// An Amazon Cognito user pool as AVP's identity source configuration
+/// names it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySourceConfig {
+    pub user_pool_id: String,
+    pub principal_entity_type: String,
+    pub group_entity_type: Option<String>,
+    /// Accepted app client ids (`aud` of ID tokens, `client_id` of access
+    /// tokens).
+    pub client_ids: Vec<String>,
+    /// Token issuer [default: the user pool's Cognito URL].
+    pub issuer: Option<String>,
+    /// Where the pool's keys are [default: the issuer's JWKS URL].
+    pub jwks_file: Option<std::path::PathBuf>,
+    pub jwks_url: Option<String>,
+    /// Accept keys minted by `cedargate token` (development only).
+    #[serde(default)]
+    pub allow_dev_keys: bool,
+}
+
+impl IdentitySourceConfig {
+    /// The verifier settings: the pool's issuer, its client ids as
+    /// audiences, either Cognito token type.
+    pub fn jwt_config(&self) -> crate::identity::JwtConfig {
+        let region = self.user_pool_id.split('_').next().unwrap_or_default();
+        let issuer = self.issuer.clone().unwrap_or_else(|| {
+            format!(
+                "https://cognito-idp.{region}.amazonaws.com/{}",
+                self.user_pool_id
+            )
+        });
+        let jwks = match (&self.jwks_file, &self.jwks_url) {
+            (Some(f), _) => crate::identity::JwksSource::File(f.clone()),
+            (None, Some(u)) => crate::identity::JwksSource::Url(u.clone()),
+            (None, None) => {
+                crate::identity::JwksSource::Url(format!("{issuer}/.well-known/jwks.json"))
+            }
+        };
+        let mut c = crate::identity::JwtConfig::new(jwks, issuer, self.client_ids.clone());
+        c.token_use = crate::identity::TokenUse::Any;
+        c.allow_dev_keys = self.allow_dev_keys;
+        c
+    }
+}
+
+impl StoreConfig {
+    /// The Git store under `id`.
+    pub fn git(id: &str) -> Self {
+        StoreConfig {
+            id: id.to_string(),
+            source: SourceKind::Git,
+            region: None,
+            endpoint_url: None,
+            refresh_secs: None,
+            identity: None,
+        }
+    }
+}
+
+/// Checks the configured stores: valid, distinct ids; one Git store at most.
+pub fn check_config(stores: &[StoreConfig]) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for s in stores {
+        wire::check_store_id(&s.id).map_err(|e| format!("avp store {:?}: {}", s.id, e.message))?;
+        if !seen.insert(s.id.as_str()) {
+            return Err(format!("avp store {:?} is configured twice", s.id));
+        }
+    }
+    if stores
+        .iter()
+        .filter(|s| s.source == SourceKind::Git)
+        .count()
+        > 1
+    {
+        return Err("only one avp store may serve the Git policies".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,505 @@
+//! `POST /` with `X-Amz-Target: VerifiedPermissions.<Operation>`: the
+//! Amazon Verified Permissions data plane (awsJson1_0), so AWS SDKs pointed
+//! at the sidecar (`endpoint_url`) get their decisions locally. Signatures
+//! (SigV4) are not checked: the sidecar is a loopback endpoint and answers
+//! only what the caller could evaluate itself.
+//!
+//! Errors are what AWS clients read: `__type` in the body and the
+//! `x-amzn-ErrorType` header, `message`, `fieldList` for validation; every
+//! answer carries `x-amzn-RequestId`.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use cedar_policy::Entities;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{HeaderMap, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::audit::writer::Receipt;
+use crate::audit::{AuditEvent, RequestMeta};
+use crate::avp::wire::{
+    self, BatchIsAuthorizedInput, BatchIsAuthorizedWithTokenInput, BatchItemOutput,
+    EntitiesDefinition, EntityIdentifier, FieldError, IsAuthorizedInput,
+    IsAuthorizedWithTokenInput, Outcome,
+};
+use crate::avp::{self, AvpError, Current, HostedStore, Query, TokenKind, TokenPrincipal};
+use crate::sidecar::http::{full, read_body, Body};
+use crate::sidecar::AppState;
+
+/// The target prefix of the service.
+pub(super) const TARGET_PREFIX: &str = "VerifiedPermissions.";
+
+/// Most requests in a batch (AVP's limit).
+pub const MAX_BATCH: usize = 30;
+
+const CONTENT: &str = "application/x-amz-json-1.0";
+
+/// An AWS error: its type (the shape's name), status and message.
+struct AwsError {
+    kind: &'static str,
+    status: StatusCode,
+    message: String,
+    extra: Value,
+}
+
+impl AwsError {
+    fn new(kind: &'static str, status: StatusCode, message: impl Into<String>) -> Self {
+        AwsError {
+            kind,
+            status,
+            message: message.into(),
+            extra: json!({}),
+        }
+    }
+
+    fn serialization(message: impl Into<String>) -> Self {
+        Self::new("SerializationException", StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<AvpError> for AwsError {
+    fn from(e: AvpError) -> Self {
+        match e {
+            AvpError::Validation(message, fields) => AwsError {
+                kind: "ValidationException",
+                status: StatusCode::BAD_REQUEST,
+                message,
+                extra: json!({ "fieldList": fields }),
+            },
+            AvpError::StoreNotFound(id) => AwsError {
+                kind: "ResourceNotFoundException",
+                status: StatusCode::NOT_FOUND,
+                message: format!("policy store {id} does not exist"),
+                extra: json!({ "resourceId": id, "resourceType": "POLICY_STORE" }),
+            },
+            AvpError::AccessDenied(m) => {
+                Self::new("AccessDeniedException", StatusCode::FORBIDDEN, m)
+            }
+            AvpError::NotReady(m) => Self::new(
+                "InternalServerException",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                m,
+            ),
+        }
+    }
+}
+
+impl From<FieldError> for AwsError {
+    fn from(e: FieldError) -> Self {
+        AvpError::from(e).into()
+    }
+}
+
+fn respond(status: StatusCode, body: &impl Serialize, request_id: &str) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(full(bytes));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+fn error_response(e: AwsError, request_id: &str) -> Response<Body> {
+    let mut body = e.extra;
+    if let Some(map) = body.as_object_mut() {
+        map.insert(
+            "__type".into(),
+            format!("com.amazonaws.verifiedpermissions#{}", e.kind).into(),
+        );
+        map.insert("message".into(), e.message.into());
+    }
+    let mut resp = respond(e.status, &body, request_id);
+    resp.headers_mut()
+        .insert("x-amzn-errortype", HeaderValue::from_static(e.kind));
+    resp
+}
+
+/// Whether a request is for this API.
+pub(super) fn is_avp(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with(TARGET_PREFIX))
+}
+
+pub(super) async fn handle(
+    state: &AppState,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let target = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .trim_start_matches(TARGET_PREFIX)
+        .to_string();
+    let result = async {
+        let (head, bytes) = read_body(req, state.config.max_body_bytes)
+            .await
+            .map_err(|e| AwsError::new("ValidationException", StatusCode::BAD_REQUEST, e.message))?;
+        let meta = super::request_meta(&head.headers, peer);
+        let call = Call {
+            state,
+            meta,
+            request_id: &request_id,
+        };
+        match target.as_str() {
+            "IsAuthorized" => call.is_authorized(parse(&bytes)?).await,
+            "BatchIsAuthorized" => call.batch(parse(&bytes)?).await,
+            "IsAuthorizedWithToken" => call.with_token(parse(&bytes)?).await,
+            "BatchIsAuthorizedWithToken" => call.batch_with_token(parse(&bytes)?).await,
+            other => Err(AwsError::new(
+                "UnknownOperationException",
+                StatusCode::BAD_REQUEST,
+                format!("operation {other:?} is not served here; this endpoint serves IsAuthorized, BatchIsAuthorized, IsAuthorizedWithToken and BatchIsAuthorizedWithToken"),
+            )),
+        }
+    }
+    .await;
+    match result {
+        Ok(body) => respond(StatusCode::OK, &body, &request_id),
+        Err(e) => error_response(e, &request_id),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AwsError> {
+    serde_json::from_slice(bytes).map_err(|e| AwsError::serialization(e.to_string()))
+}
+
+/// One call's shared facts.
+struct Call<'a> {
+    state: &'a AppState,
+    meta: RequestMeta,
+    request_id: &'a str,
+}
+
+impl Call<'_> {
+    fn store(&self, id: &str) -> Result<(std::sync::Arc<HostedStore>, Current), AwsError> {
+        wire::check_store_id(id)?;
+        let store = self
+            .state
+            .avp
+            .get(id)
+            .cloned()
+            .ok_or_else(|| AvpError::StoreNotFound(id.to_string()))?;
+        let current = avp::current(&store)?;
+        Ok((store, current))
+    }
+
+    fn entities(
+        &self,
+        set: &Current,
+        def: Option<&EntitiesDefinition>,
+        token: Option<&TokenPrincipal>,
+    ) -> Result<Entities, AwsError> {
+        let json = match def {
+            Some(d) => d.cedar("entities")?,
+            None => json!([]),
+        };
+        Ok(avp::entities(set, json, token.map(|t| t.entity.clone()))?)
+    }
+
+    /// Evaluates `q` and queues its record.
+    async fn decide(
+        &self,
+        store: &HostedStore,
+        set: &Current,
+        entities: &Entities,
+        q: &Query<'_>,
+        source: &'static str,
+    ) -> Result<(Outcome, Receipt), AwsError> {
+        let started = Instant::now();
+        let outcome = avp::evaluate(set, entities, q)?;
+        let receipt = if self.state.audit.is_on() {
+            let event = self.event(store, set, q, &outcome, source, started.elapsed());
+            self.state
+                .audit
+                .submit(event)
+                .await
+                .map_err(|e| unrecorded(self.state, &e))?
+        } else {
+            Receipt::none()
+        };
+        Ok((outcome, receipt))
+    }
+
+    fn event(
+        &self,
+        store: &HostedStore,
+        set: &Current,
+        q: &Query<'_>,
+        outcome: &Outcome,
+        source: &'static str,
+        latency: std::time::Duration,
+    ) -> AuditEvent {
+        let uid = |e: Option<&EntityIdentifier>| {
+            e.map(|e| format!("{}::{:?}", e.entity_type, e.entity_id))
+                .unwrap_or_default()
+        };
+        let action = q
+            .action
+            .map(|a| format!("{}::{:?}", a.action_type, a.action_id))
+            .unwrap_or_default();
+        let mut details = json!({
+            "kind": "decision",
+            "source": source,
+            "policyStoreId": store.id,
+            "decision": outcome.decision,
+            "determiningPolicies": outcome.determining_policies.iter().map(|p| &p.policy_id).collect::<Vec<_>>(),
+            "errors": outcome.errors.iter().map(|e| &e.error_description).collect::<Vec<_>>(),
+            "policyRevision": set.revision(),
+            "latencyUs": u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+            "requestId": self.request_id,
+        });
+        if let Some(id) = &self.meta.request_id {
+            details["clientRequestId"] = id.as_str().into();
+        }
+        let mut e = AuditEvent::new(
+            uuid::Uuid::now_v7().to_string(),
+            chrono::Utc::now(),
+            audit_partition(&store.id),
+            action,
+            uid(q.resource),
+            details,
+        );
+        e.user_id = q.principal.map(|p| uid(Some(p)));
+        e.ip_address = self.meta.ip_address.clone();
+        e.user_agent = self.meta.user_agent.clone();
+        e.success = outcome.decision == wire::Decision::Allow;
+        e
+    }
+
+    async fn is_authorized(&self, input: IsAuthorizedInput) -> Result<Value, AwsError> {
+        let (store, set) = self.store(&input.policy_store_id)?;
+        let entities = self.entities(&set, input.entities.as_ref(), None)?;
+        let q = Query {
+            path: String::new(),
+            principal: input.principal.as_ref(),
+            action: input.action.as_ref(),
+            resource: input.resource.as_ref(),
+            context: context(input.context.as_ref(), "context", None)?,
+            typed_context: true,
+        };
+        let (outcome, receipt) = self.decide(&store, &set, &entities, &q, "avp").await?;
+        self.written(receipt).await?;
+        Ok(json!(outcome))
+    }
+
+    async fn batch(&self, input: BatchIsAuthorizedInput) -> Result<Value, AwsError> {
+        let (store, set) = self.store(&input.policy_store_id)?;
+        batch_size(input.requests.len())?;
+        // AVP's rule: one principal or one resource across the batch.
+        let first = &input.requests[0];
+        let same_principal = input
+            .requests
+            .iter()
+            .all(|r| r.principal == first.principal);
+        let same_resource = input.requests.iter().all(|r| r.resource == first.resource);
+        if !same_principal && !same_resource {
+            return Err(AvpError::from(FieldError::new(
+                "requests",
+                "the principal or the resource must be the same in every request of a batch",
+            ))
+            .into());
+        }
+        let entities = self.entities(&set, input.entities.as_ref(), None)?;
+        let mut pending = Vec::with_capacity(input.requests.len());
+        for (i, item) in input.requests.iter().enumerate() {
+            let path = format!("requests[{i}]");
+            let q = Query {
+                context: context(item.context.as_ref(), &format!("{path}.context"), None)?,
+                typed_context: true,
+                path,
+                principal: item.principal.as_ref(),
+                action: item.action.as_ref(),
+                resource: item.resource.as_ref(),
+            };
+            pending.push(
+                self.decide(&store, &set, &entities, &q, "avp-batch")
+                    .await?,
+            );
+        }
+        let mut results = Vec::with_capacity(pending.len());
+        for (item, (outcome, receipt)) in input.requests.into_iter().zip(pending) {
+            self.written(receipt).await?;
+            results.push(BatchItemOutput {
+                request: item,
+                outcome,
+            });
+        }
+        Ok(json!({ "results": results }))
+    }
+
+    /// The store, its policies and the token's principal.
+    async fn token_principal(
+        &self,
+        store_id: &str,
+        identity: Option<&str>,
+        access: Option<&str>,
+    ) -> Result<(std::sync::Arc<HostedStore>, Current, TokenPrincipal), AwsError> {
+        let (store, set) = self.store(store_id)?;
+        let (token, kind) = match (identity, access) {
+            (Some(t), None) => (t, TokenKind::Identity),
+            (None, Some(t)) => (t, TokenKind::Access),
+            _ => {
+                return Err(FieldError::new(
+                    "identityToken",
+                    "give exactly one of identityToken and accessToken",
+                )
+                .into())
+            }
+        };
+        let source = store.identity.as_ref().ok_or_else(|| {
+            AvpError::from(FieldError::new(
+                "policyStoreId",
+                "the policy store has no identity source",
+            ))
+        })?;
+        let principal = source.principal(token, kind).await?;
+        Ok((store, set, principal))
+    }
+
+    async fn with_token(&self, input: IsAuthorizedWithTokenInput) -> Result<Value, AwsError> {
+        let (store, set, token) = self
+            .token_principal(
+                &input.policy_store_id,
+                input.identity_token.as_deref(),
+                input.access_token.as_deref(),
+            )
+            .await?;
+        let entities = self.entities(&set, input.entities.as_ref(), Some(&token))?;
+        let q = Query {
+            path: String::new(),
+            principal: Some(&token.principal),
+            action: input.action.as_ref(),
+            resource: input.resource.as_ref(),
+            context: context(
+                input.context.as_ref(),
+                "context",
+                token.context_token.as_ref(),
+            )?,
+            typed_context: token.context_token.is_none(),
+        };
+        let (outcome, receipt) = self
+            .decide(&store, &set, &entities, &q, "avp-token")
+            .await?;
+        self.written(receipt).await?;
+        let mut out = json!(outcome);
+        out["principal"] = json!(token.principal);
+        Ok(out)
+    }
+
+    async fn batch_with_token(
+        &self,
+        input: BatchIsAuthorizedWithTokenInput,
+    ) -> Result<Value, AwsError> {
+        let (store, set, token) = self
+            .token_principal(
+                &input.policy_store_id,
+                input.identity_token.as_deref(),
+                input.access_token.as_deref(),
+            )
+            .await?;
+        batch_size(input.requests.len())?;
+        let entities = self.entities(&set, input.entities.as_ref(), Some(&token))?;
+        let mut pending = Vec::with_capacity(input.requests.len());
+        for (i, item) in input.requests.iter().enumerate() {
+            let path = format!("requests[{i}]");
+            let q = Query {
+                context: context(
+                    item.context.as_ref(),
+                    &format!("{path}.context"),
+                    token.context_token.as_ref(),
+                )?,
+                typed_context: token.context_token.is_none(),
+                path,
+                principal: Some(&token.principal),
+                action: item.action.as_ref(),
+                resource: item.resource.as_ref(),
+            };
+            pending.push(
+                self.decide(&store, &set, &entities, &q, "avp-token-batch")
+                    .await?,
+            );
+        }
+        let mut results = Vec::with_capacity(pending.len());
+        for (item, (outcome, receipt)) in input.requests.into_iter().zip(pending) {
+            self.written(receipt).await?;
+            results.push(BatchItemOutput {
+                request: item,
+                outcome,
+            });
+        }
+        Ok(json!({ "principal": token.principal, "results": results }))
+    }
+
+    async fn written(&self, receipt: Receipt) -> Result<(), AwsError> {
+        receipt
+            .written()
+            .await
+            .map_err(|e| unrecorded(self.state, &e))
+    }
+}
+
+fn batch_size(n: usize) -> Result<(), AwsError> {
+    if n == 0 || n > MAX_BATCH {
+        return Err(FieldError::new(
+            "requests",
+            format!("a batch holds 1 to {MAX_BATCH} requests, this one has {n}"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The request's context as Cedar JSON, with an access token's claims as
+/// `token`.
+fn context(
+    def: Option<&wire::ContextDefinition>,
+    path: &str,
+    token: Option<&Value>,
+) -> Result<Value, AwsError> {
+    let mut ctx = match def {
+        Some(d) => d.cedar(path)?,
+        None => json!({}),
+    };
+    if let (Some(claims), Some(map)) = (token, ctx.as_object_mut()) {
+        map.insert("token".into(), claims.clone());
+    }
+    Ok(ctx)
+}
+
+/// The audit partition of a policy store's decisions (audit records are
+/// kept per tenant; AVP requests name no tenant).
+pub fn audit_partition(store_id: &str) -> String {
+    let clean: String = store_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(59)
+        .collect();
+    format!("_avp.{clean}")
+}
+
+/// The decision was made but cannot be recorded: not given (fail closed).
+fn unrecorded(state: &AppState, e: &crate::audit::writer::AuditError) -> AwsError {
+    let api = super::audit_unavailable(state, e);
+    AwsError::new(
+        "InternalServerException",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        api.message,
+    )
+}
