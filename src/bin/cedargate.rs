@@ -97,6 +97,58 @@ enum PolicyCommand {
         #[arg(long, default_value = "schemas")]
         schema: PathBuf,
     },
+    /// Make an Amazon Verified Permissions policy store hold these policies
+    /// and schema: prints the plan, then carries it out (unless
+    /// --dry-run). Policies pushed before are found by their @id (kept in
+    /// the AVP description); policies made in AVP otherwise are left alone.
+    Push {
+        /// The AVP policy store id.
+        #[arg(long)]
+        policy_store: String,
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        #[arg(long, default_value = "schemas")]
+        schema: PathBuf,
+        /// AWS region [default: from the environment].
+        #[arg(long)]
+        region: Option<String>,
+        /// Another endpoint than AWS's.
+        #[arg(long)]
+        endpoint_url: Option<String>,
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+async fn push(
+    store: String,
+    policies: PathBuf,
+    schema: PathBuf,
+    region: Option<String>,
+    endpoint: Option<String>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    use cedargate::avp::push;
+    let sources = cedargate::policy::PolicySources {
+        policy_dir: policies,
+        schema_dir: schema,
+    };
+    let (git, schema) = push::git_side(&sources)?;
+    let client = cedargate::avp::source::client(region.as_deref(), endpoint.as_deref()).await;
+    let plan = push::plan(&client, &store, &git, &schema).await?;
+    for line in plan.lines() {
+        println!("{line}");
+    }
+    if dry_run {
+        println!("dry run: nothing changed");
+    } else if plan.is_empty() {
+        println!("policy store {store} is up to date");
+    } else {
+        push::apply(&client, &store, &plan).await?;
+        println!("policy store {store} updated");
+    }
+    Ok(())
 }
 
 fn init_tracing() {
@@ -321,6 +373,21 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Validate { policies, schema }) => {
             return validate(policies, schema)
         }
+        Command::Policy(PolicyCommand::Push {
+            policy_store,
+            policies,
+            schema,
+            region,
+            endpoint_url,
+            dry_run,
+        }) => runtime.block_on(push(
+            policy_store,
+            policies,
+            schema,
+            region,
+            endpoint_url,
+            dry_run,
+        )),
         Command::Token(command) => token(command),
     };
     match result {

@@ -66,6 +66,15 @@ fn entities_json(data: &DataSet, p: &Principal, doc: &str) -> String {
         .to_string()
 }
 
+/// [`entities_json`] for one of [`people`], by id.
+pub fn entities_for(data: &DataSet, who: &str, doc: &str) -> String {
+    let p = people()
+        .into_iter()
+        .find(|p| p.id.as_str() == who)
+        .expect("one of people()");
+    entities_json(data, &p, doc)
+}
+
 fn people() -> Vec<Principal> {
     vec![
         principal("alice", "t1", &["editor"], 2),

@@ -3,6 +3,8 @@
 mod admin;
 mod audit;
 mod avp;
+mod avp_source;
+mod avp_standin;
 mod binaries;
 mod dynamodb_local;
 mod forward_auth;
