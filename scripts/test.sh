@@ -46,8 +46,12 @@ echo "== schemathesis against cedargate-admin serve (docs/openapi.json)"
 # The binaries `cargo test` built for the integration tests.
 schemathesis=ok
 scripts/schemathesis.sh 2>&1 | tee -a "$log" || schemathesis=FAILED
+
+echo "== boto3 against the sidecar's Verified Permissions API"
+boto3=ok
+scripts/avp-boto3.sh 2>&1 | tee -a "$log" || boto3=FAILED
 # One closing line for the whole run.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed", p, f }' \
   "${log}"
-echo "; schemathesis: $schemathesis"
-[ "$schemathesis" = ok ]
+echo "; schemathesis: $schemathesis; boto3: $boto3"
+[ "$schemathesis" = ok ] && [ "$boto3" = ok ]
