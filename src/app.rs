@@ -120,6 +120,7 @@ async fn avp_stores(
             id: c.id.clone(),
             policies,
             identity,
+            parsed: Default::default(),
         });
     }
     Ok((crate::avp::PolicyStores::new(hosted), pulled))

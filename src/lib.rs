@@ -30,6 +30,9 @@
 //! - [`retention`]: recovery windows, archive and purge of cancelled
 //!   tenants, audit expiry.
 //! - [`clock`]: the clock lifecycle code reads (settable in tests).
+//! - [`avp`]: the Amazon Verified Permissions data plane's shapes, hosted
+//!   policy stores (Git-authored or pulled from AVP), `policy push`.
+//! - [`aws`]: one configuration of the AWS SDK clients.
 
 pub mod admin;
 pub mod app;

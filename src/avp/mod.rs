@@ -14,8 +14,12 @@ pub mod source;
 pub mod wire;
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::str::FromStr;
 use std::sync::Arc;
+
+use lru::LruCache;
+use parking_lot::Mutex;
 
 use arc_swap::ArcSwapOption;
 use cedar_policy::{
@@ -68,6 +72,7 @@ pub struct HostedStore {
     pub id: String,
     pub policies: Policies,
     pub identity: Option<TokenSource>,
+    pub parsed: ParsedEntities,
 }
 
 /// The policy stores of a sidecar, by id.
@@ -188,21 +193,63 @@ fn action_uid(path: &str, a: &ActionIdentifier) -> Result<EntityUid, FieldError>
     )
 }
 
-/// Parses the request's entities (with the schema when the store has one,
-/// as AVP does; the schema's action entities come with it).
-pub fn entities(
-    set: &Current,
-    cedar_json: Value,
-    extra: Option<Value>,
-) -> Result<Entities, FieldError> {
-    let parsed = Entities::from_json_value(cedar_json, set.schema())
-        .map_err(|e| FieldError::new("entities", e.to_string()))?;
-    match extra {
-        // A token's principal: its claims are not the schema's business.
-        Some(principal) => parsed
-            .add_entities_from_json_value(json!([principal]), None)
-            .map_err(|e| FieldError::new("entities", e.to_string())),
-        None => Ok(parsed),
+/// How many parsed entity sets each store remembers.
+const PARSED_CAPACITY: usize = 1024;
+
+/// Entity sets already parsed, by the store revision and the entities'
+/// JSON text: clients send the same entities again and again (a user and
+/// the resources of a page), and parsing costs more than deciding.
+pub struct ParsedEntities(Mutex<LruCache<(String, String), Arc<Entities>>>);
+
+impl Default for ParsedEntities {
+    fn default() -> Self {
+        ParsedEntities(Mutex::new(LruCache::new(
+            NonZeroUsize::new(PARSED_CAPACITY).unwrap_or(NonZeroUsize::MIN),
+        )))
+    }
+}
+
+impl HostedStore {
+    /// The request's entities, parsed with the schema when the store has
+    /// one (as AVP does; the schema's action entities come with it), plus a
+    /// token's principal (whose claims are not the schema's business).
+    pub fn entities(
+        &self,
+        set: &Current,
+        def: Option<&wire::EntitiesDefinition>,
+        token_principal: Option<&Value>,
+    ) -> Result<Arc<Entities>, FieldError> {
+        let text = match def {
+            None => String::from("[]"),
+            Some(d) => match (&d.entity_list, &d.cedar_json) {
+                (None, Some(text)) => text.clone(),
+                _ => d.cedar("entities")?.to_string(),
+            },
+        };
+        let key = (set.revision().to_string(), text);
+        let cached = self.parsed.0.lock().get(&key).cloned();
+        let base = match cached {
+            Some(e) => e,
+            None => {
+                let json = match def {
+                    Some(d) => d.cedar("entities")?,
+                    None => json!([]),
+                };
+                let parsed = Arc::new(
+                    Entities::from_json_value(json, set.schema())
+                        .map_err(|e| FieldError::new("entities", e.to_string()))?,
+                );
+                self.parsed.0.lock().put(key, parsed.clone());
+                parsed
+            }
+        };
+        match token_principal {
+            Some(principal) => Entities::clone(&base)
+                .add_entities_from_json_value(json!([principal]), None)
+                .map(Arc::new)
+                .map_err(|e| FieldError::new("entities", e.to_string())),
+            None => Ok(base),
+        }
     }
 }
 

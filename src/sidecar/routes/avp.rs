@@ -18,7 +18,6 @@ use hyper::{HeaderMap, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::audit::writer::Receipt;
 use crate::audit::{AuditEvent, RequestMeta};
 use crate::avp::wire::{
     self, BatchIsAuthorizedInput, BatchIsAuthorizedWithTokenInput, BatchItemOutput,
@@ -196,39 +195,66 @@ impl Call<'_> {
 
     fn entities(
         &self,
+        store: &HostedStore,
         set: &Current,
         def: Option<&EntitiesDefinition>,
         token: Option<&TokenPrincipal>,
-    ) -> Result<Entities, AwsError> {
-        let json = match def {
-            Some(d) => d.cedar("entities")?,
-            None => json!([]),
-        };
-        Ok(avp::entities(set, json, token.map(|t| t.entity.clone()))?)
+    ) -> Result<std::sync::Arc<Entities>, AwsError> {
+        Ok(store.entities(set, def, token.map(|t| &t.entity))?)
     }
 
-    /// Evaluates `q` and queues its record.
-    async fn decide(
+    /// Evaluates every query first (a request that is not valid fails the
+    /// whole call, as in AVP, before anything is recorded), then queues one
+    /// record per decision and waits for them all (one spool commit).
+    async fn decide_all(
         &self,
         store: &HostedStore,
         set: &Current,
         entities: &Entities,
-        q: &Query<'_>,
+        queries: &[Query<'_>],
         source: &'static str,
-    ) -> Result<(Outcome, Receipt), AwsError> {
-        let started = Instant::now();
-        let outcome = avp::evaluate(set, entities, q)?;
-        let receipt = if self.state.audit.is_on() {
-            let event = self.event(store, set, q, &outcome, source, started.elapsed());
-            self.state
-                .audit
-                .submit(event)
-                .await
-                .map_err(|e| unrecorded(self.state, &e))?
-        } else {
-            Receipt::none()
-        };
-        Ok((outcome, receipt))
+    ) -> Result<Vec<Outcome>, AwsError> {
+        let mut outcomes = Vec::with_capacity(queries.len());
+        for q in queries {
+            let started = Instant::now();
+            outcomes.push((avp::evaluate(set, entities, q)?, started.elapsed()));
+        }
+        let mut receipts = Vec::with_capacity(queries.len());
+        if self.state.audit.is_on() {
+            for (q, (outcome, latency)) in queries.iter().zip(&outcomes) {
+                let event = self.event(store, set, q, outcome, source, *latency);
+                receipts.push(
+                    self.state
+                        .audit
+                        .submit(event)
+                        .await
+                        .map_err(|e| unrecorded(self.state, &e))?,
+                );
+            }
+        }
+        for r in receipts {
+            r.written().await.map_err(|e| unrecorded(self.state, &e))?;
+        }
+        Ok(outcomes.into_iter().map(|(o, _)| o).collect())
+    }
+
+    /// [`Call::decide_all`] for one query.
+    async fn one(
+        &self,
+        store: &HostedStore,
+        set: &Current,
+        entities: &Entities,
+        q: Query<'_>,
+        source: &'static str,
+    ) -> Result<Outcome, AwsError> {
+        let mut out = self.decide_all(store, set, entities, &[q], source).await?;
+        out.pop().ok_or_else(|| {
+            AwsError::new(
+                "InternalServerException",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "no outcome",
+            )
+        })
     }
 
     fn event(
@@ -279,7 +305,7 @@ impl Call<'_> {
 
     async fn is_authorized(&self, input: IsAuthorizedInput) -> Result<Value, AwsError> {
         let (store, set) = self.store(&input.policy_store_id)?;
-        let entities = self.entities(&set, input.entities.as_ref(), None)?;
+        let entities = self.entities(&store, &set, input.entities.as_ref(), None)?;
         let q = Query {
             path: String::new(),
             principal: input.principal.as_ref(),
@@ -288,8 +314,7 @@ impl Call<'_> {
             context: context(input.context.as_ref(), "context", None)?,
             typed_context: true,
         };
-        let (outcome, receipt) = self.decide(&store, &set, &entities, &q, "avp").await?;
-        self.written(receipt).await?;
+        let outcome = self.one(&store, &set, &entities, q, "avp").await?;
         Ok(json!(outcome))
     }
 
@@ -310,8 +335,8 @@ impl Call<'_> {
             ))
             .into());
         }
-        let entities = self.entities(&set, input.entities.as_ref(), None)?;
-        let mut pending = Vec::with_capacity(input.requests.len());
+        let entities = self.entities(&store, &set, input.entities.as_ref(), None)?;
+        let mut queries = Vec::with_capacity(input.requests.len());
         for (i, item) in input.requests.iter().enumerate() {
             let path = format!("requests[{i}]");
             let q = Query {
@@ -322,19 +347,18 @@ impl Call<'_> {
                 action: item.action.as_ref(),
                 resource: item.resource.as_ref(),
             };
-            pending.push(
-                self.decide(&store, &set, &entities, &q, "avp-batch")
-                    .await?,
-            );
+            queries.push(q);
         }
-        let mut results = Vec::with_capacity(pending.len());
-        for (item, (outcome, receipt)) in input.requests.into_iter().zip(pending) {
-            self.written(receipt).await?;
-            results.push(BatchItemOutput {
-                request: item,
-                outcome,
-            });
-        }
+        let outcomes = self
+            .decide_all(&store, &set, &entities, &queries, "avp-batch")
+            .await?;
+        drop(queries);
+        let results: Vec<_> = input
+            .requests
+            .into_iter()
+            .zip(outcomes)
+            .map(|(request, outcome)| BatchItemOutput { request, outcome })
+            .collect();
         Ok(json!({ "results": results }))
     }
 
@@ -375,7 +399,7 @@ impl Call<'_> {
                 input.access_token.as_deref(),
             )
             .await?;
-        let entities = self.entities(&set, input.entities.as_ref(), Some(&token))?;
+        let entities = self.entities(&store, &set, input.entities.as_ref(), Some(&token))?;
         let q = Query {
             path: String::new(),
             principal: Some(&token.principal),
@@ -388,10 +412,7 @@ impl Call<'_> {
             )?,
             typed_context: token.context_token.is_none(),
         };
-        let (outcome, receipt) = self
-            .decide(&store, &set, &entities, &q, "avp-token")
-            .await?;
-        self.written(receipt).await?;
+        let outcome = self.one(&store, &set, &entities, q, "avp-token").await?;
         let mut out = json!(outcome);
         out["principal"] = json!(token.principal);
         Ok(out)
@@ -409,8 +430,8 @@ impl Call<'_> {
             )
             .await?;
         batch_size(input.requests.len())?;
-        let entities = self.entities(&set, input.entities.as_ref(), Some(&token))?;
-        let mut pending = Vec::with_capacity(input.requests.len());
+        let entities = self.entities(&store, &set, input.entities.as_ref(), Some(&token))?;
+        let mut queries = Vec::with_capacity(input.requests.len());
         for (i, item) in input.requests.iter().enumerate() {
             let path = format!("requests[{i}]");
             let q = Query {
@@ -425,27 +446,19 @@ impl Call<'_> {
                 action: item.action.as_ref(),
                 resource: item.resource.as_ref(),
             };
-            pending.push(
-                self.decide(&store, &set, &entities, &q, "avp-token-batch")
-                    .await?,
-            );
+            queries.push(q);
         }
-        let mut results = Vec::with_capacity(pending.len());
-        for (item, (outcome, receipt)) in input.requests.into_iter().zip(pending) {
-            self.written(receipt).await?;
-            results.push(BatchItemOutput {
-                request: item,
-                outcome,
-            });
-        }
+        let outcomes = self
+            .decide_all(&store, &set, &entities, &queries, "avp-token-batch")
+            .await?;
+        drop(queries);
+        let results: Vec<_> = input
+            .requests
+            .into_iter()
+            .zip(outcomes)
+            .map(|(request, outcome)| BatchItemOutput { request, outcome })
+            .collect();
         Ok(json!({ "principal": token.principal, "results": results }))
-    }
-
-    async fn written(&self, receipt: Receipt) -> Result<(), AwsError> {
-        receipt
-            .written()
-            .await
-            .map_err(|e| unrecorded(self.state, &e))
     }
 }
 
