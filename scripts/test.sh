@@ -50,8 +50,12 @@ scripts/schemathesis.sh 2>&1 | tee -a "$log" || schemathesis=FAILED
 echo "== boto3 against the sidecar's Verified Permissions API"
 boto3=ok
 scripts/avp-boto3.sh 2>&1 | tee -a "$log" || boto3=FAILED
+
+echo "== deploy/ checks (cfn-lint, kubernetes-validate, nginx -t, cross-checks)"
+deploy=ok
+scripts/check-deploy.sh 2>&1 | tee -a "$log" || deploy=FAILED
 # One closing line for the whole run.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed", p, f }' \
   "${log}"
-echo "; schemathesis: $schemathesis; boto3: $boto3"
-[ "$schemathesis" = ok ] && [ "$boto3" = ok ]
+echo "; schemathesis: $schemathesis; boto3: $boto3; deploy: $deploy"
+[ "$schemathesis" = ok ] && [ "$boto3" = ok ] && [ "$deploy" = ok ]

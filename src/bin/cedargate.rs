@@ -3,7 +3,7 @@
 //! (`policy validate`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -14,7 +14,7 @@ use cedargate::app::App;
 use cedargate::config::{ServeArgs, Settings};
 use cedargate::identity::devkey::{DevClaims, DevKey, DEV_AUDIENCE, DEV_ISSUER};
 use cedargate::identity::{JwksSource, JwtConfig};
-use cedargate::policy::{self, PolicySources};
+use cedargate::policy::{self, PolicySnapshot, PolicySources};
 use cedargate::sidecar::{client, shutdown_signal};
 use cedargate::store::{self, StoreUrl};
 
@@ -49,6 +49,12 @@ enum Command {
     /// Policy-author tools.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Health probe for images without a shell or curl: GET ADDR/PATH
+    /// (default /readyz) on loopback; exit 0 on 200, 1 otherwise.
+    Probe {
+        /// `127.0.0.1:8180` or `http://127.0.0.1:8180/readyz`.
+        target: String,
+    },
     /// Development tokens: a local signing key and tokens signed with it.
     /// A verifier accepts them only with --allow-dev-keys.
     #[command(subcommand)]
@@ -97,6 +103,48 @@ enum PolicyCommand {
         #[arg(long, default_value = "schemas")]
         schema: PathBuf,
     },
+    /// Run the test suites (`*.yaml`): requests decided by the real engine
+    /// over the data each suite states, against the expected decisions and
+    /// determining policies. Exits 1 if a case fails.
+    Test {
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        #[arg(long, default_value = "schemas")]
+        schema: PathBuf,
+        /// Where the suites are [default: POLICIES/tests].
+        #[arg(long)]
+        tests: Option<PathBuf>,
+    },
+    /// Format the policy files with Cedar's formatter; with --check, list
+    /// the files that are not formatted and exit 1.
+    Fmt {
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        #[arg(long)]
+        check: bool,
+    },
+    /// Decide one request and show the policies that made the decision.
+    Explain {
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        #[arg(long, default_value = "schemas")]
+        schema: PathBuf,
+        /// Tenants and documents (the import format).
+        #[arg(long, default_value = "demo/data.json")]
+        data: PathBuf,
+        /// The principal, as trusted mode states it:
+        /// '{"id": "rita", "tenant": "acme", "roles": ["viewer"], "clearance": 1}'.
+        #[arg(long)]
+        principal: String,
+        #[arg(long)]
+        action: String,
+        /// `Document::<id>` or `Tenant::<id>`.
+        #[arg(long)]
+        resource: String,
+        /// The context, as JSON.
+        #[arg(long)]
+        context: Option<String>,
+    },
     /// Make an Amazon Verified Permissions policy store hold these policies
     /// and schema: prints the plan, then carries it out (unless
     /// --dry-run). Policies pushed before are found by their @id (kept in
@@ -119,6 +167,145 @@ enum PolicyCommand {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+fn load_policies(policies: &Path, schema: &Path) -> Result<PolicySnapshot, String> {
+    cedargate::policy::load(&cedargate::policy::PolicySources {
+        policy_dir: policies.to_path_buf(),
+        schema_dir: schema.to_path_buf(),
+    })
+    .map_err(|e| e.to_string())
+}
+
+async fn policy_test(
+    policies: PathBuf,
+    schema: PathBuf,
+    tests: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let dir = tests.unwrap_or_else(|| policies.join("tests"));
+    let snapshot = load_policies(&policies, &schema).map_err(anyhow::Error::msg)?;
+    let all: Vec<String> = snapshot
+        .policies
+        .policies()
+        .map(|p| p.id().to_string())
+        .collect();
+    let report = cedargate::policy::suite::run(&dir, || load_policies(&policies, &schema))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    for f in &report.failures {
+        println!("FAIL {} / {}: {}", f.suite, f.case, f.message);
+    }
+    let never: Vec<&String> = all
+        .iter()
+        .filter(|id| !report.determining.contains(*id))
+        .collect();
+    if !never.is_empty() {
+        println!(
+            "note: no case is decided by {} (defence in depth that no request reaches, or a missing case)",
+            never.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    println!(
+        "{} suites, {} cases: {} passed, {} failed",
+        report.suites,
+        report.passed + report.failures.len(),
+        report.passed,
+        report.failures.len()
+    );
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn policy_fmt(policies: PathBuf, check: bool) -> anyhow::Result<ExitCode> {
+    let config = cedar_policy_formatter::Config {
+        line_width: 80,
+        indent_width: 2,
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&policies)
+        .with_context(|| format!("cannot read {}", policies.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cedar"))
+        .collect();
+    files.sort();
+    let mut unformatted = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file)?;
+        let pretty = cedar_policy_formatter::policies_str_to_pretty(&text, &config)
+            .map_err(|e| anyhow::anyhow!("{}: {e:?}", file.display()))?;
+        let pretty = if pretty.ends_with('\n') {
+            pretty
+        } else {
+            pretty + "\n"
+        };
+        if pretty != text {
+            unformatted += 1;
+            if check {
+                println!("{}: not formatted", file.display());
+            } else {
+                std::fs::write(&file, pretty)?;
+                println!("{}: formatted", file.display());
+            }
+        }
+    }
+    Ok(if check && unformatted > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn explain(
+    policies: PathBuf,
+    schema: PathBuf,
+    data: PathBuf,
+    principal: String,
+    action: String,
+    resource: String,
+    context: Option<String>,
+) -> anyhow::Result<()> {
+    let snapshot = load_policies(&policies, &schema).map_err(anyhow::Error::msg)?;
+    let data: cedargate::model::DataSet = serde_json::from_str(
+        &std::fs::read_to_string(&data)
+            .with_context(|| format!("cannot read {}", data.display()))?,
+    )
+    .with_context(|| format!("{} is not an import file", data.display()))?;
+    let principal: serde_json::Value =
+        serde_json::from_str(&principal).context("--principal is not JSON")?;
+    let context: serde_json::Value = match context {
+        Some(c) => serde_json::from_str(&c).context("--context is not JSON")?,
+        None => serde_json::Value::Null,
+    };
+    let harness = cedargate::policy::suite::Harness::new(snapshot, &data)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let d = harness
+        .decide(principal, &action, &resource, context)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!("{:?}", d.decision);
+    if let Some(reason) = d.reason {
+        println!("reason: {}", reason.as_str());
+    }
+    if d.determining_policies.is_empty() {
+        println!("no policy permits it (default deny)");
+    }
+    for id in &d.determining_policies {
+        let text = harness
+            .snapshot
+            .policies
+            .policy(&cedar_policy::PolicyId::new(id))
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        println!("\n{id}:\n{text}");
+    }
+    for e in &d.errors {
+        println!("error: {e}");
+    }
+    Ok(())
 }
 
 async fn push(
@@ -149,6 +336,34 @@ async fn push(
         println!("policy store {store} updated");
     }
     Ok(())
+}
+
+async fn probe(target: &str) -> ExitCode {
+    let rest = target.strip_prefix("http://").unwrap_or(target);
+    let (addr, path) = match rest.split_once('/') {
+        Some((a, p)) => (a, format!("/{p}")),
+        None => (rest, "/readyz".to_string()),
+    };
+    let Ok(addr) = addr.parse::<SocketAddr>() else {
+        eprintln!("error: {addr:?} is not an address (IP:PORT)");
+        return ExitCode::FAILURE;
+    };
+    let call = client::send(addr, Method::GET, &path, "");
+    match tokio::time::timeout(std::time::Duration::from_secs(3), call).await {
+        Ok(Ok(r)) if r.status == hyper::StatusCode::OK => ExitCode::SUCCESS,
+        Ok(Ok(r)) => {
+            eprintln!("{path}: {}", r.status);
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("{addr}: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("{addr}: no answer within 3 s");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_tracing() {
@@ -373,6 +588,35 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Validate { policies, schema }) => {
             return validate(policies, schema)
         }
+        Command::Policy(PolicyCommand::Test {
+            policies,
+            schema,
+            tests,
+        }) => {
+            return runtime
+                .block_on(policy_test(policies, schema, tests))
+                .unwrap_or_else(|e| {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                })
+        }
+        Command::Policy(PolicyCommand::Fmt { policies, check }) => {
+            return policy_fmt(policies, check).unwrap_or_else(|e| {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            })
+        }
+        Command::Policy(PolicyCommand::Explain {
+            policies,
+            schema,
+            data,
+            principal,
+            action,
+            resource,
+            context,
+        }) => runtime.block_on(explain(
+            policies, schema, data, principal, action, resource, context,
+        )),
         Command::Policy(PolicyCommand::Push {
             policy_store,
             policies,
@@ -389,6 +633,7 @@ fn main() -> ExitCode {
             dry_run,
         )),
         Command::Token(command) => token(command),
+        Command::Probe { target } => return runtime.block_on(probe(&target)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

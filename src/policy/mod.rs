@@ -4,6 +4,7 @@
 //! ([`watch`]); a load that fails keeps the last good one.
 
 mod load;
+pub mod suite;
 pub mod watch;
 
 use std::collections::HashMap;

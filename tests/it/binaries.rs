@@ -39,12 +39,12 @@ fn validate(policies: &Path, schemas: &Path) -> std::process::Output {
 fn invalid_policies_stop_start_up_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let (p, s) = copy_policies(dir.path());
-    // Line 3 of quotas.cedar gets an attribute the schema does not have.
+    // Line 2 of quotas.cedar gets an attribute the schema does not have.
     let file = p.join("quotas.cedar");
     let text = std::fs::read_to_string(&file).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
     let bad = "@id(\"quota.typo\") forbid (principal, action, resource is CedarGate::Tenant) when { resource.limits.maxDocs > 1 };";
-    lines.insert(2, bad);
+    lines.insert(1, bad);
     std::fs::write(&file, lines.join("\n")).unwrap();
 
     let out = Command::new(env!("CARGO_BIN_EXE_cedargate"))
@@ -59,12 +59,12 @@ fn invalid_policies_stop_start_up_with_file_and_line() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("quotas.cedar:3:"), "{stderr}");
+    assert!(stderr.contains("quotas.cedar:2:"), "{stderr}");
     assert!(stderr.contains("maxDocs"), "{stderr}");
 
     let out = validate(&p, &s);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("quotas.cedar:3:"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("quotas.cedar:2:"));
 
     // A syntax error is located too.
     std::fs::write(
@@ -385,4 +385,137 @@ async fn admin_serve_runs_retention_on_schedule() {
         .expect("recorded");
     assert_eq!(purge.user_id.as_deref(), Some("system:retention"));
     assert_eq!(purge.details["via"], "schedule");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+fn policy_cmd(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cedargate"))
+        .arg("policy")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// The shipped suites pass and the policy files are formatted; a policy
+/// changed to break a case makes `policy test` fail, naming the case, the
+/// decision and the determining policies.
+#[test]
+fn policy_test_catches_a_broken_policy() {
+    let schemas = repo_dir("schemas");
+    let schemas = schemas.to_str().unwrap();
+    let (code, out, err) = policy_cmd(&[
+        "test",
+        "--policies",
+        repo_dir("policies").to_str().unwrap(),
+        "--schema",
+        schemas,
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("0 failed"), "{out}");
+    let (code, out, _) = policy_cmd(&[
+        "fmt",
+        "--check",
+        "--policies",
+        repo_dir("policies").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "run `cedargate policy fmt`: {out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    copy_tree(&repo_dir("policies"), &policies);
+    let file = policies.join("visibility.cedar");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let broken = text.replacen(
+        "resource.visibility == \"public\"",
+        "resource.visibility == \"everyone\"",
+        1,
+    );
+    assert_ne!(broken, text);
+    std::fs::write(&file, broken).unwrap();
+    let (code, out, err) = policy_cmd(&[
+        "test",
+        "--policies",
+        policies.to_str().unwrap(),
+        "--schema",
+        schemas,
+    ]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("FAIL visibility / anyone in the tenant reads a public document: expected Allow, got Deny"),
+        "{out}"
+    );
+    assert!(out.contains("1 failed") || out.contains("failed"), "{out}");
+    // And `fmt --check` notices an unformatted file; `fmt` formats it.
+    std::fs::write(&file, text.replace("\n  ", "\n        ")).unwrap();
+    let p = policies.to_str().unwrap();
+    let (code, out, _) = policy_cmd(&["fmt", "--check", "--policies", p]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("visibility.cedar: not formatted"), "{out}");
+    assert_eq!(policy_cmd(&["fmt", "--policies", p]).0, Some(0));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+}
+
+/// `policy explain` shows the decision and the text of the policies that
+/// made it.
+#[test]
+fn policy_explain_shows_the_determining_policies() {
+    let data = repo_dir("tests/it/fixture.json");
+    let (code, out, err) = policy_cmd(&[
+        "explain",
+        "--policies",
+        repo_dir("policies").to_str().unwrap(),
+        "--schema",
+        repo_dir("schemas").to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--principal",
+        r#"{"id":"vic","tenant":"t1","roles":["viewer"],"clearance":0}"#,
+        "--action",
+        "Read",
+        "--resource",
+        "Document::d-secret",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.starts_with("Deny"), "{out}");
+    assert!(out.contains("classification.clearance:"), "{out}");
+    assert!(
+        out.contains("resource.classification > principal.clearance"),
+        "{out}"
+    );
+}
+
+/// `cedargate probe` for images without curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_says_whether_the_sidecar_is_ready() {
+    let app = crate::helpers::spawn_app().await;
+    let probe = |target: String| {
+        Command::new(env!("CARGO_BIN_EXE_cedargate"))
+            .args(["probe", &target])
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(probe(app.addr.to_string()), Some(0));
+    assert_eq!(probe(format!("http://{}/healthz", app.addr)), Some(0));
+    assert_eq!(probe(format!("http://{}/nope", app.addr)), Some(1));
+    let addr = app.addr;
+    app.shutdown().await;
+    assert_eq!(probe(addr.to_string()), Some(1));
 }
