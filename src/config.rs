@@ -128,6 +128,7 @@ struct FileRetention {
     recovery_days: Option<u32>,
     archive_dir: Option<PathBuf>,
     interval_secs: Option<u64>,
+    encryption: Option<crate::retention::Encryption>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -377,6 +378,9 @@ fn retention_config(r: &mut RetentionConfig, f: &FileRetention) {
     }
     if let Some(secs) = f.interval_secs {
         r.interval = (secs > 0).then(|| Duration::from_secs(secs));
+    }
+    if let Some(e) = &f.encryption {
+        r.encryption = e.clone();
     }
 }
 

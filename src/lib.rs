@@ -33,6 +33,8 @@
 //! - [`avp`]: the Amazon Verified Permissions data plane's shapes, hosted
 //!   policy stores (Git-authored or pulled from AVP), `policy push`.
 //! - [`aws`]: one configuration of the AWS SDK clients.
+//! - [`keys`]: per-tenant envelope encryption of archives (local keys, AWS
+//!   KMS).
 
 pub mod admin;
 pub mod app;
@@ -48,6 +50,7 @@ pub mod demo;
 pub mod export;
 pub mod identity;
 pub mod ids;
+pub mod keys;
 pub mod metrics;
 pub mod migrations;
 pub mod model;

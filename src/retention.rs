@@ -35,6 +35,7 @@ use crate::audit::writer::AuditLog;
 use crate::audit::{management_event, Actor, PLATFORM_TENANT};
 use crate::clock::SharedClock;
 use crate::ids::TenantId;
+use crate::keys::{AwsKms, KeyProvider, LocalKeys};
 use crate::model::{Document, Tenant, TenantStatus};
 use crate::store::{Store, StoreError, StoreUrl, UsageDelta};
 
@@ -53,6 +54,44 @@ pub struct RetentionConfig {
     /// How often `cedargate-admin serve` runs the job; none: it does not
     /// (an external scheduler runs `cedargate-admin retention run`).
     pub interval: Option<Duration>,
+    /// How archives are encrypted (with a data key per archive, wrapped by
+    /// the tenant's key; docs/keys.md).
+    pub encryption: Encryption,
+}
+
+/// Where the tenant keys that protect archives are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(tag = "provider", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Encryption {
+    /// Archives are written in clear (protect the directory otherwise).
+    #[default]
+    None,
+    /// A key file per tenant in `key_dir`.
+    Local { key_dir: PathBuf },
+    /// A KMS key per tenant: `key_id` with `{tenant}` replaced, e.g.
+    /// `alias/cedargate-{tenant}`.
+    AwsKms {
+        key_id: String,
+        region: Option<String>,
+        endpoint_url: Option<String>,
+    },
+}
+
+impl Encryption {
+    /// The key provider, if archives are encrypted.
+    pub async fn provider(&self) -> Option<Arc<dyn KeyProvider>> {
+        match self {
+            Encryption::None => None,
+            Encryption::Local { key_dir } => Some(Arc::new(LocalKeys::new(key_dir.clone()))),
+            Encryption::AwsKms {
+                key_id,
+                region,
+                endpoint_url,
+            } => Some(Arc::new(
+                AwsKms::new(key_id, region.as_deref(), endpoint_url.as_deref()).await,
+            )),
+        }
+    }
 }
 
 impl RetentionConfig {
@@ -61,6 +100,7 @@ impl RetentionConfig {
             recovery_days: DEFAULT_RECOVERY_DAYS,
             archive_dir,
             interval: None,
+            encryption: Encryption::None,
         }
     }
 
@@ -233,6 +273,9 @@ pub struct Retention {
     pub actor: Actor,
     pub config: RetentionConfig,
     pub clock: SharedClock,
+    /// Encrypts archives under the tenant's key (from
+    /// [`Encryption::provider`]); none: archives are written in clear.
+    pub keys: Option<Arc<dyn KeyProvider>>,
 }
 
 impl Retention {
@@ -467,11 +510,12 @@ impl Run<'_> {
     async fn purge_tenant(&self, t: Tenant, report: &mut Report) -> Result<(), String> {
         let id = t.tenant_id.clone();
         let store = &self.job.store;
-        let path = archive_path(&self.job.config.archive_dir, &t);
+        let keys = self.job.keys.as_deref();
+        let path = archive_path(&self.job.config.archive_dir, &t, keys.is_some());
         if self.dry_run {
             report.add(Step::ArchiveTenant {
                 tenant_id: id.clone(),
-                reused: existing_archive(&path).await.is_some(),
+                reused: existing_archive(&path, &id, keys).await.is_some(),
                 path,
                 sha256: None,
             });
@@ -483,9 +527,9 @@ impl Run<'_> {
             return Ok(());
         }
         let resource = tenant_resource(&id);
-        let archived = match existing_archive(&path).await {
+        let archived = match existing_archive(&path, &id, keys).await {
             Some(manifest) => Ok((manifest, true)),
-            None => write_archive(store.clone(), t.clone(), &path)
+            None => write_archive(store.clone(), t.clone(), &path, keys)
                 .await
                 .map(|m| (m, false)),
         };
@@ -673,20 +717,34 @@ fn tenant_resource(id: &TenantId) -> String {
     format!("CedarGate::Tenant::{:?}", id.as_str())
 }
 
-/// `<dir>/<tenant>/<tenant>-<cancelledAt>.ndjson`: one archive per
-/// cancellation.
-pub fn archive_path(dir: &Path, t: &Tenant) -> PathBuf {
+/// `<dir>/<tenant>/<tenant>-<cancelledAt>.ndjson` (`.ndjson.enc` when
+/// encrypted): one archive per cancellation.
+pub fn archive_path(dir: &Path, t: &Tenant, encrypted: bool) -> PathBuf {
     let at = t
         .cancelled_at
         .map(|at| at.format("%Y%m%dT%H%M%SZ").to_string())
         .unwrap_or_else(|| "unknown".into());
+    let ext = if encrypted { "ndjson.enc" } else { "ndjson" };
     dir.join(t.tenant_id.as_str())
-        .join(format!("{}-{at}.ndjson", t.tenant_id))
+        .join(format!("{}-{at}.{ext}", t.tenant_id))
 }
 
-/// The manifest of a complete archive at `path`, if there is one.
-async fn existing_archive(path: &Path) -> Option<crate::export::Manifest> {
-    let text = tokio::fs::read_to_string(path).await.ok()?;
+/// The manifest of a complete archive at `path`, if there is one (an
+/// encrypted one must also decrypt with the tenant's key).
+async fn existing_archive(
+    path: &Path,
+    tenant: &TenantId,
+    keys: Option<&dyn KeyProvider>,
+) -> Option<crate::export::Manifest> {
+    let text = match keys {
+        Some(keys) => {
+            let bytes = crate::keys::decrypt_file(keys, path, Some(tenant.as_str()))
+                .await
+                .ok()?;
+            String::from_utf8(bytes).ok()?
+        }
+        None => tokio::fs::read_to_string(path).await.ok()?,
+    };
     crate::export::read(&text).ok()?;
     let last = text.lines().last()?;
     match serde_json::from_str::<crate::export::Line>(last).ok()? {
@@ -695,18 +753,21 @@ async fn existing_archive(path: &Path) -> Option<crate::export::Manifest> {
     }
 }
 
-/// Writes the tenant's export to `path`: to a temporary file first, synced,
-/// then renamed, so `path` only ever holds a complete archive.
+/// Writes the tenant's export to `path`: to a temporary file first (then
+/// encrypted into another, if `keys`), synced, then renamed, so `path` only
+/// ever holds a complete archive. No clear copy is left behind.
 async fn write_archive(
     store: Arc<dyn Store>,
     t: Tenant,
     path: &Path,
+    keys: Option<&dyn KeyProvider>,
 ) -> Result<crate::export::Manifest, String> {
     let dir = path.parent().ok_or("the archive path has no directory")?;
     tokio::fs::create_dir_all(dir)
         .await
         .map_err(|e| e.to_string())?;
-    let partial = path.with_extension("ndjson.partial");
+    let tenant = t.tenant_id.clone();
+    let partial = path.with_extension("partial");
     let mut file = tokio::fs::File::create(&partial)
         .await
         .map_err(|e| e.to_string())?;
@@ -722,7 +783,17 @@ async fn write_archive(
     written?;
     file.sync_all().await.map_err(|e| e.to_string())?;
     drop(file);
-    tokio::fs::rename(&partial, path)
+    let ready = match keys {
+        Some(keys) => {
+            let sealed = path.with_extension("sealed");
+            let result = crate::keys::encrypt_file(keys, tenant.as_str(), &partial, &sealed).await;
+            let _ = tokio::fs::remove_file(&partial).await;
+            result.map_err(|e| e.to_string())?;
+            sealed
+        }
+        None => partial,
+    };
+    tokio::fs::rename(&ready, path)
         .await
         .map_err(|e| e.to_string())?;
     if let Ok(d) = tokio::fs::File::open(dir).await {

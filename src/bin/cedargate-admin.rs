@@ -79,6 +79,24 @@ enum Command {
     /// period, expire audit records past theirs.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Archives of purged tenants.
+    #[command(subcommand)]
+    Archive(ArchiveCommand),
+}
+
+#[derive(Subcommand)]
+enum ArchiveCommand {
+    /// Write an encrypted archive's export (NDJSON, manifest checked) to
+    /// stdout, with the tenant keys `[retention.encryption]` of the
+    /// configuration names (or --key-dir).
+    Decrypt {
+        file: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Local tenant keys (instead of a configuration).
+        #[arg(long)]
+        key_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -463,6 +481,7 @@ async fn retention_command(cmd: RetentionCommand) -> anyhow::Result<ExitCode> {
         store: s,
         audit: rec.log.clone(),
         actor: rec.actor.clone(),
+        keys: settings.encryption.provider().await,
         config: settings,
         clock: clock::system(),
     };
@@ -496,6 +515,28 @@ async fn retention_command(cmd: RetentionCommand) -> anyhow::Result<ExitCode> {
     })
 }
 
+async fn decrypt_archive(
+    file: PathBuf,
+    config: Option<PathBuf>,
+    key_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let encryption = match key_dir {
+        Some(dir) => retention::Encryption::Local { key_dir: dir },
+        None => {
+            retention_settings(config.as_deref(), &StoreUrl::Sqlite("unused".into()))?.encryption
+        }
+    };
+    let keys = encryption
+        .provider()
+        .await
+        .context("no tenant keys: pass --key-dir or a --config with [retention.encryption]")?;
+    let bytes = cedargate::keys::decrypt_file(keys.as_ref(), &file, None).await?;
+    let text = String::from_utf8(bytes).context("the archive is not text")?;
+    cedargate::export::read(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}
+
 async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     if args.listen.is_none() {
         args.listen = Some(DEFAULT_LISTEN.parse()?);
@@ -510,11 +551,13 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(addr = %listener.local_addr()?, "cedargate-admin listening");
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let keys = retention.encryption.provider().await;
     let scheduled = retention.interval.map(|every| {
         let job = Retention {
             store: app.state.engine.cache().store().clone(),
             audit: app.state.audit.clone(),
             actor: Actor::scheduled("retention"),
+            keys,
             config: retention.clone(),
             clock: clock::system(),
         };
@@ -547,6 +590,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import { store, file, spool } => import(store, file, spool).await?,
         Command::Audit(cmd) => return audit_command(cmd).await,
         Command::Retention(cmd) => return retention_command(cmd).await,
+        Command::Archive(ArchiveCommand::Decrypt {
+            file,
+            config,
+            key_dir,
+        }) => decrypt_archive(file, config, key_dir).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

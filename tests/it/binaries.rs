@@ -215,6 +215,14 @@ fn the_example_config_file_is_valid() {
         settings.retention.archive_dir,
         std::path::Path::new("/var/lib/cedargate/archives")
     );
+    assert_eq!(
+        settings.retention.encryption,
+        cedargate::retention::Encryption::AwsKms {
+            key_id: "alias/cedargate-{tenant}".into(),
+            region: None,
+            endpoint_url: None,
+        }
+    );
 }
 
 /// `cedargate-admin retention run`: a dry run that changes nothing, a run

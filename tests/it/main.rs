@@ -11,6 +11,8 @@ mod forward_auth;
 mod helpers;
 mod http;
 mod isolation_prop;
+mod keys;
+mod kms_standin;
 mod nginx;
 mod policy_table;
 mod propagation;

@@ -50,6 +50,7 @@ async fn job(
         actor: Actor::scheduled("retention"),
         config: config.clone(),
         clock,
+        keys: config.encryption.provider().await,
     };
     (job, tasks)
 }
@@ -456,7 +457,12 @@ async fn end_state(store: &dyn Store) -> Value {
 async fn interrupted(url: &StoreUrl, now: DateTime<Utc>, cut: i64) -> (Value, Vec<Report>) {
     let clock = ManualClock::new(now);
     let archives = tempfile::tempdir().unwrap();
-    let config = RetentionConfig::new(archives.path().to_path_buf());
+    // Archives sealed with local tenant keys: an interrupted purge must
+    // find and keep its sealed archive too.
+    let mut config = RetentionConfig::new(archives.path().join("a"));
+    config.encryption = cedargate::retention::Encryption::Local {
+        key_dir: archives.path().join("keys"),
+    };
     let inner = store::open(url).await.unwrap();
     seed(inner.as_ref(), now).await;
     let flaky = FlakyStore::wrap(inner.clone());
@@ -507,7 +513,11 @@ async fn interrupted(url: &StoreUrl, now: DateTime<Utc>, cut: i64) -> (Value, Ve
             _ => None,
         })
         .expect("an archive");
-    let got = cedargate::export::read(&std::fs::read_to_string(archive).unwrap()).unwrap();
+    let keys = cedargate::keys::LocalKeys::new(archives.path().join("keys"));
+    let plain = cedargate::keys::decrypt_file(&keys, &archive, Some("gone"))
+        .await
+        .unwrap();
+    let got = cedargate::export::read(std::str::from_utf8(&plain).unwrap()).unwrap();
     assert_eq!(got.data.documents.len(), 30);
     (state, reports)
 }
