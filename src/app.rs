@@ -258,6 +258,7 @@ impl App {
                 p.config.id.clone(),
                 p.slot.clone(),
                 Duration::from_secs(p.config.refresh_secs.unwrap_or(30).max(1)),
+                self.metrics.clone(),
                 async move {
                     let _ = rx.wait_for(|stop| *stop).await;
                 },

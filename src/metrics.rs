@@ -163,6 +163,9 @@ pub struct Metrics {
     pub policy_reload_failures: Counter,
     pub audit: AuditMetrics,
     policy_info: Family<Vec<(&'static str, String)>, Gauge>,
+    avp_decisions: Family<Labels, Counter>,
+    avp_errors: Family<Labels, Counter>,
+    avp_pulls: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -255,6 +258,24 @@ impl Metrics {
         );
         let audit = AuditMetrics::default();
         audit.register(&mut registry);
+        let avp_decisions = Family::<Labels, Counter>::default();
+        registry.register(
+            "avp_decisions",
+            "Decisions of the Verified Permissions API by result",
+            avp_decisions.clone(),
+        );
+        let avp_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "avp_errors",
+            "Verified Permissions API calls answered with an error, by AWS error type",
+            avp_errors.clone(),
+        );
+        let avp_pulls = Family::<Labels, Counter>::default();
+        registry.register(
+            "avp_pulls",
+            "Refreshes of policy stores pulled from Verified Permissions, by result",
+            avp_pulls.clone(),
+        );
         Metrics {
             registry,
             allow,
@@ -271,7 +292,31 @@ impl Metrics {
             policy_reload_failures,
             audit,
             policy_info,
+            avp_decisions,
+            avp_errors,
+            avp_pulls,
         }
+    }
+
+    /// A decision of the Verified Permissions API.
+    pub fn avp_decision(&self, allowed: bool) {
+        let d = if allowed { "allow" } else { "deny" };
+        self.avp_decisions
+            .get_or_create(&vec![("decision", d)])
+            .inc();
+    }
+
+    /// A Verified Permissions API call answered with `kind`.
+    pub fn avp_error(&self, kind: &'static str) {
+        self.avp_errors.get_or_create(&vec![("type", kind)]).inc();
+    }
+
+    /// A policy-store refresh: `changed`, `unchanged`, `throttled` or
+    /// `failed`.
+    pub fn avp_pull(&self, result: &'static str) {
+        self.avp_pulls
+            .get_or_create(&vec![("result", result)])
+            .inc();
     }
 
     pub fn fail_closed(&self, why: FailClosed) {

@@ -389,7 +389,8 @@ impl Run<'_> {
         }
         if t.status == TenantStatus::Cancelled {
             match t.cancelled_at {
-                None => return self.start_retention(t, report).await,
+                // Its period starts now; expired documents still go.
+                None => self.start_retention(t.clone(), report).await?,
                 Some(at) if at + days(t.settings.data_retention_days) <= self.now => {
                     return self.purge_tenant(t, report).await;
                 }

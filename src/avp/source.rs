@@ -355,6 +355,7 @@ pub async fn follow(
     store_id: String,
     slot: Arc<ArcSwapOption<PolicyStoreSet>>,
     interval: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -367,12 +368,21 @@ pub async fn follow(
         }
         match puller.refresh(&client, &store_id).await {
             Ok(Some(set)) => {
+                metrics.avp_pull("changed");
                 tracing::info!(store = %store_id, revision = %set.revision, "policy store loaded from Verified Permissions");
                 slot.store(Some(Arc::new(set)));
                 wait = interval;
             }
-            Ok(None) => wait = interval,
+            Ok(None) => {
+                metrics.avp_pull("unchanged");
+                wait = interval;
+            }
             Err(e) => {
+                metrics.avp_pull(if matches!(e, PullError::Throttled(_)) {
+                    "throttled"
+                } else {
+                    "failed"
+                });
                 wait = (wait.max(interval / 2) * 2)
                     .min(MAX_BACKOFF)
                     .max(interval.min(MAX_BACKOFF));

@@ -154,6 +154,14 @@ async fn the_sdk_gets_the_native_answers() {
         }
     }
     assert_eq!(compared, 6 * 8 * 4);
+    let metrics = app.get("/metrics").await.body;
+    assert_eq!(
+        metric(
+            &metrics,
+            "cedargate_avp_decisions_total{decision=\"allow\"}"
+        ) as usize,
+        allowed
+    );
     assert!(
         allowed > 10 && allowed < compared - 10,
         "{allowed} of {compared} allowed"
@@ -448,8 +456,21 @@ async fn errors_read_as_aws_errors() {
         "{}",
         r.body
     );
-    // The native API is where it was.
+    // The native API is where it was; the errors are counted by type.
     assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+    let metrics = app.get("/metrics").await.body;
+    for (kind, at_least) in [
+        ("ResourceNotFoundException", 1),
+        ("ValidationException", 5),
+        ("SerializationException", 1),
+        ("UnknownOperationException", 1),
+    ] {
+        let n = metric(
+            &metrics,
+            &format!("cedargate_avp_errors_total{{type=\"{kind}\"}}"),
+        );
+        assert!(n >= at_least, "{kind}: {n}\n{metrics}");
+    }
     app.shutdown().await;
 }
 

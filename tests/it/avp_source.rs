@@ -371,6 +371,19 @@ async fn a_pulled_store_decides_with_avp_ids_and_follows_changes() {
     })
     .await;
     assert!(standin.state.lock().throttle_next == 0);
+    let metrics = app.get("/metrics").await.body;
+    assert!(
+        metric(&metrics, "cedargate_avp_pulls_total{result=\"throttled\"}") >= 1,
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "cedargate_avp_pulls_total{result=\"changed\"}") >= 3,
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "cedargate_avp_pulls_total{result=\"unchanged\"}") >= 2,
+        "{metrics}"
+    );
     app.shutdown().await;
 }
 

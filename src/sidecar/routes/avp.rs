@@ -165,7 +165,10 @@ pub(super) async fn handle(
     .await;
     match result {
         Ok(body) => respond(StatusCode::OK, &body, &request_id),
-        Err(e) => error_response(e, &request_id),
+        Err(e) => {
+            state.engine.metrics().avp_error(e.kind);
+            error_response(e, &request_id)
+        }
     }
 }
 
@@ -218,6 +221,10 @@ impl Call<'_> {
         for q in queries {
             let started = Instant::now();
             outcomes.push((avp::evaluate(set, entities, q)?, started.elapsed()));
+        }
+        let metrics = self.state.engine.metrics();
+        for (o, _) in &outcomes {
+            metrics.avp_decision(o.decision == wire::Decision::Allow);
         }
         let mut receipts = Vec::with_capacity(queries.len());
         if self.state.audit.is_on() {
