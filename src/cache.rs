@@ -380,6 +380,10 @@ mod tests {
             self.documents.lock().push(d.clone());
             Ok(())
         }
+        async fn put_document_if(&self, d: &Document, _: &Document) -> Result<(), StoreError> {
+            self.documents.lock().push(d.clone());
+            Ok(())
+        }
         async fn delete_document(
             &self,
             _: &TenantId,

@@ -120,16 +120,25 @@ async fn load(state: &AppState, caller: &Caller, id: &DocumentId) -> Result<Docu
         .ok_or_else(not_found_doc)
 }
 
-/// Writes a document and drops the cached copies, so the next decision
-/// here sees it (other sidecars see it through the change log).
-async fn save(state: &AppState, doc: &Document) -> Result<(), ApiError> {
-    state
-        .engine
-        .cache()
-        .store()
-        .put_document(doc)
-        .await
-        .map_err(store_error)?;
+/// Writes a document — if `expected`, only if the stored one is still that
+/// (409 otherwise) — and drops the cached copies, so the next decision here
+/// sees it (other sidecars see it through the change log).
+async fn save(
+    state: &AppState,
+    doc: &Document,
+    expected: Option<&Document>,
+) -> Result<(), ApiError> {
+    let store = state.engine.cache().store();
+    let written = match expected {
+        Some(old) => store.put_document_if(doc, old).await,
+        None => store.put_document(doc).await,
+    };
+    written.map_err(|e| match e {
+        crate::store::StoreError::Conflict(m) => {
+            ApiError::new(StatusCode::CONFLICT, "document_changed", m)
+        }
+        other => store_error(other),
+    })?;
     state
         .engine
         .cache()
@@ -248,7 +257,8 @@ async fn put(
             shared_with: body.shared_with,
             deleted_at: None,
         };
-        save(state, &doc).await?;
+        // An update is conditional on the document as it was read above.
+        save(state, &doc, existing.as_ref().filter(|_| !creating)).await?;
         let old_size = existing.as_ref().map_or(0, |d| signed(d.size_bytes));
         count_documents(
             state,
@@ -305,16 +315,29 @@ async fn change(
     action: &str,
     recorded: &str,
     details: serde_json::Value,
-    edit: impl FnOnce(&mut Document) -> Edited,
+    edit: impl Fn(&mut Document) -> Edited,
 ) -> Result<Response<Body>, ApiError> {
     let outcome = async {
         decide(state, caller, action, resource(id), json!({})).await?;
-        let mut doc = load(state, caller, id).await?;
-        if let Some((documents, bytes)) = edit(&mut doc)? {
-            save(state, &doc).await?;
-            count_documents(state, &doc.tenant_id, documents, bytes).await?;
+        // A concurrent edit of the same document makes the conditional
+        // write fail: read again and redo the edit on what is there now.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let before = load(state, caller, id).await?;
+            let mut doc = before.clone();
+            let Some((documents, bytes)) = edit(&mut doc)? else {
+                return Ok(doc);
+            };
+            match save(state, &doc, Some(&before)).await {
+                Ok(()) => {
+                    count_documents(state, &doc.tenant_id, documents, bytes).await?;
+                    return Ok(doc);
+                }
+                Err(e) if e.code == "document_changed" && attempts < 10 => continue,
+                Err(e) => return Err(e),
+            }
         }
-        Ok(doc)
     }
     .await;
     let tenant = &caller.principal.tenant;
@@ -409,7 +432,7 @@ async fn share(
         |doc| {
             // One grant per grantee: a new permission replaces the old one.
             doc.shared_with.retain(|s| s.grantee != grant.grantee);
-            doc.shared_with.push(grant);
+            doc.shared_with.push(grant.clone());
             Ok(Some((0, 0)))
         },
     )

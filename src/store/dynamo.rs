@@ -643,6 +643,45 @@ impl Store for DynamoStore {
         .await
     }
 
+    /// The put is conditional on every attribute of `expected` (and on no
+    /// other attribute being there), so any change since the read fails it.
+    async fn put_document_if(
+        &self,
+        document: &Document,
+        expected: &Document,
+    ) -> Result<(), StoreError> {
+        let old = to_item(expected)?;
+        let mut put = Put::builder()
+            .table_name(&self.documents)
+            .set_item(Some(to_item(document)?));
+        let mut conditions = Vec::new();
+        for (i, (name, value)) in old.into_iter().enumerate() {
+            conditions.push(format!("#a{i} = :v{i}"));
+            put = put
+                .expression_attribute_names(format!("#a{i}"), name)
+                .expression_attribute_values(format!(":v{i}"), value);
+        }
+        let put = TransactWriteItem::builder()
+            .put(
+                put.condition_expression(conditions.join(" AND "))
+                    .build()
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
+            )
+            .build();
+        let change = self.change_put(&Change::Document {
+            tenant_id: document.tenant_id.clone(),
+            document_id: document.document_id.clone(),
+        })?;
+        if self.transact_if(vec![put, change]).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!(
+                "document {} changed since it was read",
+                expected.document_id
+            )))
+        }
+    }
+
     async fn delete_document(
         &self,
         tenant: &TenantId,

@@ -81,6 +81,15 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<(Vec<Tenant>, bool), StoreError>;
     async fn put_document(&self, document: &Document) -> Result<(), StoreError>;
+    /// Writes a document only if the stored one is still `expected` (as it
+    /// was read before the edit); otherwise [`StoreError::Conflict`] and
+    /// nothing is written. Concurrent edits of one document cannot lose
+    /// each other.
+    async fn put_document_if(
+        &self,
+        document: &Document,
+        expected: &Document,
+    ) -> Result<(), StoreError>;
     /// Deletes a document for good, with a change-log entry. With
     /// `if_deleted_at`, only if it is soft-deleted at exactly that time (a
     /// restore or a new deletion since it was read wins). `Ok(false)` when

@@ -437,6 +437,37 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_document_if(
+        &self,
+        document: &Document,
+        expected: &Document,
+    ) -> Result<(), StoreError> {
+        let (document, expected) = (document.clone(), expected.clone());
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let stored: Option<String> = tx
+                .query_row(
+                    "SELECT record FROM documents WHERE tenant_id = ?1 AND document_id = ?2",
+                    [expected.tenant_id.as_str(), expected.document_id.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            let current: Option<Document> = stored.map(|r| from_json(&r)).transpose()?;
+            if current.as_ref() != Some(&expected) {
+                return Err(StoreError::Conflict(format!(
+                    "document {} changed since it was read",
+                    expected.document_id
+                )));
+            }
+            upsert_document(&tx, &document)?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
     async fn delete_document(
         &self,
         tenant: &TenantId,

@@ -1060,3 +1060,97 @@ async fn an_export_imported_elsewhere_decides_the_same() {
     before.shutdown().await;
     after.shutdown().await;
 }
+
+/// Concurrent edits of one document (each a read, an edit and a
+/// conditional write) all take effect: none is lost to another.
+async fn concurrent_shares(url: &StoreUrl) {
+    let url = url.clone();
+    let (app, keys) = spawn_admin_app(|s| s.store = url.clone()).await;
+    let ada = keys.token("ada", "t1", &["admin"], |_| {});
+    let app = std::sync::Arc::new(app);
+    let before = call(
+        &app,
+        &ada,
+        Method::GET,
+        "/v1/tenants/t1/documents/d-shared",
+        &[],
+        None,
+    )
+    .await;
+    let existing = before.json()["sharedWith"].as_array().unwrap().len();
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let app = app.clone();
+            let ada = ada.clone();
+            tokio::spawn(async move {
+                let grant = json!({"userId": format!("u{i}"), "permission": "read"});
+                call(
+                    &app,
+                    &ada,
+                    Method::POST,
+                    "/v1/tenants/t1/documents/d-shared/shares",
+                    &[],
+                    Some(&grant),
+                )
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let after = call(
+        &app,
+        &ada,
+        Method::GET,
+        "/v1/tenants/t1/documents/d-shared",
+        &[],
+        None,
+    )
+    .await;
+    let users: HashSet<String> = after.json()["sharedWith"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["userId"].as_str().map(str::to_string))
+        .collect();
+    for i in 0..12 {
+        assert!(
+            users.contains(&format!("u{i}")),
+            "share u{i} was lost: {}",
+            after.body
+        );
+    }
+    assert_eq!(
+        after.json()["sharedWith"].as_array().unwrap().len(),
+        existing + 12
+    );
+    match std::sync::Arc::try_unwrap(app) {
+        Ok(app) => app.shutdown().await,
+        Err(_) => panic!("the app is still shared"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_shares_are_all_kept_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = fixture_store(dir.path()).await;
+    concurrent_shares(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_shares_are_all_kept_on_dynamodb() {
+    let Some(jar) = dynamodb_local::available() else {
+        return;
+    };
+    let ddb = DynamoLocal::start(&jar).await;
+    let url = ddb.url("conc-");
+    store::open(&url)
+        .await
+        .unwrap()
+        .import(&fixture())
+        .await
+        .unwrap();
+    concurrent_shares(&url).await;
+}

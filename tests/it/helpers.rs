@@ -267,6 +267,14 @@ impl store::Store for FlakyStore {
         self.check()?;
         self.inner.put_document(d).await
     }
+    async fn put_document_if(
+        &self,
+        d: &cedargate::model::Document,
+        expected: &cedargate::model::Document,
+    ) -> Result<(), store::StoreError> {
+        self.check()?;
+        self.inner.put_document_if(d, expected).await
+    }
     async fn delete_document(
         &self,
         tenant: &TenantId,
