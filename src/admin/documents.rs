@@ -318,12 +318,13 @@ async fn change(
     edit: impl Fn(&mut Document) -> Edited,
 ) -> Result<Response<Body>, ApiError> {
     let outcome = async {
-        decide(state, caller, action, resource(id), json!({})).await?;
         // A concurrent edit of the same document makes the conditional
-        // write fail: read again and redo the edit on what is there now.
+        // write fail: ask again, read again and redo the edit on what is
+        // there now.
         let mut attempts = 0;
         loop {
             attempts += 1;
+            decide(state, caller, action, resource(id), json!({})).await?;
             let before = load(state, caller, id).await?;
             let mut doc = before.clone();
             let Some((documents, bytes)) = edit(&mut doc)? else {
