@@ -36,3 +36,16 @@ pub fn is_loopback(endpoint: &str) -> bool {
     let host = endpoint.split("://").nth(1).unwrap_or(endpoint);
     host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")
 }
+
+/// An AWS SDK error as one line: `Code: message` when the service said
+/// so, else the error's debug form (a connection failure and the like).
+pub fn error_text<E>(e: &E) -> String
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::fmt::Debug,
+{
+    match (e.code(), e.message()) {
+        (Some(code), Some(m)) => format!("{code}: {m}"),
+        (Some(code), None) => code.to_string(),
+        _ => format!("{e:?}"),
+    }
+}

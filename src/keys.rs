@@ -210,10 +210,7 @@ impl AwsKms {
 }
 
 fn kms_error<E: aws_sdk_kms::error::ProvideErrorMetadata + std::fmt::Debug>(e: E) -> KeyError {
-    match (e.code(), e.message()) {
-        (Some(c), Some(m)) => KeyError::Provider(format!("KMS {c}: {m}")),
-        _ => KeyError::Provider(format!("KMS: {e:?}")),
-    }
+    KeyError::Provider(format!("KMS {}", crate::aws::error_text(&e)))
 }
 
 #[async_trait]

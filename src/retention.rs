@@ -756,7 +756,8 @@ async fn existing_archive(
 
 /// Writes the tenant's export to `path`: to a temporary file first (then
 /// encrypted into another, if `keys`), synced, then renamed, so `path` only
-/// ever holds a complete archive. No clear copy is left behind.
+/// ever holds a complete archive. The clear temporary file is removed once
+/// sealed.
 async fn write_archive(
     store: Arc<dyn Store>,
     t: Tenant,

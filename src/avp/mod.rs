@@ -270,13 +270,7 @@ pub struct Query<'a> {
 /// Checks and evaluates one request.
 pub fn evaluate(set: &Current, entities: &Entities, q: &Query<'_>) -> Result<Outcome, AvpError> {
     wire::check_request(&q.path, q.principal, q.action, q.resource)?;
-    let at = |f: &str| {
-        if q.path.is_empty() {
-            f.to_string()
-        } else {
-            format!("{}.{f}", q.path)
-        }
-    };
+    let at = |f: &str| wire::field(&q.path, f);
     let principal = q
         .principal
         .ok_or_else(|| FieldError::new(at("principal"), "is required"))?;

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use aws_sdk_verifiedpermissions::error::ProvideErrorMetadata;
 use aws_sdk_verifiedpermissions::types::{
-    BatchGetPolicyInputItem, PolicyDefinition, PolicyDefinitionDetail, PolicyType,
-    SchemaDefinition, StaticPolicyDefinition, UpdatePolicyDefinition, UpdateStaticPolicyDefinition,
+    PolicyDefinition, PolicyDefinitionDetail, PolicyType, SchemaDefinition, StaticPolicyDefinition,
+    UpdatePolicyDefinition, UpdateStaticPolicyDefinition,
 };
 use aws_sdk_verifiedpermissions::Client;
 use cedar_policy::SchemaFragment;
@@ -33,10 +33,7 @@ pub enum PushError {
 }
 
 fn call_error<E: ProvideErrorMetadata + std::fmt::Debug>(e: E) -> PushError {
-    match (e.code(), e.message()) {
-        (Some(code), Some(m)) => PushError::Call(format!("{code}: {m}")),
-        _ => PushError::Call(format!("{e:?}")),
-    }
+    PushError::Call(crate::aws::error_text(&e))
 }
 
 /// What a push changes.
@@ -141,47 +138,22 @@ pub async fn plan(
     }
 
     let mut statics = Vec::new();
-    let mut next = None;
-    loop {
-        let page = client
-            .list_policies()
-            .policy_store_id(store_id)
-            .max_results(50)
-            .set_next_token(next.take())
-            .send()
-            .await
-            .map_err(call_error)?;
-        for p in page.policies() {
-            if p.policy_type() == &PolicyType::Static {
-                statics.push(p.policy_id().to_string());
-            } else {
-                plan.unmanaged += 1;
-            }
-        }
-        match page.next_token() {
-            Some(t) if !t.is_empty() => next = Some(t.to_string()),
-            _ => break,
+    for p in super::source::list_policies(client, store_id)
+        .await
+        .map_err(call_error)?
+    {
+        if p.policy_type() == &PolicyType::Static {
+            statics.push(p.policy_id().to_string());
+        } else {
+            plan.unmanaged += 1;
         }
     }
     // @id → (AVP id, statement) of the pushed ones.
     let mut pushed: HashMap<String, (String, String)> = HashMap::new();
-    for chunk in statics.chunks(100) {
-        let items = chunk
-            .iter()
-            .filter_map(|id| {
-                BatchGetPolicyInputItem::builder()
-                    .policy_store_id(store_id)
-                    .policy_id(id)
-                    .build()
-                    .ok()
-            })
-            .collect();
-        let got = client
-            .batch_get_policy()
-            .set_requests(Some(items))
-            .send()
-            .await
-            .map_err(call_error)?;
+    for got in super::source::get_policies(client, store_id, &statics)
+        .await
+        .map_err(call_error)?
+    {
         for item in got.results() {
             let Some(PolicyDefinitionDetail::Static(s)) = item.definition() else {
                 plan.unmanaged += 1;

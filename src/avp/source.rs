@@ -12,6 +12,12 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use aws_sdk_verifiedpermissions::error::ProvideErrorMetadata;
+use aws_sdk_verifiedpermissions::error::SdkError;
+use aws_sdk_verifiedpermissions::operation::batch_get_policy::{
+    BatchGetPolicyError, BatchGetPolicyOutput,
+};
+use aws_sdk_verifiedpermissions::operation::list_policies::ListPoliciesError;
+use aws_sdk_verifiedpermissions::types::PolicyItem;
 use aws_sdk_verifiedpermissions::types::{
     BatchGetPolicyInputItem, EntityIdentifier as SdkEntity, PolicyDefinitionDetail,
 };
@@ -40,12 +46,9 @@ pub enum PullError {
 
 fn call_error<E: ProvideErrorMetadata + std::fmt::Debug>(e: E) -> PullError {
     match e.code() {
-        Some("ThrottlingException") => PullError::Throttled(e.message().unwrap_or_default().into()),
-        Some("ResourceNotFoundException") => {
-            PullError::NotFound(e.message().unwrap_or_default().into())
-        }
-        Some(code) => PullError::Call(format!("{code}: {}", e.message().unwrap_or_default())),
-        None => PullError::Call(format!("{e:?}")),
+        Some("ThrottlingException") => PullError::Throttled(crate::aws::error_text(&e)),
+        Some("ResourceNotFoundException") => PullError::NotFound(crate::aws::error_text(&e)),
+        _ => PullError::Call(crate::aws::error_text(&e)),
     }
 }
 
@@ -78,15 +81,9 @@ pub struct Puller {
     schema: Option<(Stamp, String)>,
     /// Whether a set was ever built.
     built: bool,
-    /// Calls made, by operation (for tests and logs).
-    pub calls: HashMap<&'static str, u64>,
 }
 
 impl Puller {
-    fn count(&mut self, op: &'static str) {
-        *self.calls.entry(op).or_default() += 1;
-    }
-
     /// One refresh: `Some(set)` when the store changed (or on the first
     /// success), `None` when nothing did.
     pub async fn refresh(
@@ -97,26 +94,12 @@ impl Puller {
         let mut changed = !self.built;
 
         // Policies: list, then fetch the new and updated ones.
-        let mut listed: HashMap<String, Stamp> = HashMap::new();
-        let mut next = None;
-        loop {
-            self.count("ListPolicies");
-            let page = client
-                .list_policies()
-                .policy_store_id(store_id)
-                .max_results(50)
-                .set_next_token(next.take())
-                .send()
-                .await
-                .map_err(call_error)?;
-            for p in page.policies() {
-                listed.insert(p.policy_id().to_string(), stamp(p.last_updated_date()));
-            }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => next = Some(t.to_string()),
-                _ => break,
-            }
-        }
+        let listed: HashMap<String, Stamp> = list_policies(client, store_id)
+            .await
+            .map_err(call_error)?
+            .iter()
+            .map(|p| (p.policy_id().to_string(), stamp(p.last_updated_date())))
+            .collect();
         let before = self.policies.len();
         self.policies.retain(|id, _| listed.contains_key(id));
         changed |= self.policies.len() != before;
@@ -125,24 +108,10 @@ impl Puller {
             .filter(|(id, s)| self.policies.get(*id).is_none_or(|(old, _)| old != *s))
             .map(|(id, _)| id.clone())
             .collect();
-        for chunk in wanted.chunks(100) {
-            self.count("BatchGetPolicy");
-            let items: Vec<BatchGetPolicyInputItem> = chunk
-                .iter()
-                .filter_map(|id| {
-                    BatchGetPolicyInputItem::builder()
-                        .policy_store_id(store_id)
-                        .policy_id(id)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            let got = client
-                .batch_get_policy()
-                .set_requests(Some(items))
-                .send()
-                .await
-                .map_err(call_error)?;
+        for got in get_policies(client, store_id, &wanted)
+            .await
+            .map_err(call_error)?
+        {
             for item in got.results() {
                 let def = match item.definition() {
                     Some(PolicyDefinitionDetail::Static(s)) => {
@@ -185,7 +154,6 @@ impl Puller {
         let mut listed: HashMap<String, Stamp> = HashMap::new();
         let mut next = None;
         loop {
-            self.count("ListPolicyTemplates");
             let page = client
                 .list_policy_templates()
                 .policy_store_id(store_id)
@@ -212,7 +180,6 @@ impl Puller {
             if self.templates.get(&id).is_some_and(|(old, _)| *old == s) {
                 continue;
             }
-            self.count("GetPolicyTemplate");
             let t = client
                 .get_policy_template()
                 .policy_store_id(store_id)
@@ -228,7 +195,6 @@ impl Puller {
         }
 
         // The schema (a store may have none).
-        self.count("GetSchema");
         let schema = match client.get_schema().policy_store_id(store_id).send().await {
             Ok(s) => Some((stamp(s.last_updated_date()), s.schema().to_string())),
             Err(e)
@@ -256,7 +222,6 @@ impl Puller {
     /// `GetSchema` says "not found" both for a store without a schema and
     /// for a store that does not exist; a listing tells them apart.
     async fn store_exists(&mut self, client: &Client, store_id: &str) -> Result<bool, PullError> {
-        self.count("GetPolicyStore");
         match client
             .get_policy_store()
             .policy_store_id(store_id)
@@ -341,6 +306,59 @@ impl Puller {
             ),
         })
     }
+}
+
+/// Every policy of a store: `ListPolicies`, all pages.
+pub(super) async fn list_policies(
+    client: &Client,
+    store_id: &str,
+) -> Result<Vec<PolicyItem>, SdkError<ListPoliciesError>> {
+    let mut out = Vec::new();
+    let mut next = None;
+    loop {
+        let page = client
+            .list_policies()
+            .policy_store_id(store_id)
+            .max_results(50)
+            .set_next_token(next.take())
+            .send()
+            .await?;
+        out.extend(page.policies().iter().cloned());
+        match page.next_token() {
+            Some(t) if !t.is_empty() => next = Some(t.to_string()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// The full definitions of `ids`: `BatchGetPolicy`, 100 at a time (AVP's
+/// limit); one output per call, with its results and its errors.
+pub(super) async fn get_policies(
+    client: &Client,
+    store_id: &str,
+    ids: &[String],
+) -> Result<Vec<BatchGetPolicyOutput>, SdkError<BatchGetPolicyError>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(100) {
+        let items = chunk
+            .iter()
+            .filter_map(|id| {
+                BatchGetPolicyInputItem::builder()
+                    .policy_store_id(store_id)
+                    .policy_id(id)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        out.push(
+            client
+                .batch_get_policy()
+                .set_requests(Some(items))
+                .send()
+                .await?,
+        );
+    }
+    Ok(out)
 }
 
 /// A client for the store's region and endpoint.

@@ -404,6 +404,15 @@ pub fn check_store_id(id: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// The path of field `f` of the request at `path` (`""` for the top).
+pub fn field(path: &str, f: &str) -> String {
+    if path.is_empty() {
+        f.to_string()
+    } else {
+        format!("{path}.{f}")
+    }
+}
+
 /// Checks the identifiers of one request.
 pub fn check_request(
     path: &str,
@@ -411,13 +420,7 @@ pub fn check_request(
     action: Option<&ActionIdentifier>,
     resource: Option<&EntityIdentifier>,
 ) -> Result<(), FieldError> {
-    let at = |f: &str| {
-        if path.is_empty() {
-            f.to_string()
-        } else {
-            format!("{path}.{f}")
-        }
-    };
+    let at = |f: &str| field(path, f);
     if let Some(p) = principal {
         p.check(&at("principal"))?;
     }

@@ -141,6 +141,23 @@ fn upsert_tenant(conn: &Connection, t: &Tenant) -> Result<(), StoreError> {
     )
 }
 
+/// The stored document, if any.
+fn stored_document(
+    conn: &Connection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<Document>, StoreError> {
+    conn.query_row(
+        "SELECT record FROM documents WHERE tenant_id = ?1 AND document_id = ?2",
+        [tenant, id],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()
+    .map_err(backend)?
+    .map(|s| from_json(&s))
+    .transpose()
+}
+
 fn upsert_document(conn: &Connection, d: &Document) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO documents (tenant_id, document_id, deleted_at, record, updated_at)
@@ -252,18 +269,8 @@ impl Store for SqliteStore {
         id: &DocumentId,
     ) -> Result<Option<Document>, StoreError> {
         let (tenant, id) = (tenant.clone(), id.clone());
-        self.with_conn(move |c| {
-            let raw: Option<String> = c
-                .query_row(
-                    "SELECT record FROM documents WHERE tenant_id = ?1 AND document_id = ?2",
-                    [tenant.as_str(), id.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            raw.map(|s| from_json(&s)).transpose()
-        })
-        .await
+        self.with_conn(move |c| stored_document(c, tenant.as_str(), id.as_str()))
+            .await
     }
 
     async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
@@ -447,15 +454,11 @@ impl Store for SqliteStore {
             let tx = c
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let stored: Option<String> = tx
-                .query_row(
-                    "SELECT record FROM documents WHERE tenant_id = ?1 AND document_id = ?2",
-                    [expected.tenant_id.as_str(), expected.document_id.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            let current: Option<Document> = stored.map(|r| from_json(&r)).transpose()?;
+            let current = stored_document(
+                &tx,
+                expected.tenant_id.as_str(),
+                expected.document_id.as_str(),
+            )?;
             if current.as_ref() != Some(&expected) {
                 return Err(StoreError::Conflict(format!(
                     "document {} changed since it was read",
@@ -479,22 +482,11 @@ impl Store for SqliteStore {
             let tx = c
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let record: Option<String> = tx
-                .query_row(
-                    "SELECT record FROM documents WHERE tenant_id = ?1 AND document_id = ?2",
-                    [tenant.as_str(), id.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            let Some(record) = record else {
+            let Some(doc) = stored_document(&tx, tenant.as_str(), id.as_str())? else {
                 return Ok(false);
             };
-            if let Some(expected) = if_deleted_at {
-                let doc: Document = from_json(&record)?;
-                if doc.deleted_at != Some(expected) {
-                    return Ok(false);
-                }
+            if if_deleted_at.is_some_and(|at| doc.deleted_at != Some(at)) {
+                return Ok(false);
             }
             tx.execute(
                 "DELETE FROM documents WHERE tenant_id = ?1 AND document_id = ?2",

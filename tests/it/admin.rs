@@ -554,13 +554,7 @@ async fn the_management_api_on_dynamodb() {
         return;
     };
     let ddb = DynamoLocal::start(&jar).await;
-    let url = ddb.url("admin-");
-    store::open(&url)
-        .await
-        .unwrap()
-        .import(&fixture())
-        .await
-        .unwrap();
+    let url = ddb.fixture_url("admin-").await;
     let (app, keys) = spawn_admin_app(|s| s.store = url.clone()).await;
     the_whole_api(&app, &keys).await;
     app.shutdown().await;
@@ -615,13 +609,7 @@ async fn document_acls_on_dynamodb() {
         return;
     };
     let ddb = DynamoLocal::start(&jar).await;
-    let url = ddb.url("docs-");
-    store::open(&url)
-        .await
-        .unwrap()
-        .import(&fixture())
-        .await
-        .unwrap();
+    let url = ddb.fixture_url("docs-").await;
     document_acls(&url).await;
 }
 
@@ -1145,12 +1133,6 @@ async fn concurrent_shares_are_all_kept_on_dynamodb() {
         return;
     };
     let ddb = DynamoLocal::start(&jar).await;
-    let url = ddb.url("conc-");
-    store::open(&url)
-        .await
-        .unwrap()
-        .import(&fixture())
-        .await
-        .unwrap();
+    let url = ddb.fixture_url("conc-").await;
     concurrent_shares(&url).await;
 }

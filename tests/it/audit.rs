@@ -511,13 +511,7 @@ async fn a_thirty_second_dynamodb_outage_loses_and_duplicates_nothing() {
         .unwrap()
         .port();
     let mut ddb = DynamoLocal::start_at(&jar, Some(data.path()), port).await;
-    let url = ddb.url("outage-");
-    store::open(&url)
-        .await
-        .unwrap()
-        .import(&fixture())
-        .await
-        .unwrap();
+    let url = ddb.fixture_url("outage-").await;
     let app = spawn_app_with(|s| {
         s.store = url.clone();
         s.cache.max_staleness = Duration::from_secs(600);

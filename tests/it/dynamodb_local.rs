@@ -76,6 +76,19 @@ impl DynamoLocal {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// A store URL with its own table prefix, its tables made and the
+    /// fixture imported (the other half of `helpers::fixture_store`).
+    pub async fn fixture_url(&self, prefix: &str) -> StoreUrl {
+        let url = self.url(prefix);
+        cedargate::store::open(&url)
+            .await
+            .unwrap()
+            .import(&crate::helpers::fixture())
+            .await
+            .unwrap();
+        url
+    }
+
     /// A store URL with its own table prefix.
     pub fn url(&self, prefix: &str) -> StoreUrl {
         StoreUrl::Dynamo(DynamoUrl {

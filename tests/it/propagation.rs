@@ -73,13 +73,7 @@ async fn dynamodb_changes_reach_the_sidecar_before_the_ttl() {
         return;
     };
     let ddb = DynamoLocal::start(&jar).await;
-    let url = ddb.url("prop-");
-    store::open(&url)
-        .await
-        .unwrap()
-        .import(&fixture())
-        .await
-        .unwrap();
+    let url = ddb.fixture_url("prop-").await;
     let app = spawn_app_with(|s| {
         s.cache.ttl = Duration::from_secs(3600);
         s.store = url.clone();
@@ -122,13 +116,7 @@ async fn dynamodb_outage_is_ridden_out_and_recovered_from() {
         .unwrap()
         .port();
     let mut ddb = DynamoLocal::start_at(&jar, Some(data.path()), port).await;
-    let url = ddb.url("fault-");
-    store::open(&url)
-        .await
-        .unwrap()
-        .import(&fixture())
-        .await
-        .unwrap();
+    let url = ddb.fixture_url("fault-").await;
     let app = spawn_app_with(|s| {
         s.cache.ttl = Duration::from_millis(200);
         s.cache.max_staleness = Duration::from_secs(600);
@@ -290,12 +278,6 @@ async fn dynamodb_counts_searches_into_usage() {
         return;
     };
     let ddb = DynamoLocal::start(&jar).await;
-    let url = ddb.url("usage-");
-    store::open(&url)
-        .await
-        .unwrap()
-        .import(&fixture())
-        .await
-        .unwrap();
+    let url = ddb.fixture_url("usage-").await;
     searches_are_counted(&url).await;
 }

@@ -371,13 +371,7 @@ async fn lifecycle_on_dynamodb() {
         return;
     };
     let ddb = DynamoLocal::start(&jar).await;
-    let url = ddb.url("ret-");
-    store::open(&url)
-        .await
-        .unwrap()
-        .import(&fixture())
-        .await
-        .unwrap();
+    let url = ddb.fixture_url("ret-").await;
     lifecycle(&url).await;
 }
 
