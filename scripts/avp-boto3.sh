@@ -31,10 +31,10 @@ spool_dir = "$work/spool"
 [[avp.stores]]
 id = "cedargate"
 source = "git"
+# The Git store decides as the native API (semantics "cedargate"): token
+# principals are CedarGate::User::"<sub>" in their token's tenant.
 [avp.stores.identity]
 user_pool_id = "us-east-1_DEV"
-principal_entity_type = "CedarGate::User"
-group_entity_type = "CedarGate::Role"
 client_ids = ["cedargate-dev"]
 issuer = "https://cedargate.invalid/dev"
 jwks_file = "$work/keys/jwks.json"

@@ -84,6 +84,8 @@ entities = {
                                      "queriesThisMonth": n(0)}},
                 "settings": {"record": {"dataRetentionDays": n(30),
                                         "allowedFileTypes": {"set": [s("pdf")]}}},
+                "remaining": {"record": {"documents": n(9), "storageBytes": n(5 << 30),
+                                         "queriesThisMonth": n(100)}},
             },
         },
         user("rita", "viewer"),
@@ -142,30 +144,56 @@ got = [(r["request"]["principal"]["entityId"], r["request"]["action"]["actionId"
        for r in out["results"]]
 check(got == [("rita", "Read", "ALLOW"), ("olga", "Delete", "ALLOW"), ("rita", "Share", "DENY")], got)
 
-# The token calls: the principal is <userPoolId>|<sub>, returned.
+# The token calls on the Git store: the principal is the native API's,
+# CedarGate::User::"<sub>" in the token's tenant (acme) with its groups as
+# roles, and its tenant comes from the store, so the Git policies hold as
+# they do natively. The request's entities are the rest: users, documents.
+token_entities = {"entityList": [e for e in entities["entityList"]
+                                 if e["identifier"]["entityType"] != "CedarGate::Tenant"]}
 out = avp.is_authorized_with_token(
     policyStoreId="cedargate",
     identityToken=id_token,
     action=action("Read"),
     resource=ent("CedarGate::Document", "memo"),
-    entities=entities,
+    entities=token_entities,
 )
-check(out["principal"] == ent("CedarGate::User", "us-east-1_DEV|ann"), out)
-# The Git policies read `principal.tenant` (an entity), which token claims
-# cannot provide: the forbids that read it fail to evaluate and are skipped,
-# as in AVP, and the public-read permit decides. The errors say so.
+check(out["principal"] == ent("CedarGate::User", "ann"), out)
 check(out["decision"] == "ALLOW", out)
-check(out["determiningPolicies"] == [{"policyId": "visibility.public-read"}], out)
-check(any("tenant-isolation.document" in e["errorDescription"] for e in out["errors"]), out)
+check(out["errors"] == [], out)
+check({"policyId": "visibility.public-read"} in out["determiningPolicies"], out)
 out = avp.batch_is_authorized_with_token(
     policyStoreId="cedargate",
     identityToken=id_token,
-    entities=entities,
+    entities=token_entities,
     requests=[{"action": action(a), "resource": ent("CedarGate::Document", "memo")}
               for a in ("Read", "Delete")],
 )
-check(out["principal"]["entityId"] == "us-east-1_DEV|ann", out)
+check(out["principal"]["entityId"] == "ann", out)
 check([r["request"]["action"]["actionId"] for r in out["results"]] == ["Read", "Delete"], out)
+# Another tenant's public document: tenant isolation holds for a token
+# principal too.
+foreign_doc = json.loads(json.dumps(token_entities))
+doc = foreign_doc["entityList"][-1]
+doc["attributes"]["tenant"] = ref("CedarGate::Tenant", "globex")
+out = avp.is_authorized_with_token(
+    policyStoreId="cedargate",
+    identityToken=id_token,
+    action=action("Read"),
+    resource=ent("CedarGate::Document", "memo"),
+    entities=foreign_doc,
+)
+check(out["decision"] == "DENY", out)
+check({"policyId": "tenant-isolation.document"} in out["determiningPolicies"], out)
+# What the token says is not the caller's to restate: its tenant is read
+# from the store, not taken from the request.
+e = None
+try:
+    avp.is_authorized_with_token(policyStoreId="cedargate", identityToken=id_token,
+                                 action=action("Read"), resource=ent("CedarGate::Document", "memo"),
+                                 entities=entities)
+except botocore.exceptions.ClientError as err:
+    e = err.response
+check(e is not None and e["Error"]["Code"] == "ValidationException", e)
 
 
 def error_of(call, **kwargs):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks deploy/: CloudFormation with cfn-lint, Kubernetes manifests with
 # kubernetes-validate (strict, offline schemas), the nginx example with
-# `nginx -t`, and scripts/check_deploy.py (IAM table ARNs against the
+# `nginx -t`, the Caddyfile with `caddy validate`, and scripts/check_deploy.py (IAM table ARNs against the
 # template's tables and the store's table names, the ECS task definition).
 # Tools from PyPI into .tools/venv.
 set -euo pipefail
@@ -39,6 +39,12 @@ http {
 }
 CONF
 "$nginx" -t -q -p "$work" -c "$work/nginx.conf"
+echo "== caddy validate deploy/caddy/Caddyfile"
+caddy=$(command -v caddy || echo /usr/bin/caddy)
+CADDY_LISTEN=http://127.0.0.1:18081 CADDY_BIND=127.0.0.1 CEDARGATE_ADDR=127.0.0.1:8180 \
+  APP_ADDR=127.0.0.1:3000 XDG_DATA_HOME="$work" XDG_CONFIG_HOME="$work" HOME="$work" \
+  "$caddy" validate --adapter caddyfile --config deploy/caddy/Caddyfile 2>"$work/caddy.log" \
+  || { cat "$work/caddy.log"; exit 1; }
 echo "== scripts/check_deploy.py"
 "$py" scripts/check_deploy.py
 echo "deploy: ok"

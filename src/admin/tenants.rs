@@ -9,7 +9,9 @@ use hyper::header::{HeaderValue, ETAG, IF_MATCH, LOCATION};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::{authorize, not_allowed, not_found, ok, record, store_error, Caller};
+use super::{
+    authorize, authorize_with, not_allowed, not_found, ok, record, refused, store_error, Caller,
+};
 use crate::audit::ocsf::to_ocsf;
 use crate::ids::TenantId;
 use crate::model::{Tenant, TenantStatus};
@@ -201,30 +203,30 @@ async fn create(
     t.cancelled_at = (t.status == TenantStatus::Cancelled).then_some(caller.lifecycle.now);
     t.purged_at = None;
     let id = t.tenant_id.clone();
-    let outcome = async {
-        authorize(state, caller, "ManageTenant", &id).await?;
-        state
-            .engine
-            .cache()
-            .store()
-            .put_tenant_if(&t, None)
-            .await
-            .map_err(|e| match e {
-                crate::store::StoreError::Conflict(_) => ApiError::new(
-                    StatusCode::CONFLICT,
-                    "tenant_exists",
-                    format!("tenant {id} exists"),
-                ),
-                other => store_error(other),
-            })
+    if let Err(e) = authorize(state, caller, "CreateTenant", &id).await {
+        return refused(state, caller, "CreateTenant", target(&id), e).await;
     }
-    .await;
+    let outcome = state
+        .engine
+        .cache()
+        .store()
+        .put_tenant_if(&t, None)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "tenant_exists",
+                format!("tenant {id} exists"),
+            ),
+            other => store_error(other),
+        });
     record(
         state,
         caller,
         &id,
         "CreateTenant",
-        json!({ "tenant": &t }),
+        target(&id),
+        |_| json!({ "tenant": &t }),
         outcome,
     )
     .await?;
@@ -233,6 +235,11 @@ async fn create(
         resp.headers_mut().insert(LOCATION, v);
     }
     Ok(resp)
+}
+
+/// The ids a tenant operation's audit record names.
+fn target(id: &TenantId) -> Value {
+    json!({ "tenantId": id })
 }
 
 async fn get(state: &AppState, caller: &Caller, id: &TenantId) -> Result<Response<Body>, ApiError> {
@@ -257,8 +264,10 @@ async fn update(
                 .to_string()
         });
     let (_, bytes) = read_body(req, state.config.max_body_bytes).await?;
+    if let Err(e) = authorize(state, caller, "ManageTenant", id).await {
+        return refused(state, caller, "UpdateTenant", target(id), e).await;
+    }
     let outcome = async {
-        authorize(state, caller, "ManageTenant", id).await?;
         let Some(expected) = if_match else {
             return Err(ApiError::new(
                 StatusCode::PRECONDITION_REQUIRED,
@@ -271,7 +280,13 @@ async fn update(
         if current.purged_at.is_some() {
             return Err(purged(id));
         }
-        // The service owns these (the store keeps the stored usage).
+        // Each kind of change is its own action: the policies say who may
+        // make it (a tenant's administrator: name and settings).
+        authorize_changes(state, caller, &current, &t).await?;
+        // The service owns these: usage is counted by the service (the
+        // store keeps the stored usage whatever the body says, and so does
+        // the answer), creation, cancellation and purge are dated by it.
+        t.usage = current.usage.clone();
         t.created_at = current.created_at;
         t.purged_at = None;
         t.cancelled_at = match (t.status, current.status) {
@@ -289,23 +304,149 @@ async fn update(
         Ok(t)
     }
     .await;
-    let details = match &outcome {
-        Ok(t) => json!({ "tenant": t }),
-        Err(_) => json!({}),
-    };
-    let t = record(state, caller, id, "UpdateTenant", details, outcome).await?;
+    let t = record(
+        state,
+        caller,
+        id,
+        "UpdateTenant",
+        target(id),
+        |t| json!({ "tenant": t }),
+        outcome,
+    )
+    .await?;
     Ok(with_etag(StatusCode::OK, &t))
 }
 
+/// The fields a tenant update changes, each with the action that allows it.
+pub fn changes(current: &Tenant, new: &Tenant) -> Vec<(&'static str, &'static str)> {
+    let (c, n) = (current, new);
+    let mut out = Vec::new();
+    let mut field = |changed: bool, name: &'static str, action: &'static str| {
+        if changed {
+            out.push((name, action));
+        }
+    };
+    field(c.name != n.name, "name", "UpdateTenantName");
+    field(c.status != n.status, "status", "UpdateTenantStatus");
+    let (cs, ns) = (&c.subscription, &n.subscription);
+    let sub = "UpdateTenantSubscription";
+    field(cs.tier != ns.tier, "subscription.tier", sub);
+    field(
+        cs.start_date != ns.start_date,
+        "subscription.startDate",
+        sub,
+    );
+    field(cs.features != ns.features, "subscription.features", sub);
+    let (cl, nl) = (&c.limits, &n.limits);
+    let lim = "UpdateTenantLimits";
+    field(
+        cl.max_documents != nl.max_documents,
+        "limits.maxDocuments",
+        lim,
+    );
+    field(cl.max_users != nl.max_users, "limits.maxUsers", lim);
+    field(
+        cl.max_storage_gb != nl.max_storage_gb,
+        "limits.maxStorageGB",
+        lim,
+    );
+    field(
+        cl.max_queries_per_month != nl.max_queries_per_month,
+        "limits.maxQueriesPerMonth",
+        lim,
+    );
+    let (cs, ns) = (&c.settings, &n.settings);
+    let set = "UpdateTenantSettings";
+    field(
+        cs.data_retention_days != ns.data_retention_days,
+        "settings.dataRetentionDays",
+        set,
+    );
+    field(
+        cs.allowed_file_types != ns.allowed_file_types,
+        "settings.allowedFileTypes",
+        set,
+    );
+    field(
+        cs.recovery_window_days != ns.recovery_window_days,
+        "settings.recoveryWindowDays",
+        set,
+    );
+    out
+}
+
+/// Asks the policies about each kind of change `new` makes to `current`;
+/// 403 naming every field refused.
+async fn authorize_changes(
+    state: &AppState,
+    caller: &Caller,
+    current: &Tenant,
+    new: &Tenant,
+) -> Result<(), ApiError> {
+    let changes = changes(current, new);
+    let mut actions: Vec<&str> = changes.iter().map(|(_, a)| *a).collect();
+    actions.dedup();
+    let mut refused_fields = Vec::new();
+    for action in actions {
+        let context = match action {
+            "UpdateTenantSettings" => {
+                let s = &new.settings;
+                let mut c = json!({
+                    "dataRetentionDays": s.data_retention_days,
+                    "allowedFileTypes": s.allowed_file_types,
+                });
+                if let Some(days) = s.recovery_window_days {
+                    c["recoveryWindowDays"] = json!(days);
+                }
+                c
+            }
+            _ => Value::Null,
+        };
+        match authorize_with(state, caller, action, &current.tenant_id, context).await {
+            Ok(()) => {}
+            Err(e) if e.status == StatusCode::FORBIDDEN => refused_fields.extend(
+                changes
+                    .iter()
+                    .filter(|(_, a)| *a == action)
+                    .map(|(f, _)| f.to_string()),
+            ),
+            Err(e) => return Err(e),
+        }
+    }
+    if refused_fields.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "fields_forbidden",
+        format!("you may not change {}", refused_fields.join(", ")),
+    )
+    .with_fields(refused_fields))
+}
+
 /// Deactivation: status `cancelled`; the data stays for the retention
-/// period. Repeating it changes nothing.
+/// period. Repeating it changes nothing. A change of status: for the
+/// platform's administrators.
 async fn deactivate(
     state: &AppState,
     caller: &Caller,
     id: &TenantId,
 ) -> Result<Response<Body>, ApiError> {
+    if let Err(e) = authorize(state, caller, "ManageTenant", id).await {
+        return refused(state, caller, "DeactivateTenant", target(id), e).await;
+    }
     let outcome = async {
-        authorize(state, caller, "ManageTenant", id).await?;
+        if authorize(state, caller, "UpdateTenantStatus", id)
+            .await
+            .is_err()
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "fields_forbidden",
+                "you may not change status",
+            )
+            .with_fields(vec!["status".into()]));
+        }
         let store = state.engine.cache().store();
         // A concurrent update makes the conditional write fail: read again.
         for _ in 0..5 {
@@ -334,7 +475,8 @@ async fn deactivate(
         caller,
         id,
         "DeactivateTenant",
-        json!({ "status": "cancelled" }),
+        target(id),
+        |_| json!({ "status": "cancelled" }),
         outcome,
     )
     .await?;
@@ -535,12 +677,20 @@ async fn export(
     caller: &Caller,
     id: &TenantId,
 ) -> Result<Response<Body>, ApiError> {
-    let outcome = async {
-        authorize(state, caller, "Export", id).await?;
-        load(state, id).await
+    if let Err(e) = authorize(state, caller, "Export", id).await {
+        return refused(state, caller, "Export", target(id), e).await;
     }
-    .await;
-    let tenant = record(state, caller, id, "Export", json!({}), outcome).await?;
+    let outcome = load(state, id).await;
+    let tenant = record(
+        state,
+        caller,
+        id,
+        "Export",
+        target(id),
+        |_| json!({}),
+        outcome,
+    )
+    .await?;
     let store = state.engine.cache().store().clone();
     let (tx, body) = crate::sidecar::http::channel_body(16);
     tokio::spawn(crate::export::produce(store, tenant, tx));

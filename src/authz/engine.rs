@@ -10,7 +10,7 @@ use lru::LruCache;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use super::entities::{tenant_uid, unknown_tenant_entity, Principal};
+use super::entities::{sealed_tenant_entity, tenant_uid, Principal};
 use super::{
     base_entities, evaluate, evaluation_error, parse_context, AuthzError, AuthzRequest, Decision,
     DenyReason, Effect, Evaluation, ResourceRef,
@@ -45,7 +45,6 @@ const BASE_CAPACITY: usize = 4096;
 enum Extra {
     Document(Arc<DocumentEntry>),
     Tenant(Arc<TenantEntry>),
-    Unknown(Box<Entity>),
 }
 
 impl Extra {
@@ -53,8 +52,18 @@ impl Extra {
         match self {
             Extra::Document(d) => d.entity.clone(),
             Extra::Tenant(t) => t.entity.clone(),
-            Extra::Unknown(e) => *e,
         }
+    }
+}
+
+/// Whether a decision made on another tenant's id alone is final: a
+/// `forbid` held (more facts cannot undo it), or no `permit` did and
+/// nothing failed to evaluate. Otherwise the policies need the facts.
+fn decided_without_facts(ev: &Evaluation) -> bool {
+    match ev.reason {
+        Some(DenyReason::Forbidden) => true,
+        Some(DenyReason::NoPermit) => ev.errors.is_empty(),
+        _ => false,
     }
 }
 
@@ -252,30 +261,64 @@ impl Engine {
                 }
             },
             ResourceRef::Tenant(id) if *id == principal.tenant => (tenant_uid(id), Some(0)),
-            ResourceRef::Tenant(id) => match self.cache.tenant(id).await {
-                Ok(slot) => {
-                    oldest = oldest.min(slot.fetched_at);
-                    let generation = match slot.value {
-                        Some(t) => {
-                            let generation = t.generation;
-                            extra = Some(Extra::Tenant(t));
-                            Some(generation)
-                        }
-                        None => {
-                            extra = Some(Extra::Unknown(Box::new(unknown_tenant_entity(id))));
-                            None
-                        }
-                    };
-                    (tenant_uid(id), generation)
+            ResourceRef::Tenant(id) => {
+                // Another tenant. What the caller may know of it is its id:
+                // decide on that first, so that the answer cannot depend on
+                // the tenant's record, nor on whether it exists.
+                let sealed = match base_entities(
+                    action,
+                    [tenant.0.entity.clone(), sealed_tenant_entity(id)],
+                ) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.metrics.fail_closed(FailClosed::EvaluationError);
+                        return Ok(decided(evaluation_error(format!("entities: {e}")), oldest));
+                    }
+                };
+                let first = evaluate(
+                    &self.authorizer,
+                    snapshot,
+                    action,
+                    principal,
+                    tenant_uid(id),
+                    context.clone(),
+                    &sealed,
+                )?;
+                if decided_without_facts(&first) {
+                    return Ok(decided(first, oldest));
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "tenant lookup failed; denying");
-                    return Ok(decided(
-                        deny(DenyReason::StoreUnavailable, Some(e.to_string())),
-                        oldest,
-                    ));
+                // The policies let this principal past isolation without the
+                // tenant's facts (a platform administrator's management
+                // action): now decide on them. A tenant that does not exist
+                // has none; the first answer stands.
+                match self.cache.tenant(id).await {
+                    Ok(Slot {
+                        value: Some(t),
+                        fetched_at,
+                    }) => {
+                        oldest = oldest.min(fetched_at);
+                        let generation = t.generation;
+                        extra = Some(Extra::Tenant(t));
+                        (tenant_uid(id), Some(generation))
+                    }
+                    Ok(Slot {
+                        value: None,
+                        fetched_at,
+                    }) => {
+                        if first.reason == Some(DenyReason::EvaluationError) {
+                            self.metrics.fail_closed(FailClosed::EvaluationError);
+                        }
+                        return Ok(decided(first, oldest.min(fetched_at)));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "tenant lookup failed; denying");
+                        return Ok(decided(
+                            deny(DenyReason::StoreUnavailable, Some(e.to_string())),
+                            oldest,
+                        ));
+                    }
                 }
-            },
+            }
         };
         let key = resource_generation.map(|r| (tenant.0.generation, r, action.generation));
         // A remembered decision needs neither an entity set nor evaluation.

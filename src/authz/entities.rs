@@ -130,56 +130,45 @@ pub fn tenant_entity(t: &Tenant) -> Entity {
                     ("allowedFileTypes", strings(&t.settings.allowed_file_types)),
                 ]),
             ),
+            ("remaining", remaining(t)),
         ],
         HashSet::new(),
     )
 }
 
-/// The entity standing for a tenant id that has no record. It carries no
-/// features and no capacity; evaluating against it lets a request about an
-/// unknown tenant get the same answer as one about another existing tenant.
-pub fn unknown_tenant_entity(id: &TenantId) -> Entity {
-    let zero_limits = || {
-        record([
-            ("maxDocuments", long(0)),
-            ("maxUsers", long(0)),
-            ("maxStorageGB", long(0)),
-            ("maxQueriesPerMonth", long(0)),
-        ])
-    };
-    let zero_usage = || {
-        record([
-            ("documents", long(0)),
-            ("users", long(0)),
-            ("storageGB", long(0)),
-            ("queriesThisMonth", long(0)),
-        ])
-    };
-    entity(
-        tenant_uid(id),
-        [
-            ("name", string("")),
-            ("status", string("unknown")),
-            (
-                "subscription",
-                record([
-                    ("tier", string("")),
-                    ("startDate", string("")),
-                    ("features", Rx::new_set([])),
-                ]),
-            ),
-            ("limits", zero_limits()),
-            ("usage", zero_usage()),
-            (
-                "settings",
-                record([
-                    ("dataRetentionDays", long(0)),
-                    ("allowedFileTypes", Rx::new_set([])),
-                ]),
-            ),
-        ],
-        HashSet::new(),
-    )
+/// Another tenant as a principal may know it: its id, and no facts. A
+/// question about a tenant other than the caller's own is first decided
+/// against this entity, so the answer can depend neither on what that
+/// tenant's record says nor on whether it exists (see [`crate::authz`]).
+pub fn sealed_tenant_entity(id: &TenantId) -> Entity {
+    entity(tenant_uid(id), [], HashSet::new())
+}
+
+/// Bytes in the GiB of `maxStorageGB` as the policies count it.
+const GIB: i64 = 1 << 30;
+
+/// What is left of a tenant's limits, computed here so that policies
+/// compare instead of doing arithmetic (which can overflow, and an error
+/// switches a `forbid` off). Negative when usage is over the limit.
+fn remaining(t: &Tenant) -> Rx {
+    let left = |max: u32, used: u32| i64::from(max) - i64::from(used);
+    record([
+        (
+            "documents",
+            long(left(t.limits.max_documents, t.usage.documents)),
+        ),
+        (
+            "storageBytes",
+            long(left(t.limits.max_storage_gb, t.usage.storage_gb) * GIB),
+        ),
+        (
+            "queriesThisMonth",
+            long(left(
+                t.limits.max_queries_per_month,
+                t.usage.queries_in(&crate::model::current_month()),
+            )),
+        ),
+    ])
 }
 
 /// The `Document` entity of a document record, with `sharedWith` split into

@@ -23,11 +23,13 @@ use parking_lot::Mutex;
 
 use arc_swap::ArcSwapOption;
 use cedar_policy::{
-    Authorizer, Context, Entities, EntityId, EntityTypeName, EntityUid, PolicySet, Request, Schema,
+    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, Request,
+    Schema,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::authz::entities::{user_entity, Principal, NAMESPACE};
 use crate::identity::{TokenError, Verifier};
 use crate::policy::PolicyHandle;
 use wire::{
@@ -56,15 +58,41 @@ pub enum Policies {
     Pulled(Arc<ArcSwapOption<PolicyStoreSet>>),
 }
 
-/// How tokens of a store's identity source become a principal, as AVP maps
-/// an Amazon Cognito identity source.
+/// How a hosted store decides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Semantics {
+    /// As the native API decides, for policies written for cedargate's
+    /// model (the Git store): a token's principal is the native API's
+    /// (`CedarGate::User::"<sub>"` in the token's tenant, groups as roles,
+    /// the clearance claim) with its tenant read from the store; any
+    /// evaluation error is a Deny; plain calls, which name their own
+    /// principal, are served only in trusted identity mode.
+    #[default]
+    Cedargate,
+    /// As Amazon Verified Permissions decides (pulled stores): AVP's
+    /// Cognito token mapping; an erroring policy is skipped.
+    Avp,
+}
+
+/// How a verified token becomes a principal.
+pub enum TokenMapping {
+    /// As AVP maps an Amazon Cognito identity source.
+    Cognito {
+        /// The entity id prefix: `<userPoolId>|<sub>`.
+        user_pool_id: String,
+        principal_entity_type: String,
+        /// Type of the `cognito:groups` parents; none: groups are ignored.
+        group_entity_type: Option<String>,
+    },
+    /// cedargate's own principal, as the native API builds it.
+    Native,
+}
+
+/// A store's identity source: the verifier of its tokens and their mapping.
 pub struct TokenSource {
     pub verifier: Arc<Verifier>,
-    /// The entity id prefix: `<userPoolId>|<sub>`.
-    pub user_pool_id: String,
-    pub principal_entity_type: String,
-    /// Type of the `cognito:groups` parents; none: groups are ignored.
-    pub group_entity_type: Option<String>,
+    pub mapping: TokenMapping,
 }
 
 /// One hosted policy store.
@@ -72,6 +100,7 @@ pub struct HostedStore {
     pub id: String,
     pub policies: Policies,
     pub identity: Option<TokenSource>,
+    pub semantics: Semantics,
     pub parsed: ParsedEntities,
 }
 
@@ -211,13 +240,15 @@ impl Default for ParsedEntities {
 
 impl HostedStore {
     /// The request's entities, parsed with the schema when the store has
-    /// one (as AVP does; the schema's action entities come with it), plus a
-    /// token's principal (whose claims are not the schema's business).
+    /// one (as AVP does; the schema's action entities come with it), plus
+    /// those the sidecar supplies itself (a token's principal, its tenant).
+    /// A request entity that claims to be one of those is refused: what a
+    /// token says is not the caller's to restate.
     pub fn entities(
         &self,
         set: &Current,
         def: Option<&wire::EntitiesDefinition>,
-        token_principal: Option<&Value>,
+        supplied: &[Entity],
     ) -> Result<Arc<Entities>, FieldError> {
         let text = match def {
             None => String::from("[]"),
@@ -243,13 +274,22 @@ impl HostedStore {
                 parsed
             }
         };
-        match token_principal {
-            Some(principal) => Entities::clone(&base)
-                .add_entities_from_json_value(json!([principal]), None)
-                .map(Arc::new)
-                .map_err(|e| FieldError::new("entities", e.to_string())),
-            None => Ok(base),
+        if supplied.is_empty() {
+            return Ok(base);
         }
+        if let Some(e) = supplied.iter().find(|e| base.get(&e.uid()).is_some()) {
+            return Err(FieldError::new(
+                "entities",
+                format!(
+                    "{} comes from the token; leave it out of the request's entities",
+                    e.uid()
+                ),
+            ));
+        }
+        Entities::clone(&base)
+            .add_entities(supplied.iter().cloned(), None)
+            .map(Arc::new)
+            .map_err(|e| FieldError::new("entities", e.to_string()))
     }
 }
 
@@ -267,8 +307,15 @@ pub struct Query<'a> {
     pub typed_context: bool,
 }
 
-/// Checks and evaluates one request.
-pub fn evaluate(set: &Current, entities: &Entities, q: &Query<'_>) -> Result<Outcome, AvpError> {
+/// Checks and evaluates one request. Under [`Semantics::Cedargate`] an
+/// evaluation error denies: an erroring policy may be a forbid that did not
+/// get to hold.
+pub fn evaluate(
+    set: &Current,
+    entities: &Entities,
+    q: &Query<'_>,
+    semantics: Semantics,
+) -> Result<Outcome, AvpError> {
     wire::check_request(&q.path, q.principal, q.action, q.resource)?;
     let at = |f: &str| wire::field(&q.path, f);
     let principal = q
@@ -299,18 +346,32 @@ pub fn evaluate(set: &Current, entities: &Entities, q: &Query<'_>) -> Result<Out
         })
         .collect();
     determining.sort_by(|x, y| x.policy_id.cmp(&y.policy_id));
+    let errors: Vec<EvaluationError> = diagnostics
+        .errors()
+        .map(|e| EvaluationError {
+            error_description: e.to_string(),
+        })
+        .collect();
+    let decision = match response.decision() {
+        cedar_policy::Decision::Allow
+            if semantics == Semantics::Cedargate && !errors.is_empty() =>
+        {
+            Decision::Deny
+        }
+        cedar_policy::Decision::Allow => Decision::Allow,
+        cedar_policy::Decision::Deny => Decision::Deny,
+    };
     Ok(Outcome {
-        decision: match response.decision() {
-            cedar_policy::Decision::Allow => Decision::Allow,
-            cedar_policy::Decision::Deny => Decision::Deny,
+        decision,
+        determining_policies: if decision == Decision::Deny
+            && response.decision() == cedar_policy::Decision::Allow
+        {
+            // The permits that held did not decide: the errors did.
+            Vec::new()
+        } else {
+            determining
         },
-        determining_policies: determining,
-        errors: diagnostics
-            .errors()
-            .map(|e| EvaluationError {
-                error_description: e.to_string(),
-            })
-            .collect(),
+        errors,
     })
 }
 
@@ -322,12 +383,14 @@ pub enum TokenKind {
 }
 
 /// What a verified token contributes to a request: the principal (also
-/// returned to the caller), its entity, and for an access token the
-/// `context.token` record.
+/// returned to the caller), its entity, and for an access token under the
+/// Cognito mapping the `context.token` record.
 pub struct TokenPrincipal {
     pub principal: EntityIdentifier,
-    pub entity: Value,
+    pub entity: Entity,
     pub context_token: Option<Value>,
+    /// The native API's principal, under [`TokenMapping::Native`].
+    pub native: Option<Principal>,
 }
 
 /// The claim that lists a Cognito user's groups.
@@ -345,36 +408,43 @@ impl TokenSource {
         kind: TokenKind,
     ) -> Result<TokenPrincipal, AvpError> {
         let claims = self.verifier.verify_claims(token).await?;
-        let want = match kind {
-            TokenKind::Identity => "id",
-            TokenKind::Access => "access",
-        };
-        if let Some(actual) = claims.get("token_use").and_then(Value::as_str) {
-            if actual != want {
-                return Err(AvpError::AccessDenied(format!(
-                    "the token is an {actual} token, given as {}",
-                    match kind {
-                        TokenKind::Identity => "identityToken",
-                        TokenKind::Access => "accessToken",
-                    }
-                )));
+        let (user_pool_id, principal_entity_type, group_entity_type) = match &self.mapping {
+            TokenMapping::Cognito {
+                user_pool_id,
+                principal_entity_type,
+                group_entity_type,
+            } => (user_pool_id, principal_entity_type, group_entity_type),
+            TokenMapping::Native => {
+                check_token_use(&claims, kind)?;
+                let p = self.verifier.principal_of(&claims)?;
+                let entity = user_entity(&p);
+                return Ok(TokenPrincipal {
+                    principal: EntityIdentifier {
+                        entity_type: format!("{NAMESPACE}::User"),
+                        entity_id: p.id.as_str().to_string(),
+                    },
+                    entity,
+                    context_token: None,
+                    native: Some(p),
+                });
             }
-        }
+        };
+        check_token_use(&claims, kind)?;
         let Some(sub) = claims.get("sub").and_then(Value::as_str) else {
             return Err(AvpError::AccessDenied("the token has no sub".into()));
         };
         let principal = EntityIdentifier {
-            entity_type: self.principal_entity_type.clone(),
-            entity_id: format!("{}|{sub}", self.user_pool_id),
+            entity_type: principal_entity_type.clone(),
+            entity_id: format!("{user_pool_id}|{sub}"),
         };
-        let parents: Vec<Value> = match &self.group_entity_type {
+        let parents: Vec<Value> = match group_entity_type {
             Some(group_type) => claims
                 .get(GROUPS_CLAIM)
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
                 .filter_map(Value::as_str)
-                .map(|g| json!({"type": group_type, "id": format!("{}|{g}", self.user_pool_id)}))
+                .map(|g| json!({"type": group_type, "id": format!("{user_pool_id}|{g}")}))
                 .collect(),
             None => Vec::new(),
         };
@@ -392,15 +462,42 @@ impl TokenSource {
             TokenKind::Identity => (record(&claims), None),
             TokenKind::Access => (json!({}), Some(record(&claims))),
         };
-        Ok(TokenPrincipal {
-            entity: json!({
+        let entity = Entity::from_json_value(
+            json!({
                 "uid": principal.cedar(),
                 "attrs": attrs,
                 "parents": parents,
             }),
+            None,
+        )
+        .map_err(|e| {
+            AvpError::AccessDenied(format!("the token's claims are not an entity: {e}"))
+        })?;
+        Ok(TokenPrincipal {
+            entity,
             principal,
             context_token,
+            native: None,
         })
+    }
+}
+
+/// A token given as `identityToken` must be an ID token, as `accessToken`
+/// an access token (when it says which it is).
+fn check_token_use(claims: &Value, kind: TokenKind) -> Result<(), AvpError> {
+    let want = match kind {
+        TokenKind::Identity => "id",
+        TokenKind::Access => "access",
+    };
+    match claims.get("token_use").and_then(Value::as_str) {
+        Some(actual) if actual != want => Err(AvpError::AccessDenied(format!(
+            "the token is an {actual} token, given as {}",
+            match kind {
+                TokenKind::Identity => "identityToken",
+                TokenKind::Access => "accessToken",
+            }
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -436,8 +533,12 @@ pub struct StoreConfig {
     pub endpoint_url: Option<String>,
     /// AVP stores: how often changes are looked for [default: 30].
     pub refresh_secs: Option<u64>,
-    /// The identity source of the `WithToken` calls.
+    /// The identity source of the `WithToken` calls [default for the Git
+    /// store: the sidecar's own token settings].
     pub identity: Option<IdentitySourceConfig>,
+    /// How the store decides [default: `cedargate` for the Git store,
+    /// `avp` for pulled ones].
+    pub semantics: Option<Semantics>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -456,7 +557,9 @@ pub enum SourceKind {
 #[serde(deny_unknown_fields)]
 pub struct IdentitySourceConfig {
     pub user_pool_id: String,
-    pub principal_entity_type: String,
+    /// The principal's type under AVP's mapping (required there; the
+    /// native mapping's is `CedarGate::User`).
+    pub principal_entity_type: Option<String>,
     pub group_entity_type: Option<String>,
     /// Accepted app client ids (`aud` of ID tokens, `client_id` of access
     /// tokens).
@@ -469,6 +572,11 @@ pub struct IdentitySourceConfig {
     /// Accept keys minted by `cedargate token` (development only).
     #[serde(default)]
     pub allow_dev_keys: bool,
+    /// The native mapping's claims [defaults: `custom:tenant_id`,
+    /// `cognito:groups`, `custom:clearance`].
+    pub tenant_claim: Option<String>,
+    pub roles_claim: Option<String>,
+    pub clearance_claim: Option<String>,
 }
 
 impl IdentitySourceConfig {
@@ -492,7 +600,30 @@ impl IdentitySourceConfig {
         let mut c = crate::identity::JwtConfig::new(jwks, issuer, self.client_ids.clone());
         c.token_use = crate::identity::TokenUse::Any;
         c.allow_dev_keys = self.allow_dev_keys;
+        if let Some(t) = &self.tenant_claim {
+            c.claims.tenant = t.clone();
+        }
+        if let Some(r) = &self.roles_claim {
+            c.claims.roles = r.clone();
+        }
+        if let Some(cl) = &self.clearance_claim {
+            c.claims.clearance = (!cl.is_empty()).then(|| cl.clone());
+        }
         c
+    }
+
+    /// The mapping of this source's tokens under `semantics`.
+    pub fn mapping(&self, semantics: Semantics) -> Result<TokenMapping, String> {
+        match semantics {
+            Semantics::Cedargate => Ok(TokenMapping::Native),
+            Semantics::Avp => Ok(TokenMapping::Cognito {
+                user_pool_id: self.user_pool_id.clone(),
+                principal_entity_type: self.principal_entity_type.clone().ok_or(
+                    "an identity source under semantics = \"avp\" needs principal_entity_type",
+                )?,
+                group_entity_type: self.group_entity_type.clone(),
+            }),
+        }
     }
 }
 
@@ -506,7 +637,16 @@ impl StoreConfig {
             endpoint_url: None,
             refresh_secs: None,
             identity: None,
+            semantics: None,
         }
+    }
+
+    /// How the store decides, as configured or by its source.
+    pub fn semantics(&self) -> Semantics {
+        self.semantics.unwrap_or(match self.source {
+            SourceKind::Git => Semantics::Cedargate,
+            SourceKind::Avp => Semantics::Avp,
+        })
     }
 }
 
@@ -517,6 +657,16 @@ pub fn check_config(stores: &[StoreConfig]) -> Result<(), String> {
         wire::check_store_id(&s.id).map_err(|e| format!("avp store {:?}: {}", s.id, e.message))?;
         if !seen.insert(s.id.as_str()) {
             return Err(format!("avp store {:?} is configured twice", s.id));
+        }
+        if let Some(i) = &s.identity {
+            i.mapping(s.semantics())
+                .map_err(|e| format!("avp store {:?}: {e}", s.id))?;
+        }
+        if s.source == SourceKind::Git && s.semantics() == Semantics::Avp {
+            return Err(format!(
+                "avp store {:?}: the Git policies are written for cedargate's principal; under semantics = \"avp\" a token's principal would skip their forbids",
+                s.id
+            ));
         }
     }
     if stores

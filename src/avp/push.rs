@@ -13,7 +13,6 @@ use aws_sdk_verifiedpermissions::types::{
     UpdatePolicyDefinition, UpdateStaticPolicyDefinition,
 };
 use aws_sdk_verifiedpermissions::Client;
-use cedar_policy::SchemaFragment;
 use serde_json::Value;
 
 use crate::policy::SourceFiles;
@@ -100,17 +99,7 @@ pub fn git_side(sources: &PolicySources) -> Result<(Vec<(String, String)>, Value
         .collect();
     policies.sort();
     let files = SourceFiles::read(sources)?;
-    let text: String = files
-        .schemas
-        .iter()
-        .map(|(_, t)| t.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let (fragment, _) = SchemaFragment::from_cedarschema_str(&text)
-        .map_err(|e| PushError::Schema(e.to_string()))?;
-    let json = fragment
-        .to_json_value()
-        .map_err(|e| PushError::Schema(e.to_string()))?;
+    let json = crate::policy::schema_json(&files).map_err(PushError::Schema)?;
     Ok((policies, json))
 }
 

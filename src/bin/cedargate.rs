@@ -96,12 +96,17 @@ enum TokenCommand {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Validate policies strictly against the schema.
+    /// Validate policies strictly against the schema, and refuse forbids
+    /// that an evaluation error could switch off (an entity attribute read
+    /// without `has`, arithmetic, a fallible extension call).
     Validate {
         #[arg(long, default_value = "policies")]
         policies: PathBuf,
         #[arg(long, default_value = "schemas")]
         schema: PathBuf,
+        /// Report such forbids as warnings instead of failing.
+        #[arg(long)]
+        allow_fallible_forbids: bool,
     },
     /// Run the test suites (`*.yaml`): requests decided by the real engine
     /// over the data each suite states, against the expected decisions and
@@ -542,25 +547,45 @@ fn token(command: TokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn validate(policies: PathBuf, schema: PathBuf) -> ExitCode {
+fn validate(policies: PathBuf, schema: PathBuf, allow_fallible: bool) -> ExitCode {
     let sources = PolicySources {
         policy_dir: policies,
         schema_dir: schema,
     };
-    match policy::load(&sources) {
-        Ok(snapshot) => {
-            println!(
-                "ok: {} policies valid (strict), revision {}",
-                snapshot.policies.policies().count(),
-                snapshot.revision
-            );
-            ExitCode::SUCCESS
-        }
+    let snapshot = match policy::load(&sources) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    let findings = match policy::SourceFiles::read(&sources)
+        .map_err(|e| e.to_string())
+        .and_then(|files| policy::schema_json(&files))
+    {
+        Ok(json) => policy::lint::fallible_forbids(&snapshot.policies, &json),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let level = if allow_fallible { "warning" } else { "error" };
+    for f in &findings {
+        eprintln!("{level}: {f}");
     }
+    if !findings.is_empty() && !allow_fallible {
+        eprintln!(
+            "error: {} forbid(s) fail open on an evaluation error (see docs/policies.md); --allow-fallible-forbids reports them as warnings",
+            findings.len()
+        );
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "ok: {} policies valid (strict), no forbid an error could switch off, revision {}",
+        snapshot.policies.policies().count(),
+        snapshot.revision
+    );
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -585,9 +610,11 @@ fn main() -> ExitCode {
             schema,
             once,
         } => runtime.block_on(demo(listen, store, policies, schema, once)),
-        Command::Policy(PolicyCommand::Validate { policies, schema }) => {
-            return validate(policies, schema)
-        }
+        Command::Policy(PolicyCommand::Validate {
+            policies,
+            schema,
+            allow_fallible_forbids,
+        }) => return validate(policies, schema, allow_fallible_forbids),
         Command::Policy(PolicyCommand::Test {
             policies,
             schema,

@@ -198,6 +198,12 @@ impl Verifier {
         Ok(self.checked_claims(token).await?.0)
     }
 
+    /// The principal named by claims [`Verifier::verify_claims`] returned,
+    /// with this verifier's claim names.
+    pub fn principal_of(&self, claims: &serde_json::Value) -> Result<Principal, TokenError> {
+        claims::principal(&self.config.claims, claims)
+    }
+
     async fn checked_claims(&self, token: &str) -> Result<(serde_json::Value, i64), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName => {

@@ -125,6 +125,19 @@ fn problem(file: &Path, text: &str, d: &dyn Diagnostic, message: String) -> Prob
     }
 }
 
+/// The schema files as one schema in Cedar's JSON form (what Amazon
+/// Verified Permissions takes, and what [`super::lint`] reads).
+pub fn schema_json(files: &SourceFiles) -> Result<serde_json::Value, String> {
+    let text: String = files
+        .schemas
+        .iter()
+        .map(|(_, t)| t.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (fragment, _) = SchemaFragment::from_cedarschema_str(&text).map_err(|e| e.to_string())?;
+    fragment.to_json_value().map_err(|e| e.to_string())
+}
+
 fn parse_schema(files: &SourceFiles, dir: &Path) -> Result<Schema, Vec<Problem>> {
     let mut fragments = Vec::new();
     let mut problems = Vec::new();

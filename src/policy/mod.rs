@@ -3,6 +3,7 @@
 //! reads. A new snapshot is built completely and then swapped in
 //! ([`watch`]); a load that fails keeps the last good one.
 
+pub mod lint;
 mod load;
 pub mod suite;
 pub mod watch;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use cedar_policy::{Entity, EntityUid, PolicySet, Schema};
 
-pub use load::{load, Problem, SourceFiles};
+pub use load::{load, schema_json, Problem, SourceFiles};
 
 /// Which kind of resource an action applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

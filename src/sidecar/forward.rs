@@ -19,6 +19,44 @@ pub enum Unmapped {
     Allow,
 }
 
+/// Which proxy asks, and so where the original method and URI are. Only
+/// that proxy's way is read: the other proxies' headers are ignored, since
+/// proxies that pass the client's headers on (Traefik, Caddy) would let a
+/// client choose them. A method or URI that is missing is refused, never
+/// defaulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyConvention {
+    /// `X-Original-Method` and `X-Original-URI`, set by nginx
+    /// (`auth_request` with `proxy_set_header`).
+    Nginx,
+    /// `X-Forwarded-Method` and `X-Forwarded-Uri`, set by Traefik
+    /// ForwardAuth.
+    Traefik,
+    /// The same headers, set by Caddy's `forward_auth`.
+    Caddy,
+    /// This request's own method and its path after `/v1/forward-auth`
+    /// (Envoy ext_authz HTTP service with `path_prefix`). The default: it
+    /// reads no header at all, so nothing a client adds can change it, and
+    /// a sidecar behind another proxy that was not told so denies
+    /// everything rather than trusting headers.
+    #[default]
+    Envoy,
+}
+
+impl ProxyConvention {
+    /// The (method, URI) headers this proxy sets; none for Envoy.
+    pub fn headers(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            ProxyConvention::Nginx => Some(("x-original-method", "x-original-uri")),
+            ProxyConvention::Traefik | ProxyConvention::Caddy => {
+                Some(("x-forwarded-method", "x-forwarded-uri"))
+            }
+            ProxyConvention::Envoy => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum RouteResource {
     Document,
@@ -66,6 +104,9 @@ pub struct RouteSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardAuthConfig {
+    /// The proxy in front: where the original request is read from.
+    #[serde(default)]
+    pub convention: ProxyConvention,
     #[serde(default)]
     pub unmapped: Unmapped,
     #[serde(default = "default_routes")]
@@ -75,6 +116,7 @@ pub struct ForwardAuthConfig {
 impl Default for ForwardAuthConfig {
     fn default() -> Self {
         ForwardAuthConfig {
+            convention: ProxyConvention::default(),
             unmapped: Unmapped::Deny,
             routes: default_routes(),
         }
@@ -192,6 +234,7 @@ pub struct RouteTable {
     any: matchit::Router<usize>,
     routes: Vec<RouteSpec>,
     pub unmapped: Unmapped,
+    pub convention: ProxyConvention,
 }
 
 impl std::fmt::Debug for RouteTable {
@@ -199,6 +242,7 @@ impl std::fmt::Debug for RouteTable {
         f.debug_struct("RouteTable")
             .field("routes", &self.routes.len())
             .field("unmapped", &self.unmapped)
+            .field("convention", &self.convention)
             .finish()
     }
 }
@@ -256,6 +300,7 @@ impl RouteTable {
             any,
             routes: config.routes.clone(),
             unmapped: config.unmapped,
+            convention: config.convention,
         })
     }
 
@@ -418,6 +463,7 @@ mod tests {
     fn rejects_bad_tables() {
         let bad = |r: RouteSpec| {
             RouteTable::new(&ForwardAuthConfig {
+                convention: ProxyConvention::Envoy,
                 unmapped: Unmapped::Deny,
                 routes: vec![r],
             })

@@ -58,6 +58,8 @@ pub struct ApiError {
     pub message: String,
     /// `WWW-Authenticate` challenge of a 401.
     pub challenge: Option<String>,
+    /// The request's fields at fault (`error.fields`), when there are some.
+    pub fields: Vec<String>,
 }
 
 impl ApiError {
@@ -67,7 +69,14 @@ impl ApiError {
             code,
             message: message.into(),
             challenge: None,
+            fields: Vec::new(),
         }
+    }
+
+    /// The same error, naming the request's fields at fault.
+    pub fn with_fields(mut self, fields: Vec<String>) -> Self {
+        self.fields = fields;
+        self
     }
 
     /// 401 with a `WWW-Authenticate: Bearer` challenge (RFC 6750).
@@ -95,7 +104,12 @@ impl ApiError {
     }
 
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({ "error": { "code": self.code, "message": self.message } })
+        let mut body =
+            serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        if !self.fields.is_empty() {
+            body["error"]["fields"] = serde_json::json!(self.fields);
+        }
+        body
     }
 
     pub fn into_response(self) -> Response<Body> {

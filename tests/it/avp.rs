@@ -225,6 +225,14 @@ async fn entity_lists_contexts_and_batches() {
                 ("allowedFileTypes", set(vec![s("pdf")])),
             ]),
         )
+        .attributes(
+            "remaining",
+            record(vec![
+                ("documents", l(9)),
+                ("storageBytes", l(5 << 30)),
+                ("queriesThisMonth", l(100)),
+            ]),
+        )
         .build();
     let user = |id: &str, role: &str| {
         EntityItem::builder()

@@ -121,14 +121,18 @@ async fn sidecar(standin: &Standin, jwks: &std::path::Path) -> TestApp {
                 refresh_secs: Some(1),
                 identity: Some(IdentitySourceConfig {
                     user_pool_id: POOL.into(),
-                    principal_entity_type: "MyApp::User".into(),
+                    principal_entity_type: Some("MyApp::User".into()),
                     group_entity_type: Some("MyApp::UserGroup".into()),
                     client_ids: vec![AUDIENCE.into()],
                     issuer: Some(ISSUER.into()),
                     jwks_file: Some(jwks),
                     jwks_url: None,
                     allow_dev_keys: true,
+                    tenant_claim: None,
+                    roles_claim: None,
+                    clearance_claim: None,
                 }),
+                semantics: None,
             },
         ];
     })

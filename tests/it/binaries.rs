@@ -35,6 +35,52 @@ fn validate(policies: &Path, schemas: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// The shipped forbids fail closed; one written the way they once were
+/// (an entity's attribute read without `has`) is refused by `validate`, or
+/// reported as a warning when asked.
+#[test]
+fn validate_refuses_forbids_an_error_could_switch_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, s) = copy_policies(dir.path());
+    let out = validate(&p, &s);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no forbid an error could switch off"));
+
+    std::fs::write(
+        p.join("extra.cedar"),
+        "@id(\"extra.clearance\")\nforbid (principal, action, resource is CedarGate::Document)\n\
+         when { resource.classification > principal.clearance };\n",
+    )
+    .unwrap();
+    let out = validate(&p, &s);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("error: forbid \"extra.clearance\" can be switched off by an evaluation error at `resource.classification`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`principal.clearance`"), "{stderr}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cedargate"))
+        .args([
+            "policy",
+            "validate",
+            "--allow-fallible-forbids",
+            "--policies",
+        ])
+        .arg(&p)
+        .arg("--schema")
+        .arg(&s)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: forbid \"extra.clearance\""));
+}
+
 #[test]
 fn invalid_policies_stop_start_up_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -504,7 +550,7 @@ fn policy_explain_shows_the_determining_policies() {
     assert!(out.starts_with("Deny"), "{out}");
     assert!(out.contains("classification.clearance:"), "{out}");
     assert!(
-        out.contains("resource.classification > principal.clearance"),
+        out.contains("resource.classification <= principal.clearance"),
         "{out}"
     );
 }

@@ -1,10 +1,13 @@
-//! Forward-auth as Envoy (path prefix), nginx (`X-Original-*`) and Traefik
-//! (`X-Forwarded-*`) ask it: allow with identity headers, deny with a
-//! message safe for the end user, unmapped and unsafe paths denied.
+//! Forward-auth as Envoy (path prefix), nginx (`X-Original-*`), Traefik and
+//! Caddy (`X-Forwarded-*`) ask it: allow with identity headers, deny with a
+//! message safe for the end user, unmapped and unsafe paths denied. Each
+//! sidecar reads only the configured proxy's way: other proxies' headers
+//! are ignored, a missing or repeated one is refused.
 
 use hyper::{Method, StatusCode};
 
 use crate::helpers::*;
+use cedargate::sidecar::forward::ProxyConvention;
 
 async fn ask(
     app: &TestApp,
@@ -18,11 +21,17 @@ async fn ask(
     app.send_with(Method::GET, path, &headers, "").await
 }
 
+/// A token-mode sidecar behind `convention`'s proxy.
+async fn behind(convention: ProxyConvention) -> (TestApp, Keys) {
+    spawn_jwt_app_full(|_| {}, |s| s.forward_auth.convention = convention).await
+}
+
 #[tokio::test]
 async fn allow_sets_identity_headers_whatever_the_client_sent() {
+    // Envoy ext_authz with path_prefix (the default): the original path
+    // follows the prefix.
     let (app, keys) = spawn_jwt_app().await;
     let vic = keys.token("vic", "t1", &["viewer"], |_| {});
-    // Envoy ext_authz with path_prefix: the original path follows the prefix.
     let r = ask(
         &app,
         &vic,
@@ -34,8 +43,11 @@ async fn allow_sets_identity_headers_whatever_the_client_sent() {
     assert_eq!(r.headers["x-tenant-id"], "t1");
     assert_eq!(r.headers["x-user-id"], "vic");
     assert_eq!(r.headers["x-decision-id"].len(), 36);
+    app.shutdown().await;
 
     // nginx auth_request.
+    let (app, keys) = behind(ProxyConvention::Nginx).await;
+    let vic = keys.token("vic", "t1", &["viewer"], |_| {});
     let r = ask(
         &app,
         &vic,
@@ -47,17 +59,105 @@ async fn allow_sets_identity_headers_whatever_the_client_sent() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    // Traefik ForwardAuth.
-    let r = ask(
-        &app,
-        &vic,
-        "/v1/forward-auth",
-        &[
-            ("x-forwarded-uri", "/documents/d-public"),
-            ("x-forwarded-method", "DELETE"),
-        ],
-    )
-    .await;
+    app.shutdown().await;
+
+    // Traefik ForwardAuth and Caddy forward_auth.
+    for convention in [ProxyConvention::Traefik, ProxyConvention::Caddy] {
+        let (app, keys) = behind(convention).await;
+        let vic = keys.token("vic", "t1", &["viewer"], |_| {});
+        let headers = |method| {
+            [
+                ("x-forwarded-uri", "/documents/d-public"),
+                ("x-forwarded-method", method),
+            ]
+        };
+        let r = ask(&app, &vic, "/v1/forward-auth", &headers("GET")).await;
+        assert_eq!(r.status, StatusCode::OK, "{convention:?}: {}", r.body);
+        let r = ask(&app, &vic, "/v1/forward-auth", &headers("DELETE")).await;
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "{convention:?}: {}",
+            r.body
+        );
+        app.shutdown().await;
+    }
+}
+
+/// What a client adds through a proxy that passes its headers on: another
+/// proxy's headers, or another path, change nothing; a missing or repeated
+/// header of the configured proxy is refused, never defaulted.
+#[tokio::test]
+async fn only_the_configured_proxy_is_believed() {
+    // The viewer may read a public document, not delete it.
+    let delete = [
+        ("x-original-uri", "/documents/d-public"),
+        ("x-original-method", "DELETE"),
+    ];
+    let delete_fwd = [
+        ("x-forwarded-uri", "/documents/d-public"),
+        ("x-forwarded-method", "DELETE"),
+    ];
+    let read_nginx = [
+        ("x-original-uri", "/documents/d-public"),
+        ("x-original-method", "GET"),
+    ];
+    let read_fwd = [
+        ("x-forwarded-uri", "/documents/d-public"),
+        ("x-forwarded-method", "GET"),
+    ];
+
+    let (app, keys) = behind(ProxyConvention::Traefik).await;
+    let vic = keys.token("vic", "t1", &["viewer"], |_| {});
+    // nginx's headers and Envoy's path do not override Traefik's.
+    let mut h = delete_fwd.to_vec();
+    h.extend(read_nginx);
+    let r = ask(&app, &vic, "/v1/forward-auth/documents/d-public", &h).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    // Left out: the method is not taken to be GET, the URI not the path.
+    for (missing, h) in [
+        (
+            "x-forwarded-method",
+            [("x-forwarded-uri", "/documents/d-public")],
+        ),
+        ("x-forwarded-uri", [("x-forwarded-method", "GET")]),
+    ] {
+        let r = ask(&app, &vic, "/v1/forward-auth/documents/d-public", &h).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert_eq!(r.json()["error"]["code"], "missing_original_request");
+        assert!(r.body.contains(missing), "{}", r.body);
+    }
+    // Twice: one of them came from the client.
+    let mut h = read_fwd.to_vec();
+    h.push(("x-forwarded-uri", "/search"));
+    let r = ask(&app, &vic, "/v1/forward-auth", &h).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "duplicate_header");
+    app.shutdown().await;
+
+    let (app, keys) = behind(ProxyConvention::Nginx).await;
+    let vic = keys.token("vic", "t1", &["viewer"], |_| {});
+    let mut h = delete.to_vec();
+    h.extend(read_fwd);
+    let r = ask(&app, &vic, "/v1/forward-auth", &h).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = ask(&app, &vic, "/v1/forward-auth", &delete[..1]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    app.shutdown().await;
+
+    // Envoy: no header is read at all.
+    let (app, keys) = spawn_jwt_app().await;
+    let vic = keys.token("vic", "t1", &["viewer"], |_| {});
+    let mut h = read_nginx.to_vec();
+    h.extend(read_fwd);
+    let r = app
+        .send_with(
+            Method::DELETE,
+            "/v1/forward-auth/documents/d-public",
+            &[h.as_slice(), &[("authorization", &format!("Bearer {vic}"))]].concat(),
+            "",
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     app.shutdown().await;
 }
@@ -144,18 +244,20 @@ async fn unmapped_unsafe_and_malformed_requests_are_denied() {
         .as_str()
         .unwrap()
         .contains("fileType"));
+    app.shutdown().await;
     // A bad original URI or method.
-    let r = ask(
-        &app,
-        &adm,
-        "/v1/forward-auth",
-        &[
-            ("x-original-uri", "/documents/x"),
-            ("x-original-method", "G E T"),
-        ],
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let (app, keys) = behind(ProxyConvention::Nginx).await;
+    let adm = keys.token("adm", "t1", &["admin"], |_| {});
+    for (uri, method) in [("/documents/x", "G E T"), ("http://[::1", "GET")] {
+        let r = ask(
+            &app,
+            &adm,
+            "/v1/forward-auth",
+            &[("x-original-uri", uri), ("x-original-method", method)],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    }
     app.shutdown().await;
 }
 

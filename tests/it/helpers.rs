@@ -123,13 +123,33 @@ pub async fn spawn_routed(
     wrap: impl FnOnce(Arc<dyn store::Store>) -> Arc<dyn store::Store>,
     router: Arc<dyn cedargate::sidecar::Router>,
 ) -> TestApp {
-    init_logging();
     let dir = tempfile::tempdir().unwrap();
+    let url = fixture_store(dir.path()).await;
+    spawn_at(dir, url, tweak, wrap, router).await
+}
+
+/// A server on an existing store (several servers may share one), with its
+/// own policy copies and spool.
+pub async fn spawn_in(
+    url: StoreUrl,
+    tweak: impl FnOnce(&mut Settings),
+    router: Arc<dyn cedargate::sidecar::Router>,
+) -> TestApp {
+    spawn_at(tempfile::tempdir().unwrap(), url, tweak, |s| s, router).await
+}
+
+async fn spawn_at(
+    dir: TempDir,
+    url: StoreUrl,
+    tweak: impl FnOnce(&mut Settings),
+    wrap: impl FnOnce(Arc<dyn store::Store>) -> Arc<dyn store::Store>,
+    router: Arc<dyn cedargate::sidecar::Router>,
+) -> TestApp {
+    init_logging();
     let policy_dir = dir.path().join("policies");
     let schema_dir = dir.path().join("schemas");
     copy_dir(&repo_dir("policies"), &policy_dir);
     copy_dir(&repo_dir("schemas"), &schema_dir);
-    let url = fixture_store(dir.path()).await;
     let mut settings = Settings::trusted(url.clone(), &policy_dir, &schema_dir);
     settings.reload_interval = std::time::Duration::from_millis(50);
     settings.audit.spool_dir = dir.path().join("audit-spool");

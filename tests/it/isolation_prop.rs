@@ -32,6 +32,12 @@ const MANAGEMENT: &[&str] = &[
     "Export",
     "ManageTenant",
     "ListTenants",
+    "CreateTenant",
+    "UpdateTenantName",
+    "UpdateTenantSettings",
+    "UpdateTenantSubscription",
+    "UpdateTenantLimits",
+    "UpdateTenantStatus",
 ];
 
 fn subset(items: &'static [&'static str]) -> impl Strategy<Value = BTreeSet<String>> {
@@ -197,10 +203,12 @@ fn parts(
     cedar_policy::EntityUid,
 ) {
     let action = &snap.actions[&c.action];
-    let context = if c.action == "CreateDocument" {
-        json!({"fileType": c.file_type, "sizeBytes": c.size})
-    } else {
-        json!({})
+    let context = match c.action.as_str() {
+        "CreateDocument" => json!({"fileType": c.file_type, "sizeBytes": c.size}),
+        "UpdateTenantSettings" => {
+            json!({"dataRetentionDays": c.size % 5000, "allowedFileTypes": [c.file_type]})
+        }
+        _ => json!({}),
     };
     let context = parse_context(snap, action, &c.action, &context).unwrap();
     let mut entities = vec![tenant_entity(&c.own)];

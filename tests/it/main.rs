@@ -1,11 +1,14 @@
 //! Integration tests: one test binary, one module per concern.
 
 mod admin;
+mod admin_fields;
+mod attack;
 mod audit;
 mod avp;
 mod avp_source;
 mod avp_standin;
 mod binaries;
+mod caddy;
 mod dynamodb_local;
 mod forward_auth;
 mod helpers;

@@ -120,7 +120,11 @@ async fn nginx_auth_request_guards_the_upstream() {
         }
         panic!("nginx is not installed: run scripts/test.sh (which installs it) or apt-get install nginx-light");
     };
-    let (app, keys) = spawn_jwt_app().await;
+    let (app, keys) = spawn_jwt_app_full(
+        |_| {},
+        |s| s.forward_auth.convention = cedargate::sidecar::forward::ProxyConvention::Nginx,
+    )
+    .await;
     let seen: Seen = Arc::default();
     let upstream_addr = upstream(seen.clone()).await;
     let nginx = start_nginx(&binary, app.addr, upstream_addr, "").await;
@@ -161,9 +165,29 @@ async fn nginx_auth_request_guards_the_upstream() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(seen.lock().is_empty());
 
+    // A viewer's DELETE, with the headers nginx sets forged by the client
+    // to say GET /search: nginx overwrites them, the sidecar judges the
+    // DELETE and refuses it.
+    let vic = keys.token("vic", "t1", &["viewer"], |_| {});
+    let auth = format!("Bearer {vic}");
+    let r = cedargate::sidecar::client::send_with(
+        nginx.addr,
+        Method::DELETE,
+        "/documents/d-public",
+        &[
+            ("authorization", auth.as_str()),
+            ("x-original-uri", "/search"),
+            ("x-original-method", "GET"),
+        ],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(seen.lock().is_empty());
+
     // Allowed: the upstream gets the request with the sidecar's identity
     // headers, not the forged ones the client sent.
-    let vic = keys.token("vic", "t1", &["viewer"], |_| {});
     let r = send(
         Some(vic),
         "/documents/d-public",

@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use cedar_policy::Entities;
+use cedar_policy::{Entities, Entity};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{HeaderMap, Request, Response, StatusCode};
@@ -24,9 +24,14 @@ use crate::avp::wire::{
     EntitiesDefinition, EntityIdentifier, FieldError, IsAuthorizedInput,
     IsAuthorizedWithTokenInput, Outcome,
 };
-use crate::avp::{self, AvpError, Current, HostedStore, Query, TokenKind, TokenPrincipal};
+use crate::avp::{
+    self, AvpError, Current, HostedStore, Query, Semantics, TokenKind, TokenPrincipal,
+};
+use crate::ids::TenantId;
+use crate::metrics::FailClosed;
 use crate::sidecar::http::{full, read_body, Body};
 use crate::sidecar::AppState;
+use crate::sidecar::Identity;
 
 /// The target prefix of the service.
 pub(super) const TARGET_PREFIX: &str = "VerifiedPermissions.";
@@ -201,9 +206,48 @@ impl Call<'_> {
         store: &HostedStore,
         set: &Current,
         def: Option<&EntitiesDefinition>,
-        token: Option<&TokenPrincipal>,
+        supplied: &[Entity],
     ) -> Result<std::sync::Arc<Entities>, AwsError> {
-        Ok(store.entities(set, def, token.map(|t| &t.entity))?)
+        Ok(store.entities(set, def, supplied)?)
+    }
+
+    /// A plain call names its own principal. Under cedargate's semantics
+    /// that is only for a trusted caller, as on the native API: with token
+    /// identity the principal comes from a verified token only.
+    fn plain_allowed(&self, store: &HostedStore) -> Result<(), AwsError> {
+        match (store.semantics, &self.state.identity) {
+            (Semantics::Cedargate, Identity::Jwt(_)) => Err(AvpError::AccessDenied(
+                "this sidecar takes principals from verified tokens only (identity = jwt): call IsAuthorizedWithToken".into(),
+            )
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The entities a token contributes: its principal and, for the native
+    /// mapping, the principal's tenant as the store holds it (as the native
+    /// API reads it). A tenant that does not exist is left out, and the
+    /// policies deny; a store that cannot be read fails the call.
+    async fn supplied(&self, token: &TokenPrincipal) -> Result<Vec<Entity>, AwsError> {
+        let mut out = vec![token.entity.clone()];
+        if let Some(p) = &token.native {
+            match self.state.engine.cache().tenant(&p.tenant).await {
+                Ok(slot) => out.extend(slot.value.map(|t| t.entity.clone())),
+                Err(e) => {
+                    tracing::warn!(error = %e, "tenant lookup failed; no decision");
+                    self.state
+                        .engine
+                        .metrics()
+                        .fail_closed(FailClosed::StoreUnavailable);
+                    return Err(AwsError::new(
+                        "InternalServerException",
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the principal's tenant cannot be read; try again",
+                    ));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Evaluates every query first (a request that is not valid fails the
@@ -215,12 +259,15 @@ impl Call<'_> {
         set: &Current,
         entities: &Entities,
         queries: &[Query<'_>],
-        source: &'static str,
+        log: Log<'_>,
     ) -> Result<Vec<Outcome>, AwsError> {
         let mut outcomes = Vec::with_capacity(queries.len());
         for q in queries {
             let started = Instant::now();
-            outcomes.push((avp::evaluate(set, entities, q)?, started.elapsed()));
+            outcomes.push((
+                avp::evaluate(set, entities, q, store.semantics)?,
+                started.elapsed(),
+            ));
         }
         let metrics = self.state.engine.metrics();
         for (o, _) in &outcomes {
@@ -229,7 +276,7 @@ impl Call<'_> {
         let mut receipts = Vec::with_capacity(queries.len());
         if self.state.audit.is_on() {
             for (q, (outcome, latency)) in queries.iter().zip(&outcomes) {
-                let event = self.event(store, set, q, outcome, source, *latency);
+                let event = self.event(store, set, q, outcome, log, *latency);
                 receipts.push(
                     self.state
                         .audit
@@ -252,9 +299,9 @@ impl Call<'_> {
         set: &Current,
         entities: &Entities,
         q: Query<'_>,
-        source: &'static str,
+        log: Log<'_>,
     ) -> Result<Outcome, AwsError> {
-        let mut out = self.decide_all(store, set, entities, &[q], source).await?;
+        let mut out = self.decide_all(store, set, entities, &[q], log).await?;
         out.pop().ok_or_else(|| {
             AwsError::new(
                 "InternalServerException",
@@ -270,9 +317,10 @@ impl Call<'_> {
         set: &Current,
         q: &Query<'_>,
         outcome: &Outcome,
-        source: &'static str,
+        log: Log<'_>,
         latency: std::time::Duration,
     ) -> AuditEvent {
+        let Log { source, tenant } = log;
         let uid = |e: Option<&EntityIdentifier>| {
             e.map(|e| format!("{}::{:?}", e.entity_type, e.entity_id))
                 .unwrap_or_default()
@@ -298,12 +346,18 @@ impl Call<'_> {
         let mut e = AuditEvent::new(
             uuid::Uuid::now_v7().to_string(),
             chrono::Utc::now(),
-            audit_partition(&store.id),
+            // A token's native principal: its tenant's log, as on the
+            // native API; else the store's partition.
+            tenant.map_or_else(|| audit_partition(&store.id), |t| t.as_str().to_string()),
             action,
             uid(q.resource),
             details,
         );
-        e.user_id = q.principal.map(|p| uid(Some(p)));
+        e.user_id = q.principal.map(|p| match tenant {
+            // The native API's user id.
+            Some(_) => p.entity_id.clone(),
+            None => uid(Some(p)),
+        });
         e.ip_address = self.meta.ip_address.clone();
         e.user_agent = self.meta.user_agent.clone();
         e.success = outcome.decision == wire::Decision::Allow;
@@ -312,7 +366,8 @@ impl Call<'_> {
 
     async fn is_authorized(&self, input: IsAuthorizedInput) -> Result<Value, AwsError> {
         let (store, set) = self.store(&input.policy_store_id)?;
-        let entities = self.entities(&store, &set, input.entities.as_ref(), None)?;
+        self.plain_allowed(&store)?;
+        let entities = self.entities(&store, &set, input.entities.as_ref(), &[])?;
         let q = Query {
             path: String::new(),
             principal: input.principal.as_ref(),
@@ -321,12 +376,15 @@ impl Call<'_> {
             context: context(input.context.as_ref(), "context", None)?,
             typed_context: true,
         };
-        let outcome = self.one(&store, &set, &entities, q, "avp").await?;
+        let outcome = self
+            .one(&store, &set, &entities, q, Log::store("avp"))
+            .await?;
         Ok(json!(outcome))
     }
 
     async fn batch(&self, input: BatchIsAuthorizedInput) -> Result<Value, AwsError> {
         let (store, set) = self.store(&input.policy_store_id)?;
+        self.plain_allowed(&store)?;
         batch_size(input.requests.len())?;
         // AVP's rule: one principal or one resource across the batch.
         let first = &input.requests[0];
@@ -342,7 +400,7 @@ impl Call<'_> {
             ))
             .into());
         }
-        let entities = self.entities(&store, &set, input.entities.as_ref(), None)?;
+        let entities = self.entities(&store, &set, input.entities.as_ref(), &[])?;
         let mut queries = Vec::with_capacity(input.requests.len());
         for (i, item) in input.requests.iter().enumerate() {
             let path = format!("requests[{i}]");
@@ -357,7 +415,7 @@ impl Call<'_> {
             queries.push(q);
         }
         let outcomes = self
-            .decide_all(&store, &set, &entities, &queries, "avp-batch")
+            .decide_all(&store, &set, &entities, &queries, Log::store("avp-batch"))
             .await?;
         drop(queries);
         let results: Vec<_> = input
@@ -406,7 +464,8 @@ impl Call<'_> {
                 input.access_token.as_deref(),
             )
             .await?;
-        let entities = self.entities(&store, &set, input.entities.as_ref(), Some(&token))?;
+        let supplied = self.supplied(&token).await?;
+        let entities = self.entities(&store, &set, input.entities.as_ref(), &supplied)?;
         let q = Query {
             path: String::new(),
             principal: Some(&token.principal),
@@ -419,7 +478,9 @@ impl Call<'_> {
             )?,
             typed_context: token.context_token.is_none(),
         };
-        let outcome = self.one(&store, &set, &entities, q, "avp-token").await?;
+        let outcome = self
+            .one(&store, &set, &entities, q, Log::token("avp-token", &token))
+            .await?;
         let mut out = json!(outcome);
         out["principal"] = json!(token.principal);
         Ok(out)
@@ -437,7 +498,8 @@ impl Call<'_> {
             )
             .await?;
         batch_size(input.requests.len())?;
-        let entities = self.entities(&store, &set, input.entities.as_ref(), Some(&token))?;
+        let supplied = self.supplied(&token).await?;
+        let entities = self.entities(&store, &set, input.entities.as_ref(), &supplied)?;
         let mut queries = Vec::with_capacity(input.requests.len());
         for (i, item) in input.requests.iter().enumerate() {
             let path = format!("requests[{i}]");
@@ -456,7 +518,13 @@ impl Call<'_> {
             queries.push(q);
         }
         let outcomes = self
-            .decide_all(&store, &set, &entities, &queries, "avp-token-batch")
+            .decide_all(
+                &store,
+                &set,
+                &entities,
+                &queries,
+                Log::token("avp-token-batch", &token),
+            )
             .await?;
         drop(queries);
         let results: Vec<_> = input
@@ -466,6 +534,31 @@ impl Call<'_> {
             .map(|(request, outcome)| BatchItemOutput { request, outcome })
             .collect();
         Ok(json!({ "principal": token.principal, "results": results }))
+    }
+}
+
+/// How a call's decisions are recorded: their source, and the tenant whose
+/// log they go to (a token's native principal's; else the store's
+/// partition).
+#[derive(Clone, Copy)]
+struct Log<'a> {
+    source: &'static str,
+    tenant: Option<&'a TenantId>,
+}
+
+impl<'a> Log<'a> {
+    fn store(source: &'static str) -> Self {
+        Log {
+            source,
+            tenant: None,
+        }
+    }
+
+    fn token(source: &'static str, token: &'a TokenPrincipal) -> Self {
+        Log {
+            source,
+            tenant: token.native.as_ref().map(|p| &p.tenant),
+        }
     }
 }
 

@@ -1,9 +1,11 @@
 //! `ANY /v1/forward-auth/{original path…}`: the proxy asks before passing a
-//! request to the application (Envoy ext_authz HTTP service, nginx
-//! `auth_request`, Traefik ForwardAuth). The original method and URI come
-//! from `X-Original-Method`/`X-Original-URI` (nginx), else
-//! `X-Forwarded-Method`/`X-Forwarded-Uri` (Traefik), else this request's own
-//! method and the path after the prefix (Envoy `path_prefix`).
+//! request to the application. Where the original method and URI are comes
+//! from `[forward_auth] convention` (see [`ProxyConvention`]), never from
+//! whichever headers happen to be present: `X-Original-Method`/
+//! `X-Original-URI` (nginx), `X-Forwarded-Method`/`X-Forwarded-Uri`
+//! (Traefik, Caddy), or this request's own method and the path after the
+//! prefix (Envoy `path_prefix`, the default). A missing or repeated header
+//! of the configured proxy is a 400.
 //!
 //! Allow → 200 with `x-tenant-id`, `x-user-id`, `x-decision-id` for the proxy
 //! to pass upstream; no or bad token → 401 with a Bearer challenge; deny →
@@ -19,7 +21,7 @@ use crate::audit::{AuditEvent, RequestMeta};
 use crate::authz::entities::Principal;
 use crate::authz::{AuthzRequest, Decision, DenyReason, Effect, ResourceRef};
 use crate::ids::{DocumentId, TenantId};
-use crate::sidecar::forward::{self, RouteResource, Unmapped};
+use crate::sidecar::forward::{self, ProxyConvention, RouteResource, Unmapped};
 use crate::sidecar::http::{empty, json_response, ApiError, Body};
 use crate::sidecar::AppState;
 
@@ -36,45 +38,54 @@ struct Original {
     query: Option<String>,
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name)
+/// One header's value: absent, or sent once (a header sent twice is
+/// refused: a proxy sets it once, so a second one came from the client).
+fn single<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    let mut values = h.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::bad_request(
+            "duplicate_header",
+            format!("the {name} header is sent more than once"),
+        ));
+    }
+    Ok(first
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
+        .filter(|v| !v.is_empty()))
 }
 
-fn original(req: &Request<Incoming>) -> Result<Original, ApiError> {
-    let h = req.headers();
-    let from = |uri: &str, method: Option<&str>| -> Result<Original, ApiError> {
-        let uri: hyper::Uri = uri
-            .parse()
-            .map_err(|_| ApiError::bad_request("invalid_uri", "the original URI is not valid"))?;
-        let method = match method {
-            Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| {
-                ApiError::bad_request("invalid_method", "the original method is not valid")
-            })?,
-            None => Method::GET,
-        };
-        Ok(Original {
-            method,
-            path: uri.path().to_string(),
-            query: uri.query().map(str::to_string),
-        })
+/// The original request, read the configured proxy's way only.
+fn original(req: &Request<Incoming>, convention: ProxyConvention) -> Result<Original, ApiError> {
+    let Some((method_header, uri_header)) = convention.headers() else {
+        let path = req.uri().path().strip_prefix(PREFIX).unwrap_or("");
+        return Ok(Original {
+            method: req.method().clone(),
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.to_string()
+            },
+            query: req.uri().query().map(str::to_string),
+        });
     };
-    if let Some(uri) = header(h, "x-original-uri") {
-        return from(uri, header(h, "x-original-method"));
-    }
-    if let Some(uri) = header(h, "x-forwarded-uri") {
-        return from(uri, header(h, "x-forwarded-method"));
-    }
-    let path = req.uri().path().strip_prefix(PREFIX).unwrap_or("");
+    let h = req.headers();
+    let missing = |name: &str| {
+        ApiError::bad_request(
+            "missing_original_request",
+            format!("the {name} header is missing: the proxy must set it (forward_auth.convention is {convention:?})"),
+        )
+    };
+    let uri = single(h, uri_header)?.ok_or_else(|| missing(uri_header))?;
+    let method = single(h, method_header)?.ok_or_else(|| missing(method_header))?;
+    let uri: hyper::Uri = uri
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_uri", "the original URI is not valid"))?;
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| ApiError::bad_request("invalid_method", "the original method is not valid"))?;
     Ok(Original {
-        method: req.method().clone(),
-        path: if path.is_empty() {
-            "/".into()
-        } else {
-            path.to_string()
-        },
-        query: req.uri().query().map(str::to_string),
+        method,
+        path: uri.path().to_string(),
+        query: uri.query().map(str::to_string),
     })
 }
 
@@ -102,28 +113,33 @@ fn forbidden(message: &str, decision_id: Option<&str>) -> Response<Body> {
 }
 
 /// The end-user message of a denial: the `@message` of the forbid that
-/// decided it, when it has one and the denial cannot reveal another
-/// tenant's facts; else the generic one.
+/// decided it, only when every forbid that decided it has one. Policies
+/// without a message (tenant isolation's) are silent on purpose, and a
+/// denial they took part in says only the generic message, whatever else
+/// also held.
 fn message(state: &AppState, d: &Decision) -> String {
     if d.reason != Some(DenyReason::Forbidden) {
         return GENERIC.into();
     }
     let snapshot = state.engine.policies().load();
-    d.determining_policies
+    let messages: Option<Vec<&str>> = d
+        .determining_policies
         .iter()
-        .find_map(|id| {
+        .map(|id| {
             snapshot
                 .policies
                 .annotation(&cedar_policy::PolicyId::new(id), "message")
-                // Printable, and safe inside a header or a JSON string.
-                .map(|m| {
-                    m.chars()
-                        .filter(|c| !c.is_control())
-                        .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
-                        .collect::<String>()
-                })
         })
-        .unwrap_or_else(|| GENERIC.into())
+        .collect();
+    match messages.as_deref() {
+        // Printable, and safe inside a header or a JSON string.
+        Some([first, ..]) => first
+            .chars()
+            .filter(|c| !c.is_control())
+            .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
+            .collect(),
+        _ => GENERIC.into(),
+    }
 }
 
 /// Records a decision the route table made before any policy was asked
@@ -175,7 +191,7 @@ pub(super) async fn handle(
     peer: std::net::SocketAddr,
 ) -> Result<Response<Body>, ApiError> {
     let principal = principal::from_token(state, req.headers()).await?;
-    let orig = original(&req)?;
+    let orig = original(&req, state.routes.convention)?;
     let meta = super::request_meta(req.headers(), peer);
     let refuse = async |reason: &str| -> Result<Response<Body>, ApiError> {
         let id = route_decision(state, &principal, &orig, &meta, false, reason).await?;
