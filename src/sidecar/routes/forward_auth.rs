@@ -117,19 +117,14 @@ fn forbidden(message: &str, decision_id: Option<&str>) -> Response<Body> {
 /// without a message (tenant isolation's) are silent on purpose, and a
 /// denial they took part in says only the generic message, whatever else
 /// also held.
-fn message(state: &AppState, d: &Decision) -> String {
+fn message(policies: &cedar_policy::PolicySet, d: &Decision) -> String {
     if d.reason != Some(DenyReason::Forbidden) {
         return GENERIC.into();
     }
-    let snapshot = state.engine.policies().load();
     let messages: Option<Vec<&str>> = d
         .determining_policies
         .iter()
-        .map(|id| {
-            snapshot
-                .policies
-                .annotation(&cedar_policy::PolicyId::new(id), "message")
-        })
+        .map(|id| policies.annotation(&cedar_policy::PolicyId::new(id), "message"))
         .collect();
     match messages.as_deref() {
         // Printable, and safe inside a header or a JSON string.
@@ -276,6 +271,51 @@ pub(super) async fn handle(
             );
             with_headers(resp, &[("x-decision-id", &decision.decision_id)])
         }
-        (Effect::Deny, _) => forbidden(&message(state, &decision), Some(&decision.decision_id)),
+        (Effect::Deny, _) => {
+            let message = message(&state.engine.policies().load().policies, &decision);
+            forbidden(&message, Some(&decision.decision_id))
+        }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    fn denial(by: &[&str]) -> Decision {
+        Decision {
+            decision: Effect::Deny,
+            decision_id: String::new(),
+            determining_policies: by.iter().map(|s| s.to_string()).collect(),
+            errors: vec![],
+            policy_revision: "r".into(),
+            data_age_ms: 0,
+            reason: Some(DenyReason::Forbidden),
+        }
+    }
+
+    #[test]
+    fn a_silent_forbid_silences_the_others() {
+        let parsed = cedar_policy::PolicySet::from_str(
+            r#"@id("quiet") forbid (principal, action, resource);
+               @id("loud") @message("Over \"quota\".") forbid (principal, action, resource);
+               @id("louder") @message("Too late.") forbid (principal, action, resource);"#,
+        )
+        .unwrap();
+        // Named by their @id, as the loader names them.
+        let mut set = cedar_policy::PolicySet::new();
+        for p in parsed.policies() {
+            let id = cedar_policy::PolicyId::new(p.annotation("id").unwrap());
+            set.add(p.new_id(id)).unwrap();
+        }
+        assert_eq!(message(&set, &denial(&["loud"])), "Over 'quota'.");
+        assert_eq!(message(&set, &denial(&["loud", "louder"])), "Over 'quota'.");
+        assert_eq!(message(&set, &denial(&["loud", "quiet"])), GENERIC);
+        assert_eq!(message(&set, &denial(&["quiet"])), GENERIC);
+        let mut no_permit = denial(&[]);
+        no_permit.reason = Some(DenyReason::NoPermit);
+        assert_eq!(message(&set, &no_permit), GENERIC);
+    }
 }
