@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use super::entities::{sealed_tenant_entity, tenant_uid, Principal};
 use super::{
-    base_entities, evaluate, evaluation_error, parse_context, AuthzError, AuthzRequest, Decision,
-    DenyReason, Effect, Evaluation, ResourceRef,
+    base_entities, denial_message, evaluate, evaluation_error, parse_context, AuthzError,
+    AuthzRequest, Decision, DenyReason, Effect, Evaluation, ResourceRef,
 };
 use crate::cache::{DocumentEntry, EntityCache, Slot, TenantEntry};
 use crate::metrics::{FailClosed, Metrics};
@@ -173,6 +173,7 @@ impl Engine {
         let principal = &req.principal;
         let now = Instant::now();
         let decided = |ev: Evaluation, oldest: Instant| Decision {
+            message: (ev.effect == Effect::Deny).then(|| denial_message(&snapshot.policies, &ev)),
             decision: ev.effect,
             decision_id: uuid::Uuid::now_v7().to_string(),
             determining_policies: ev.determining_policies,

@@ -98,6 +98,36 @@ pub struct Decision {
     pub data_age_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<DenyReason>,
+    /// A denial's message for the end user ([`denial_message`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Said for every denial that must not tell "forbidden" from "not there".
+pub const GENERIC_DENIAL: &str = "You do not have permission to do this.";
+
+/// The end-user message of a denial: the `@message` of the forbid that
+/// decided it, only when every forbid that decided it has one. Policies
+/// without a message (tenant isolation's) are silent on purpose, and a
+/// denial they took part in says only the generic message, whatever else
+/// also held. Printable, and safe inside a header or a JSON string.
+pub fn denial_message(policies: &cedar_policy::PolicySet, ev: &Evaluation) -> String {
+    if ev.reason != Some(DenyReason::Forbidden) {
+        return GENERIC_DENIAL.into();
+    }
+    let messages: Option<Vec<&str>> = ev
+        .determining_policies
+        .iter()
+        .map(|id| policies.annotation(&cedar_policy::PolicyId::new(id), "message"))
+        .collect();
+    match messages.as_deref() {
+        Some([first, ..]) => first
+            .chars()
+            .filter(|c| !c.is_control())
+            .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
+            .collect(),
+        _ => GENERIC_DENIAL.into(),
+    }
 }
 
 /// The caller's mistake: nothing was decided. Maps to HTTP 400.
@@ -228,4 +258,49 @@ pub fn evaluate(
         errors,
         reason,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    fn denial(by: &[&str]) -> Evaluation {
+        Evaluation {
+            effect: Effect::Deny,
+            determining_policies: by.iter().map(|s| s.to_string()).collect(),
+            errors: vec![],
+            reason: Some(DenyReason::Forbidden),
+        }
+    }
+
+    #[test]
+    fn a_silent_forbid_silences_the_others() {
+        let parsed = cedar_policy::PolicySet::from_str(
+            r#"@id("quiet") forbid (principal, action, resource);
+               @id("loud") @message("Over \"quota\".") forbid (principal, action, resource);
+               @id("louder") @message("Too late.") forbid (principal, action, resource);"#,
+        )
+        .unwrap();
+        // Named by their @id, as the loader names them.
+        let mut set = cedar_policy::PolicySet::new();
+        for p in parsed.policies() {
+            let id = cedar_policy::PolicyId::new(p.annotation("id").unwrap());
+            set.add(p.new_id(id)).unwrap();
+        }
+        assert_eq!(denial_message(&set, &denial(&["loud"])), "Over 'quota'.");
+        assert_eq!(
+            denial_message(&set, &denial(&["loud", "louder"])),
+            "Over 'quota'."
+        );
+        assert_eq!(
+            denial_message(&set, &denial(&["loud", "quiet"])),
+            GENERIC_DENIAL
+        );
+        assert_eq!(denial_message(&set, &denial(&["quiet"])), GENERIC_DENIAL);
+        let mut no_permit = denial(&[]);
+        no_permit.reason = Some(DenyReason::NoPermit);
+        assert_eq!(denial_message(&set, &no_permit), GENERIC_DENIAL);
+    }
 }

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::audit::{AuditEvent, RequestMeta};
 use crate::authz::entities::Principal;
-use crate::authz::{AuthzRequest, Decision, DenyReason, Effect, ResourceRef};
+use crate::authz::{AuthzRequest, DenyReason, Effect, ResourceRef};
 use crate::ids::{DocumentId, TenantId};
 use crate::sidecar::forward::{self, ProxyConvention, RouteResource, Unmapped};
 use crate::sidecar::http::{empty, json_response, ApiError, Body};
@@ -29,8 +29,7 @@ use super::principal;
 
 pub(super) const PREFIX: &str = "/v1/forward-auth";
 
-/// Said for every denial that must not tell "forbidden" from "not there".
-const GENERIC: &str = "You do not have permission to do this.";
+use crate::authz::GENERIC_DENIAL as GENERIC;
 
 struct Original {
     method: Method,
@@ -110,31 +109,6 @@ fn forbidden(message: &str, decision_id: Option<&str>) -> Response<Body> {
         pairs.push(("x-decision-id", id));
     }
     with_headers(resp, &pairs)
-}
-
-/// The end-user message of a denial: the `@message` of the forbid that
-/// decided it, only when every forbid that decided it has one. Policies
-/// without a message (tenant isolation's) are silent on purpose, and a
-/// denial they took part in says only the generic message, whatever else
-/// also held.
-fn message(policies: &cedar_policy::PolicySet, d: &Decision) -> String {
-    if d.reason != Some(DenyReason::Forbidden) {
-        return GENERIC.into();
-    }
-    let messages: Option<Vec<&str>> = d
-        .determining_policies
-        .iter()
-        .map(|id| policies.annotation(&cedar_policy::PolicyId::new(id), "message"))
-        .collect();
-    match messages.as_deref() {
-        // Printable, and safe inside a header or a JSON string.
-        Some([first, ..]) => first
-            .chars()
-            .filter(|c| !c.is_control())
-            .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
-            .collect(),
-        _ => GENERIC.into(),
-    }
 }
 
 /// Records a decision the route table made before any policy was asked
@@ -271,51 +245,9 @@ pub(super) async fn handle(
             );
             with_headers(resp, &[("x-decision-id", &decision.decision_id)])
         }
-        (Effect::Deny, _) => {
-            let message = message(&state.engine.policies().load().policies, &decision);
-            forbidden(&message, Some(&decision.decision_id))
-        }
+        (Effect::Deny, _) => forbidden(
+            decision.message.as_deref().unwrap_or(GENERIC),
+            Some(&decision.decision_id),
+        ),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use std::str::FromStr;
-
-    use super::*;
-
-    fn denial(by: &[&str]) -> Decision {
-        Decision {
-            decision: Effect::Deny,
-            decision_id: String::new(),
-            determining_policies: by.iter().map(|s| s.to_string()).collect(),
-            errors: vec![],
-            policy_revision: "r".into(),
-            data_age_ms: 0,
-            reason: Some(DenyReason::Forbidden),
-        }
-    }
-
-    #[test]
-    fn a_silent_forbid_silences_the_others() {
-        let parsed = cedar_policy::PolicySet::from_str(
-            r#"@id("quiet") forbid (principal, action, resource);
-               @id("loud") @message("Over \"quota\".") forbid (principal, action, resource);
-               @id("louder") @message("Too late.") forbid (principal, action, resource);"#,
-        )
-        .unwrap();
-        // Named by their @id, as the loader names them.
-        let mut set = cedar_policy::PolicySet::new();
-        for p in parsed.policies() {
-            let id = cedar_policy::PolicyId::new(p.annotation("id").unwrap());
-            set.add(p.new_id(id)).unwrap();
-        }
-        assert_eq!(message(&set, &denial(&["loud"])), "Over 'quota'.");
-        assert_eq!(message(&set, &denial(&["loud", "louder"])), "Over 'quota'.");
-        assert_eq!(message(&set, &denial(&["loud", "quiet"])), GENERIC);
-        assert_eq!(message(&set, &denial(&["quiet"])), GENERIC);
-        let mut no_permit = denial(&[]);
-        no_permit.reason = Some(DenyReason::NoPermit);
-        assert_eq!(message(&set, &no_permit), GENERIC);
-    }
 }
