@@ -9,6 +9,9 @@
 //! - `engine_decide_remembered/*`: the same with the decision cache on and
 //!   the decision already in it.
 //!
+//! - `plan_warm/*`, `plan_cold/*`: search plans (remembered, and made
+//!   from scratch).
+//!
 //! `scripts/bench-ratio.py` prints the ratio of the two from criterion's
 //! estimates.
 
@@ -131,6 +134,55 @@ fn bench(c: &mut Criterion) {
     g.bench_function("engine_decide_remembered/read_document", |b| {
         b.iter(|| rt.block_on(remembering.decide(black_box(&read))).unwrap())
     });
+
+    // Search plans for `Read` on documents: warm (the same principal again,
+    // so the plan is remembered) and cold (a fresh planner: partial
+    // evaluation, translation, the Kendra, OpenSearch and SQL renderings),
+    // for dave and for a principal with 50 roles.
+    let null = serde_json::Value::Null;
+    let mut many = p.clone();
+    many.roles = (0..50)
+        .map(|i| RoleName::parse(format!("team-{i:02}")).unwrap())
+        .collect();
+    for (who, name) in [(&p, "read"), (&many, "read_50_roles")] {
+        let plan = rt
+            .block_on(app.state.planner.plan(&engine, who, "Read", &null))
+            .unwrap();
+        let sizes: Vec<String> = [
+            ("kendra", plan.kendra.as_ref().map(|f| f.to_string().len())),
+            (
+                "opensearch",
+                plan.opensearch.as_ref().map(|f| f.to_string().len()),
+            ),
+            (
+                "sql",
+                plan.sql
+                    .as_ref()
+                    .map(|f| serde_json::to_string(f).unwrap_or_default().len()),
+            ),
+        ]
+        .iter()
+        .map(|(f, n)| format!("{f} {} bytes", (*n).unwrap_or(0)))
+        .collect();
+        eprintln!("plan {name}: filters {}", sizes.join(", "));
+        g.bench_function(format!("plan_warm/{name}"), |b| {
+            b.iter(|| {
+                rt.block_on(
+                    app.state
+                        .planner
+                        .plan(&engine, black_box(who), "Read", &null),
+                )
+                .unwrap()
+            })
+        });
+        g.bench_function(format!("plan_cold/{name}"), |b| {
+            b.iter(|| {
+                let fresh = cedargate::search::Planner::new(Default::default());
+                rt.block_on(fresh.plan(&engine, black_box(who), "Read", &null))
+                    .unwrap()
+            })
+        });
+    }
     g.finish();
 }
 

@@ -42,8 +42,11 @@ cargo clippy --locked --all-targets -- -D warnings
 
 echo "== cargo test"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-cargo test --locked --all-targets 2>&1 | tee "$log"
+# The search-plan tests write every Kendra filter they make here, for the
+# check against Kendra's service model below.
+kendra_filters=$(mktemp)
+trap 'rm -f "$log" "$kendra_filters"' EXIT
+CEDARGATE_KENDRA_FILTERS="$kendra_filters" cargo test --locked --all-targets 2>&1 | tee "$log"
 
 echo "== schemathesis against cedargate-admin serve (docs/openapi.json)"
 # The binaries `cargo test` built for the integration tests.
@@ -53,12 +56,18 @@ scripts/schemathesis.sh 2>&1 | tee -a "$log" || schemathesis=FAILED
 echo "== boto3 against the sidecar's Verified Permissions API"
 boto3=ok
 scripts/avp-boto3.sh 2>&1 | tee -a "$log" || boto3=FAILED
+echo "== boto3's Kendra client (Stubber, no network) on every generated search filter"
+.tools/venv/bin/python scripts/kendra_filters.py "$kendra_filters" 2>&1 | tee -a "$log" || boto3=FAILED
 
-echo "== deploy/ checks (cfn-lint, kubernetes-validate, nginx -t, cross-checks)"
+echo "== deploy/ checks (cfn-lint, kubernetes-validate, nginx -t, caddy validate, cross-checks)"
 deploy=ok
 scripts/check-deploy.sh 2>&1 | tee -a "$log" || deploy=FAILED
+
+echo "== TypeScript client, middleware and CDK constructs"
+typescript=ok
+scripts/test-typescript.sh 2>&1 | tee -a "$log" || typescript=FAILED
 # One closing line for the whole run.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed", p, f }' \
   "${log}"
-echo "; schemathesis: $schemathesis; boto3: $boto3; deploy: $deploy"
-[ "$schemathesis" = ok ] && [ "$boto3" = ok ] && [ "$deploy" = ok ]
+echo "; schemathesis: $schemathesis; boto3: $boto3; deploy: $deploy; typescript: $typescript"
+[ "$schemathesis" = ok ] && [ "$boto3" = ok ] && [ "$deploy" = ok ] && [ "$typescript" = ok ]

@@ -195,6 +195,7 @@ impl App {
             routes,
             audit,
             avp: Arc::new(avp),
+            planner: Arc::new(crate::search::Planner::new(settings.search.clone())),
         });
         Ok(App {
             state,

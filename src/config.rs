@@ -108,6 +108,7 @@ struct FileConfig {
     #[serde(default)]
     jwt: FileJwt,
     forward_auth: Option<ForwardAuthConfig>,
+    search: Option<crate::search::SearchConfig>,
     #[serde(default)]
     audit: FileAudit,
     #[serde(default)]
@@ -206,6 +207,9 @@ pub struct Settings {
     pub sidecar: SidecarConfig,
     pub identity: IdentityConfig,
     pub forward_auth: ForwardAuthConfig,
+    /// Search plans: index field names, the SQL layout, forward-auth
+    /// filters.
+    pub search: crate::search::SearchConfig,
     pub reload_interval: Duration,
     /// How often the store's change log is read.
     pub change_poll_interval: Duration,
@@ -248,6 +252,7 @@ impl Settings {
             sidecar: SidecarConfig::default(),
             identity: IdentityConfig::Trusted,
             forward_auth: ForwardAuthConfig::default(),
+            search: Default::default(),
             reload_interval: Duration::from_millis(250),
             change_poll_interval: Duration::from_millis(200),
             usage_flush_interval: Duration::from_secs(1),
@@ -333,6 +338,10 @@ impl Settings {
         if let Some(f) = file.forward_auth {
             s.forward_auth = f;
         }
+        if let Some(search) = file.search {
+            search.check().map_err(ConfigError::Invalid)?;
+            s.search = search;
+        }
         audit_config(&mut s.audit, &args, &file.audit)?;
         retention_config(&mut s.retention, &file.retention);
         if let Some(avp) = file.avp {
@@ -367,6 +376,14 @@ pub fn retention_settings(
     let mut r = RetentionConfig::new(default_archive_dir(store));
     retention_config(&mut r, &file.retention);
     Ok(r)
+}
+
+/// The `[search]` settings of a configuration file (the defaults without
+/// one).
+pub fn search_settings(config: Option<&Path>) -> Result<crate::search::SearchConfig, ConfigError> {
+    let search = read_file(config)?.search.unwrap_or_default();
+    search.check().map_err(ConfigError::Invalid)?;
+    Ok(search)
 }
 
 fn retention_config(r: &mut RetentionConfig, f: &FileRetention) {

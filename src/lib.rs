@@ -35,6 +35,8 @@
 //! - [`aws`]: one configuration of the AWS SDK clients.
 //! - [`keys`]: per-tenant envelope encryption of archives (local keys, AWS
 //!   KMS).
+//! - [`search`]: search plans: the policies as Kendra, OpenSearch and SQL
+//!   filters.
 
 pub mod admin;
 pub mod app;
@@ -56,6 +58,7 @@ pub mod migrations;
 pub mod model;
 pub mod policy;
 pub mod retention;
+pub mod search;
 pub mod sidecar;
 pub mod store;
 pub mod usage;

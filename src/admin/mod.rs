@@ -9,6 +9,7 @@
 //! and loses with 412 if the record changed since it was read.
 
 mod documents;
+mod search;
 mod tenants;
 
 use std::future::Future;
@@ -114,6 +115,13 @@ async fn route(
             Ok(caller) => tenants::route(state, req, &caller, rest).await,
             Err(e) => Err(e),
         },
+        (&Method::GET, ["v1", "search", "changes"]) => {
+            match caller(state, &req, peer, lifecycle).await {
+                Ok(caller) => search::changes(state, &req, &caller).await,
+                Err(e) => Err(e),
+            }
+        }
+        (_, ["v1", "search", "changes"]) => return not_allowed("GET"),
         _ => Err(not_found(&method, &path)),
     };
     result.unwrap_or_else(ApiError::into_response)

@@ -1,7 +1,7 @@
 //! `cedargate-admin`: the management API (`serve`) and management of the
 //! store: `migrate` (create tables), `import` (load tenants and documents
-//! from a JSON file) and `audit` (verify the hash chains, export records as
-//! JSON or OCSF). Every command
+//! from a JSON file), `audit` (verify the hash chains, export records as
+//! JSON or OCSF) and `search` (what a search index holds). Every command
 //! that changes something leaves a management audit record, whether it
 //! succeeded or not.
 
@@ -82,6 +82,94 @@ enum Command {
     /// Archives of purged tenants.
     #[command(subcommand)]
     Archive(ArchiveCommand),
+    /// What a search index holds for the plans' filters (docs/search.md).
+    #[command(subcommand)]
+    Search(SearchCommand),
+}
+
+/// Where the index's fields come from: the schema, and `[search]`.
+#[derive(clap::Args)]
+struct IndexArgs {
+    #[arg(long, default_value = "policies")]
+    policies: PathBuf,
+    #[arg(long, default_value = "schemas")]
+    schema: PathBuf,
+    /// A configuration file with a `[search]` section.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum SearchCommand {
+    /// Each document of a tenant (or the named ones) as the index takes
+    /// it, one JSON line each: Kendra's `Attributes` for `BatchPutDocument`
+    /// and the OpenSearch fields.
+    Attributes {
+        #[arg(long)]
+        store: StoreUrl,
+        #[arg(long)]
+        tenant: String,
+        documents: Vec<String>,
+        #[command(flatten)]
+        index: IndexArgs,
+    },
+    /// Kendra's `DocumentMetadataConfigurationUpdates` for `UpdateIndex`,
+    /// an OpenSearch mapping, and the SQL tables.
+    IndexConfig {
+        #[command(flatten)]
+        index: IndexArgs,
+    },
+}
+
+/// The indexed fields of documents under these settings.
+fn index_fields(
+    a: &IndexArgs,
+) -> anyhow::Result<(
+    cedargate::search::fields::Fields,
+    cedargate::search::SearchConfig,
+)> {
+    let snapshot = cedargate::policy::load(&cedargate::policy::PolicySources {
+        policy_dir: a.policies.clone(),
+        schema_dir: a.schema.clone(),
+    })?;
+    let config = cedargate::config::search_settings(a.config.as_deref())?;
+    let fields =
+        cedargate::search::fields::Fields::new(&config, &snapshot.types, "CedarGate::Document");
+    Ok((fields, config))
+}
+
+async fn search_command(cmd: SearchCommand) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        SearchCommand::Attributes {
+            store,
+            tenant,
+            documents,
+            index,
+        } => {
+            let (fields, _) = index_fields(&index)?;
+            let tenant = TenantId::parse(tenant.as_str())?;
+            let ids = documents
+                .iter()
+                .map(|d| cedargate::ids::DocumentId::parse(d.as_str()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let store = store::open(&store).await?;
+            for doc in cedargate::search::index::documents(&store, &fields, &tenant, &ids).await? {
+                writeln!(out, "{doc}")?;
+            }
+        }
+        SearchCommand::IndexConfig { index } => {
+            let (fields, config) = index_fields(&index)?;
+            let tenant_field = config.field(&config.tenant_attribute);
+            let all = serde_json::json!({
+                "kendra": fields.kendra_index_config(),
+                "opensearch": fields.opensearch_mapping(),
+                "sql": fields.sql_ddl(&config.sql, &tenant_field),
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&all)?)?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -595,6 +683,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             key_dir,
         }) => decrypt_archive(file, config, key_dir).await?,
+        Command::Search(cmd) => search_command(cmd).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

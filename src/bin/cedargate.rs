@@ -94,6 +94,16 @@ enum TokenCommand {
     },
 }
 
+/// How `policy plan` shows a plan.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PlanFormat {
+    /// The residual policies and the condition.
+    Cedar,
+    Kendra,
+    Opensearch,
+    Sql,
+}
+
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Validate policies strictly against the schema, and refuse forbids
@@ -149,6 +159,27 @@ enum PolicyCommand {
         /// The context, as JSON.
         #[arg(long)]
         context: Option<String>,
+    },
+    /// The search plan of a principal: which documents it may read, as a
+    /// Kendra, OpenSearch or SQL filter, or the residual policies (cedar).
+    Plan {
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+        #[arg(long, default_value = "schemas")]
+        schema: PathBuf,
+        /// Tenants and documents (the import format).
+        #[arg(long, default_value = "demo/data.json")]
+        data: PathBuf,
+        /// The principal, as trusted mode states it.
+        #[arg(long)]
+        principal: String,
+        #[arg(long, default_value = "Read")]
+        action: String,
+        /// The context, as JSON.
+        #[arg(long)]
+        context: Option<String>,
+        #[arg(long, value_enum, default_value = "cedar")]
+        format: PlanFormat,
     },
     /// Make an Amazon Verified Permissions policy store hold these policies
     /// and schema: prints the plan, then carries it out (unless
@@ -263,6 +294,82 @@ fn policy_fmt(policies: PathBuf, check: bool) -> anyhow::Result<ExitCode> {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// An in-memory engine over the policies and data of `explain` and
+/// `plan`, with their principal and context parsed.
+async fn harness(
+    policies: &Path,
+    schema: &Path,
+    data: &Path,
+    principal: &str,
+    context: Option<&str>,
+) -> anyhow::Result<(
+    cedargate::policy::suite::Harness,
+    serde_json::Value,
+    serde_json::Value,
+)> {
+    let snapshot = load_policies(policies, schema).map_err(anyhow::Error::msg)?;
+    let data: cedargate::model::DataSet = serde_json::from_str(
+        &std::fs::read_to_string(data)
+            .with_context(|| format!("cannot read {}", data.display()))?,
+    )
+    .with_context(|| format!("{} is not an import file", data.display()))?;
+    let principal: serde_json::Value =
+        serde_json::from_str(principal).context("--principal is not JSON")?;
+    let context: serde_json::Value = match context {
+        Some(c) => serde_json::from_str(c).context("--context is not JSON")?,
+        None => serde_json::Value::Null,
+    };
+    let harness = cedargate::policy::suite::Harness::new(snapshot, &data)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    Ok((harness, principal, context))
+}
+
+/// `policy plan`: the search plan, as one filter format or the residual
+/// policies.
+async fn plan(
+    policies: PathBuf,
+    schema: PathBuf,
+    data: PathBuf,
+    principal: String,
+    action: String,
+    context: Option<String>,
+    format: PlanFormat,
+) -> anyhow::Result<()> {
+    let (harness, principal, context) =
+        harness(&policies, &schema, &data, &principal, context.as_deref()).await?;
+    let plan = cedargate::policy::suite::plan_of(&harness, principal, &action, &context)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let kind = serde_json::to_value(plan.kind)?;
+    println!("{}", kind.as_str().unwrap_or_default());
+    if plan.kind == cedargate::search::PlanKind::AlwaysDenied {
+        for id in &plan.determining_policies {
+            println!("denied by {id}");
+        }
+        return Ok(());
+    }
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let formats = |f| plan.filters(&[f]).map_err(|e| anyhow::anyhow!("{e}"));
+    use cedargate::search::FilterFormat as F;
+    match format {
+        PlanFormat::Cedar => {
+            for r in &plan.residuals {
+                println!("{r}");
+            }
+            println!("condition: {}", serde_json::to_string(&plan.condition)?);
+        }
+        PlanFormat::Kendra => println!("{}", pretty(&formats(F::Kendra)?["kendra"])),
+        PlanFormat::Opensearch => println!("{}", pretty(&formats(F::Opensearch)?["opensearch"])),
+        PlanFormat::Sql => {
+            let sql = &formats(F::Sql)?["sql"];
+            println!("WHERE {}", sql["where"].as_str().unwrap_or_default());
+            println!("-- params: {}", sql["params"]);
+        }
+    }
+    Ok(())
+}
+
 async fn explain(
     policies: PathBuf,
     schema: PathBuf,
@@ -272,21 +379,8 @@ async fn explain(
     resource: String,
     context: Option<String>,
 ) -> anyhow::Result<()> {
-    let snapshot = load_policies(&policies, &schema).map_err(anyhow::Error::msg)?;
-    let data: cedargate::model::DataSet = serde_json::from_str(
-        &std::fs::read_to_string(&data)
-            .with_context(|| format!("cannot read {}", data.display()))?,
-    )
-    .with_context(|| format!("{} is not an import file", data.display()))?;
-    let principal: serde_json::Value =
-        serde_json::from_str(&principal).context("--principal is not JSON")?;
-    let context: serde_json::Value = match context {
-        Some(c) => serde_json::from_str(&c).context("--context is not JSON")?,
-        None => serde_json::Value::Null,
-    };
-    let harness = cedargate::policy::suite::Harness::new(snapshot, &data)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let (harness, principal, context) =
+        harness(&policies, &schema, &data, &principal, context.as_deref()).await?;
     let d = harness
         .decide(principal, &action, &resource, context)
         .await
@@ -559,16 +653,7 @@ fn validate(policies: PathBuf, schema: PathBuf, allow_fallible: bool) -> ExitCod
             return ExitCode::FAILURE;
         }
     };
-    let findings = match policy::SourceFiles::read(&sources)
-        .map_err(|e| e.to_string())
-        .and_then(|files| policy::schema_json(&files))
-    {
-        Ok(json) => policy::lint::fallible_forbids(&snapshot.policies, &json),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let findings = policy::lint::fallible_forbids(&snapshot.policies, &snapshot.types);
     let level = if allow_fallible { "warning" } else { "error" };
     for f in &findings {
         eprintln!("{level}: {f}");
@@ -643,6 +728,17 @@ fn main() -> ExitCode {
             context,
         }) => runtime.block_on(explain(
             policies, schema, data, principal, action, resource, context,
+        )),
+        Command::Policy(PolicyCommand::Plan {
+            policies,
+            schema,
+            data,
+            principal,
+            action,
+            context,
+            format,
+        }) => runtime.block_on(plan(
+            policies, schema, data, principal, action, context, format,
         )),
         Command::Policy(PolicyCommand::Push {
             policy_store,

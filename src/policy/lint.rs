@@ -22,10 +22,12 @@
 //! closed shape is the request's good case in `unless`, behind `has`:
 //! `unless { principal has tenant && resource == principal.tenant }`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use cedar_policy::{Effect, PolicySet};
 use serde_json::Value;
+
+use super::types::{self, SchemaTypes};
 
 /// A forbid that an error could switch off, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,91 +47,25 @@ impl std::fmt::Display for Finding {
     }
 }
 
-/// A type as far as this check needs it.
+/// What an expression is, as far as this check needs it.
 #[derive(Debug, Clone, PartialEq)]
 enum Ty {
     /// An entity of one of these types (qualified names).
     Entity(BTreeSet<String>),
     /// A record with its attributes: (type, required).
-    Record(HashMap<String, (Ty, bool)>),
+    Record(BTreeMap<String, (types::Ty, bool)>),
     /// Typed by the request's validation (the context).
     Context,
     Other,
 }
 
-/// The schema's entity shapes and the principal and resource types its
-/// actions apply to.
-struct Types {
-    shapes: HashMap<String, HashMap<String, (Ty, bool)>>,
-    principals: BTreeSet<String>,
-    resources: BTreeSet<String>,
-}
-
-fn qualify(ns: &str, name: &str) -> String {
-    if ns.is_empty() || name.contains("::") {
-        name.to_string()
-    } else {
-        format!("{ns}::{name}")
-    }
-}
-
-impl Types {
-    /// From the schema in Cedar's JSON form.
-    fn from_schema(json: &Value) -> Self {
-        let mut t = Types {
-            shapes: HashMap::new(),
-            principals: BTreeSet::new(),
-            resources: BTreeSet::new(),
-        };
-        for (ns, body) in json.as_object().into_iter().flatten() {
-            let common = &body["commonTypes"];
-            for (name, entity) in body["entityTypes"].as_object().into_iter().flatten() {
-                let attrs = match ty(ns, common, &entity["shape"], 0) {
-                    Ty::Record(a) => a,
-                    _ => HashMap::new(),
-                };
-                t.shapes.insert(qualify(ns, name), attrs);
-            }
-            for (_, action) in body["actions"].as_object().into_iter().flatten() {
-                let applies = &action["appliesTo"];
-                for (key, out) in [
-                    ("principalTypes", &mut t.principals),
-                    ("resourceTypes", &mut t.resources),
-                ] {
-                    for n in applies[key].as_array().into_iter().flatten() {
-                        out.extend(n.as_str().map(|n| qualify(ns, n)));
-                    }
-                }
-            }
+impl From<&types::Ty> for Ty {
+    fn from(t: &types::Ty) -> Self {
+        match t {
+            types::Ty::Entity(e) => Ty::Entity([e.clone()].into()),
+            types::Ty::Record(attrs) => Ty::Record(attrs.clone()),
+            _ => Ty::Other,
         }
-        t
-    }
-}
-
-/// A schema type (JSON form) resolved against the namespace's common types.
-fn ty(ns: &str, common: &Value, v: &Value, depth: usize) -> Ty {
-    if depth > 32 {
-        return Ty::Other;
-    }
-    let name = v["name"].as_str().unwrap_or_default();
-    match v["type"].as_str().unwrap_or_default() {
-        "Record" => Ty::Record(
-            v["attributes"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, a)| {
-                    let required = a["required"].as_bool().unwrap_or(true);
-                    (k.clone(), (ty(ns, common, a, depth + 1), required))
-                })
-                .collect(),
-        ),
-        "Entity" => Ty::Entity([qualify(ns, name)].into()),
-        "EntityOrCommon" if common.get(name).is_some() => ty(ns, common, &common[name], depth + 1),
-        "EntityOrCommon" => Ty::Entity([qualify(ns, name)].into()),
-        "String" | "Long" | "Boolean" | "Set" | "Extension" => Ty::Other,
-        other if common.get(other).is_some() => ty(ns, common, &common[other], depth + 1),
-        _ => Ty::Other,
     }
 }
 
@@ -171,7 +107,7 @@ const FALLIBLE_CALLS: [&str; 6] = [
 type Facts = Vec<(Value, String)>;
 
 struct Walk<'a> {
-    types: &'a Types,
+    types: &'a SchemaTypes,
     principal: Ty,
     resource: Ty,
     policy: String,
@@ -210,11 +146,9 @@ impl Walk<'_> {
             return match self.type_of(&dot["left"]) {
                 Ty::Entity(types) => types
                     .iter()
-                    .filter_map(|t| self.types.shapes.get(t)?.get(attr))
-                    .map(|(t, _)| t.clone())
-                    .next()
-                    .unwrap_or(Ty::Other),
-                Ty::Record(attrs) => attrs.get(attr).map_or(Ty::Other, |(t, _)| t.clone()),
+                    .find_map(|t| self.types.attr(t, attr))
+                    .map_or(Ty::Other, |(t, _)| t.into()),
+                Ty::Record(attrs) => attrs.get(attr).map_or(Ty::Other, |(t, _)| t.into()),
                 _ => Ty::Other,
             };
         }
@@ -389,9 +323,8 @@ fn scope_types(constraint: &Value, all: &BTreeSet<String>) -> BTreeSet<String> {
 }
 
 /// Every forbid of `policies` that an evaluation error could switch off,
-/// against `schema` in Cedar's JSON form.
-pub fn fallible_forbids(policies: &PolicySet, schema: &Value) -> Vec<Finding> {
-    let types = Types::from_schema(schema);
+/// given the schema's types.
+pub fn fallible_forbids(policies: &PolicySet, types: &SchemaTypes) -> Vec<Finding> {
     let mut found = Vec::new();
     for p in policies.policies().filter(|p| p.effect() == Effect::Forbid) {
         let Ok(json) = p.to_json() else { continue };
@@ -399,7 +332,7 @@ pub fn fallible_forbids(policies: &PolicySet, schema: &Value) -> Vec<Finding> {
             .annotation("id")
             .map_or_else(|| p.id().to_string(), str::to_string);
         let mut w = Walk {
-            types: &types,
+            types,
             principal: Ty::Entity(scope_types(&json["principal"], &types.principals)),
             resource: Ty::Entity(scope_types(&json["resource"], &types.resources)),
             policy: id,
@@ -438,7 +371,7 @@ mod tests {
         let (fragment, _) = SchemaFragment::from_cedarschema_str(SCHEMA).unwrap();
         let schema = fragment.to_json_value().unwrap();
         let set = PolicySet::from_str(text).unwrap();
-        fallible_forbids(&set, &schema)
+        fallible_forbids(&set, &SchemaTypes::from_json(&schema))
             .into_iter()
             .map(|f| f.site)
             .collect()

@@ -13,6 +13,7 @@ use cedar_policy::{
 use miette::Diagnostic;
 use sha2::{Digest, Sha256};
 
+use super::types::SchemaTypes;
 use super::{ActionInfo, LoadError, PolicySnapshot, PolicySources, ResourceKind};
 
 /// One problem found while loading, located in a file.
@@ -349,9 +350,14 @@ pub(super) fn build(
         tracing::warn!(warning = %w, "policy validation warning");
     }
     let actions = actions(&schema, &policies).map_err(LoadError::Invalid)?;
+    // The schema parsed above, so its JSON form cannot fail to come out.
+    let types = schema_json(files)
+        .map(|json| SchemaTypes::from_json(&json))
+        .unwrap_or_default();
     Ok(PolicySnapshot {
         policies,
         schema,
+        types,
         revision: files.revision().into(),
         actions,
     })

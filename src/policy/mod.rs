@@ -6,6 +6,7 @@
 pub mod lint;
 mod load;
 pub mod suite;
+pub mod types;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -46,6 +47,8 @@ pub struct ActionInfo {
 pub struct PolicySnapshot {
     pub policies: PolicySet,
     pub schema: Schema,
+    /// The schema's types as the tools on top of the policies read them.
+    pub types: types::SchemaTypes,
     /// Content hash of every policy and schema file.
     pub revision: Arc<str>,
     /// Requestable actions by their short name (`Read`, `CreateDocument`, …).

@@ -92,6 +92,7 @@ pub struct Report {
 /// An engine over the given policies and data, in memory.
 pub struct Harness {
     engine: Engine,
+    planner: crate::search::Planner,
     pub snapshot: Arc<PolicySnapshot>,
 }
 
@@ -112,6 +113,7 @@ impl Harness {
         ));
         Ok(Harness {
             engine: Engine::new(handle, cache, metrics, 0),
+            planner: crate::search::Planner::new(Default::default()),
             snapshot,
         })
     }
@@ -145,6 +147,29 @@ impl Harness {
             .await
             .map_err(|e| e.to_string())
     }
+}
+
+/// The search plan of a principal given as the native API's trusted-mode
+/// body part.
+pub async fn plan_of(
+    harness: &Harness,
+    principal: serde_json::Value,
+    action: &str,
+    context: &serde_json::Value,
+) -> Result<Arc<crate::search::Plan>, String> {
+    let p: PrincipalWire =
+        serde_json::from_value(principal).map_err(|e| format!("principal: {e}"))?;
+    let principal = crate::authz::entities::Principal {
+        id: p.id,
+        tenant: p.tenant,
+        roles: p.roles,
+        clearance: p.clearance,
+    };
+    harness
+        .planner
+        .plan(&harness.engine, &principal, action, context)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Reads a suite and its data.

@@ -75,6 +75,8 @@ pub struct AppState {
     pub audit: AuditLog,
     /// The policy stores of the Verified Permissions API.
     pub avp: Arc<crate::avp::PolicyStores>,
+    /// Search plans (`/v1/authorize/plan`, forward-auth search filters).
+    pub planner: Arc<crate::search::Planner>,
 }
 
 /// A server's request handler: state, request, peer address → response.

@@ -585,6 +585,7 @@ async fn the_openapi_document_covers_every_route() {
             "/v1/tenants/{id}/documents/{docId}/shares/{grantee}",
             &["delete"],
         ),
+        ("/v1/search/changes", &["get"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
         ("/openapi.json", &["get"]),

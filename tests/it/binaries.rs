@@ -573,3 +573,123 @@ async fn probe_says_whether_the_sidecar_is_ready() {
     app.shutdown().await;
     assert_eq!(probe(addr.to_string()), Some(1));
 }
+
+/// `policy plan` shows a principal's search plan; `cedargate-admin search`
+/// prints what the index holds and how to configure it.
+#[test]
+fn plan_and_index_tools() {
+    let data = repo_dir("tests/it/fixture.json");
+    let (policies, schemas) = (repo_dir("policies"), repo_dir("schemas"));
+    let plan = |who: &str, format: &str| {
+        policy_cmd(&[
+            "plan",
+            "--policies",
+            policies.to_str().unwrap(),
+            "--schema",
+            schemas.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--principal",
+            who,
+            "--format",
+            format,
+        ])
+    };
+    let (code, out, err) = plan(
+        r#"{"id":"bob","tenant":"t1","roles":["viewer"],"clearance":1}"#,
+        "kendra",
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (kind, filter) = out.split_once('\n').unwrap();
+    assert_eq!(kind, "conditional");
+    let filter: serde_json::Value = serde_json::from_str(filter).unwrap();
+    assert!(filter["AndAllFilters"].as_array().unwrap().contains(
+        &serde_json::json!({"EqualsTo": {"Key": "cg_tenant", "Value": {"StringValue": "t1"}}})
+    ));
+    let (_, out, _) = plan(
+        r#"{"id":"bob","tenant":"t1","roles":["viewer"],"clearance":1}"#,
+        "cedar",
+    );
+    assert!(out.contains("@id(\"visibility.shared-read\")"), "{out}");
+    let (code, out, _) = plan(r#"{"id":"cat","tenant":"canc","roles":["viewer"]}"#, "sql");
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        out,
+        "always_denied\ndenied by tenant-status.cancelled-export-only\n"
+    );
+
+    let admin = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cedargate-admin"))
+            .args(args)
+            .args([
+                "--policies",
+                policies.to_str().unwrap(),
+                "--schema",
+                schemas.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let config: serde_json::Value =
+        serde_json::from_str(&admin(&["search", "index-config"])).unwrap();
+    assert!(config["kendra"]["DocumentMetadataConfigurationUpdates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["Name"] == "cg_reader_roles" && f["Type"] == "STRING_LIST_VALUE"));
+    assert_eq!(
+        config["opensearch"]["mappings"]["properties"]["cg_classification"]["type"],
+        "long"
+    );
+    assert!(config["sql"]
+        .as_str()
+        .unwrap()
+        .contains("CREATE TABLE \"document_values\""));
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("s.db").display());
+    let spool = dir.path().join("spool");
+    let out = Command::new(env!("CARGO_BIN_EXE_cedargate-admin"))
+        .args([
+            "import",
+            "--store",
+            &store,
+            "--audit-spool",
+            spool.to_str().unwrap(),
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = admin(&[
+        "search",
+        "attributes",
+        "--store",
+        &store,
+        "--tenant",
+        "t1",
+        "d-shared",
+        "nope",
+    ]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(
+        lines[0]["opensearch"]["cg_readers"],
+        serde_json::json!(["bob", "carol", "eddy"])
+    );
+    assert_eq!(
+        lines[1],
+        serde_json::json!({"tenantId": "t1", "documentId": "nope", "missing": true})
+    );
+    let all = admin(&["search", "attributes", "--store", &store, "--tenant", "t1"]);
+    assert_eq!(all.lines().count(), 5, "{all}");
+}

@@ -38,6 +38,7 @@ const MANAGEMENT: &[&str] = &[
     "UpdateTenantSubscription",
     "UpdateTenantLimits",
     "UpdateTenantStatus",
+    "ReadChanges",
 ];
 
 fn subset(items: &'static [&'static str]) -> impl Strategy<Value = BTreeSet<String>> {

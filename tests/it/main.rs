@@ -21,5 +21,6 @@ mod policy_table;
 mod propagation;
 mod reload;
 mod retention;
+mod search;
 mod store_contract;
 mod tokens;

@@ -111,6 +111,62 @@ fn forbidden(message: &str, decision_id: Option<&str>) -> Response<Body> {
     with_headers(resp, &pairs)
 }
 
+/// For a `Search` route, when `[search] forward_auth_filter` asks for it:
+/// the caller's plan for reading documents, as headers for the upstream
+/// (`x-cedargate-search-plan`, and `x-cedargate-search-filter`: base64url
+/// JSON of the filter). `Err` names why the search must be refused: a
+/// filter that cannot be made, or one larger than `max_header_bytes`.
+async fn search_filter(
+    state: &AppState,
+    principal: &Principal,
+    meta: &RequestMeta,
+) -> Result<Vec<(&'static str, String)>, &'static str> {
+    use base64::Engine as _;
+    let config = state.planner.config();
+    let Some(format) = config.forward_auth_filter else {
+        return Ok(Vec::new());
+    };
+    let plan = match state
+        .planner
+        .plan(&state.engine, principal, "Read", &serde_json::Value::Null)
+        .await
+    {
+        Ok(plan) => plan,
+        Err(e) => {
+            tracing::warn!(error = %e, "forward-auth: no search filter; search refused");
+            return Err("search_filter_unavailable");
+        }
+    };
+    let plan_id = uuid::Uuid::now_v7().to_string();
+    let body = crate::search::plan_json(&plan, &plan_id, &[format]).map_err(|e| {
+        tracing::warn!(error = %e, "forward-auth: no search filter; search refused");
+        "search_filter_unavailable"
+    })?;
+    let kind = body["kind"].as_str().unwrap_or_default().to_string();
+    let mut headers = vec![("x-cedargate-search-plan", kind)];
+    if plan.kind == crate::search::PlanKind::Conditional {
+        let filter = body["filters"]
+            .as_object()
+            .and_then(|f| f.values().next())
+            .cloned()
+            .unwrap_or_default();
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(filter.to_string());
+        if encoded.len() > config.max_header_bytes {
+            tracing::warn!(
+                bytes = encoded.len(),
+                max = config.max_header_bytes,
+                "forward-auth: search filter larger than max_header_bytes; search refused"
+            );
+            return Err("search_filter_too_large");
+        }
+        headers.push(("x-cedargate-search-filter", encoded));
+    }
+    super::plan::record(state, principal, "Read", &plan, &plan_id, meta)
+        .await
+        .map_err(|_| "audit_unavailable")?;
+    Ok(headers)
+}
+
 /// Records a decision the route table made before any policy was asked
 /// (an unsafe path, an unmapped route, an id that cannot be one) and
 /// returns its decision id.
@@ -230,14 +286,27 @@ pub(super) async fn handle(
         .written(state)
         .await?;
     Ok(match (decision.decision, decision.reason) {
-        (Effect::Allow, _) => with_headers(
-            Response::new(empty()),
-            &[
-                ("x-tenant-id", request.principal.tenant.as_str()),
-                ("x-user-id", request.principal.id.as_str()),
-                ("x-decision-id", &decision.decision_id),
-            ],
-        ),
+        (Effect::Allow, _) => {
+            let mut pairs = vec![
+                ("x-tenant-id", request.principal.tenant.as_str().to_string()),
+                ("x-user-id", request.principal.id.as_str().to_string()),
+                ("x-decision-id", decision.decision_id.clone()),
+            ];
+            if route.action == "Search" {
+                match search_filter(state, &request.principal, &meta).await {
+                    Ok(headers) => pairs.extend(headers),
+                    Err(reason) => {
+                        let id =
+                            route_decision(state, &request.principal, &orig, &meta, false, reason)
+                                .await?;
+                        return Ok(forbidden(GENERIC, Some(&id)));
+                    }
+                }
+            }
+            let pairs: Vec<(&'static str, &str)> =
+                pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            with_headers(Response::new(empty()), &pairs)
+        }
         (Effect::Deny, Some(DenyReason::StoreUnavailable)) => {
             let resp = json_response(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -4,6 +4,7 @@ mod authorize;
 pub(crate) mod avp;
 mod forward_auth;
 pub(crate) mod health;
+pub(crate) mod plan;
 pub(crate) mod principal;
 
 use std::net::SocketAddr;
@@ -32,13 +33,16 @@ pub(crate) async fn route(
             return avp::handle(state, req, peer).await
         }
         (&Method::POST, "/v1/authorize/batch") => authorize::batch(state, req, peer).await,
+        (&Method::POST, "/v1/authorize/plan") => plan::plan(state, req, peer).await,
         (&Method::GET, "/healthz") => Ok(health::healthz()),
         (&Method::GET, "/readyz") => Ok(health::readyz(state).await),
         (&Method::GET, "/metrics") => Ok(health::metrics(state)),
         (_, p) if p == forward_auth::PREFIX || p.starts_with("/v1/forward-auth/") => {
             forward_auth::handle(state, req, peer).await
         }
-        (_, "/v1/authorize" | "/v1/authorize/batch") => return not_allowed("POST"),
+        (_, "/v1/authorize" | "/v1/authorize/batch" | "/v1/authorize/plan") => {
+            return not_allowed("POST")
+        }
         (_, "/healthz" | "/readyz" | "/metrics") => return not_allowed("GET"),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
