@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Side by side, in one run, on a release build: a bare hyper server (the
+# ceiling) and the sidecar's configurations, each under the same wrk load
+# (POST /v1/authorize, dave reads q3-report; forward-auth GETs the same
+# document), alternating, ROUNDS times; then a fixed-rate run of the
+# default configuration. Prints one table with ratios. Loopback only;
+# bounded in time (about 2 minutes at the defaults).
+#   scripts/bench-compare.sh [DURATION] [CONNECTIONS] [ROUNDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-8s}
+connections=${2:-32}
+rounds=${3:-2}
+port=18190
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
+cargo build --locked --release --bins --example bare_hyper --example fixed_rate 2>&1 | tail -1
+bin=target/release
+work=$(mktemp -d)
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+
+"$bin/cedargate-admin" import --store "sqlite:$work/store.db" --audit-spool "$work/spool" demo/data.json >/dev/null
+"$bin/cedargate" token keygen --dir "$work/keys" >/dev/null
+token=$("$bin/cedargate" token mint --key "$work/keys/dev-key.pem" --sub dave --tenant acme --groups editor --clearance 1 --ttl-secs 3600)
+trusted_body='{"principal":{"id":"dave","tenant":"acme","roles":["editor"],"clearance":1},"action":"Read","resource":{"type":"Document","id":"q3-report"}}'
+token_body='{"action":"Read","resource":{"type":"Document","id":"q3-report"}}'
+
+# name|server|audit|decision cache|identity|request
+configs=(
+  "bare hyper (ceiling)|bare|-|-|-|post-trusted"
+  "audit off, decision cache on|cedargate|off|16384|trusted|post-trusted"
+  "audit off, decision cache off|cedargate|off|0|trusted|post-trusted"
+  "default (durable, cache on)|cedargate|durable|16384|trusted|post-trusted"
+  "default, bearer token|cedargate|durable|16384|jwt|post-token"
+  "default, forward-auth, bearer token|cedargate|durable|16384|jwt|forward-auth"
+)
+
+start() { # server audit cache identity
+  if [ "$1" = bare ]; then
+    "$bin/examples/bare_hyper" "127.0.0.1:$port" &
+  else
+    rm -rf "$work/spool-run"
+    printf '[cache]\ndecision_capacity = %s\n[audit]\nspool_dir = "%s"\n' "$3" "$work/spool-run" > "$work/c.toml"
+    local identity=(--identity trusted)
+    [ "$4" = jwt ] && identity=(--jwks-file "$work/keys/jwks.json" --issuer https://cedargate.invalid/dev --audience cedargate-dev --allow-dev-keys)
+    RUST_LOG=error "$bin/cedargate" serve --config "$work/c.toml" --listen "127.0.0.1:$port" \
+      --store "sqlite:$work/store.db" --audit-mode "$2" "${identity[@]}" &
+  fi
+  pid=$!
+  for _ in $(seq 100); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && return
+    [ "$1" = bare ] && curl -fsS -o /dev/null -d x "http://127.0.0.1:$port/" 2>/dev/null && return
+    sleep 0.05
+  done
+}
+
+stop() { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; pid=; }
+
+lua() { # request
+  case "$1" in
+    post-trusted) printf 'wrk.method = "POST"\nwrk.body = %q\nwrk.headers["Content-Type"] = "application/json"\n' "$trusted_body" ;;
+    post-token) printf 'wrk.method = "POST"\nwrk.body = %q\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["Authorization"] = "Bearer %s"\n' "$token_body" "$token" ;;
+    forward-auth) printf 'wrk.method = "GET"\nwrk.headers["Authorization"] = "Bearer %s"\n' "$token" ;;
+  esac
+}
+
+path() { [ "$1" = forward-auth ] && echo /v1/forward-auth/documents/q3-report || echo /v1/authorize; }
+
+# wrk's output → "rps p50 p99" (ms)
+parse() {
+  awk '/Requests\/sec/ {rps=$2}
+       /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
+       function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+       END { printf "%.0f %.2f %.2f", rps, ms(p50), ms(p99) }'
+}
+
+declare -A results
+for round in $(seq "$rounds"); do
+  for c in "${configs[@]}"; do
+    IFS='|' read -r name server audit cache identity request <<<"$c"
+    start "$server" "$audit" "$cache" "$identity"
+    lua "$request" > "$work/req.lua"
+    # Warm: caches, the token check, the first segment.
+    wrk -t1 -c4 -d1s -s "$work/req.lua" "http://127.0.0.1:$port$(path "$request")" >/dev/null
+    out=$(wrk -t1 -c"$connections" -d"$duration" --latency -s "$work/req.lua" "http://127.0.0.1:$port$(path "$request")")
+    if echo "$out" | grep -q "Non-2xx"; then echo "$name: non-2xx answers:"; echo "$out"; exit 1; fi
+    rss=$(ps -o rss= -p "$pid" | tr -d ' ')
+    results["$name#$round"]="$(echo "$out" | parse) $rss"
+    stop
+  done
+done
+
+bare_mean=0; off_mean=0
+mean() { # name → mean rps
+  local sum=0
+  for round in $(seq "$rounds"); do sum=$((sum + $(echo "${results[$1#$round]}" | cut -d' ' -f1))); done
+  echo $((sum / rounds))
+}
+bare_mean=$(mean "bare hyper (ceiling)")
+off_mean=$(mean "audit off, decision cache on")
+auth_mean=$(mean "default, bearer token")
+printf '\n%-38s %-24s %-20s %-20s %-12s %s\n' configuration "requests/s (runs)" "p50 ms (runs)" "p99 ms (runs)" "RSS MiB" "ratios"
+for c in "${configs[@]}"; do
+  IFS='|' read -r name _ <<<"$c"
+  rps=(); p50=(); p99=(); rss=()
+  for round in $(seq "$rounds"); do
+    read -r r a b m <<<"${results[$name#$round]}"
+    rps+=("$r"); p50+=("$a"); p99+=("$b"); rss+=("$((m / 1024))")
+  done
+  m=$(mean "$name")
+  ratio=$(awk -v m="$m" -v b="$bare_mean" -v o="$off_mean" 'BEGIN { printf "%.0f%% of bare, %.0f%% of audit-off", 100*m/b, 100*m/o }')
+  case "$name" in *forward-auth*) ratio="$ratio, $(awk -v m="$m" -v a="$auth_mean" 'BEGIN { printf "%.0f%% of /v1/authorize with the token", 100*m/a }')" ;; esac
+  printf '%-38s %-24s %-20s %-20s %-12s %s\n' "$name" "${rps[*]}" "${p50[*]}" "${p99[*]}" "${rss[*]}" "$ratio"
+done
+
+# Open loop: the default configuration at fixed rates (half the measured
+# maximum, and below), latency from when each request was due.
+default_mean=$(mean "default (durable, cache on)")
+echo
+echo "default configuration at fixed rates (open loop, 64 connections, ${duration%s} s each):"
+start cedargate durable 16384 trusted
+for share in 25 50 75; do
+  rate=$((default_mean * share / 100))
+  printf '  %3d%% of its maximum (%6d/s): ' "$share" "$rate"
+  "$bin/examples/fixed_rate" "http://127.0.0.1:$port/v1/authorize" "$rate" "${duration%s}" "$trusted_body"
+done
+stop
