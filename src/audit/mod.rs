@@ -6,6 +6,8 @@
 //! are acknowledged, by the [`writer`], which drains the spool to the store.
 //! [`ocsf`] renders records as OCSF events.
 
+mod appender;
+mod drainer;
 pub mod ocsf;
 pub mod spool;
 pub mod writer;
@@ -86,6 +88,13 @@ impl AuditEvent {
     /// object keys sorted at every level, so a store that returns map
     /// attributes in another order, as DynamoDB does, hashes the same).
     pub fn compute_hash(&self) -> String {
+        let mut buf = Vec::with_capacity(1024);
+        self.write_canonical(&mut buf);
+        chain_hash(&self.prev_hash, &buf)
+    }
+
+    /// Appends the canonical JSON (every field but `hash`).
+    fn write_canonical(&self, out: &mut Vec<u8>) {
         let view = Canonical {
             event_id: &self.event_id,
             timestamp: &self.timestamp,
@@ -103,13 +112,18 @@ impl AuditEvent {
             seq: self.seq,
             prev_hash: &self.prev_hash,
         };
-        let mut h = HashWriter(Sha256::new());
-        h.0.update(self.prev_hash.as_bytes());
-        h.0.update([0]);
-        // Serializing plain data into a hasher cannot fail.
-        let _ = serde_json::to_writer(&mut h, &view);
-        hex::encode(h.0.finalize())
+        // Serializing plain data into memory cannot fail.
+        let _ = serde_json::to_writer(out, &view);
     }
+}
+
+/// SHA-256 of the previous hash, a zero byte and a canonical record.
+fn chain_hash(prev_hash: &str, canonical: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update([0]);
+    h.update(canonical);
+    hex::encode(h.finalize())
 }
 
 /// What a record's hash covers: every field but `hash`.
@@ -162,20 +176,6 @@ impl Serialize for Sorted<'_> {
     }
 }
 
-/// Feeds serialized bytes straight into the hash.
-struct HashWriter(Sha256);
-
-impl std::io::Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Audit records are kept at least this long (the compliance floor: 7
 /// years, counted generously).
 pub const RETENTION_FLOOR_SECS: i64 = 7 * 365 * 24 * 3600 + 2 * 24 * 3600;
@@ -218,6 +218,15 @@ impl Chains {
     /// order, queued in another) is raised to it, so time order and chain
     /// order agree.
     pub fn stamp(&mut self, event: &mut AuditEvent, undo: &mut Undo) {
+        let mut scratch = Vec::new();
+        self.stamp_json(event, undo, &mut scratch);
+    }
+
+    /// [`Chains::stamp`], and the stamped record's JSON appended to `out`:
+    /// its canonical JSON with `hash` added, so the record is serialized
+    /// once for both its hash and its spool frame (and the store keeps
+    /// those bytes).
+    pub fn stamp_json(&mut self, event: &mut AuditEvent, undo: &mut Undo, out: &mut Vec<u8>) {
         let head = match self.heads.get_mut(&event.tenant_id) {
             Some(h) => {
                 undo.0.push((event.tenant_id.clone(), Some(h.clone())));
@@ -241,7 +250,14 @@ impl Chains {
         event.writer_id = self.writer_id.clone();
         event.seq = head.next_seq;
         event.prev_hash = std::mem::take(&mut head.last_hash);
-        event.hash = event.compute_hash();
+        let start = out.len();
+        event.write_canonical(out);
+        event.hash = chain_hash(&event.prev_hash, &out[start..]);
+        // `{…}` becomes `{…,"hash":"…"}`.
+        out.pop();
+        out.extend_from_slice(b",\"hash\":\"");
+        out.extend_from_slice(event.hash.as_bytes());
+        out.extend_from_slice(b"\"}");
         head.next_seq += 1;
         head.last_hash = event.hash.clone();
         head.last_time = event.timestamp;
@@ -570,6 +586,42 @@ mod tests {
         assert_eq!(a.compute_hash(), b.compute_hash());
         b.details["x"] = 2.into();
         assert_ne!(a.compute_hash(), b.compute_hash());
+    }
+
+    /// The bytes a writer spools are the stamped record itself: they read
+    /// back as the event, whose hash they carry and verify.
+    #[test]
+    fn a_record_is_serialized_once_for_its_hash_and_its_spool() {
+        let mut chains = Chains::new("w");
+        let mut spooled = Vec::new();
+        let mut events = Vec::new();
+        for i in 0..3 {
+            let mut e = AuditEvent::new(
+                format!("e{i}"),
+                Utc::now(),
+                "t1",
+                "Read",
+                "CedarGate::Document::\"d\"",
+                serde_json::json!({"z": [1, {"b": "x\"y", "a": null}], "a": i}),
+            );
+            e.user_agent = Some("ua/1 \u{e9}".into());
+            let mut buf = Vec::new();
+            chains.stamp_json(&mut e, &mut Undo::default(), &mut buf);
+            let back: AuditEvent = serde_json::from_slice(&buf).unwrap();
+            assert_eq!(back, e);
+            assert_eq!(back.compute_hash(), e.hash);
+            spooled.push(back);
+            events.push(e);
+        }
+        assert!(verify(&spooled).is_empty());
+        // The same chain as stamping without the bytes.
+        let mut again = Chains::new("w");
+        for (mut e, s) in events.clone().into_iter().zip(&spooled) {
+            e.hash.clear();
+            e.prev_hash.clear();
+            again.stamp(&mut e, &mut Undo::default());
+            assert_eq!(e.hash, s.hash);
+        }
     }
 
     #[test]

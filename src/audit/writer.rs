@@ -2,24 +2,31 @@
 //! local spool, and from the spool to the store.
 //!
 //! ```text
-//!   request ──record()──▶ queue (bounded) ──▶ appender ──▶ spool segment ──▶ drainer ──▶ store
-//!            ◀── ack ─────────────────────── (after write + fsync)          (delete after the store acked)
+//!   request ──submit()──▶ queue (bounded) ──▶ appender thread ──▶ spool segment ──▶ drainer thread ──▶ store
+//!            ◀── ack ──────────────────────── (after write + fdatasync)            (delete after the store acked)
 //! ```
 //!
-//! * **Appender** (one task): takes whatever is queued (up to `max_batch`),
-//!   stamps each record into its writer's per-tenant hash chain, appends the
-//!   batch to the active segment with one `fdatasync` (group commit) and only
-//!   then acknowledges the records. A failed write acknowledges nothing and
-//!   rolls the chains back.
+//! * **Queue**: a request waits for a slot (a semaphore of
+//!   `queue_capacity` permits) and hands its record over; it never does
+//!   file or store work itself.
+//! * **Appender** ([`super::appender`], its own OS thread): takes whatever is
+//!   queued (up to `max_batch`), stamps each record into its writer's
+//!   per-tenant hash chain — serializing it once, for its hash and its
+//!   frame — appends the batch to the active segment with one `fdatasync`
+//!   (group commit) and only then acknowledges the records. A failed write
+//!   acknowledges nothing and rolls the chains back.
 //! * **Segments**: the active segment is closed when it grows past
 //!   `segment_bytes` or is older than `rotate_interval`; closed segments are
 //!   what the drainer reads. Nothing but the queue is held in memory: during
 //!   a store outage the records wait on disk, up to `max_spool_bytes`; past
 //!   that new records are refused (and the decisions with them: fail closed).
-//! * **Drainer** (one task): sends each closed segment to the store in
-//!   batches (`put_audit` is idempotent: a record sent twice is stored once),
-//!   retries with backoff while the store fails, and deletes the segment
-//!   only after the store has acknowledged all of it.
+//! * **Drainer** ([`super::drainer`], its own OS thread at a lower
+//!   scheduling priority, with its own runtime): sends each closed segment
+//!   to the store in large batches of the spooled JSON as it is
+//!   (`put_audit_spooled` is idempotent: a record sent twice is stored
+//!   once), retries with backoff while the store fails, and deletes the
+//!   segment only after the store has acknowledged all of it. When the
+//!   store cannot keep up, the spool grows, within `max_spool_bytes`.
 //! * **Crash recovery**: each process writes under its own directory
 //!   `<spool_dir>/<writer id>/`, locked while it runs. At start (and every
 //!   few seconds) the drainer adopts directories whose lock is free — left by
@@ -31,19 +38,17 @@
 //! of the machine loses at most `flush_interval` of records), `off` records
 //! nothing.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::{mpsc, oneshot, watch, Notify};
-use tokio::task::JoinHandle;
+use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
-use super::spool;
-use super::{AuditEvent, Chains, Undo, RETENTION_FLOOR_SECS};
+use super::appender::{self, Active};
+use super::drainer;
+use super::{AuditEvent, RETENTION_FLOOR_SECS};
 use crate::metrics::AuditMetrics;
 use crate::store::Store;
 
@@ -126,9 +131,18 @@ pub enum AuditError {
 }
 
 /// A record in the queue and whom to tell when it is written.
-struct Pending {
-    event: AuditEvent,
-    ack: Option<oneshot::Sender<Result<(), AuditError>>>,
+pub(super) struct Pending {
+    pub event: AuditEvent,
+    pub ack: Option<oneshot::Sender<Result<(), AuditError>>>,
+}
+
+/// What the appender thread receives. (`Stop` comes once; boxing records
+/// to make it smaller would cost an allocation per record.)
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Msg {
+    Record(Pending),
+    /// Write what is queued, close the segment and stop.
+    Stop,
 }
 
 /// Where a queued record's acknowledgement will arrive.
@@ -150,7 +164,10 @@ impl Receipt {
 }
 
 struct Inner {
-    tx: mpsc::Sender<Pending>,
+    /// One permit per free queue slot; the appender gives them back.
+    slots: Arc<Semaphore>,
+    tx: std::sync::mpsc::Sender<Msg>,
+    closed: Arc<AtomicBool>,
     spool_bytes: Arc<AtomicU64>,
     max_spool_bytes: u64,
     retention_secs: i64,
@@ -187,19 +204,28 @@ impl AuditLog {
         let Some(inner) = &self.0 else {
             return Ok(Receipt(None));
         };
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(AuditError::Closed);
+        }
         let spooled = inner.spool_bytes.load(Ordering::Relaxed);
         if spooled > inner.max_spool_bytes {
             return Err(AuditError::SpoolFull(spooled));
         }
         event.expires_at = event.timestamp.timestamp() + inner.retention_secs;
+        let slot = inner
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        // The appender gives the slot back once it has taken the record.
+        slot.forget();
         let (ack, rx) = oneshot::channel();
         inner
             .tx
-            .send(Pending {
+            .send(Msg::Record(Pending {
                 event,
                 ack: Some(ack),
-            })
-            .await
+            }))
             .map_err(|_| AuditError::Closed)?;
         Ok(Receipt(Some(rx)))
     }
@@ -213,8 +239,10 @@ impl AuditLog {
 /// The running appender and drainer.
 pub struct AuditTasks {
     stop: watch::Sender<bool>,
-    appender: JoinHandle<()>,
-    drainer: JoinHandle<()>,
+    closed: Arc<AtomicBool>,
+    tx: std::sync::mpsc::Sender<Msg>,
+    appender: oneshot::Receiver<()>,
+    drainer: oneshot::Receiver<()>,
 }
 
 impl AuditTasks {
@@ -222,10 +250,30 @@ impl AuditTasks {
     /// the store for at most the configured shutdown timeout. What is left
     /// stays on disk for the next start.
     pub async fn shutdown(self) {
+        self.closed.store(true, Ordering::Release);
+        let _ = self.tx.send(Msg::Stop);
         let _ = self.stop.send(true);
         let _ = self.appender.await;
         let _ = self.drainer.await;
     }
+}
+
+/// What the appender and the drainer share.
+pub(super) struct Shared {
+    pub dir: PathBuf,
+    /// Segments numbered below this are closed.
+    pub active_number: AtomicU64,
+    pub spool_bytes: Arc<AtomicU64>,
+    pub rotated: Notify,
+    pub appender_done: AtomicBool,
+    pub metrics: AuditMetrics,
+}
+
+pub(super) const LOCK: &str = "lock";
+pub(super) const SEGMENT_EXT: &str = "seg";
+
+pub(super) fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:020}.{SEGMENT_EXT}"))
 }
 
 /// Opens this process's spool directory and starts the appender and the
@@ -249,7 +297,9 @@ pub async fn start(
     .await
     .map_err(|e| AuditError::Io(e.to_string()))?
     .map_err(|e| AuditError::Io(format!("{}: {e}", dir.display())))?;
-    let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let slots = Arc::new(Semaphore::new(config.queue_capacity.max(1)));
+    let closed = Arc::new(AtomicBool::new(false));
     let (stop, stop_rx) = watch::channel(false);
     let shared = Arc::new(Shared {
         dir,
@@ -260,559 +310,37 @@ pub async fn start(
         metrics,
     });
     let log = AuditLog(Some(Arc::new(Inner {
-        tx,
+        slots: slots.clone(),
+        tx: tx.clone(),
+        closed: closed.clone(),
         spool_bytes: shared.spool_bytes.clone(),
         max_spool_bytes: config.max_spool_bytes,
         retention_secs: config.retention_secs(),
         context_keys: config.context_keys.clone(),
         writer_id: writer_id.clone(),
     })));
-    let appender = Appender {
-        chains: Chains::new(writer_id),
-        metrics: shared.metrics.clone(),
-        active,
-        durable: config.mode == AuditMode::Durable,
-        dirty: false,
-        segment_bytes: config.segment_bytes,
-        rotate_interval: config.rotate_interval,
-    };
-    let appender = tokio::spawn(append_loop(
-        appender,
-        rx,
-        stop_rx.clone(),
-        config.clone(),
-        shared.clone(),
-    ));
-    let drainer = tokio::spawn(drain_loop(store, stop_rx, config, shared));
+    let appender = appender::spawn(active, writer_id, rx, slots, config.clone(), shared.clone())
+        .map_err(|e| AuditError::Io(format!("cannot start the audit appender: {e}")))?;
+    let drainer = drainer::spawn(store, stop_rx, config, shared)
+        .map_err(|e| AuditError::Io(format!("cannot start the audit drainer: {e}")))?;
     Ok((
         log,
         Some(AuditTasks {
             stop,
+            closed,
+            tx,
             appender,
             drainer,
         }),
     ))
 }
 
-/// What the appender and the drainer share.
-struct Shared {
-    dir: PathBuf,
-    /// Segments numbered below this are closed.
-    active_number: AtomicU64,
-    spool_bytes: Arc<AtomicU64>,
-    rotated: Notify,
-    appender_done: AtomicBool,
-    metrics: AuditMetrics,
-}
-
-const LOCK: &str = "lock";
-const SEGMENT_EXT: &str = "seg";
-
-fn segment_path(dir: &Path, number: u64) -> PathBuf {
-    dir.join(format!("{number:020}.{SEGMENT_EXT}"))
-}
-
-/// Syncs a directory, so the files created in it survive a crash.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// The segment being appended to, and the lock on its directory.
-struct Active {
-    dir: PathBuf,
-    number: u64,
-    file: File,
-    len: u64,
-    opened: Instant,
-    _lock: File,
-}
-
-impl Active {
-    /// Creates the writer's directory, locks it and opens the first segment.
-    /// The directory is made under a hidden name and renamed once locked, so
-    /// no other process can mistake it for a dead writer's.
-    fn create(dir: &Path, number: u64) -> io::Result<Self> {
-        let root = dir.parent().unwrap_or(Path::new("."));
-        let name = dir.file_name().unwrap_or_default().to_string_lossy();
-        let staging = root.join(format!(".{name}"));
-        fs::create_dir_all(&staging)?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(staging.join(LOCK))?;
-        lock.try_lock().map_err(|e| {
-            io::Error::new(io::ErrorKind::WouldBlock, format!("spool is in use: {e}"))
-        })?;
-        fs::rename(&staging, dir)?;
-        sync_dir(root)?;
-        let file = Self::open_segment(dir, number)?;
-        Ok(Active {
-            dir: dir.to_path_buf(),
-            number,
-            file,
-            len: 0,
-            opened: Instant::now(),
-            _lock: lock,
-        })
-    }
-
-    fn open_segment(dir: &Path, number: u64) -> io::Result<File> {
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(segment_path(dir, number))?;
-        sync_dir(dir)?;
-        Ok(file)
-    }
-
-    /// Closes this segment and starts the next one. The closed segment must
-    /// have been synced.
-    fn rotate(&mut self) -> io::Result<()> {
-        let next = self.number + 1;
-        self.file = Self::open_segment(&self.dir, next)?;
-        self.number = next;
-        self.len = 0;
-        self.opened = Instant::now();
-        Ok(())
-    }
-}
-
-struct Appender {
-    chains: Chains,
-    metrics: AuditMetrics,
-    active: Active,
-    durable: bool,
-    /// Written but not yet synced (buffered mode).
-    dirty: bool,
-    /// When the active segment is closed (from the configuration).
-    segment_bytes: u64,
-    rotate_interval: Duration,
-}
-
-impl Appender {
-    /// Stamps and appends a batch. Returns the bytes appended; on an error
-    /// nothing counts as written and the chains are as before.
-    fn append(&mut self, batch: &mut [Pending]) -> io::Result<u64> {
-        let mut undo = Undo::default();
-        let mut buf = Vec::with_capacity(batch.len() * 768);
-        let mut result = Ok(());
-        for p in batch.iter_mut() {
-            self.chains.stamp(&mut p.event, &mut undo);
-            let event = &p.event;
-            if let Err(e) = spool::push_frame(&mut buf, |w| {
-                serde_json::to_writer(w, event).map_err(io::Error::other)
-            }) {
-                result = Err(e);
-                break;
-            }
-        }
-        let result = result.and_then(|()| {
-            self.active.file.write_all(&buf)?;
-            if self.durable {
-                self.active.file.sync_data()?;
-            } else {
-                self.dirty = true;
-            }
-            Ok(())
-        });
-        match result {
-            Ok(()) => {
-                self.active.len += buf.len() as u64;
-                Ok(buf.len() as u64)
-            }
-            Err(e) => {
-                self.chains.undo(undo);
-                // Leave no partial batch behind.
-                let _ = self.active.file.set_len(self.active.len);
-                Err(e)
-            }
-        }
-    }
-
-    fn sync(&mut self) -> io::Result<()> {
-        if self.dirty {
-            self.active.file.sync_data()?;
-            self.dirty = false;
-        }
-        Ok(())
-    }
-
-    /// Closes the active segment if it is full or old enough (or `force`)
-    /// and not empty.
-    fn maybe_rotate(&mut self, force: bool) -> io::Result<bool> {
-        let due = self.active.len >= self.segment_bytes
-            || self.active.opened.elapsed() >= self.rotate_interval
-            || force;
-        if self.active.len == 0 || !due {
-            return Ok(false);
-        }
-        self.sync()?;
-        self.active.rotate()?;
-        Ok(true)
-    }
-}
-
-/// Runs `f` on the appender in the blocking pool.
-async fn blocking<T: Send + 'static>(
-    appender: Appender,
-    f: impl FnOnce(&mut Appender) -> T + Send + 'static,
-) -> (Appender, T) {
-    let handle = tokio::task::spawn_blocking(move || {
-        let mut a = appender;
-        let out = f(&mut a);
-        (a, out)
-    });
-    match handle.await {
-        Ok(pair) => pair,
-        // The closure does not panic; if it did, the appender is lost and
-        // nothing more can be written: stop the process rather than run
-        // without an audit trail.
-        Err(e) => {
-            tracing::error!(error = %e, "audit appender failed; exiting");
-            std::process::abort();
-        }
-    }
-}
-
-async fn append_loop(
-    mut appender: Appender,
-    mut rx: mpsc::Receiver<Pending>,
-    mut stop: watch::Receiver<bool>,
-    config: AuditConfig,
-    shared: Arc<Shared>,
-) {
-    let m = shared.metrics.clone();
-    let period = config
-        .rotate_interval
-        .min(config.flush_interval)
-        .max(Duration::from_millis(1));
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stopping = false;
-    let mut buf: Vec<Pending> = Vec::with_capacity(config.max_batch);
-    loop {
-        tokio::select! {
-            biased;
-            n = rx.recv_many(&mut buf, config.max_batch.max(1)) => {
-                if n == 0 {
-                    break;
-                }
-                m.queue_depth.set(rx.len() as i64);
-                let batch = std::mem::take(&mut buf);
-                let (a, (mut batch, result, rotated)) = blocking(appender, move |a| {
-                    let mut batch = batch;
-                    let started = Instant::now();
-                    let result = a.append(&mut batch);
-                    a.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-                    a.metrics.commit_records.observe(batch.len() as f64);
-                    let rotated = match &result {
-                        Ok(_) => a.maybe_rotate(false).unwrap_or_else(|e| {
-                            tracing::error!(error = %e, "cannot start a new audit segment");
-                            false
-                        }),
-                        Err(_) => false,
-                    };
-                    (batch, result, rotated)
-                })
-                .await;
-                appender = a;
-                let outcome = match result {
-                    Ok(bytes) => {
-                        let now = shared.spool_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-                        m.spool_bytes.set(now as i64);
-                        m.records_spooled.inc_by(batch.len() as u64);
-                        Ok(())
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, records = batch.len(), "audit spool write failed; the requests are refused");
-                        m.spool_errors.inc();
-                        Err(AuditError::Io(e.to_string()))
-                    }
-                };
-                for p in batch.iter_mut() {
-                    if let Some(ack) = p.ack.take() {
-                        let _ = ack.send(outcome.clone());
-                    }
-                }
-                batch.clear();
-                buf = batch;
-                if rotated {
-                    shared.active_number.store(appender.active.number, Ordering::Release);
-                    shared.rotated.notify_one();
-                }
-            }
-            _ = tick.tick() => {
-                let (a, rotated) = blocking(appender, move |a| {
-                    if let Err(e) = a.sync() {
-                        tracing::error!(error = %e, "audit spool sync failed");
-                    }
-                    a.maybe_rotate(false).unwrap_or(false)
-                })
-                .await;
-                appender = a;
-                if rotated {
-                    shared.active_number.store(appender.active.number, Ordering::Release);
-                    shared.rotated.notify_one();
-                }
-            }
-            _ = stop.changed(), if !stopping => {
-                stopping = true;
-                // Take no more; what is queued is still written.
-                rx.close();
-            }
-        }
-    }
-    let (a, ()) = blocking(appender, move |a| {
-        if let Err(e) = a.sync().and_then(|()| a.maybe_rotate(true).map(drop)) {
-            tracing::error!(error = %e, "audit spool: final sync failed");
-        }
-    })
-    .await;
-    shared
-        .active_number
-        .store(a.active.number, Ordering::Release);
-    shared.appender_done.store(true, Ordering::Release);
-    shared.rotated.notify_one();
-    // The active segment (empty now) and the lock go with `a`; the drainer
-    // removes the directory once it is drained.
-    drop(a);
-}
-
-/// One spool directory the drainer works on.
-struct Source {
-    dir: PathBuf,
-    /// Segments numbered at or above this are not closed (own directory).
-    own: bool,
-    /// The lock of an adopted directory, held while draining it.
-    _lock: Option<File>,
-}
-
-/// Segment numbers in `dir`, in order.
-fn segments(dir: &Path) -> io::Result<Vec<u64>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(n) = name
-            .strip_suffix(&format!(".{SEGMENT_EXT}"))
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            out.push(n);
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
-}
-
-/// Spool directories of writers that are gone: their lock is free.
-fn orphans(root: &Path, own: &Path) -> Vec<Source> {
-    let Ok(entries) = fs::read_dir(root) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let dir = entry.path();
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if dir == own || hidden || !dir.is_dir() {
-            continue;
-        }
-        let Ok(lock) = OpenOptions::new().write(true).open(dir.join(LOCK)) else {
-            continue;
-        };
-        if lock.try_lock().is_ok() {
-            out.push(Source {
-                dir,
-                own: false,
-                _lock: Some(lock),
-            });
-        }
-    }
-    out.sort_by(|a, b| a.dir.cmp(&b.dir));
-    out
-}
-
-/// Reads a closed segment: its records, and the bytes of a torn tail.
-fn read_segment(path: &Path) -> io::Result<(Vec<AuditEvent>, u64, u64, u64)> {
-    let bytes = fs::read(path)?;
-    let found = spool::scan(&bytes);
-    let mut events = Vec::with_capacity(found.records.len());
-    let mut undecodable = 0u64;
-    for r in &found.records {
-        match serde_json::from_slice::<AuditEvent>(r) {
-            Ok(e) => events.push(e),
-            Err(e) => {
-                undecodable += 1;
-                tracing::error!(path = %path.display(), error = %e, "audit record in the spool cannot be read; dropped");
-            }
-        }
-    }
-    Ok((events, found.torn_bytes, undecodable, bytes.len() as u64))
-}
-
-async fn drain_loop(
-    store: Arc<dyn Store>,
-    mut stop: watch::Receiver<bool>,
-    config: AuditConfig,
-    shared: Arc<Shared>,
-) {
-    let m = shared.metrics.clone();
-    let root = config.spool_dir.clone();
-    let mut adopted: Vec<Source> = Vec::new();
-    let mut last_scan: Option<Instant> = None;
-    let mut deadline: Option<tokio::time::Instant> = None;
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        if deadline.is_none() && *stop.borrow() {
-            deadline = Some(tokio::time::Instant::now() + config.shutdown_timeout);
-        }
-        if last_scan.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
-            last_scan = Some(Instant::now());
-            let (root, own) = (root.clone(), shared.dir.clone());
-            if let Ok(found) = tokio::task::spawn_blocking(move || orphans(&root, &own)).await {
-                for s in found {
-                    if !adopted.iter().any(|a| a.dir == s.dir) {
-                        tracing::info!(dir = %s.dir.display(), "audit: adopting the spool of a writer that is gone");
-                        adopted.push(s);
-                    }
-                }
-            }
-        }
-        // The next closed segments: adopted directories first (older).
-        let mut next: Option<(usize, Vec<u64>)> = None;
-        let mut sources: Vec<&Source> = adopted.iter().collect();
-        let own = Source {
-            dir: shared.dir.clone(),
-            own: true,
-            _lock: None,
-        };
-        sources.push(&own);
-        let active = shared.active_number.load(Ordering::Acquire);
-        let appender_done = shared.appender_done.load(Ordering::Acquire);
-        for (i, s) in sources.iter().enumerate() {
-            let closed: Vec<u64> = segments(&s.dir)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|n| !s.own || *n < active || (appender_done && *n == active))
-                .collect();
-            if !closed.is_empty() {
-                next = Some((i, closed));
-                break;
-            }
-        }
-        let Some((i, numbers)) = next else {
-            // Nothing closed to drain. Adopted directories are done.
-            for s in adopted.drain(..) {
-                let _ = fs::remove_file(s.dir.join(LOCK));
-                let _ = fs::remove_dir(&s.dir);
-            }
-            if appender_done {
-                let _ = fs::remove_file(shared.dir.join(LOCK));
-                let _ = fs::remove_dir(&shared.dir);
-                break;
-            }
-            tokio::select! {
-                _ = shared.rotated.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stop.changed(), if deadline.is_none() => {}
-            }
-            continue;
-        };
-        // Read segments, in order, until there is a store batch's worth.
-        let source = &sources[i];
-        let want = config.drain_batch.max(1);
-        let read = {
-            let (dir, adopted) = (source.dir.clone(), !source.own);
-            tokio::task::spawn_blocking(move || {
-                let mut taken = Vec::new();
-                let mut events = Vec::new();
-                for n in numbers {
-                    if events.len() >= want {
-                        break;
-                    }
-                    let path = segment_path(&dir, n);
-                    let (found, torn, undecodable, size) = read_segment(&path)?;
-                    if torn > 0 {
-                        tracing::warn!(path = %path.display(), bytes = torn, adopted, "audit segment had a torn tail (a write cut short by a crash, never acknowledged); skipped");
-                    }
-                    events.extend(found);
-                    taken.push((path, size, torn, undecodable));
-                }
-                Ok::<_, io::Error>((taken, events))
-            })
-            .await
-        };
-        let (taken, events) = match read {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                tracing::error!(dir = %source.dir.display(), error = %e, "audit segment cannot be read");
-                m.spool_errors.inc();
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            Err(_) => continue,
-        };
-        let mut sent = 0usize;
-        let mut gave_up = false;
-        while sent < events.len() {
-            let chunk = &events[sent..(sent + want).min(events.len())];
-            match store.put_audit(chunk).await {
-                Ok(()) => {
-                    sent += chunk.len();
-                    m.records_written.inc_by(chunk.len() as u64);
-                    backoff = Duration::from_millis(50);
-                }
-                Err(e) => {
-                    m.store_write_errors.inc();
-                    tracing::warn!(error = %e, retry_in = ?backoff, "audit records cannot be written to the store; retrying");
-                    if deadline.is_some_and(|d| tokio::time::Instant::now() + backoff > d) {
-                        gave_up = true;
-                        break;
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = stop.changed(), if deadline.is_none() => {
-                            deadline = Some(tokio::time::Instant::now() + config.shutdown_timeout);
-                        }
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        if gave_up {
-            tracing::warn!(dir = %config.spool_dir.display(), "audit: store unreachable at shutdown; records stay in the spool for the next start");
-            break;
-        }
-        // All of them are in the store: the segments go.
-        for (path, size, torn, undecodable) in taken {
-            m.torn_bytes.inc_by(torn);
-            m.records_dropped.inc_by(undecodable);
-            if let Err(e) = fs::remove_file(&path) {
-                tracing::error!(path = %path.display(), error = %e, "drained audit segment cannot be removed");
-                m.spool_errors.inc();
-                continue;
-            }
-            if source.own {
-                let before = shared
-                    .spool_bytes
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                        Some(b.saturating_sub(size))
-                    })
-                    .unwrap_or(0);
-                m.spool_bytes.set(before.saturating_sub(size) as i64);
-            }
-        }
-        if deadline.is_some_and(|d| tokio::time::Instant::now() > d) {
-            tracing::warn!("audit: shutdown timeout; records left in the spool for the next start");
-            break;
-        }
-    }
-}
-
 /// Every record left in the spool directories under `root`: records not
 /// yet in the store.
 #[cfg(test)]
-fn spooled_records(root: &Path) -> io::Result<Vec<AuditEvent>> {
+fn spooled_records(root: &Path) -> std::io::Result<Vec<AuditEvent>> {
+    use super::drainer::{read_segment, segments};
+    use std::fs;
     let mut out = Vec::new();
     let Ok(entries) = fs::read_dir(root) else {
         return Ok(out);
@@ -823,7 +351,11 @@ fn spooled_records(root: &Path) -> io::Result<Vec<AuditEvent>> {
             continue;
         }
         for n in segments(&dir)? {
-            out.extend(read_segment(&segment_path(&dir, n))?.0);
+            for r in read_segment(&segment_path(&dir, n))?.0 {
+                if let Ok(e) = serde_json::from_slice(&r.json) {
+                    out.push(e);
+                }
+            }
         }
     }
     Ok(out)
@@ -831,8 +363,10 @@ fn spooled_records(root: &Path) -> io::Result<Vec<AuditEvent>> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
-    use crate::audit::{verify, AuditEvent};
+    use crate::audit::{spool, verify, AuditEvent, Chains, Undo};
     use crate::ids::TenantId;
     use crate::store::{self, AuditQuery, StoreUrl};
 

@@ -138,6 +138,32 @@ pub trait Store: Send + Sync + 'static {
     /// Stores audit records. Idempotent: a record written twice (say, drained
     /// again after a crash) is stored once.
     async fn put_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError>;
+    /// Stores audit records as the writer spooled them (its JSON, serialized
+    /// once). By default each is parsed and stored with [`Store::put_audit`];
+    /// a backend that keeps the JSON as it is stores the bytes.
+    async fn put_audit_spooled(&self, records: &[SpooledAudit]) -> Result<(), StoreError> {
+        let mut events = Vec::with_capacity(records.len());
+        for r in records {
+            match serde_json::from_slice::<AuditEvent>(&r.json) {
+                Ok(e) => events.push(e),
+                Err(e) => {
+                    tracing::error!(event_id = %r.event_id, error = %e, "spooled audit record cannot be read; dropped")
+                }
+            }
+        }
+        self.put_audit(&events).await
+    }
+    /// Stores spooled audit records on the calling thread, when this
+    /// backend's writes are local blocking work (SQLite): the audit drainer
+    /// then does them on its own lower-priority thread. `None` for a backend
+    /// reached over the network; the drainer calls [`Store::put_audit_spooled`]
+    /// on the runtime that owns the backend's connections instead.
+    fn put_audit_spooled_blocking(
+        &self,
+        _records: &[SpooledAudit],
+    ) -> Option<Result<(), StoreError>> {
+        None
+    }
     /// One page of a tenant's audit records with `from <= timestamp <= to`,
     /// newest first.
     async fn audit_events(&self, query: &AuditQuery) -> Result<AuditPage, StoreError>;
@@ -317,6 +343,49 @@ pub(crate) fn raw_tenant_id(record: &serde_json::Value) -> Result<TenantId, Stor
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| StoreError::Invalid("tenant record without tenantId".into()))
         .and_then(|s| TenantId::parse(s).map_err(|e| StoreError::Invalid(e.to_string())))
+}
+
+/// An audit record as the writer spooled it: the fields a store keys it
+/// by, and its JSON (every field, `hash` included).
+#[derive(Debug, Clone)]
+pub struct SpooledAudit {
+    pub tenant_id: String,
+    pub event_id: String,
+    pub timestamp: DateTime<Utc>,
+    pub expires_at: i64,
+    pub json: Vec<u8>,
+}
+
+impl SpooledAudit {
+    /// Reads the key fields of a spooled record's JSON (the rest is skipped,
+    /// not built).
+    pub fn parse(json: Vec<u8>) -> Result<Self, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Keys<'a> {
+            #[serde(borrow)]
+            tenant_id: std::borrow::Cow<'a, str>,
+            #[serde(borrow)]
+            event_id: std::borrow::Cow<'a, str>,
+            timestamp: DateTime<Utc>,
+            #[serde(default)]
+            expires_at: i64,
+        }
+        let k: Keys<'_> = serde_json::from_slice(&json)?;
+        Ok(SpooledAudit {
+            tenant_id: k.tenant_id.into_owned(),
+            event_id: k.event_id.into_owned(),
+            timestamp: k.timestamp,
+            expires_at: k.expires_at,
+            json,
+        })
+    }
+
+    /// When the store may delete it: never before the compliance floor.
+    pub fn expiry(&self) -> i64 {
+        self.expires_at
+            .max(self.timestamp.timestamp() + crate::audit::RETENTION_FLOOR_SECS)
+    }
 }
 
 /// A position in the change log; opaque outside its backend.

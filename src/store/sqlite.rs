@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
     audit_expiry, page_of, raw_tenant_id, sortable_time, tenant_version, AuditPage, AuditQuery,
-    Change, ChangeCursor, ImportSummary, Store, StoreError, UsageDelta,
+    Change, ChangeCursor, ImportSummary, SpooledAudit, Store, StoreError, UsageDelta,
 };
 use crate::audit::AuditEvent;
 use crate::ids::{DocumentId, TenantId};
@@ -80,6 +80,11 @@ fn record_change(conn: &Connection, change: &Change) -> Result<(), StoreError> {
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// Audit records are written on a connection of their own: a long
+    /// drain transaction never makes tenant and document reads wait (WAL
+    /// readers do not wait for the writer). The same connection for an
+    /// in-memory database, which a second connection would not see.
+    audit: Arc<Mutex<Connection>>,
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -205,18 +210,27 @@ impl SqliteStore {
     }
 
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)
-            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(backend)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(backend)?;
-        Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let connect = || -> Result<Connection, StoreError> {
+            let conn = Connection::open(path).map_err(|e| {
+                StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
+            })?;
+            conn.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(backend)?;
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(backend)?;
+            conn.pragma_update(None, "foreign_keys", "ON")
+                .map_err(backend)?;
+            Ok(conn)
+        };
+        let conn = Arc::new(Mutex::new(connect()?));
+        let in_memory = path.as_os_str().is_empty() || path.to_str() == Some(":memory:");
+        let audit = if in_memory {
+            conn.clone()
+        } else {
+            Arc::new(Mutex::new(connect()?))
+        };
+        Ok(SqliteStore { conn, audit })
     }
 
     /// Runs `f` on the connection off the async runtime.
@@ -225,11 +239,44 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        Self::on(self.conn.clone(), f).await
+    }
+
+    async fn on<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         tokio::task::spawn_blocking(move || f(&mut conn.lock()))
             .await
             .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
+}
+
+/// Inserts spooled audit records, as they are, in one transaction.
+fn insert_spooled(c: &mut Connection, records: &[SpooledAudit]) -> Result<(), StoreError> {
+    let tx = c.transaction().map_err(backend)?;
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO audit (tenant_id, event_id, ts, expires_at, record)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(backend)?;
+        for r in records {
+            let json = std::str::from_utf8(&r.json)
+                .map_err(|e| StoreError::Invalid(format!("audit record: {e}")))?;
+            stmt.execute(params![
+                r.tenant_id,
+                r.event_id,
+                sortable_time(r.timestamp),
+                r.expiry(),
+                json
+            ])
+            .map_err(backend)?;
+        }
+    }
+    tx.commit().map_err(backend)
 }
 
 #[async_trait]
@@ -638,9 +685,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn put_audit_spooled(&self, records: &[SpooledAudit]) -> Result<(), StoreError> {
+        let records = records.to_vec();
+        Self::on(self.audit.clone(), move |c| insert_spooled(c, &records)).await
+    }
+
+    fn put_audit_spooled_blocking(
+        &self,
+        records: &[SpooledAudit],
+    ) -> Option<Result<(), StoreError>> {
+        Some(insert_spooled(&mut self.audit.lock(), records))
+    }
+
     async fn put_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
         let events = events.to_vec();
-        self.with_conn(move |c| {
+        Self::on(self.audit.clone(), move |c| {
             let tx = c.transaction().map_err(backend)?;
             {
                 let mut stmt = tx

@@ -1,0 +1,308 @@
+//! The appender: one OS thread that takes queued records in batches, stamps
+//! each into its writer's hash chain (serializing it once: the same bytes
+//! are hashed and framed), appends the batch to the active spool segment
+//! with one `fdatasync`, and acknowledges. File work never runs on the
+//! async runtime's threads, and a batch costs no thread hand-over.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, Semaphore};
+
+use super::writer::{segment_path, AuditConfig, AuditError, Msg, Pending, Shared, LOCK};
+use super::{spool, Chains, Undo};
+use crate::metrics::AuditMetrics;
+
+/// Syncs a directory, so the files created in it survive a crash.
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The segment being appended to, and the lock on its directory.
+pub(super) struct Active {
+    dir: PathBuf,
+    pub number: u64,
+    file: File,
+    len: u64,
+    opened: Instant,
+    _lock: File,
+}
+
+impl Active {
+    /// Creates the writer's directory, locks it and opens the first segment.
+    /// The directory is made under a hidden name and renamed once locked, so
+    /// no other process can mistake it for a dead writer's.
+    pub fn create(dir: &Path, number: u64) -> io::Result<Self> {
+        let root = dir.parent().unwrap_or(Path::new("."));
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        let staging = root.join(format!(".{name}"));
+        fs::create_dir_all(&staging)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(staging.join(LOCK))?;
+        lock.try_lock().map_err(|e| {
+            io::Error::new(io::ErrorKind::WouldBlock, format!("spool is in use: {e}"))
+        })?;
+        fs::rename(&staging, dir)?;
+        sync_dir(root)?;
+        let file = Self::open_segment(dir, number)?;
+        Ok(Active {
+            dir: dir.to_path_buf(),
+            number,
+            file,
+            len: 0,
+            opened: Instant::now(),
+            _lock: lock,
+        })
+    }
+
+    fn open_segment(dir: &Path, number: u64) -> io::Result<File> {
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(segment_path(dir, number))?;
+        sync_dir(dir)?;
+        Ok(file)
+    }
+
+    /// Closes this segment and starts the next one. The closed segment must
+    /// have been synced.
+    fn rotate(&mut self) -> io::Result<()> {
+        let next = self.number + 1;
+        self.file = Self::open_segment(&self.dir, next)?;
+        self.number = next;
+        self.len = 0;
+        self.opened = Instant::now();
+        Ok(())
+    }
+}
+
+struct Appender {
+    chains: Chains,
+    metrics: AuditMetrics,
+    active: Active,
+    durable: bool,
+    /// Written but not yet synced (buffered mode).
+    dirty: bool,
+    /// When the active segment is closed (from the configuration).
+    segment_bytes: u64,
+    rotate_interval: Duration,
+    /// The batch's frames, reused.
+    buf: Vec<u8>,
+}
+
+impl Appender {
+    /// Stamps and appends a batch. Returns the bytes appended; on an error
+    /// nothing counts as written and the chains are as before.
+    fn append(&mut self, batch: &mut [Pending]) -> io::Result<u64> {
+        let mut undo = Undo::default();
+        self.buf.clear();
+        let mut result = Ok(());
+        for p in batch.iter_mut() {
+            let chains = &mut self.chains;
+            let event = &mut p.event;
+            if let Err(e) = spool::push_frame(&mut self.buf, |w| {
+                chains.stamp_json(event, &mut undo, w);
+                Ok(())
+            }) {
+                result = Err(e);
+                break;
+            }
+        }
+        let result = result.and_then(|()| {
+            self.active.file.write_all(&self.buf)?;
+            if self.durable {
+                self.active.file.sync_data()?;
+            } else {
+                self.dirty = true;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => {
+                self.active.len += self.buf.len() as u64;
+                Ok(self.buf.len() as u64)
+            }
+            Err(e) => {
+                self.chains.undo(undo);
+                // Leave no partial batch behind.
+                let _ = self.active.file.set_len(self.active.len);
+                Err(e)
+            }
+        }
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        if self.dirty {
+            self.active.file.sync_data()?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment if it is full or old enough (or `force`)
+    /// and not empty.
+    fn maybe_rotate(&mut self, force: bool) -> io::Result<bool> {
+        let due = self.active.len >= self.segment_bytes
+            || self.active.opened.elapsed() >= self.rotate_interval
+            || force;
+        if self.active.len == 0 || !due {
+            return Ok(false);
+        }
+        self.sync()?;
+        self.active.rotate()?;
+        Ok(true)
+    }
+
+    /// Tells the drainer a segment was closed.
+    fn announce(&self, rotated: bool, shared: &Shared) {
+        if rotated {
+            shared
+                .active_number
+                .store(self.active.number, Ordering::Release);
+            shared.rotated.notify_one();
+        }
+    }
+
+    /// Writes one batch and acknowledges its records.
+    fn commit(&mut self, batch: &mut Vec<Pending>, shared: &Shared) {
+        let started = Instant::now();
+        let result = self.append(batch);
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.commit_records.observe(batch.len() as f64);
+        let outcome = match result {
+            Ok(bytes) => {
+                let now = shared.spool_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+                self.metrics.spool_bytes.set(now as i64);
+                self.metrics.records_spooled.inc_by(batch.len() as u64);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = batch.len(), "audit spool write failed; the requests are refused");
+                self.metrics.spool_errors.inc();
+                Err(AuditError::Io(e.to_string()))
+            }
+        };
+        for p in batch.iter_mut() {
+            if let Some(ack) = p.ack.take() {
+                let _ = ack.send(outcome.clone());
+            }
+        }
+        batch.clear();
+        if outcome.is_ok() {
+            let rotated = self.maybe_rotate(false).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot start a new audit segment");
+                false
+            });
+            self.announce(rotated, shared);
+        }
+    }
+}
+
+/// Starts the appender thread. The returned receiver completes when it has
+/// written what was queued at `Msg::Stop` and closed its last segment.
+pub(super) fn spawn(
+    active: Active,
+    writer_id: String,
+    rx: Receiver<Msg>,
+    slots: Arc<Semaphore>,
+    config: AuditConfig,
+    shared: Arc<Shared>,
+) -> io::Result<oneshot::Receiver<()>> {
+    let (done, finished) = oneshot::channel();
+    let appender = Appender {
+        chains: Chains::new(writer_id),
+        metrics: shared.metrics.clone(),
+        active,
+        durable: config.mode == super::writer::AuditMode::Durable,
+        dirty: false,
+        segment_bytes: config.segment_bytes,
+        rotate_interval: config.rotate_interval,
+        buf: Vec::with_capacity(64 * 1024),
+    };
+    std::thread::Builder::new()
+        .name("cedargate-audit-appender".into())
+        .spawn(move || {
+            run(appender, rx, slots, &config, &shared);
+            let _ = done.send(());
+        })?;
+    Ok(finished)
+}
+
+fn run(
+    mut a: Appender,
+    rx: Receiver<Msg>,
+    slots: Arc<Semaphore>,
+    config: &AuditConfig,
+    shared: &Shared,
+) {
+    let period = config
+        .rotate_interval
+        .min(config.flush_interval)
+        .max(Duration::from_millis(1));
+    let max_batch = config.max_batch.max(1);
+    let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
+    let mut stopping = false;
+    let mut next_tick = Instant::now() + period;
+    loop {
+        // Wait for a record (or the next tick), then take whatever else is
+        // queued, up to a batch.
+        let first = if stopping {
+            rx.try_recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(next_tick.saturating_duration_since(Instant::now()))
+        };
+        let take = |msg: Msg, batch: &mut Vec<Pending>, stopping: &mut bool| match msg {
+            Msg::Record(p) => batch.push(p),
+            Msg::Stop => *stopping = true,
+        };
+        match first {
+            Ok(msg) => {
+                take(msg, &mut batch, &mut stopping);
+                while batch.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(msg) => take(msg, &mut batch, &mut stopping),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if !batch.is_empty() {
+            slots.add_permits(batch.len());
+            a.metrics
+                .queue_depth
+                .set((config.queue_capacity.max(1) - slots.available_permits()) as i64);
+            a.commit(&mut batch, shared);
+        }
+        if Instant::now() >= next_tick {
+            next_tick = Instant::now() + period;
+            if let Err(e) = a.sync() {
+                tracing::error!(error = %e, "audit spool sync failed");
+            }
+            let rotated = a.maybe_rotate(false).unwrap_or(false);
+            a.announce(rotated, shared);
+        }
+    }
+    // Stopped: nothing more is taken (the log refuses new records).
+    if let Err(e) = a.sync().and_then(|()| a.maybe_rotate(true).map(drop)) {
+        tracing::error!(error = %e, "audit spool: final sync failed");
+    }
+    shared
+        .active_number
+        .store(a.active.number, Ordering::Release);
+    shared.appender_done.store(true, Ordering::Release);
+    shared.rotated.notify_one();
+    // The active segment (empty now) and the lock go with `a`; the drainer
+    // removes the directory once it is drained.
+}

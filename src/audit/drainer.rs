@@ -1,0 +1,314 @@
+//! The drainer: sends closed spool segments to the store and deletes them
+//! once stored, and adopts the spools of writers that died. It runs on an
+//! OS thread of its own, at a lower scheduling priority, with its own
+//! single-threaded runtime for its timers: draining never competes on equal
+//! terms with requests. A local store (SQLite) is written on that thread; a
+//! store reached over the network is called on the application's runtime,
+//! which owns its pooled connections (a connection opened on the drainer's
+//! runtime would be driven by a low-priority thread, and would die with it).
+//! Records go to the store as the spool holds them — their JSON and the
+//! fields a store keys them by — without being rebuilt.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, watch};
+
+use super::spool;
+use super::writer::{segment_path, AuditConfig, Shared, LOCK, SEGMENT_EXT};
+use crate::store::{SpooledAudit, Store, StoreError};
+
+/// How much lower than the requests the drainer runs (a nice value).
+const NICE: i32 = 10;
+
+/// One spool directory the drainer works on.
+struct Source {
+    dir: PathBuf,
+    /// Segments numbered at or above this are not closed (own directory).
+    own: bool,
+    /// The lock of an adopted directory, held while draining it.
+    _lock: Option<File>,
+}
+
+/// Segment numbers in `dir`, in order.
+pub(super) fn segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(n) = name
+            .strip_suffix(&format!(".{SEGMENT_EXT}"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Spool directories of writers that are gone: their lock is free.
+fn orphans(root: &Path, own: &Path) -> Vec<Source> {
+    let Ok(entries) = fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if dir == own || hidden || !dir.is_dir() {
+            continue;
+        }
+        let Ok(lock) = OpenOptions::new().write(true).open(dir.join(LOCK)) else {
+            continue;
+        };
+        if lock.try_lock().is_ok() {
+            out.push(Source {
+                dir,
+                own: false,
+                _lock: Some(lock),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.dir.cmp(&b.dir));
+    out
+}
+
+/// Reads a closed segment: its records, the bytes of a torn tail, the
+/// records that cannot be read, its size.
+pub(super) fn read_segment(path: &Path) -> io::Result<(Vec<SpooledAudit>, u64, u64, u64)> {
+    let bytes = fs::read(path)?;
+    let found = spool::scan(&bytes);
+    let mut records = Vec::with_capacity(found.records.len());
+    let mut undecodable = 0u64;
+    for r in found.records {
+        match SpooledAudit::parse(r) {
+            Ok(s) => records.push(s),
+            Err(e) => {
+                undecodable += 1;
+                tracing::error!(path = %path.display(), error = %e, "audit record in the spool cannot be read; dropped");
+            }
+        }
+    }
+    Ok((records, found.torn_bytes, undecodable, bytes.len() as u64))
+}
+
+/// Lowers this thread's scheduling priority (Linux: nice is per thread,
+/// and threads it starts inherit it).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority on the calling thread's id; no memory is
+        // shared with the kernel.
+        let r =
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, NICE) };
+        if r != 0 {
+            tracing::debug!("audit drainer: priority not lowered");
+        }
+    }
+}
+
+/// Starts the drainer thread. The returned receiver completes when it has
+/// drained what the appender closed (or the shutdown timeout passed).
+pub(super) fn spawn(
+    store: Arc<dyn Store>,
+    stop: watch::Receiver<bool>,
+    config: AuditConfig,
+    shared: Arc<Shared>,
+) -> io::Result<oneshot::Receiver<()>> {
+    let app = tokio::runtime::Handle::current();
+    let (done, finished) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("cedargate-audit-drainer".into())
+        .spawn(move || {
+            lower_priority();
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name("cedargate-audit-store")
+                .build()
+            {
+                Ok(rt) => rt.block_on(run(Sink { store, app }, stop, config, shared)),
+                Err(e) => tracing::error!(error = %e, "audit drainer cannot start its runtime"),
+            }
+            let _ = done.send(());
+        })?;
+    Ok(finished)
+}
+
+/// Where drained records go.
+struct Sink {
+    store: Arc<dyn Store>,
+    /// The application's runtime.
+    app: tokio::runtime::Handle,
+}
+
+impl Sink {
+    async fn put(&self, records: &[SpooledAudit]) -> Result<(), StoreError> {
+        if let Some(done) = self.store.put_audit_spooled_blocking(records) {
+            return done;
+        }
+        let store = self.store.clone();
+        let records = records.to_vec();
+        self.app
+            .spawn(async move { store.put_audit_spooled(&records).await })
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("audit store task: {e}")))?
+    }
+}
+
+async fn run(
+    store: Sink,
+    mut stop: watch::Receiver<bool>,
+    config: AuditConfig,
+    shared: Arc<Shared>,
+) {
+    let m = shared.metrics.clone();
+    let root = config.spool_dir.clone();
+    let mut adopted: Vec<Source> = Vec::new();
+    let mut last_scan: Option<Instant> = None;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if deadline.is_none() && *stop.borrow() {
+            deadline = Some(tokio::time::Instant::now() + config.shutdown_timeout);
+        }
+        if last_scan.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+            last_scan = Some(Instant::now());
+            for s in orphans(&root, &shared.dir) {
+                if !adopted.iter().any(|a| a.dir == s.dir) {
+                    tracing::info!(dir = %s.dir.display(), "audit: adopting the spool of a writer that is gone");
+                    adopted.push(s);
+                }
+            }
+        }
+        // The next closed segments: adopted directories first (older).
+        let mut next: Option<(usize, Vec<u64>)> = None;
+        let mut sources: Vec<&Source> = adopted.iter().collect();
+        let own = Source {
+            dir: shared.dir.clone(),
+            own: true,
+            _lock: None,
+        };
+        sources.push(&own);
+        let active = shared.active_number.load(Ordering::Acquire);
+        let appender_done = shared.appender_done.load(Ordering::Acquire);
+        for (i, s) in sources.iter().enumerate() {
+            let closed: Vec<u64> = segments(&s.dir)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|n| !s.own || *n < active || (appender_done && *n == active))
+                .collect();
+            if !closed.is_empty() {
+                next = Some((i, closed));
+                break;
+            }
+        }
+        let Some((i, numbers)) = next else {
+            // Nothing closed to drain. Adopted directories are done.
+            for s in adopted.drain(..) {
+                let _ = fs::remove_file(s.dir.join(LOCK));
+                let _ = fs::remove_dir(&s.dir);
+            }
+            if appender_done {
+                let _ = fs::remove_file(shared.dir.join(LOCK));
+                let _ = fs::remove_dir(&shared.dir);
+                break;
+            }
+            tokio::select! {
+                _ = shared.rotated.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed(), if deadline.is_none() => {}
+            }
+            continue;
+        };
+        // Read segments, in order, until there is a store batch's worth.
+        let source = &sources[i];
+        let want = config.drain_batch.max(1);
+        let mut taken = Vec::new();
+        let mut records = Vec::new();
+        let mut failed = None;
+        for n in numbers {
+            if records.len() >= want {
+                break;
+            }
+            let path = segment_path(&source.dir, n);
+            match read_segment(&path) {
+                Ok((found, torn, undecodable, size)) => {
+                    if torn > 0 {
+                        tracing::warn!(path = %path.display(), bytes = torn, adopted = !source.own, "audit segment had a torn tail (a write cut short by a crash, never acknowledged); skipped");
+                    }
+                    records.extend(found);
+                    taken.push((path, size, torn, undecodable));
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed.filter(|_| taken.is_empty()) {
+            tracing::error!(dir = %source.dir.display(), error = %e, "audit segment cannot be read");
+            m.spool_errors.inc();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        let mut sent = 0usize;
+        let mut gave_up = false;
+        while sent < records.len() {
+            let chunk = &records[sent..(sent + want).min(records.len())];
+            match store.put(chunk).await {
+                Ok(()) => {
+                    sent += chunk.len();
+                    m.records_written.inc_by(chunk.len() as u64);
+                    backoff = Duration::from_millis(50);
+                }
+                Err(e) => {
+                    m.store_write_errors.inc();
+                    tracing::warn!(error = %e, retry_in = ?backoff, "audit records cannot be written to the store; retrying");
+                    if deadline.is_some_and(|d| tokio::time::Instant::now() + backoff > d) {
+                        gave_up = true;
+                        break;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed(), if deadline.is_none() => {
+                            deadline = Some(tokio::time::Instant::now() + config.shutdown_timeout);
+                        }
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        if gave_up {
+            tracing::warn!(dir = %config.spool_dir.display(), "audit: store unreachable at shutdown; records stay in the spool for the next start");
+            break;
+        }
+        // All of them are in the store: the segments go.
+        for (path, size, torn, undecodable) in taken {
+            m.torn_bytes.inc_by(torn);
+            m.records_dropped.inc_by(undecodable);
+            if let Err(e) = fs::remove_file(&path) {
+                tracing::error!(path = %path.display(), error = %e, "drained audit segment cannot be removed");
+                m.spool_errors.inc();
+                continue;
+            }
+            if source.own {
+                let before = shared
+                    .spool_bytes
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                        Some(b.saturating_sub(size))
+                    })
+                    .unwrap_or(0);
+                m.spool_bytes.set(before.saturating_sub(size) as i64);
+            }
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() > d) {
+            tracing::warn!("audit: shutdown timeout; records left in the spool for the next start");
+            break;
+        }
+    }
+}
