@@ -181,12 +181,18 @@ impl App {
             metrics.tenant_cache.clone(),
             metrics.document_cache.clone(),
         ));
-        let engine = Arc::new(Engine::new(
-            policies.clone(),
-            cache,
-            metrics.clone(),
-            settings.cache.decision_capacity,
-        ));
+        let engine = Arc::new(
+            Engine::new(
+                policies.clone(),
+                cache,
+                metrics.clone(),
+                settings.cache.decision_capacity,
+            )
+            .with_residuals(
+                settings.cache.residual_capacity,
+                settings.cache.residual_after,
+            ),
+        );
         let (avp, pulled) = avp_stores(&settings.avp, &policies, &identity).await?;
         let state = Arc::new(AppState {
             engine,

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::hash::Hash;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cedar_policy::Entity;
@@ -23,6 +23,7 @@ use crate::authz::entities::{document_entity, tenant_entity};
 use crate::ids::{DocumentId, TenantId};
 use crate::metrics::CacheMetrics;
 use crate::model::{Document, Tenant};
+use crate::search::condition::{view_of, AttrView};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -38,6 +39,13 @@ pub struct CacheConfig {
     pub max_staleness: Duration,
     /// Decisions remembered by everything they depend on (0: off).
     pub decision_capacity: usize,
+    /// Residual policies remembered per (principal, action, context, tenant
+    /// record), deciding that principal's documents without a full
+    /// evaluation (0: off).
+    pub residual_capacity: usize,
+    /// A key's residuals are computed at its this-many-th document decision
+    /// (partial evaluation costs about twenty full ones).
+    pub residual_after: u32,
 }
 
 impl Default for CacheConfig {
@@ -49,6 +57,8 @@ impl Default for CacheConfig {
             negative_ttl: Duration::from_secs(5),
             max_staleness: Duration::from_secs(300),
             decision_capacity: 16_384,
+            residual_capacity: 4_096,
+            residual_after: 16,
         }
     }
 }
@@ -74,6 +84,25 @@ pub struct DocumentEntry {
     pub record: Document,
     pub entity: Entity,
     pub generation: u64,
+    /// The entity's attributes as residual conditions read them, built on
+    /// first use.
+    view: OnceLock<AttrView>,
+}
+
+impl DocumentEntry {
+    pub fn new(record: Document, generation: u64) -> Self {
+        DocumentEntry {
+            entity: document_entity(&record),
+            record,
+            generation,
+            view: OnceLock::new(),
+        }
+    }
+
+    /// The document's attributes, as [`crate::search::Cond::holds`] reads them.
+    pub fn view(&self) -> &AttrView {
+        self.view.get_or_init(|| view_of(&self.entity))
+    }
 }
 
 /// What the cache knows of one key: the record (or that there is none) and
@@ -275,13 +304,7 @@ impl EntityCache {
                 let record = self.store.get_document(tenant, id).await?;
                 // Defence in depth: a record of another tenant is never used.
                 let record = record.filter(|d| &d.tenant_id == tenant && &d.document_id == id);
-                Ok(record.map(|record| {
-                    Arc::new(DocumentEntry {
-                        entity: document_entity(&record),
-                        record,
-                        generation: next_generation(),
-                    })
-                }))
+                Ok(record.map(|record| Arc::new(DocumentEntry::new(record, next_generation()))))
             })
             .await
     }
@@ -480,6 +503,8 @@ mod tests {
                 negative_ttl: Duration::from_secs(5),
                 max_staleness: Duration::from_secs(60),
                 decision_capacity: 0,
+                residual_capacity: 0,
+                residual_after: 16,
             },
             CacheMetrics::default(),
             CacheMetrics::default(),

@@ -157,6 +157,8 @@ struct FileCache {
     tenant_capacity: Option<NonZeroUsize>,
     document_capacity: Option<NonZeroUsize>,
     decision_capacity: Option<usize>,
+    residual_capacity: Option<usize>,
+    residual_after: Option<u32>,
     max_staleness_ms: Option<u64>,
 }
 
@@ -316,6 +318,12 @@ impl Settings {
         }
         if let Some(n) = file.cache.decision_capacity {
             s.cache.decision_capacity = n;
+        }
+        if let Some(n) = file.cache.residual_capacity {
+            s.cache.residual_capacity = n;
+        }
+        if let Some(n) = file.cache.residual_after {
+            s.cache.residual_after = n.max(1);
         }
         if let Some(ms) = file.cache.max_staleness_ms {
             s.cache.max_staleness = Duration::from_millis(ms);

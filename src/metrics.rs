@@ -23,6 +23,17 @@ pub struct CacheMetrics {
     pub stale_served: Counter,
 }
 
+/// Document decisions from residual policies.
+#[derive(Clone, Default)]
+pub struct ResidualMetrics {
+    /// Keys whose residuals were computed and can decide.
+    pub computed: Counter,
+    /// Keys whose residuals cannot decide exactly (Cedar decides them).
+    pub unusable: Counter,
+    /// Decisions made from residuals.
+    pub decided: Counter,
+}
+
 /// Metrics of the audit writer.
 #[derive(Clone)]
 pub struct AuditMetrics {
@@ -157,6 +168,7 @@ pub struct Metrics {
     pub tenant_cache: CacheMetrics,
     pub document_cache: CacheMetrics,
     pub decision_cache: CacheMetrics,
+    pub residuals: ResidualMetrics,
     pub changes_applied: Counter,
     pub change_log_errors: Counter,
     pub policy_reloads: Counter,
@@ -225,6 +237,18 @@ impl Metrics {
         let tenant_cache = cache_metrics("tenant");
         let document_cache = cache_metrics("document");
         let decision_cache = cache_metrics("decision");
+        let residual = Family::<Labels, Counter>::default();
+        registry.register(
+            "residual_events",
+            "Document decisions from residual policies (event: computed, unusable, decided)",
+            residual.clone(),
+        );
+        let r = |event: &'static str| residual.get_or_create(&vec![("event", event)]).clone();
+        let residuals = ResidualMetrics {
+            computed: r("computed"),
+            unusable: r("unusable"),
+            decided: r("decided"),
+        };
 
         let changes_applied = Counter::default();
         registry.register(
@@ -286,6 +310,7 @@ impl Metrics {
             tenant_cache,
             document_cache,
             decision_cache,
+            residuals,
             changes_applied,
             change_log_errors,
             policy_reloads,

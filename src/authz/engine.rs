@@ -5,19 +5,20 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use cedar_policy::{Authorizer, Entities, Entity};
+use cedar_policy::{Authorizer, Context, Entities, Entity};
 use lru::LruCache;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use super::entities::{sealed_tenant_entity, tenant_uid, Principal};
+use super::residual::{partial_evaluate, Residuals};
 use super::{
     base_entities, denial_message, evaluate, evaluation_error, parse_context, AuthzError,
     AuthzRequest, Decision, DenyReason, Effect, Evaluation, ResourceRef,
 };
 use crate::cache::{DocumentEntry, EntityCache, Slot, TenantEntry};
 use crate::metrics::{FailClosed, Metrics};
-use crate::policy::{PolicyHandle, PolicySnapshot};
+use crate::policy::{ActionInfo, PolicyHandle, PolicySnapshot};
 use crate::store::StoreError;
 use crate::usage::QueryCounter;
 
@@ -34,6 +35,10 @@ pub struct Engine {
     bases: Mutex<LruCache<(u64, u64, u64), Arc<Entities>>>,
     /// Decisions already made, when enabled.
     decisions: Option<Mutex<LruCache<DecisionKey, Evaluation>>>,
+    /// Residual policies per (principal, action, context, tenant record),
+    /// when enabled, and at which document decision of a key to compute them.
+    residuals: Option<Mutex<LruCache<ResidualKey, ResidualSlot>>>,
+    residual_after: u32,
     /// Allowed searches, counted into the tenants' monthly usage.
     queries: Arc<QueryCounter>,
 }
@@ -80,6 +85,26 @@ struct DecisionKey {
     context: String,
 }
 
+/// What a document decision's residuals depend on: the principal's claims,
+/// the action's policies (generation), the context text and the
+/// principal's tenant record (generation). The document is what varies.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ResidualKey {
+    principal: Principal,
+    action: u64,
+    context: String,
+    tenant: u64,
+}
+
+/// A residual cache entry.
+enum ResidualSlot {
+    /// Document decisions of the key so far, made by full evaluation.
+    Seen(u32),
+    Ready(Arc<Residuals>),
+    /// The residuals cannot decide exactly: Cedar decides this key.
+    Unusable,
+}
+
 impl Engine {
     /// `decision_capacity` bounds the decision cache; 0 turns it off.
     pub fn new(
@@ -97,8 +122,88 @@ impl Engine {
                 NonZeroUsize::new(BASE_CAPACITY).unwrap_or(NonZeroUsize::MIN),
             )),
             decisions: NonZeroUsize::new(decision_capacity).map(|n| Mutex::new(LruCache::new(n))),
+            residuals: None,
+            residual_after: 1,
             queries: Arc::default(),
         }
+    }
+
+    /// Decides documents from residual policies (see [`super::residual`]):
+    /// up to `capacity` keys (0: off), each computed at its `after`-th
+    /// document decision (1: the first).
+    pub fn with_residuals(mut self, capacity: usize, after: u32) -> Self {
+        self.residuals = NonZeroUsize::new(capacity).map(|n| Mutex::new(LruCache::new(n)));
+        self.residual_after = after.max(1);
+        self
+    }
+
+    /// The decision of a document request from the key's residuals, when
+    /// they are (or now become) ready and can read the document.
+    #[allow(clippy::too_many_arguments)]
+    fn by_residuals(
+        &self,
+        snapshot: &PolicySnapshot,
+        action: &ActionInfo,
+        principal: &Principal,
+        context_text: &serde_json::Value,
+        context: &Context,
+        tenant: &TenantEntry,
+        document: &DocumentEntry,
+    ) -> Option<Evaluation> {
+        let cache = self.residuals.as_ref()?;
+        let key = ResidualKey {
+            principal: principal.clone(),
+            action: action.generation,
+            context: context_text.to_string(),
+            tenant: tenant.generation,
+        };
+        let ready = {
+            let mut slots = cache.lock();
+            match slots.get_mut(&key) {
+                Some(ResidualSlot::Ready(r)) => Some(r.clone()),
+                Some(ResidualSlot::Unusable) => return None,
+                Some(ResidualSlot::Seen(n)) => {
+                    *n += 1;
+                    if *n < self.residual_after {
+                        return None;
+                    }
+                    None
+                }
+                None if self.residual_after > 1 => {
+                    slots.put(key, ResidualSlot::Seen(1));
+                    return None;
+                }
+                None => None,
+            }
+        };
+        let residuals = match ready {
+            Some(r) => r,
+            None => {
+                let partial =
+                    partial_evaluate(snapshot, action, principal, context.clone(), &tenant.entity);
+                let slot = match partial.ok().and_then(Residuals::new) {
+                    Some(r) => {
+                        self.metrics.residuals.computed.inc();
+                        ResidualSlot::Ready(Arc::new(r))
+                    }
+                    None => {
+                        self.metrics.residuals.unusable.inc();
+                        ResidualSlot::Unusable
+                    }
+                };
+                let ready = match &slot {
+                    ResidualSlot::Ready(r) => Some(r.clone()),
+                    _ => None,
+                };
+                cache.lock().put(key, slot);
+                ready?
+            }
+        };
+        let ev = residuals.decide(document.view());
+        if ev.is_some() {
+            self.metrics.residuals.decided.inc();
+        }
+        ev
     }
 
     pub fn policies(&self) -> &PolicyHandle {
@@ -340,6 +445,19 @@ impl Engine {
                 return Ok(decided(ev, oldest));
             }
             self.metrics.decision_cache.misses.inc();
+        }
+        if let Some(Extra::Document(doc)) = &extra {
+            if let Some(ev) = self.by_residuals(
+                snapshot,
+                action,
+                principal,
+                &req.context,
+                &context,
+                &tenant.0,
+                doc,
+            ) {
+                return Ok(decided(ev, oldest));
+            }
         }
         let base = match key.and_then(|k| self.bases.lock().get(&k).cloned()) {
             Some(base) => base,

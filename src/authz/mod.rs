@@ -6,6 +6,7 @@
 
 mod engine;
 pub mod entities;
+pub mod residual;
 
 pub use engine::Engine;
 

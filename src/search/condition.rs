@@ -6,7 +6,7 @@
 //! module does not translate is an error naming the policy and the
 //! construct, never a looser condition.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -281,6 +281,113 @@ impl Cond {
             }
             leaf => Some(vec![vec![leaf.clone()]]),
         }
+    }
+}
+
+/// An attribute of a concrete resource, as [`Cond::holds`] reads it:
+/// entities are their ids, as in [`Value`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttrValue {
+    One(Value),
+    /// A set's elements, sorted.
+    Set(Vec<Value>),
+    /// A record or an extension value: no condition reads one.
+    Other,
+}
+
+/// A concrete resource's attributes by name.
+pub type AttrView = HashMap<String, AttrValue>;
+
+/// The attributes of a Cedar entity, as [`Cond::holds`] reads them.
+pub fn view_of(entity: &cedar_policy::Entity) -> AttrView {
+    use cedar_policy::EvalResult;
+    fn scalar(v: &EvalResult) -> Option<Value> {
+        Some(match v {
+            EvalResult::Bool(b) => Value::Bool(*b),
+            EvalResult::Long(n) => Value::Long(*n),
+            EvalResult::String(s) => Value::String(s.clone()),
+            EvalResult::EntityUid(u) => Value::String(u.id().unescaped().to_string()),
+            _ => return None,
+        })
+    }
+    entity
+        .attrs()
+        .map(|(name, value)| {
+            let value = match value {
+                Ok(EvalResult::Set(items)) => {
+                    let mut out = Vec::new();
+                    let mut whole = true;
+                    for item in items.iter() {
+                        match scalar(item) {
+                            Some(v) => out.push(v),
+                            None => whole = false,
+                        }
+                    }
+                    out.sort();
+                    if whole {
+                        AttrValue::Set(out)
+                    } else {
+                        AttrValue::Other
+                    }
+                }
+                Ok(v) => scalar(&v).map_or(AttrValue::Other, AttrValue::One),
+                Err(_) => AttrValue::Other,
+            };
+            (name.to_string(), value)
+        })
+        .collect()
+}
+
+impl Cond {
+    /// Whether a resource with these attributes meets the condition. `None`
+    /// when the condition reads an attribute the resource does not have, or
+    /// not as the type it has: the caller then asks Cedar, which would
+    /// report an error where this cannot.
+    pub fn holds(&self, view: &AttrView) -> Option<bool> {
+        let one = |attr: &str| match view.get(attr) {
+            Some(AttrValue::One(v)) => Some(v),
+            _ => None,
+        };
+        Some(match self {
+            Cond::True => true,
+            Cond::False => false,
+            Cond::And { args } => {
+                let mut all = true;
+                for a in args {
+                    all &= a.holds(view)?;
+                }
+                all
+            }
+            Cond::Or { args } => {
+                let mut any = false;
+                for a in args {
+                    any |= a.holds(view)?;
+                }
+                any
+            }
+            Cond::Not { arg } => !arg.holds(view)?,
+            Cond::Eq { attr, value } => {
+                let v = one(attr)?;
+                if std::mem::discriminant(v) != std::mem::discriminant(value) {
+                    return None;
+                }
+                v == value
+            }
+            Cond::In { attr, values } => {
+                let v = one(attr)?;
+                values.contains(v)
+            }
+            Cond::ContainsAny { attr, values } => match view.get(attr) {
+                Some(AttrValue::Set(items)) => {
+                    values.iter().any(|v| items.binary_search(v).is_ok())
+                }
+                _ => return None,
+            },
+            Cond::Compare { attr, cmp, value } => match one(attr)? {
+                Value::Long(a) => cmp.holds(*a, *value),
+                _ => return None,
+            },
+        })
     }
 }
 

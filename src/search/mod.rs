@@ -21,20 +21,17 @@ pub mod fields;
 pub mod filters;
 pub mod index;
 
-use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
-use std::str::FromStr;
 use std::sync::Arc;
 
-use cedar_policy::{
-    Context, Entities, Entity, EntityTypeName, PartialEntities, PartialEntityUid, PartialRequest,
-};
+use cedar_policy::{Context, Entity};
 use lru::LruCache;
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 
-use crate::authz::entities::{role_uid, user_entity, user_uid, Principal, NAMESPACE};
+use crate::authz::entities::{Principal, NAMESPACE};
+use crate::authz::residual::partial_evaluate;
 use crate::authz::{parse_context, AuthzError, Engine};
 use crate::cache::Slot;
 use crate::policy::{PolicySnapshot, ResourceKind};
@@ -218,92 +215,23 @@ impl Planner {
     ) -> Result<Plan, PlanError> {
         let invalid = |e: String| PlanError::Request(AuthzError::InvalidRequest(e));
         let resource_type = format!("{NAMESPACE}::Document");
-        let mut known = vec![user_entity(principal), tenant.clone()];
-        known.extend(
-            principal
-                .roles
-                .iter()
-                .map(|r| Entity::new_no_attrs(role_uid(r), HashSet::new())),
-        );
-        let concrete = Entities::from_entities(known, None).map_err(|e| invalid(e.to_string()))?;
-        let entities = PartialEntities::from_concrete(concrete.clone(), &snapshot.schema)
-            .map_err(|e| invalid(e.to_string()))?;
-        let ty = EntityTypeName::from_str(&resource_type).map_err(|e| invalid(e.to_string()))?;
-        let request = PartialRequest::new(
-            PartialEntityUid::from_concrete(user_uid(&principal.id)),
-            info.uid.clone(),
-            PartialEntityUid::new(ty, None),
-            Some(context),
-            &snapshot.schema,
-        )
-        .map_err(|e| invalid(e.to_string()))?;
-        let response = info
-            .policies
-            .tpe(&request, &entities, &snapshot.schema)
-            .map_err(|e| invalid(e.to_string()))?;
-
+        let partial =
+            partial_evaluate(snapshot, info, principal, context, tenant).map_err(invalid)?;
         // Any evaluation error denies, as on the native API.
-        let mut failed: Vec<String> = response
-            .error_permits()
-            .chain(response.error_forbids())
-            .map(ToString::to_string)
-            .collect();
-        if !failed.is_empty() {
-            failed.sort();
-            return Ok(self.denied(snapshot, failed));
+        if !partial.errors.is_empty() {
+            return Ok(self.denied(snapshot, partial.errors));
         }
-        if response.decision() == Some(cedar_policy::Decision::Deny) {
-            let mut by: Vec<String> = response.true_forbids().map(ToString::to_string).collect();
-            by.sort();
-            return Ok(self.denied(snapshot, by));
+        if partial.decision == Some(cedar_policy::Decision::Deny) {
+            return Ok(self.denied(snapshot, partial.true_forbids));
         }
-        let ancestors = |ty: &str, id: &str| -> Vec<(String, String)> {
-            let uid = match cedar_policy::EntityUid::from_str(&format!("{ty}::{id:?}")) {
-                Ok(u) => u,
-                Err(_) => return Vec::new(),
-            };
-            concrete
-                .ancestors(&uid)
-                .map(|it| {
-                    it.map(|a| (a.type_name().to_string(), a.id().unescaped().to_string()))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let residual_text: Vec<String> = response
-            .residual_policies()
-            .map(|p| p.to_string())
-            .collect();
-        let residuals: HashMap<String, Json> = response
-            .residual_policies()
-            .filter_map(|p| {
-                let body = p.to_json().ok()?["conditions"][0]["body"].clone();
-                Some((p.id().to_string(), body))
-            })
-            .collect();
-        let translate = |id: &cedar_policy::PolicyId| -> Result<Cond, Untranslatable> {
-            let id: &str = id.as_ref();
-            let t = condition::Translator {
-                types: &snapshot.types,
-                resource: &resource_type,
-                ancestors: &ancestors,
-                policy: id,
-            };
-            match residuals.get(id) {
-                Some(body) => t.translate(body),
-                None => Err(Untranslatable {
-                    policy: id.to_string(),
-                    construct: "a residual that has no JSON form".into(),
-                }),
-            }
-        };
-        let mut permits: Vec<Cond> = response.true_permits().map(|_| Cond::True).collect();
-        for id in response.residual_permits() {
-            permits.push(translate(id)?);
+        let residual_text = partial.text;
+        let mut permits: Vec<Cond> = partial.true_permits.iter().map(|_| Cond::True).collect();
+        for (_, c) in partial.permits {
+            permits.push(c?);
         }
         let mut forbids = Vec::new();
-        for id in response.residual_forbids() {
-            forbids.push(translate(id)?);
+        for (_, c) in partial.forbids {
+            forbids.push(c?);
         }
         let cond = Cond::and(vec![
             Cond::or(permits),
