@@ -47,19 +47,23 @@ fn bench(c: &mut Criterion) {
     let url = StoreUrl::Sqlite(dir.path().join("bench.db"));
     let data = cedargate::demo::data().unwrap();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let build = |decision_capacity: usize| {
+    let build = |decision_capacity: usize, residual_capacity: usize| {
         let mut settings =
             Settings::trusted(url.clone(), &root.join("policies"), &root.join("schemas"));
         settings.cache.decision_capacity = decision_capacity;
+        settings.cache.residual_capacity = residual_capacity;
         rt.block_on(App::build(settings)).unwrap()
     };
     rt.block_on(async {
         let s = store::open(&url).await.unwrap();
         s.import(&data).await.unwrap();
     });
-    let app = build(0);
+    // Every request evaluated by Cedar; decided from residual policies;
+    // remembered.
+    let app = build(0, 0);
     let engine = app.state.engine.clone();
-    let remembering = build(16_384).state.engine.clone();
+    let residual = build(0, 4_096).state.engine.clone();
+    let remembering = build(16_384, 0).state.engine.clone();
     let snapshot = app.policies.load_full();
 
     // The same question both ways: dave (editor) reads q3-report, shared
@@ -112,11 +116,15 @@ fn bench(c: &mut Criterion) {
 
     // Warm the caches and check the paths agree.
     for r in [&read, &create] {
-        for e in [&engine, &remembering] {
-            let d = rt.block_on(e.decide(r)).unwrap();
-            assert_eq!(d.decision, cedargate::authz::Effect::Allow, "{d:?}");
+        for e in [&engine, &residual, &remembering] {
+            for _ in 0..20 {
+                let d = rt.block_on(e.decide(r)).unwrap();
+                assert_eq!(d.decision, cedargate::authz::Effect::Allow, "{d:?}");
+            }
         }
     }
+    assert!(residual.metrics().residuals.decided.get() > 0);
+    assert_eq!(engine.metrics().residuals.decided.get(), 0);
 
     let mut g = c.benchmark_group("decision");
     g.bench_function("bare_is_authorized/full_set", |b| {
@@ -130,6 +138,9 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("engine_decide_warm/create_document", |b| {
         b.iter(|| rt.block_on(engine.decide(black_box(&create))).unwrap())
+    });
+    g.bench_function("engine_decide_residual/read_document", |b| {
+        b.iter(|| rt.block_on(residual.decide(black_box(&read))).unwrap())
     });
     g.bench_function("engine_decide_remembered/read_document", |b| {
         b.iter(|| rt.block_on(remembering.decide(black_box(&read))).unwrap())

@@ -4,7 +4,7 @@
 # (POST /v1/authorize, dave reads q3-report; forward-auth GETs the same
 # document), alternating, ROUNDS times; then a fixed-rate run of the
 # default configuration. Prints one table with ratios. Loopback only;
-# bounded in time (about 2 minutes at the defaults).
+# bounded in time (about 4 minutes at the defaults).
 #   scripts/bench-compare.sh [DURATION] [CONNECTIONS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,14 +25,15 @@ token=$("$bin/cedargate" token mint --key "$work/keys/dev-key.pem" --sub dave --
 trusted_body='{"principal":{"id":"dave","tenant":"acme","roles":["editor"],"clearance":1},"action":"Read","resource":{"type":"Document","id":"q3-report"}}'
 token_body='{"action":"Read","resource":{"type":"Document","id":"q3-report"}}'
 
-# name|server|audit|decision cache|identity|request
+# name|server|audit|decision cache capacity/residual capacity|identity|request
 configs=(
   "bare hyper (ceiling)|bare|-|-|-|post-trusted"
-  "audit off, decision cache on|cedargate|off|16384|trusted|post-trusted"
-  "audit off, decision cache off|cedargate|off|0|trusted|post-trusted"
-  "default (durable, cache on)|cedargate|durable|16384|trusted|post-trusted"
-  "default, bearer token|cedargate|durable|16384|jwt|post-token"
-  "default, forward-auth, bearer token|cedargate|durable|16384|jwt|forward-auth"
+  "audit off, decision cache on|cedargate|off|16384/4096|trusted|post-trusted"
+  "audit off, decision cache off|cedargate|off|0/4096|trusted|post-trusted"
+  "audit off, no caches (Cedar each time)|cedargate|off|0/0|trusted|post-trusted"
+  "default (durable, cache on)|cedargate|durable|16384/4096|trusted|post-trusted"
+  "default, bearer token|cedargate|durable|16384/4096|jwt|post-token"
+  "default, forward-auth, bearer token|cedargate|durable|16384/4096|jwt|forward-auth"
 )
 
 start() { # server audit cache identity
@@ -40,7 +41,7 @@ start() { # server audit cache identity
     "$bin/examples/bare_hyper" "127.0.0.1:$port" &
   else
     rm -rf "$work/spool-run"
-    printf '[cache]\ndecision_capacity = %s\n[audit]\nspool_dir = "%s"\n' "$3" "$work/spool-run" > "$work/c.toml"
+    printf '[cache]\ndecision_capacity = %s\nresidual_capacity = %s\n[audit]\nspool_dir = "%s"\n' "${3%/*}" "${3#*/}" "$work/spool-run" > "$work/c.toml"
     local identity=(--identity trusted)
     [ "$4" = jwt ] && identity=(--jwks-file "$work/keys/jwks.json" --issuer https://cedargate.invalid/dev --audience cedargate-dev --allow-dev-keys)
     RUST_LOG=error "$bin/cedargate" serve --config "$work/c.toml" --listen "127.0.0.1:$port" \
@@ -113,15 +114,20 @@ for c in "${configs[@]}"; do
   printf '%-38s %-24s %-20s %-20s %-12s %s\n' "$name" "${rps[*]}" "${p50[*]}" "${p99[*]}" "${rss[*]}" "$ratio"
 done
 
-# Open loop: the default configuration at fixed rates (half the measured
-# maximum, and below), latency from when each request was due.
+# Open loop: the default configuration at fixed rates (a quarter, half and
+# three quarters of its measured maximum), latency from when each request
+# was due; the bare server at the same rates is the machine's floor (on a
+# virtual machine whose idle vCPUs halt, waking one costs milliseconds at
+# low rates, whatever the server).
 default_mean=$(mean "default (durable, cache on)")
 echo
-echo "default configuration at fixed rates (open loop, 64 connections, ${duration%s} s each):"
-start cedargate durable 16384 trusted
-for share in 25 50 75; do
-  rate=$((default_mean * share / 100))
-  printf '  %3d%% of its maximum (%6d/s): ' "$share" "$rate"
-  "$bin/examples/fixed_rate" "http://127.0.0.1:$port/v1/authorize" "$rate" "${duration%s}" "$trusted_body"
+echo "fixed rates (open loop, 64 connections, ${duration%s} s each; halt polling: $(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns 2>/dev/null || echo n/a) ns):"
+for server in bare cedargate; do
+  if [ "$server" = bare ]; then start bare; label="bare hyper (floor)"; else start cedargate durable 16384/4096 trusted; label="default (durable)"; fi
+  for share in 25 50 75; do
+    rate=$((default_mean * share / 100))
+    printf '  %-19s %3d%% (%6d/s): ' "$label" "$share" "$rate"
+    "$bin/examples/fixed_rate" "http://127.0.0.1:$port/$([ "$server" = cedargate ] && echo v1/authorize)" "$rate" "${duration%s}" "$trusted_body"
+  done
+  stop
 done
-stop
