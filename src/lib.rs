@@ -27,6 +27,8 @@
 //! - [`config`]: command-line and file configuration of the sidecar.
 //! - [`demo`]: demo data for `cedargate demo`.
 //! - [`export`]: the NDJSON export format with its manifest.
+//! - [`import`]: import files read as a stream, in parts.
+//! - [`generate`]: synthetic tenants, documents and request mixes at scale.
 //! - [`retention`]: recovery windows, archive and purge of cancelled
 //!   tenants, audit expiry.
 //! - [`clock`]: the clock lifecycle code reads (settable in tests).
@@ -50,8 +52,10 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod export;
+pub mod generate;
 pub mod identity;
 pub mod ids;
+pub mod import;
 pub mod keys;
 pub mod metrics;
 pub mod migrations;

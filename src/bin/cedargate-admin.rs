@@ -1,6 +1,7 @@
 //! `cedargate-admin`: the management API (`serve`) and management of the
 //! store: `migrate` (create tables), `import` (load tenants and documents
-//! from a JSON file), `audit` (verify the hash chains, export records as
+//! from a JSON file, streamed), `generate` (synthetic data at scale),
+//! `audit` (verify the hash chains, export records as
 //! JSON or OCSF) and `search` (what a search index holds). Every command
 //! that changes something leaves a management audit record, whether it
 //! succeeded or not.
@@ -70,6 +71,34 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         spool: SpoolArgs,
+    },
+    /// Write a synthetic data set for scale and load tests (an import
+    /// file): tenants of Zipf-skewed sizes, their documents with ACLs; and
+    /// optionally a matching mix of `/v1/authorize` requests (NDJSON).
+    Generate {
+        #[arg(long, default_value_t = 100)]
+        tenants: usize,
+        #[arg(long, default_value_t = 10_000)]
+        documents: usize,
+        /// Zipf exponent of the tenants' sizes.
+        #[arg(long, default_value_t = 1.0)]
+        skew: f64,
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+        /// Add a document to the biggest tenant shared with this many
+        /// users (and `--wide-roles` roles).
+        #[arg(long, default_value_t = 0)]
+        wide_users: usize,
+        #[arg(long, default_value_t = 0)]
+        wide_roles: usize,
+        /// The import file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write `--request-count` request bodies here, one per line.
+        #[arg(long)]
+        requests: Option<PathBuf>,
+        #[arg(long, default_value_t = 100_000)]
+        request_count: usize,
     },
     /// Audit records: verify their hash chains, export them.
     #[command(subcommand)]
@@ -389,67 +418,157 @@ fn read_import(file: &std::path::Path) -> anyhow::Result<(DataSet, Vec<audit::Au
     Ok((data, Vec::new()))
 }
 
+/// Whether `file` is an export (NDJSON opening with its manifest), from its
+/// first line.
+fn is_export_file(file: &std::path::Path) -> anyhow::Result<bool> {
+    use std::io::{BufRead as _, Read as _};
+    let f = std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut first = Vec::new();
+    std::io::BufReader::new(f)
+        .take(1 << 20)
+        .read_until(b'\n', &mut first)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    Ok(std::str::from_utf8(&first).is_ok_and(cedargate::export::is_export))
+}
+
+/// Streams a `DataSet` file into the store, a part at a time. `Err` with
+/// the tally read so far when the file or the store refused.
+async fn import_stream(
+    s: &Arc<dyn Store>,
+    file: &std::path::Path,
+) -> (
+    anyhow::Result<store::ImportSummary>,
+    Option<cedargate::import::Tally>,
+) {
+    use cedargate::import::{read_parts, ReadError};
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<DataSet, String>>(2);
+    let path = file.to_path_buf();
+    let reader = tokio::task::spawn_blocking(move || {
+        let read = std::fs::File::open(&path)
+            .map_err(|e| ReadError::Invalid(format!("cannot read it: {e}")))
+            .and_then(|f| {
+                read_parts(std::io::BufReader::with_capacity(1 << 20, f), |part| {
+                    tx.blocking_send(Ok(part)).is_ok()
+                })
+            });
+        if let Err(ReadError::Invalid(e)) = &read {
+            // Nothing of a bad file is written.
+            let _ = tx.blocking_send(Err(e.clone()));
+        }
+        read
+    });
+    let stored = s.import_parts(rx).await;
+    let read = match reader.await {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                Err(anyhow::anyhow!("the import file reader failed: {e}")),
+                None,
+            )
+        }
+    };
+    match (stored, read) {
+        (_, Err(ReadError::Invalid(e))) => (
+            Err(anyhow::anyhow!(
+                "{} is not a valid import file: {e}",
+                file.display()
+            )),
+            None,
+        ),
+        (Ok(summary), Ok(tally)) => (Ok(summary), Some(tally)),
+        (Err(e), Ok(tally)) => (Err(e.into()), Some(tally)),
+        (Err(e), Err(ReadError::Stopped)) => (Err(e.into()), None),
+        (Ok(_), Err(ReadError::Stopped)) => (
+            Err(anyhow::anyhow!(
+                "the import stopped before the end of the file"
+            )),
+            None,
+        ),
+    }
+}
+
 async fn import(url: StoreUrl, file: PathBuf, spool: SpoolArgs) -> anyhow::Result<()> {
     let s = store::open(&url).await?;
     let rec = Recorder::open(s.clone(), &url, spool).await?;
-    let data = read_import(&file);
-    let result = match &data {
-        Ok((d, audit)) => {
-            async {
-                let summary = s.import(d).await?;
-                // Audit records keep their chains; writing them is idempotent.
-                for chunk in audit.chunks(500) {
-                    s.put_audit(chunk).await?;
+    // What the import touched: (tenant, documents, audit records).
+    let mut touched: Vec<(String, u64, usize)> = Vec::new();
+    let result = match is_export_file(&file) {
+        Ok(true) => {
+            let data = read_import(&file);
+            match &data {
+                Ok((d, audit)) => {
+                    let mut documents = std::collections::HashMap::<&str, u64>::new();
+                    for x in &d.documents {
+                        *documents.entry(x.tenant_id.as_str()).or_default() += 1;
+                    }
+                    let mut records = std::collections::HashMap::<&str, usize>::new();
+                    for a in audit {
+                        *records.entry(a.tenant_id.as_str()).or_default() += 1;
+                    }
+                    for t in &d.tenants {
+                        let id = t.tenant_id.as_str();
+                        touched.push((
+                            id.to_string(),
+                            documents.get(id).copied().unwrap_or(0),
+                            records.get(id).copied().unwrap_or(0),
+                        ));
+                    }
+                    async {
+                        let summary = s.import(d).await?;
+                        // Audit records keep their chains; writing them is
+                        // idempotent.
+                        for chunk in audit.chunks(500) {
+                            s.put_audit(chunk).await?;
+                        }
+                        Ok::<_, anyhow::Error>(summary)
+                    }
+                    .await
                 }
-                Ok::<_, anyhow::Error>(summary)
+                Err(e) => Err(anyhow::anyhow!("{e:#}")),
             }
-            .await
         }
-        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+        Ok(false) => {
+            let (result, tally) = import_stream(&s, &file).await;
+            if let Some(tally) = tally {
+                for t in tally.tenants {
+                    let documents = tally.documents.get(&t).copied().unwrap_or(0);
+                    touched.push((t, documents, 0));
+                }
+            }
+            result
+        }
+        Err(e) => Err(e),
     };
     let outcome = failure(&result);
     let source = file.display().to_string();
     let mut recorded = Ok(());
-    match &data {
-        // One record per tenant the import touched (or tried to).
-        Ok((d, audit)) if !d.tenants.is_empty() => {
-            for t in &d.tenants {
-                let documents = d
-                    .documents
-                    .iter()
-                    .filter(|x| x.tenant_id == t.tenant_id)
-                    .count();
-                let records = audit
-                    .iter()
-                    .filter(|a| a.tenant_id == t.tenant_id.as_str())
-                    .count();
-                let details = serde_json::json!({
-                    "file": source, "documents": documents, "auditRecords": records
-                });
-                let r = rec
-                    .record(
-                        t.tenant_id.as_str(),
-                        "Import",
-                        &format!("CedarGate::Tenant::{:?}", t.tenant_id.as_str()),
-                        details,
-                        outcome.clone(),
-                    )
-                    .await;
-                recorded = recorded.and(r);
-            }
-        }
-        _ => {
-            let details = serde_json::json!({ "file": source });
-            recorded = rec
-                .record(
-                    PLATFORM_TENANT,
-                    "Import",
-                    &format!("Store::{url}"),
-                    details,
-                    outcome,
-                )
-                .await;
-        }
+    if touched.is_empty() {
+        let details = serde_json::json!({ "file": source });
+        recorded = rec
+            .record(
+                PLATFORM_TENANT,
+                "Import",
+                &format!("Store::{url}"),
+                details,
+                outcome.clone(),
+            )
+            .await;
+    }
+    // One record per tenant the import touched (or tried to).
+    for (tenant, documents, records) in &touched {
+        let details = serde_json::json!({
+            "file": source, "documents": documents, "auditRecords": records
+        });
+        let r = rec
+            .record(
+                tenant,
+                "Import",
+                &format!("CedarGate::Tenant::{tenant:?}"),
+                details,
+                outcome.clone(),
+            )
+            .await;
+        recorded = recorded.and(r);
     }
     rec.finish().await;
     let summary = result?;
@@ -458,6 +577,35 @@ async fn import(url: StoreUrl, file: PathBuf, spool: SpoolArgs) -> anyhow::Resul
         "imported {} tenants and {} documents into {url}",
         summary.tenants, summary.documents
     );
+    Ok(())
+}
+
+fn generate(
+    spec: &cedargate::generate::Spec,
+    out: &std::path::Path,
+    requests: Option<PathBuf>,
+    request_count: usize,
+) -> anyhow::Result<()> {
+    use std::io::BufWriter;
+    let create = |p: &std::path::Path| {
+        std::fs::File::create(p)
+            .map(|f| BufWriter::with_capacity(1 << 20, f))
+            .with_context(|| format!("cannot write {}", p.display()))
+    };
+    let written = cedargate::generate::write_dataset(spec, create(out)?)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "wrote {} tenants and {} documents to {} (the biggest tenant: {} documents)",
+        written.tenants,
+        written.documents,
+        out.display(),
+        written.biggest_tenant_documents
+    );
+    if let Some(path) = requests {
+        cedargate::generate::write_requests(spec, request_count, create(&path)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        println!("wrote {request_count} requests to {}", path.display());
+    }
     Ok(())
 }
 
@@ -676,6 +824,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             spool,
         } => migrate(store, dry_run, rollback, spool).await?,
         Command::Import { store, file, spool } => import(store, file, spool).await?,
+        Command::Generate {
+            tenants,
+            documents,
+            skew,
+            seed,
+            wide_users,
+            wide_roles,
+            out,
+            requests,
+            request_count,
+        } => {
+            let spec = cedargate::generate::Spec {
+                tenants,
+                documents,
+                skew,
+                seed,
+                wide: (wide_users + wide_roles > 0).then_some((wide_users, wide_roles)),
+            };
+            tokio::task::spawn_blocking(move || generate(&spec, &out, requests, request_count))
+                .await??;
+        }
         Command::Audit(cmd) => return audit_command(cmd).await,
         Command::Retention(cmd) => return retention_command(cmd).await,
         Command::Archive(ArchiveCommand::Decrypt {

@@ -108,6 +108,23 @@ pub trait Store: Send + Sync + 'static {
     /// it. DynamoDB: checked first, then written in transactions; rerunning
     /// converges.
     async fn import(&self, data: &DataSet) -> Result<ImportSummary, StoreError>;
+    /// Writes a data set that arrives in parts ([`crate::import`]), with
+    /// [`Store::import`]'s guarantees; an `Err` part (the file turned out
+    /// bad) writes nothing. By default the parts are gathered and written
+    /// as one; SQLite writes them as they come, in one transaction, so
+    /// memory stays bounded.
+    async fn import_parts(
+        &self,
+        mut parts: tokio::sync::mpsc::Receiver<Result<DataSet, String>>,
+    ) -> Result<ImportSummary, StoreError> {
+        let mut all = DataSet::default();
+        while let Some(part) = parts.recv().await {
+            let part = part.map_err(StoreError::Invalid)?;
+            all.tenants.extend(part.tenants);
+            all.documents.extend(part.documents);
+        }
+        self.import(&all).await
+    }
     /// The current end of the change log: a follower starting here sees
     /// every change made from now on.
     async fn change_cursor(&self) -> Result<ChangeCursor, StoreError>;

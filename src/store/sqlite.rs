@@ -217,7 +217,12 @@ impl SqliteStore {
             conn.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(backend)?;
-            conn.pragma_update(None, "synchronous", "NORMAL")
+            // FULL: a commit is on disk when it returns. An acknowledged
+            // management write must survive a power loss, and the audit
+            // drainer deletes a spool segment once its records are
+            // committed here (with NORMAL, a WAL commit is synced only at
+            // the next checkpoint).
+            conn.pragma_update(None, "synchronous", "FULL")
                 .map_err(backend)?;
             conn.pragma_update(None, "foreign_keys", "ON")
                 .map_err(backend)?;
@@ -588,6 +593,89 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn import_parts(
+        &self,
+        mut parts: tokio::sync::mpsc::Receiver<Result<DataSet, String>>,
+    ) -> Result<ImportSummary, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock();
+            let tx = c.transaction().map_err(backend)?;
+            // What DataSet::check does over a whole file, kept on disk:
+            // the file's tenants and documents (each once), and for each
+            // tenant a document names, the first such document.
+            tx.execute_batch(
+                "CREATE TEMP TABLE import_tenants (tenant_id TEXT PRIMARY KEY);
+                 CREATE TEMP TABLE import_documents (tenant_id TEXT, document_id TEXT,
+                     PRIMARY KEY (tenant_id, document_id));
+                 CREATE TEMP TABLE import_refs (tenant_id TEXT PRIMARY KEY, document_id TEXT);",
+            )
+            .map_err(backend)?;
+            let mut summary = ImportSummary {
+                tenants: 0,
+                documents: 0,
+            };
+            while let Some(part) = parts.blocking_recv() {
+                let part = part.map_err(StoreError::Invalid)?;
+                for t in &part.tenants {
+                    let fresh = tx
+                        .prepare_cached("INSERT OR IGNORE INTO import_tenants VALUES (?1)")
+                        .and_then(|mut s| s.execute([t.tenant_id.as_str()]))
+                        .map_err(backend)?;
+                    if fresh == 0 {
+                        return Err(StoreError::Invalid(format!(
+                            "tenant {} appears twice",
+                            t.tenant_id
+                        )));
+                    }
+                    upsert_tenant(&tx, t)?;
+                }
+                for d in &part.documents {
+                    let fresh = tx
+                        .prepare_cached("INSERT OR IGNORE INTO import_documents VALUES (?1, ?2)")
+                        .and_then(|mut s| s.execute([d.tenant_id.as_str(), d.document_id.as_str()]))
+                        .map_err(backend)?;
+                    if fresh == 0 {
+                        return Err(StoreError::Invalid(format!(
+                            "document {} of tenant {} appears twice",
+                            d.document_id, d.tenant_id
+                        )));
+                    }
+                    tx.prepare_cached("INSERT OR IGNORE INTO import_refs VALUES (?1, ?2)")
+                        .and_then(|mut s| s.execute([d.tenant_id.as_str(), d.document_id.as_str()]))
+                        .map_err(backend)?;
+                    upsert_document(&tx, d)?;
+                }
+                summary.tenants += part.tenants.len();
+                summary.documents += part.documents.len();
+            }
+            let unknown: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT r.tenant_id, r.document_id FROM import_refs r
+                     WHERE NOT EXISTS (SELECT 1 FROM tenants t WHERE t.tenant_id = r.tenant_id)
+                     LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            if let Some((tenant, document)) = unknown {
+                return Err(StoreError::Invalid(format!(
+                    "document {document} belongs to unknown tenant {tenant}"
+                )));
+            }
+            tx.execute_batch(
+                "DROP TABLE temp.import_tenants; DROP TABLE temp.import_documents;
+                 DROP TABLE temp.import_refs;",
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(summary)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
 
     async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {

@@ -21,6 +21,7 @@ mod policy_table;
 mod propagation;
 mod reload;
 mod retention;
+mod scale;
 mod search;
 mod store_contract;
 mod tokens;
