@@ -4,19 +4,22 @@
 #      with a document in the biggest tenant shared with 10,000 users and
 #      500 roles, and a request mix (cedargate-admin generate);
 #   2. import them into SQLite (streamed): time, rate, peak RSS;
-#   3. for each document cache capacity (too small, right, large): start
-#      the sidecar, run the request mix with wrk (first 10 s cold, then
-#      warm), print throughput, p50/p99, the cache hit rate and the RSS;
+#   3. for each document cache size, entries:bytes (too small, the
+#      default, large): start the sidecar, run the request mix with wrk
+#      (the first 30 s after start, then the next DURATION), print
+#      throughput, p50/p99, the cache hit rate, what the caches hold and
+#      the RSS;
 #   4. the wide document's decision next to an ordinary one's.
-#   scripts/bench-scale.sh [TENANTS] [DOCUMENTS] [DURATION] [CAPACITIES]
-# Defaults: 10000 1000000 20s "10000 100000 1000000". Not part of the test
+#   scripts/bench-scale.sh [TENANTS] [DOCUMENTS] [DURATION] [SIZES]
+# Defaults: 10000 1000000 30s "10000:67108864 100000:67108864
+# 1000000:4294967296". Not part of the test
 # command (tests/it/scale.rs runs the same code paths at a small size).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tenants=${1:-10000}
 documents=${2:-1000000}
-duration=${3:-20s}
-capacities=${4:-"10000 100000 1000000"}
+duration=${3:-30s}
+sizes=${4:-"10000:67108864 100000:67108864 1000000:4294967296"}
 port=18195
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
 cargo build --locked --release --bins 2>&1 | tail -1
@@ -51,8 +54,8 @@ request = function()
 end
 LUA
 
-start() { # document capacity
-  printf '[cache]\ndocument_capacity = %s\n[audit]\nspool_dir = "%s"\n' "$1" "$work/spool-run" > "$work/c.toml"
+start() { # document capacity, document bytes
+  printf '[cache]\ndocument_capacity = %s\ndocument_max_bytes = %s\n[audit]\nspool_dir = "%s"\n' "$1" "$2" "$work/spool-run" > "$work/c.toml"
   RUST_LOG=error "$bin/cedargate" serve --config "$work/c.toml" --listen "127.0.0.1:$port" \
     --store "sqlite:$work/store.db" --identity trusted &
   pid=$!
@@ -71,7 +74,7 @@ run() { # label duration
   local hits misses
   hits=$(metric cedargate_cache_events_total 'cache="document",event="hit"')
   misses=$(metric cedargate_cache_events_total 'cache="document",event="miss"')
-  printf '  %-6s %s req/s, p50 %s, p99 %s, non-2xx %s; document cache hits %s misses %s (%s%%); RSS %s MiB\n' "$1" \
+  printf '  %-6s %s req/s, p50 %s, p99 %s, non-2xx %s; document cache hits %s misses %s (%s%%), holds %s documents (%s MiB) and %s tenants (%s MiB); RSS %s MiB\n' "$1" \
     "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" \
     "$(echo "$out" | awk '/^ +50%/ {print $2}')" "$(echo "$out" | awk '/^ +99%/ {print $2}')" \
     "$(echo "$out" | awk '/Non-2xx/ {print $NF}' | grep . || echo 0)" \
@@ -80,10 +83,10 @@ run() { # label duration
 }
 
 echo "== the request mix (200,000 bodies, cycled), wrk -t1 -c32, default configuration (audit durable)"
-for cap in $capacities; do
-  echo "document cache capacity $cap:"
-  start "$cap"
-  run cold 10s
+for size in $sizes; do
+  echo "document cache: ${size%%:*} entries, $((${size##*:} >> 20)) MiB:"
+  start "${size%%:*}" "${size##*:}"
+  run cold 30s
   run warm "$duration"
   stop
 done

@@ -46,6 +46,12 @@ pub struct CacheConfig {
     /// A key's residuals are computed at its this-many-th document decision
     /// (partial evaluation costs about twenty full ones).
     pub residual_after: u32,
+    /// Most bytes the cached tenants may hold ([`tenant_weight`]); least
+    /// recently used entries are evicted past it, whatever their number.
+    pub tenant_max_bytes: usize,
+    /// Most bytes the cached documents may hold ([`document_weight`]): a
+    /// document shared with thousands weighs what it holds.
+    pub document_max_bytes: usize,
 }
 
 impl Default for CacheConfig {
@@ -59,6 +65,8 @@ impl Default for CacheConfig {
             decision_capacity: 16_384,
             residual_capacity: 4_096,
             residual_after: 16,
+            tenant_max_bytes: 16 << 20,
+            document_max_bytes: 64 << 20,
         }
     }
 }
@@ -68,6 +76,47 @@ impl Default for CacheConfig {
 pub fn next_generation() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Heap bytes a cached entry holds besides its variable parts: the map
+/// node, key, `Arc`, record, Cedar entity and attribute view (measured by
+/// `examples/cache_memory.rs`; see BENCHMARKS.md).
+const TENANT_BASE_BYTES: usize = 8_300;
+const DOCUMENT_BASE_BYTES: usize = 4_550;
+/// Per entry of a document's share list: the record's share, the entity's
+/// set element, the attribute view's.
+const SHARE_BYTES: usize = 340;
+/// A "not found" entry: key and slot.
+const MISSING_BYTES: usize = 160;
+
+/// What a cached tenant is charged against `tenant_max_bytes`: an estimate
+/// of the heap it holds (record and entity), from the record alone.
+pub fn tenant_weight(t: &Tenant) -> usize {
+    let strings = |set: &std::collections::BTreeSet<String>| -> usize {
+        set.iter().map(|s| 3 * s.len() + 150).sum()
+    };
+    TENANT_BASE_BYTES
+        + 3 * t.name.len()
+        + strings(&t.settings.allowed_file_types)
+        + strings(&t.subscription.features)
+}
+
+/// What a cached document is charged against `document_max_bytes`: an
+/// estimate of the heap it holds (record, entity, attribute view), from
+/// the record alone.
+pub fn document_weight(d: &Document) -> usize {
+    let ids: usize = d
+        .shared_with
+        .iter()
+        .map(|s| match &s.grantee {
+            crate::model::Grantee::User(u) => u.as_str().len(),
+            crate::model::Grantee::Role(r) => r.as_str().len(),
+        })
+        .sum();
+    DOCUMENT_BASE_BYTES
+        + 3 * (d.owner_id.as_str().len() + d.file_type.len())
+        + d.shared_with.len() * SHARE_BYTES
+        + ids
 }
 
 /// A tenant record with its Cedar entity.
@@ -127,10 +176,18 @@ impl<V> Clone for Slot<V> {
 type Shared<V> = Arc<tokio::sync::Mutex<Option<Result<Slot<V>, String>>>>;
 
 struct Lru<K: Hash + Eq, V> {
-    map: Mutex<LruCache<K, Slot<V>>>,
+    map: Mutex<Held<K, V>>,
     /// Reads in progress, one per key (single flight).
     inflight: Mutex<HashMap<K, Shared<V>>>,
     metrics: CacheMetrics,
+    max_bytes: usize,
+    weigh: fn(&V) -> usize,
+}
+
+/// The entries (each with its weight) and their total weight.
+struct Held<K: Hash + Eq, V> {
+    lru: LruCache<K, (Slot<V>, usize)>,
+    bytes: usize,
 }
 
 enum Look<V> {
@@ -140,17 +197,27 @@ enum Look<V> {
 }
 
 impl<K: Hash + Eq + Clone, V> Lru<K, V> {
-    fn new(capacity: NonZeroUsize, metrics: CacheMetrics) -> Self {
+    fn new(
+        capacity: NonZeroUsize,
+        max_bytes: usize,
+        weigh: fn(&V) -> usize,
+        metrics: CacheMetrics,
+    ) -> Self {
         Lru {
-            map: Mutex::new(LruCache::new(capacity)),
+            map: Mutex::new(Held {
+                lru: LruCache::new(capacity),
+                bytes: 0,
+            }),
             inflight: Mutex::new(HashMap::new()),
             metrics,
+            max_bytes,
+            weigh,
         }
     }
 
     fn look(&self, key: &K, cfg: &CacheConfig) -> Look<V> {
         let mut map = self.map.lock();
-        let Some(slot) = map.get(key) else {
+        let Some((slot, _)) = map.lru.get(key) else {
             return Look::Missing;
         };
         let ttl = if slot.value.is_some() {
@@ -229,24 +296,53 @@ impl<K: Hash + Eq + Clone, V> Lru<K, V> {
         }
     }
 
+    /// Adds (or replaces) an entry, then evicts the least recently used
+    /// until both the entry count and the byte budget hold. The newest
+    /// entry stays even if it alone is over the budget.
     fn insert(&self, key: K, slot: Slot<V>) {
-        if let Some((old, _)) = self.map.lock().push(key.clone(), slot) {
+        let weight = slot.value.as_deref().map_or(MISSING_BYTES, self.weigh);
+        let mut map = self.map.lock();
+        if let Some((old, (_, w))) = map.lru.push(key.clone(), (slot, weight)) {
+            map.bytes -= w;
             if old != key {
                 self.metrics.evictions.inc();
             }
         }
+        map.bytes += weight;
+        while map.bytes > self.max_bytes && map.lru.len() > 1 {
+            let Some((_, (_, w))) = map.lru.pop_lru() else {
+                break;
+            };
+            map.bytes -= w;
+            self.metrics.evictions.inc();
+        }
+        self.metrics.entries.set(map.lru.len() as i64);
+        self.metrics.bytes.set(map.bytes as i64);
     }
 
     fn remove(&self, key: &K) {
-        self.map.lock().pop(key);
+        let mut map = self.map.lock();
+        if let Some((_, w)) = map.lru.pop(key) {
+            map.bytes -= w;
+        }
+        self.metrics.entries.set(map.lru.len() as i64);
+        self.metrics.bytes.set(map.bytes as i64);
     }
 
     fn clear(&self) {
-        self.map.lock().clear();
+        let mut map = self.map.lock();
+        map.lru.clear();
+        map.bytes = 0;
+        self.metrics.entries.set(0);
+        self.metrics.bytes.set(0);
     }
 
     fn len(&self) -> usize {
-        self.map.lock().len()
+        self.map.lock().lru.len()
+    }
+
+    fn bytes(&self) -> usize {
+        self.map.lock().bytes
     }
 }
 
@@ -266,8 +362,18 @@ impl EntityCache {
         document_metrics: CacheMetrics,
     ) -> Self {
         EntityCache {
-            tenants: Lru::new(config.tenant_capacity, tenant_metrics),
-            documents: Lru::new(config.document_capacity, document_metrics),
+            tenants: Lru::new(
+                config.tenant_capacity,
+                config.tenant_max_bytes,
+                |e: &TenantEntry| tenant_weight(&e.record),
+                tenant_metrics,
+            ),
+            documents: Lru::new(
+                config.document_capacity,
+                config.document_max_bytes,
+                |e: &DocumentEntry| document_weight(&e.record),
+                document_metrics,
+            ),
             store,
             config,
         }
@@ -325,6 +431,11 @@ impl EntityCache {
     /// (tenants, documents) currently held.
     pub fn len(&self) -> (usize, usize) {
         (self.tenants.len(), self.documents.len())
+    }
+
+    /// (tenants, documents) bytes currently charged.
+    pub fn bytes(&self) -> (usize, usize) {
+        (self.tenants.bytes(), self.documents.bytes())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -493,6 +604,10 @@ mod tests {
     }
 
     fn cache(store: Arc<MemStore>, capacity: usize) -> EntityCache {
+        cache_with_bytes(store, capacity, usize::MAX)
+    }
+
+    fn cache_with_bytes(store: Arc<MemStore>, capacity: usize, max_bytes: usize) -> EntityCache {
         let cap = NonZeroUsize::new(capacity).unwrap();
         EntityCache::new(
             store,
@@ -505,6 +620,8 @@ mod tests {
                 decision_capacity: 0,
                 residual_capacity: 0,
                 residual_after: 16,
+                tenant_max_bytes: max_bytes,
+                document_max_bytes: max_bytes,
             },
             CacheMetrics::default(),
             CacheMetrics::default(),
@@ -598,6 +715,74 @@ mod tests {
         assert_eq!(store.reads.load(Ordering::SeqCst), 5);
         c.clear();
         assert!(c.is_empty());
+    }
+
+    /// Entries are evicted by weight as well as by number: a document
+    /// shared with thousands pushes out many ordinary ones, the charged
+    /// bytes never exceed the budget, and they follow every removal.
+    #[tokio::test]
+    async fn bounded_in_bytes() {
+        let store = filled(false).await;
+        let template = sample().documents[0].clone();
+        let doc = |id: String, shares: usize| {
+            let mut d = template.clone();
+            d.document_id = DocumentId::parse(&id).unwrap();
+            d.shared_with = (0..shares)
+                .map(|u| crate::model::Share {
+                    grantee: crate::model::Grantee::User(
+                        crate::ids::UserId::parse(format!("u{u}")).unwrap(),
+                    ),
+                    permission: crate::model::Permission::Read,
+                })
+                .collect();
+            d
+        };
+        for i in 0..40 {
+            store
+                .put_document(&doc(format!("small-{i}"), 0))
+                .await
+                .unwrap();
+        }
+        let wide = doc("wide".into(), 400);
+        store.put_document(&wide).await.unwrap();
+        let small = document_weight(&doc("small-0".into(), 0));
+        assert!(document_weight(&wide) > 30 * small);
+        let budget = 36 * small;
+        let c = cache_with_bytes(store.clone(), 1_000, budget);
+        let tenant = template.tenant_id.clone();
+        for i in 0..40 {
+            c.document(&tenant, &did(&format!("small-{i}")))
+                .await
+                .unwrap();
+            assert!(c.bytes().1 <= budget);
+        }
+        assert_eq!(c.len().1, 36);
+        assert_eq!(c.documents.metrics.evictions.get(), 4);
+        assert_eq!(c.documents.metrics.bytes.get(), (36 * small) as i64);
+        c.document(&tenant, &did("wide")).await.unwrap();
+        let left = (budget - document_weight(&wide)) / small;
+        assert_eq!(c.len().1, 1 + left);
+        assert_eq!(c.bytes().1, document_weight(&wide) + left * small);
+        // The most recently used survived; the oldest went.
+        let reads = store.reads.load(Ordering::SeqCst);
+        c.document(&tenant, &did("small-39")).await.unwrap();
+        assert_eq!(store.reads.load(Ordering::SeqCst), reads);
+        c.document(&tenant, &did("small-0")).await.unwrap();
+        assert_eq!(store.reads.load(Ordering::SeqCst), reads + 1);
+
+        c.invalidate_document(&tenant, &did("wide"));
+        assert_eq!(c.bytes().1, c.len().1 * small);
+        assert_eq!(c.documents.metrics.entries.get(), c.len().1 as i64);
+        c.clear();
+        assert_eq!(c.bytes(), (0, 0));
+        // A single entry over the budget is still cached (alone).
+        let c = cache_with_bytes(store.clone(), 1_000, small);
+        c.document(&tenant, &did("small-1")).await.unwrap();
+        c.document(&tenant, &did("wide")).await.unwrap();
+        assert_eq!(c.len().1, 1);
+        let reads = store.reads.load(Ordering::SeqCst);
+        c.document(&tenant, &did("wide")).await.unwrap();
+        assert_eq!(store.reads.load(Ordering::SeqCst), reads);
     }
 
     #[tokio::test]

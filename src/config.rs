@@ -159,6 +159,8 @@ struct FileCache {
     decision_capacity: Option<usize>,
     residual_capacity: Option<usize>,
     residual_after: Option<u32>,
+    tenant_max_bytes: Option<usize>,
+    document_max_bytes: Option<usize>,
     max_staleness_ms: Option<u64>,
 }
 
@@ -324,6 +326,12 @@ impl Settings {
         }
         if let Some(n) = file.cache.residual_after {
             s.cache.residual_after = n.max(1);
+        }
+        if let Some(n) = file.cache.tenant_max_bytes {
+            s.cache.tenant_max_bytes = n;
+        }
+        if let Some(n) = file.cache.document_max_bytes {
+            s.cache.document_max_bytes = n;
         }
         if let Some(ms) = file.cache.max_staleness_ms {
             s.cache.max_staleness = Duration::from_millis(ms);

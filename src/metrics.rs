@@ -21,6 +21,10 @@ pub struct CacheMetrics {
     pub load_errors: Counter,
     /// Entries past their TTL served because the store failed.
     pub stale_served: Counter,
+    /// Entries held.
+    pub entries: Gauge,
+    /// Bytes charged for the entries held (an estimate of their heap).
+    pub bytes: Gauge,
 }
 
 /// Document decisions from residual policies.
@@ -219,6 +223,18 @@ impl Metrics {
             "Entity cache events (cache and event labels)",
             cache.clone(),
         );
+        let entries = Family::<Labels, Gauge>::default();
+        registry.register(
+            "cache_entries",
+            "Entries a cache holds (cache label)",
+            entries.clone(),
+        );
+        let bytes = Family::<Labels, Gauge>::default();
+        registry.register(
+            "cache_bytes",
+            "Estimated heap bytes a cache's entries hold (cache label)",
+            bytes.clone(),
+        );
         let cache_metrics = |name: &'static str| {
             let c = |event: &'static str| {
                 cache
@@ -232,6 +248,8 @@ impl Metrics {
                 evictions: c("eviction"),
                 load_errors: c("load_error"),
                 stale_served: c("stale_served"),
+                entries: entries.get_or_create(&vec![("cache", name)]).clone(),
+                bytes: bytes.get_or_create(&vec![("cache", name)]).clone(),
             }
         };
         let tenant_cache = cache_metrics("tenant");

@@ -491,7 +491,9 @@ impl Engine {
             (decision_key, self.decisions.as_ref(), ev.reason)
         {
             // Failures (evaluation errors) are never remembered.
-            cache.lock().put(k, ev.clone());
+            let mut cache = cache.lock();
+            cache.put(k, ev.clone());
+            self.metrics.decision_cache.entries.set(cache.len() as i64);
         }
         if ev.reason == Some(DenyReason::EvaluationError) {
             self.metrics.fail_closed(FailClosed::EvaluationError);
