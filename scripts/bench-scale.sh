@@ -54,8 +54,9 @@ request = function()
 end
 LUA
 
-start() { # document capacity, document bytes
-  printf '[cache]\ndocument_capacity = %s\ndocument_max_bytes = %s\n[audit]\nspool_dir = "%s"\n' "$1" "$2" "$work/spool-run" > "$work/c.toml"
+start() { # document capacity, document bytes, audit mode
+  printf '[cache]\ndocument_capacity = %s\ndocument_max_bytes = %s\n[audit]\nspool_dir = "%s"\nmode = "%s"\n' \
+    "$1" "$2" "$work/spool-run" "${3:-durable}" > "$work/c.toml"
   RUST_LOG=error "$bin/cedargate" serve --config "$work/c.toml" --listen "127.0.0.1:$port" \
     --store "sqlite:$work/store.db" --identity trusted &
   pid=$!
@@ -79,6 +80,8 @@ run() { # label duration
     "$(echo "$out" | awk '/^ +50%/ {print $2}')" "$(echo "$out" | awk '/^ +99%/ {print $2}')" \
     "$(echo "$out" | awk '/Non-2xx/ {print $NF}' | grep . || echo 0)" \
     "$hits" "$misses" "$(awk -v h="$hits" -v m="$misses" 'BEGIN { if (h + m > 0) printf "%.1f", 100 * h / (h + m); else print "-" }')" \
+    "$(metric cedargate_cache_entries 'cache="document"')" "$(($(metric cedargate_cache_bytes 'cache="document"') >> 20))" \
+    "$(metric cedargate_cache_entries 'cache="tenant"')" "$(($(metric cedargate_cache_bytes 'cache="tenant"') >> 20))" \
     "$(($(ps -o rss= -p "$pid") / 1024))"
 }
 
@@ -90,6 +93,11 @@ for size in $sizes; do
   run warm "$duration"
   stop
 done
+echo "document cache: the default (100000 entries, 64 MiB), audit off (what the audit costs at this size):"
+start 100000 67108864 off
+run cold 30s
+run warm "$duration"
+stop
 
 echo "== the wide document (10,000 users, 500 roles) next to an ordinary one, wrk -t1 -c32 10s each, decision cache off"
 printf '[cache]\ndecision_capacity = 0\nresidual_capacity = 0\n[audit]\nspool_dir = "%s"\n' "$work/spool-run" > "$work/c.toml"

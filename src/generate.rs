@@ -323,7 +323,7 @@ const MIX: [(&str, u32); 9] = [
 
 /// Writes `count` `/v1/authorize` request bodies (trusted identity), one
 /// per line: tenants weighted by size, documents of the tenant Zipf-like
-/// (a few hot ones), every action, and shares of cross-tenant requests and
+/// (a few hot ones, a long tail), every action, and shares of cross-tenant requests and
 /// requests for documents that do not exist.
 pub fn write_requests(spec: &Spec, count: usize, mut out: impl Write) -> io::Result<()> {
     let layout = Layout::new(spec);
@@ -336,10 +336,11 @@ pub fn write_requests(spec: &Spec, count: usize, mut out: impl Write) -> io::Res
         let u = rng.random_range(0..layout.users[t]);
         let (roles, clearance) = user_claims(u);
         let docs = layout.documents[t].max(1);
-        // Hot documents: a skewed pick (the cube of a uniform draw favours
-        // low ids: the first 10 % of a tenant's documents get ~46 % of its
-        // requests).
-        let hot = ((rng.random::<f64>().powi(3)) * docs as f64) as u64;
+        // Hot documents, Zipf-like (exponent 1): document k of n is picked
+        // with probability ~ 1 / (k + 1), so the first k of a tenant's
+        // documents get ln(k) / ln(n) of its requests (of 100,000: the
+        // first 1,000 get 60 %, the first 10,000 80 %).
+        let hot = (docs as f64).powf(rng.random::<f64>()) as u64 - 1;
         let document = document_id(hot.min(docs - 1));
         let principal = json!({
             "id": format!("u{u}"), "tenant": tenant_id(t), "roles": roles, "clearance": clearance,

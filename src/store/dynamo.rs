@@ -3,7 +3,7 @@
 //! reads are GetItem and Query, never Scan. A write and its change-log entry
 //! go in one transaction.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -731,18 +731,17 @@ impl Store for DynamoStore {
     /// part-way leaves a prefix written; importing the same file again
     /// converges (every write is an idempotent put).
     async fn import(&self, data: &DataSet) -> Result<ImportSummary, StoreError> {
-        let mut unknown = Vec::new();
-        for d in &data.documents {
-            if !data.tenants.iter().any(|t| t.tenant_id == d.tenant_id)
-                && !unknown.contains(&d.tenant_id)
-            {
-                unknown.push(d.tenant_id.clone());
-            }
-        }
-        let mut known = Vec::new();
+        let in_file: HashSet<&TenantId> = data.tenants.iter().map(|t| &t.tenant_id).collect();
+        let unknown: BTreeSet<&TenantId> = data
+            .documents
+            .iter()
+            .map(|d| &d.tenant_id)
+            .filter(|t| !in_file.contains(t))
+            .collect();
+        let mut known = HashSet::new();
         for t in unknown {
-            if self.get_tenant(&t).await?.is_some() {
-                known.push(t);
+            if self.get_tenant(t).await?.is_some() {
+                known.insert(t.clone());
             }
         }
         data.check(|t| known.contains(t))
@@ -761,10 +760,33 @@ impl Store for DynamoStore {
                 document_id: d.document_id.clone(),
             })?);
         }
+        // Transactions in flight at once, each from a shared queue: the
+        // import is idempotent, so the order they land in does not matter.
+        let mut chunks = Vec::new();
         while !items.is_empty() {
             let rest = items.split_off(items.len().min(TRANSACT_MAX));
-            self.transact(std::mem::replace(&mut items, rest)).await?;
+            chunks.push(std::mem::replace(&mut items, rest));
         }
+        let queue = parking_lot::Mutex::new(chunks.into_iter());
+        let lane = || async {
+            loop {
+                let next = queue.lock().next();
+                match next {
+                    Some(chunk) => self.transact(chunk).await?,
+                    None => return Ok::<(), StoreError>(()),
+                }
+            }
+        };
+        tokio::try_join!(
+            lane(),
+            lane(),
+            lane(),
+            lane(),
+            lane(),
+            lane(),
+            lane(),
+            lane()
+        )?;
         Ok(ImportSummary {
             tenants: data.tenants.len(),
             documents: data.documents.len(),

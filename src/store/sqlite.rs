@@ -85,7 +85,15 @@ pub struct SqliteStore {
     /// readers do not wait for the writer). The same connection for an
     /// in-memory database, which a second connection would not see.
     audit: Arc<Mutex<Connection>>,
+    /// Connections for the sidecar's point reads (a tenant, a document):
+    /// WAL readers neither wait for the writer nor for each other, so cache
+    /// misses are read in parallel. The main connection for an in-memory
+    /// database.
+    readers: Arc<[Mutex<Connection>]>,
 }
+
+/// Read connections per store.
+const READERS: usize = 4;
 
 fn backend(e: rusqlite::Error) -> StoreError {
     match e {
@@ -152,15 +160,12 @@ fn stored_document(
     tenant: &str,
     id: &str,
 ) -> Result<Option<Document>, StoreError> {
-    conn.query_row(
-        "SELECT record FROM documents WHERE tenant_id = ?1 AND document_id = ?2",
-        [tenant, id],
-        |r| r.get::<_, String>(0),
-    )
-    .optional()
-    .map_err(backend)?
-    .map(|s| from_json(&s))
-    .transpose()
+    conn.prepare_cached("SELECT record FROM documents WHERE tenant_id = ?1 AND document_id = ?2")
+        .and_then(|mut s| s.query_row([tenant, id], |r| r.get::<_, String>(0)))
+        .optional()
+        .map_err(backend)?
+        .map(|s| from_json(&s))
+        .transpose()
 }
 
 fn upsert_document(conn: &Connection, d: &Document) -> Result<(), StoreError> {
@@ -235,7 +240,48 @@ impl SqliteStore {
         } else {
             Arc::new(Mutex::new(connect()?))
         };
-        Ok(SqliteStore { conn, audit })
+        let readers: Arc<[Mutex<Connection>]> = if in_memory {
+            Arc::from(Vec::new())
+        } else {
+            let mut readers = Vec::with_capacity(READERS);
+            for _ in 0..READERS {
+                let c = connect()?;
+                c.pragma_update(None, "query_only", "ON").map_err(backend)?;
+                readers.push(Mutex::new(c));
+            }
+            Arc::from(readers)
+        };
+        Ok(SqliteStore {
+            conn,
+            audit,
+            readers,
+        })
+    }
+
+    /// Runs the read `f` off the async runtime on a free read connection
+    /// (or the one that frees first).
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        if self.readers.is_empty() {
+            return self.with_conn(move |c| f(c)).await;
+        }
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let start = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let n = readers.len();
+            for i in 0..n {
+                if let Some(c) = readers[(start + i) % n].try_lock() {
+                    return f(&c);
+                }
+            }
+            f(&readers[start % n].lock())
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
 
     /// Runs `f` on the connection off the async runtime.
@@ -301,13 +347,10 @@ impl Store for SqliteStore {
 
     async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
         let id = id.clone();
-        self.with_conn(move |c| {
+        self.read(move |c| {
             let raw: Option<String> = c
-                .query_row(
-                    "SELECT record FROM tenants WHERE tenant_id = ?1",
-                    [id.as_str()],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT record FROM tenants WHERE tenant_id = ?1")
+                .and_then(|mut s| s.query_row([id.as_str()], |r| r.get(0)))
                 .optional()
                 .map_err(backend)?;
             raw.map(|s| from_json(&s)).transpose()
@@ -321,7 +364,7 @@ impl Store for SqliteStore {
         id: &DocumentId,
     ) -> Result<Option<Document>, StoreError> {
         let (tenant, id) = (tenant.clone(), id.clone());
-        self.with_conn(move |c| stored_document(c, tenant.as_str(), id.as_str()))
+        self.read(move |c| stored_document(c, tenant.as_str(), id.as_str()))
             .await
     }
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Management queries at scale, on a release build, loopback only. Reads
+# the store scripts/bench-scale.sh left in $WORK (10,000 tenants, 1M
+# documents), copies it, adds AUDIT synthetic audit records for the biggest
+# tenant (t00000) straight into SQLite (scripts/bench_admin.py seed: the
+# record shape the sidecar writes, over 90 days, Pareto-skewed users), then
+# times each management query one request at a time:
+#   WORK=/path/of/bench-scale scripts/bench-admin-scale.sh [AUDIT]
+# Default AUDIT: 10000000. Not part of the test command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${WORK:?set WORK to the directory scripts/bench-scale.sh used}"
+audit=${1:-10000000}
+port=18196
+bin=target/release
+[ -x "$bin/cedargate-admin" ] || cargo build --locked --release --bins 2>&1 | tail -1
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null' EXIT
+
+db="$WORK/admin.db"
+if [ ! -f "$db.seeded-$audit" ]; then
+  rm -f "$db" "$db"-*
+  cp "$WORK/store.db" "$db"
+  python3 scripts/bench_admin.py seed "$db" t00000 "$audit"
+  touch "$db.seeded-$audit"
+fi
+ls -la "$db" | awk '{printf "store file with the audit records: %.0f MiB\n", $5/1048576}'
+
+keys="$WORK/keys"
+"$bin/cedargate" token keygen --dir "$keys" >/dev/null
+mint() { "$bin/cedargate" token mint --key "$keys/dev-key.pem" --ttl-secs 7200 "$@"; }
+admin_token=$(mint --sub pam --tenant t00001 --groups platform-admin)
+tenant_token=$(mint --sub u0 --tenant t00000 --groups admin --clearance 3)
+
+RUST_LOG=error "$bin/cedargate-admin" serve --listen "127.0.0.1:$port" --store "sqlite:$db" \
+  --audit-spool "$WORK/admin-spool" --jwks-file "$keys/jwks.json" \
+  --issuer https://cedargate.invalid/dev --audience cedargate-dev --allow-dev-keys &
+pid=$!
+for _ in $(seq 200); do
+  curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null && break
+  sleep 0.05
+done
+echo "== management queries (machine: $(nproc) vCPU), one at a time, keep-alive"
+python3 scripts/bench_admin.py measure "http://127.0.0.1:$port" "$admin_token" "$tenant_token" t00000
