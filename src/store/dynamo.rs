@@ -746,35 +746,46 @@ impl Store for DynamoStore {
         }
         data.check(|t| known.contains(t))
             .map_err(StoreError::Invalid)?;
-        let mut items = Vec::new();
-        for t in &data.tenants {
-            items.push(self.put(&self.tenants, tenant_item(t)?)?);
-            items.push(self.change_put(&Change::Tenant {
-                tenant_id: t.tenant_id.clone(),
-            })?);
+        // Records go out in transactions of a record and its change-log
+        // entry each, eight transactions in flight, taken from a shared
+        // queue and built as they are sent (memory: the data set, not its
+        // items). The import is idempotent, so the order they land in does
+        // not matter.
+        enum Record<'a> {
+            Tenant(&'a Tenant),
+            Document(&'a Document),
         }
-        for d in &data.documents {
-            items.push(self.put(&self.documents, to_item(d)?)?);
-            items.push(self.change_put(&Change::Document {
-                tenant_id: d.tenant_id.clone(),
-                document_id: d.document_id.clone(),
-            })?);
-        }
-        // Transactions in flight at once, each from a shared queue: the
-        // import is idempotent, so the order they land in does not matter.
-        let mut chunks = Vec::new();
-        while !items.is_empty() {
-            let rest = items.split_off(items.len().min(TRANSACT_MAX));
-            chunks.push(std::mem::replace(&mut items, rest));
-        }
-        let queue = parking_lot::Mutex::new(chunks.into_iter());
+        let records = data
+            .tenants
+            .iter()
+            .map(Record::Tenant)
+            .chain(data.documents.iter().map(Record::Document));
+        let queue = parking_lot::Mutex::new(records);
         let lane = || async {
             loop {
-                let next = queue.lock().next();
-                match next {
-                    Some(chunk) => self.transact(chunk).await?,
-                    None => return Ok::<(), StoreError>(()),
+                let batch: Vec<_> = queue.lock().by_ref().take(TRANSACT_MAX / 2).collect();
+                if batch.is_empty() {
+                    return Ok::<(), StoreError>(());
                 }
+                let mut items = Vec::with_capacity(2 * batch.len());
+                for record in batch {
+                    match record {
+                        Record::Tenant(t) => {
+                            items.push(self.put(&self.tenants, tenant_item(t)?)?);
+                            items.push(self.change_put(&Change::Tenant {
+                                tenant_id: t.tenant_id.clone(),
+                            })?);
+                        }
+                        Record::Document(d) => {
+                            items.push(self.put(&self.documents, to_item(d)?)?);
+                            items.push(self.change_put(&Change::Document {
+                                tenant_id: d.tenant_id.clone(),
+                                document_id: d.document_id.clone(),
+                            })?);
+                        }
+                    }
+                }
+                self.transact(items).await?;
             }
         };
         tokio::try_join!(
