@@ -858,19 +858,24 @@ impl Store for SqliteStore {
     async fn audit_events(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
         let q = q.clone();
         self.with_conn(move |c| {
-            // Past the cursor: (ts, event_id) below the cursor's.
-            let (after_ts, after_id) = match &q.after {
+            // One upper bound on (ts, event_id): the end of the range or,
+            // when lower, the cursor. A single row-value bound lets SQLite
+            // start the index scan there (with two separate bounds it
+            // started at the tenant's newest record and filtered its way
+            // down: 0.9 s for a day 45 days back among 10 million).
+            let end = (sortable_time(q.to), "\u{10FFFF}".to_string());
+            let below = match &q.after {
                 Some(cur) => {
                     let (t, id) = cur.key().split_once('#').unwrap_or((cur.key(), ""));
-                    (t.to_string(), id.to_string())
+                    end.min((t.to_string(), id.to_string()))
                 }
-                None => ("\u{10FFFF}".to_string(), String::new()),
+                None => end,
             };
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT record FROM audit WHERE tenant_id = ?1 AND ts >= ?2 AND ts <= ?3
-                       AND (ts < ?4 OR (ts = ?4 AND event_id < ?5))
-                     ORDER BY ts DESC, event_id DESC LIMIT ?6",
+                    "SELECT record FROM audit WHERE tenant_id = ?1 AND ts >= ?2
+                       AND (ts, event_id) < (?3, ?4)
+                     ORDER BY ts DESC, event_id DESC LIMIT ?5",
                 )
                 .map_err(backend)?;
             let rows = stmt
@@ -878,9 +883,8 @@ impl Store for SqliteStore {
                     params![
                         q.tenant.as_str(),
                         sortable_time(q.from),
-                        sortable_time(q.to),
-                        after_ts,
-                        after_id,
+                        below.0,
+                        below.1,
                         i64::try_from(q.limit.saturating_add(1)).unwrap_or(i64::MAX)
                     ],
                     |r| r.get::<_, String>(0),

@@ -292,6 +292,37 @@ async fn audit_contract(store: Arc<dyn Store>) {
             .len(),
         7
     );
+    // Records of one instant, paged across the boundary: each once, by
+    // event id, the range's end inclusive.
+    let instant = start + chrono::Duration::minutes(5);
+    let mut same = Vec::new();
+    for i in 0..6 {
+        let mut e = AuditEvent::new(
+            format!("same-{i}"),
+            instant,
+            "t3",
+            "Read",
+            "Document::\"d\"",
+            serde_json::json!({}),
+        );
+        chain.stamp(&mut e, &mut Undo::default());
+        same.push(e);
+    }
+    store.put_audit(&same).await.unwrap();
+    let mut q = query("t3", start, instant, 4);
+    let mut seen = Vec::new();
+    loop {
+        let page = store.audit_events(&q).await.unwrap();
+        seen.extend(page.events.into_iter().map(|e| e.event_id));
+        match page.next {
+            Some(n) => q.after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["same-5", "same-4", "same-3", "same-2", "same-1", "same-0"]
+    );
     // Each tenant's records form the writer's intact chain for that tenant.
     let t2 = store
         .all_audit_events(&query("t2", start, end, 3))
