@@ -1137,3 +1137,77 @@ async fn concurrent_shares_are_all_kept_on_dynamodb() {
     let url = ddb.fixture_url("conc-").await;
     concurrent_shares(&url).await;
 }
+
+/// A filter that matches little on a slow store: the request stops reading
+/// once its time budget is spent and answers with what it found and a
+/// cursor; following the cursors meets every match.
+#[tokio::test]
+async fn filtered_audit_reads_stop_at_their_budget_and_continue_by_cursor() {
+    use cedargate::audit::{AuditEvent, Chains, Undo};
+    let (app, keys, flaky) = spawn_flaky_admin_app().await;
+    let p = people(&keys);
+    let start = chrono::Utc::now() - chrono::Duration::hours(2);
+    let mut chain = Chains::new("bulk");
+    let events: Vec<AuditEvent> = (0..300)
+        .map(|i| {
+            let mut e = AuditEvent::new(
+                format!("bulk-{i:04}"),
+                start + chrono::Duration::seconds(i),
+                "globex",
+                "Read",
+                "CedarGate::Document::\"d\"",
+                json!({"decision": "Allow"}),
+            );
+            // Three in the whole range are zed's.
+            e.user_id = Some(if i % 100 == 50 { "zed" } else { "amy" }.into());
+            chain.stamp(&mut e, &mut Undo::default());
+            e
+        })
+        .collect();
+    app.store.put_audit(&events).await.unwrap();
+    let from =
+        (start - chrono::Duration::minutes(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let to =
+        (start + chrono::Duration::minutes(10)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let path = format!("/v1/tenants/globex/audit-logs?user=zed&limit=10&from={from}&to={to}");
+
+    // Each store page takes longer than the budget: one page read, an
+    // empty answer, and a cursor.
+    flaky
+        .audit_delay_ms
+        .store(400, std::sync::atomic::Ordering::SeqCst);
+    let before = flaky.audit_reads.load(std::sync::atomic::Ordering::SeqCst);
+    let r = call(&app, &p.platform, Method::GET, &path, &[], None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let reads = flaky.audit_reads.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert_eq!(reads, 1, "store pages read within the budget");
+    assert_eq!(r.json()["events"], json!([]));
+    let mut next = r.json()["next"].as_str().expect("a cursor").to_string();
+
+    // A fast store again: the cursors lead to all three, newest first.
+    flaky
+        .audit_delay_ms
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let mut found = Vec::new();
+    loop {
+        let r = call(
+            &app,
+            &p.platform,
+            Method::GET,
+            &format!("{path}&cursor={next}"),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        for e in r.json()["events"].as_array().unwrap() {
+            found.push(e["eventId"].as_str().unwrap().to_string());
+        }
+        match r.json()["next"].as_str() {
+            Some(n) => next = n.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(found, ["bulk-0250", "bulk-0150", "bulk-0050"]);
+    app.shutdown().await;
+}

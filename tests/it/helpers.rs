@@ -227,6 +227,9 @@ pub struct FlakyStore {
     /// Deletions to let through before the store goes down (negative: no
     /// limit), to interrupt a job part-way.
     pub deletes_left: std::sync::atomic::AtomicI64,
+    /// Audit pages read so far, and how long each read takes (ms).
+    pub audit_reads: std::sync::atomic::AtomicUsize,
+    pub audit_delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl FlakyStore {
@@ -236,6 +239,8 @@ impl FlakyStore {
             down: Default::default(),
             document_reads: Default::default(),
             deletes_left: std::sync::atomic::AtomicI64::new(-1),
+            audit_reads: Default::default(),
+            audit_delay_ms: Default::default(),
         })
     }
 }
@@ -396,6 +401,14 @@ impl store::Store for FlakyStore {
         q: &store::AuditQuery,
     ) -> Result<store::AuditPage, store::StoreError> {
         self.check()?;
+        self.audit_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let delay = self
+            .audit_delay_ms
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         self.inner.audit_events(q).await
     }
 }
@@ -501,9 +514,38 @@ pub async fn spawn_admin_app_at(
     .await
 }
 
+/// The management API over a [`FlakyStore`] in front of the fixture store.
+pub async fn spawn_flaky_admin_app() -> (TestApp, Keys, Arc<FlakyStore>) {
+    let mut flaky = None;
+    let (app, keys) = spawn_jwt_routed_on(
+        |_| {},
+        |s| s.audit.role = "admin".into(),
+        |inner| {
+            let f = FlakyStore::wrap(inner);
+            flaky = Some(f.clone());
+            f
+        },
+        Arc::new(cedargate::admin::AdminRoutes::new(
+            cedargate::retention::RetentionConfig::new("unused-archives".into()),
+            cedargate::clock::system(),
+        )),
+    )
+    .await;
+    (app, keys, flaky.expect("the store was wrapped"))
+}
+
 async fn spawn_jwt_routed(
     tweak: impl FnOnce(&mut cedargate::identity::JwtConfig),
     settings: impl FnOnce(&mut Settings),
+    router: Arc<dyn cedargate::sidecar::Router>,
+) -> (TestApp, Keys) {
+    spawn_jwt_routed_on(tweak, settings, |s| s, router).await
+}
+
+async fn spawn_jwt_routed_on(
+    tweak: impl FnOnce(&mut cedargate::identity::JwtConfig),
+    settings: impl FnOnce(&mut Settings),
+    wrap: impl FnOnce(Arc<dyn store::Store>) -> Arc<dyn store::Store>,
     router: Arc<dyn cedargate::sidecar::Router>,
 ) -> (TestApp, Keys) {
     let dev = cedargate::identity::devkey::DevKey::generate();
@@ -521,7 +563,7 @@ async fn spawn_jwt_routed(
             s.identity = cedargate::config::IdentityConfig::Jwt(jwt);
             settings(s);
         },
-        |s| s,
+        wrap,
         router,
     )
     .await;
