@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Management queries on DynamoDB Local (started here, loopback only) at
-# the emulator's scale: TENANTS tenants and DOCUMENTS documents imported,
+# Import and management queries on DynamoDB Local (started here, loopback
+# only) at the emulator's scale: TENANTS tenants and DOCUMENTS documents
+# imported (time, rate, peak RSS),
 # then the sidecar answers the generated request mix for SECONDS with the
 # durable audit (real audit records, written through the store), then
 # `cedargate-admin serve` is timed one request at a time
@@ -33,21 +34,13 @@ sleep 1
 export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
 url="dynamodb://bench-?region=us-east-1&endpoint=http://127.0.0.1:$ddb"
 "$bin/cedargate-admin" migrate --store "$url" --audit-spool "$work/spool-admin" >/dev/null
+echo "== import into DynamoDB Local"
+start=$(date +%s.%N)
 /usr/bin/time -f "import: %e s, peak RSS %M KiB" \
   "$bin/cedargate-admin" import --store "$url" --audit-spool "$work/spool-admin" "$work/data.json"
+awk -v s="$start" -v e="$(date +%s.%N)" -v n="$documents" \
+  'BEGIN {printf "rate: %.0f documents/s\n", n / (e - s)}'
 
-cat > "$work/mix.lua" <<'LUA'
-local bodies = {}
-local i = 0
-init = function(args)
-  for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
-  i = math.random(#bodies)
-end
-request = function()
-  i = i % #bodies + 1
-  return wrk.format("POST", "/v1/authorize", {["Content-Type"] = "application/json"}, bodies[i])
-end
-LUA
 port=$(free_port)
 printf '[audit]\nspool_dir = "%s"\n' "$work/spool-sidecar" > "$work/c.toml"
 RUST_LOG=error "$bin/cedargate" serve --config "$work/c.toml" --listen "127.0.0.1:$port" \
@@ -56,7 +49,7 @@ sidecar=$!
 pids+=($sidecar)
 wait_port "$port"
 echo "== the sidecar on DynamoDB Local, the request mix for ${seconds}s (durable audit)"
-wrk -t1 -c32 -d"${seconds}s" --latency -s "$work/mix.lua" "http://127.0.0.1:$port/v1/authorize" -- "$work/requests.ndjson" \
+wrk -t1 -c32 -d"${seconds}s" --latency -s scripts/authorize-mix.lua "http://127.0.0.1:$port/v1/authorize" -- "$work/requests.ndjson" \
   | grep -E 'Requests/sec|^ +(50|99)%|Non-2xx'
 kill "$sidecar"
 wait "$sidecar" 2>/dev/null || true

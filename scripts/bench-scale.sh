@@ -41,18 +41,6 @@ rm -f "$work/store.db"*
   "$bin/cedargate-admin" import --store "sqlite:$work/store.db" --audit-spool "$work/spool" "$work/data.json"
 ls -la "$work/store.db" | awk '{printf "store file: %.0f MiB\n", $5/1048576}'
 
-cat > "$work/mix.lua" <<'LUA'
-local bodies = {}
-local i = 0
-init = function(args)
-  for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
-  i = math.random(#bodies)
-end
-request = function()
-  i = i % #bodies + 1
-  return wrk.format("POST", "/v1/authorize", {["Content-Type"] = "application/json"}, bodies[i])
-end
-LUA
 
 start() { # document capacity, document bytes, audit mode
   printf '[cache]\ndocument_capacity = %s\ndocument_max_bytes = %s\n[audit]\nspool_dir = "%s"\nmode = "%s"\n' \
@@ -71,7 +59,7 @@ metric() { # name filter → sum
 }
 run() { # label duration
   local out
-  out=$(wrk -t1 -c32 -d"$2" --latency -s "$work/mix.lua" "http://127.0.0.1:$port/v1/authorize" -- "$work/requests.ndjson")
+  out=$(wrk -t1 -c32 -d"$2" --latency -s scripts/authorize-mix.lua "http://127.0.0.1:$port/v1/authorize" -- "$work/requests.ndjson")
   local hits misses
   hits=$(metric cedargate_cache_events_total 'cache="document",event="hit"')
   misses=$(metric cedargate_cache_events_total 'cache="document",event="miss"')

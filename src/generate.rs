@@ -216,7 +216,7 @@ fn document(spec: &Spec, layout: &Layout, t: usize, n: u64) -> io::Result<Docume
                 permission,
             });
         }
-        shared_with.sort_by(|a, b| format!("{:?}", a.grantee).cmp(&format!("{:?}", b.grantee)));
+        shared_with.sort_by_cached_key(|s| format!("{:?}", s.grantee));
         shared_with.dedup_by(|a, b| a.grantee == b.grantee);
     }
     Ok(Document {

@@ -145,7 +145,7 @@ impl Engine {
         snapshot: &PolicySnapshot,
         action: &ActionInfo,
         principal: &Principal,
-        context_text: &serde_json::Value,
+        context_text: &str,
         context: &Context,
         tenant: &TenantEntry,
         document: &DocumentEntry,
@@ -157,6 +157,7 @@ impl Engine {
             context: context_text.to_string(),
             tenant: tenant.generation,
         };
+        // Ready residuals, or `None` when this decision computes them.
         let ready = {
             let mut slots = cache.lock();
             match slots.get_mut(&key) {
@@ -179,24 +180,21 @@ impl Engine {
         let residuals = match ready {
             Some(r) => r,
             None => {
-                let partial =
-                    partial_evaluate(snapshot, action, principal, context.clone(), &tenant.entity);
-                let slot = match partial.ok().and_then(Residuals::new) {
-                    Some(r) => {
-                        self.metrics.residuals.computed.inc();
-                        ResidualSlot::Ready(Arc::new(r))
-                    }
-                    None => {
-                        self.metrics.residuals.unusable.inc();
-                        ResidualSlot::Unusable
-                    }
+                let computed =
+                    partial_evaluate(snapshot, action, principal, context.clone(), &tenant.entity)
+                        .ok()
+                        .and_then(Residuals::new)
+                        .map(Arc::new);
+                let (counter, slot) = match &computed {
+                    Some(r) => (
+                        &self.metrics.residuals.computed,
+                        ResidualSlot::Ready(r.clone()),
+                    ),
+                    None => (&self.metrics.residuals.unusable, ResidualSlot::Unusable),
                 };
-                let ready = match &slot {
-                    ResidualSlot::Ready(r) => Some(r.clone()),
-                    _ => None,
-                };
+                counter.inc();
                 cache.lock().put(key, slot);
-                ready?
+                computed?
             }
         };
         let ev = residuals.decide(document.view());
@@ -427,6 +425,13 @@ impl Engine {
             }
         };
         let key = resource_generation.map(|r| (tenant.0.generation, r, action.generation));
+        // The context as text keys both remembered decisions and residuals;
+        // serialized once, and only when either is on.
+        let context_text = if self.decisions.is_some() || self.residuals.is_some() {
+            req.context.to_string()
+        } else {
+            String::new()
+        };
         // A remembered decision needs neither an entity set nor evaluation.
         // Its key is built only when decisions are remembered at all.
         let decision_key = match (&self.decisions, key) {
@@ -435,7 +440,7 @@ impl Engine {
                 resource,
                 action,
                 principal: principal.clone(),
-                context: req.context.to_string(),
+                context: context_text.clone(),
             }),
             _ => None,
         };
@@ -451,7 +456,7 @@ impl Engine {
                 snapshot,
                 action,
                 principal,
-                &req.context,
+                &context_text,
                 &context,
                 &tenant.0,
                 doc,

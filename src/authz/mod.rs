@@ -242,7 +242,17 @@ pub fn evaluate(
         .errors()
         .map(|e| e.to_string())
         .collect();
-    let (effect, reason) = match response.decision() {
+    Ok(concluded(response.decision(), determining_policies, errors))
+}
+
+/// The evaluation of a Cedar decision with its (sorted) determining
+/// policies and errors; the residual path concludes the same way.
+pub(crate) fn concluded(
+    decision: CedarDecision,
+    determining_policies: Vec<String>,
+    errors: Vec<String>,
+) -> Evaluation {
+    let (effect, reason) = match decision {
         // An error in any policy may have hidden a forbid: fail closed.
         CedarDecision::Allow if !errors.is_empty() => {
             (Effect::Deny, Some(DenyReason::EvaluationError))
@@ -253,12 +263,12 @@ pub fn evaluate(
         }
         CedarDecision::Deny => (Effect::Deny, Some(DenyReason::Forbidden)),
     };
-    Ok(Evaluation {
+    Evaluation {
         effect,
         determining_policies,
         errors,
         reason,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use cedar_policy::{
 use serde_json::Value as Json;
 
 use super::entities::{role_uid, user_entity, user_uid, Principal, NAMESPACE};
-use super::{DenyReason, Effect, Evaluation};
+use super::{concluded, Evaluation};
 use crate::policy::{ActionInfo, PolicySnapshot};
 use crate::search::condition::{AttrView, Cond, Translator, Untranslatable};
 
@@ -185,37 +185,14 @@ impl Residuals {
         };
         let forbids = holding(&self.true_forbids, &self.forbids)?;
         if !forbids.is_empty() {
-            return Some(Evaluation {
-                effect: Effect::Deny,
-                determining_policies: forbids,
-                errors: vec![],
-                reason: Some(DenyReason::Forbidden),
-            });
+            return Some(concluded(CedarDecision::Deny, forbids, vec![]));
         }
         let permits = holding(&self.true_permits, &self.permits)?;
-        Some(if permits.is_empty() {
-            Evaluation {
-                effect: Effect::Deny,
-                determining_policies: vec![],
-                errors: vec![],
-                reason: Some(DenyReason::NoPermit),
-            }
+        let decision = if permits.is_empty() {
+            CedarDecision::Deny
         } else {
-            Evaluation {
-                effect: Effect::Allow,
-                determining_policies: permits,
-                errors: vec![],
-                reason: None,
-            }
-        })
-    }
-
-    /// How many policies are left to check per document.
-    pub fn len(&self) -> usize {
-        self.permits.len() + self.forbids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+            CedarDecision::Allow
+        };
+        Some(concluded(decision, permits, vec![]))
     }
 }

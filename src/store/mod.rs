@@ -330,8 +330,12 @@ pub(crate) fn audit_sort_key(e: &AuditEvent) -> String {
 /// When a store may delete an audit record: the record's own expiry,
 /// never before the compliance floor.
 pub(crate) fn audit_expiry(e: &AuditEvent) -> i64 {
-    e.expires_at
-        .max(e.timestamp.timestamp() + crate::audit::RETENTION_FLOOR_SECS)
+    expiry(e.expires_at, e.timestamp)
+}
+
+/// A record's `expiresAt`, never before the compliance floor.
+fn expiry(expires_at: i64, timestamp: DateTime<Utc>) -> i64 {
+    expires_at.max(timestamp.timestamp() + crate::audit::RETENTION_FLOOR_SECS)
 }
 
 /// RFC 3339 with fixed width (microseconds, `Z`), so text order is time
@@ -398,10 +402,20 @@ impl SpooledAudit {
         })
     }
 
+    /// A record as the writer would have spooled it.
+    pub fn of(e: &AuditEvent) -> Result<Self, StoreError> {
+        Ok(SpooledAudit {
+            tenant_id: e.tenant_id.clone(),
+            event_id: e.event_id.clone(),
+            timestamp: e.timestamp,
+            expires_at: e.expires_at,
+            json: serde_json::to_vec(e).map_err(|e| StoreError::Invalid(e.to_string()))?,
+        })
+    }
+
     /// When the store may delete it: never before the compliance floor.
     pub fn expiry(&self) -> i64 {
-        self.expires_at
-            .max(self.timestamp.timestamp() + crate::audit::RETENTION_FLOOR_SECS)
+        expiry(self.expires_at, self.timestamp)
     }
 }
 

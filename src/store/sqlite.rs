@@ -12,8 +12,8 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    audit_expiry, page_of, raw_tenant_id, sortable_time, tenant_version, AuditPage, AuditQuery,
-    Change, ChangeCursor, ImportSummary, SpooledAudit, Store, StoreError, UsageDelta,
+    page_of, raw_tenant_id, sortable_time, tenant_version, AuditPage, AuditQuery, Change,
+    ChangeCursor, ImportSummary, SpooledAudit, Store, StoreError, UsageDelta,
 };
 use crate::audit::AuditEvent;
 use crate::ids::{DocumentId, TenantId};
@@ -302,6 +302,88 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
+}
+
+/// Writes the parts `next_part` hands over in one transaction, with
+/// [`DataSet::check`]'s guarantees over all of them: the file's tenants and
+/// documents are kept in TEMP tables to find duplicates and documents of
+/// unknown tenants, and an `Err` part (the file turned out bad) or any
+/// problem writes nothing.
+fn import_into(
+    c: &mut Connection,
+    mut next_part: impl FnMut() -> Option<Result<DataSet, String>>,
+) -> Result<ImportSummary, StoreError> {
+    let tx = c.transaction().map_err(backend)?;
+    // What DataSet::check does over a whole file, kept on disk:
+    // the file's tenants and documents (each once), and for each
+    // tenant a document names, the first such document.
+    tx.execute_batch(
+        "CREATE TEMP TABLE import_tenants (tenant_id TEXT PRIMARY KEY);
+         CREATE TEMP TABLE import_documents (tenant_id TEXT, document_id TEXT,
+             PRIMARY KEY (tenant_id, document_id));
+         CREATE TEMP TABLE import_refs (tenant_id TEXT PRIMARY KEY, document_id TEXT);",
+    )
+    .map_err(backend)?;
+    let mut summary = ImportSummary {
+        tenants: 0,
+        documents: 0,
+    };
+    while let Some(part) = next_part() {
+        let part = part.map_err(StoreError::Invalid)?;
+        for t in &part.tenants {
+            let fresh = tx
+                .prepare_cached("INSERT OR IGNORE INTO import_tenants VALUES (?1)")
+                .and_then(|mut s| s.execute([t.tenant_id.as_str()]))
+                .map_err(backend)?;
+            if fresh == 0 {
+                return Err(StoreError::Invalid(format!(
+                    "tenant {} appears twice",
+                    t.tenant_id
+                )));
+            }
+            upsert_tenant(&tx, t)?;
+        }
+        for d in &part.documents {
+            let fresh = tx
+                .prepare_cached("INSERT OR IGNORE INTO import_documents VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute([d.tenant_id.as_str(), d.document_id.as_str()]))
+                .map_err(backend)?;
+            if fresh == 0 {
+                return Err(StoreError::Invalid(format!(
+                    "document {} of tenant {} appears twice",
+                    d.document_id, d.tenant_id
+                )));
+            }
+            tx.prepare_cached("INSERT OR IGNORE INTO import_refs VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute([d.tenant_id.as_str(), d.document_id.as_str()]))
+                .map_err(backend)?;
+            upsert_document(&tx, d)?;
+        }
+        summary.tenants += part.tenants.len();
+        summary.documents += part.documents.len();
+    }
+    let unknown: Option<(String, String)> = tx
+        .query_row(
+            "SELECT r.tenant_id, r.document_id FROM import_refs r
+             WHERE NOT EXISTS (SELECT 1 FROM tenants t WHERE t.tenant_id = r.tenant_id)
+             LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(backend)?;
+    if let Some((tenant, document)) = unknown {
+        return Err(StoreError::Invalid(format!(
+            "document {document} belongs to unknown tenant {tenant}"
+        )));
+    }
+    tx.execute_batch(
+        "DROP TABLE temp.import_tenants; DROP TABLE temp.import_documents;
+         DROP TABLE temp.import_refs;",
+    )
+    .map_err(backend)?;
+    tx.commit().map_err(backend)?;
+    Ok(summary)
 }
 
 /// Inserts spooled audit records, as they are, in one transaction.
@@ -613,112 +695,17 @@ impl Store for SqliteStore {
     }
 
     async fn import(&self, data: &DataSet) -> Result<ImportSummary, StoreError> {
-        let data = data.clone();
-        self.with_conn(move |c| {
-            let tx = c.transaction().map_err(backend)?;
-            {
-                let mut known = tx
-                    .prepare("SELECT 1 FROM tenants WHERE tenant_id = ?1")
-                    .map_err(backend)?;
-                data.check(|t| known.exists([t.as_str()]).unwrap_or(false))
-                    .map_err(StoreError::Invalid)?;
-            }
-            for t in &data.tenants {
-                upsert_tenant(&tx, t)?;
-            }
-            for d in &data.documents {
-                upsert_document(&tx, d)?;
-            }
-            tx.commit().map_err(backend)?;
-            Ok(ImportSummary {
-                tenants: data.tenants.len(),
-                documents: data.documents.len(),
-            })
-        })
-        .await
+        let mut data = Some(data.clone());
+        self.with_conn(move |c| import_into(c, || data.take().map(Ok)))
+            .await
     }
 
     async fn import_parts(
         &self,
         mut parts: tokio::sync::mpsc::Receiver<Result<DataSet, String>>,
     ) -> Result<ImportSummary, StoreError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut c = conn.lock();
-            let tx = c.transaction().map_err(backend)?;
-            // What DataSet::check does over a whole file, kept on disk:
-            // the file's tenants and documents (each once), and for each
-            // tenant a document names, the first such document.
-            tx.execute_batch(
-                "CREATE TEMP TABLE import_tenants (tenant_id TEXT PRIMARY KEY);
-                 CREATE TEMP TABLE import_documents (tenant_id TEXT, document_id TEXT,
-                     PRIMARY KEY (tenant_id, document_id));
-                 CREATE TEMP TABLE import_refs (tenant_id TEXT PRIMARY KEY, document_id TEXT);",
-            )
-            .map_err(backend)?;
-            let mut summary = ImportSummary {
-                tenants: 0,
-                documents: 0,
-            };
-            while let Some(part) = parts.blocking_recv() {
-                let part = part.map_err(StoreError::Invalid)?;
-                for t in &part.tenants {
-                    let fresh = tx
-                        .prepare_cached("INSERT OR IGNORE INTO import_tenants VALUES (?1)")
-                        .and_then(|mut s| s.execute([t.tenant_id.as_str()]))
-                        .map_err(backend)?;
-                    if fresh == 0 {
-                        return Err(StoreError::Invalid(format!(
-                            "tenant {} appears twice",
-                            t.tenant_id
-                        )));
-                    }
-                    upsert_tenant(&tx, t)?;
-                }
-                for d in &part.documents {
-                    let fresh = tx
-                        .prepare_cached("INSERT OR IGNORE INTO import_documents VALUES (?1, ?2)")
-                        .and_then(|mut s| s.execute([d.tenant_id.as_str(), d.document_id.as_str()]))
-                        .map_err(backend)?;
-                    if fresh == 0 {
-                        return Err(StoreError::Invalid(format!(
-                            "document {} of tenant {} appears twice",
-                            d.document_id, d.tenant_id
-                        )));
-                    }
-                    tx.prepare_cached("INSERT OR IGNORE INTO import_refs VALUES (?1, ?2)")
-                        .and_then(|mut s| s.execute([d.tenant_id.as_str(), d.document_id.as_str()]))
-                        .map_err(backend)?;
-                    upsert_document(&tx, d)?;
-                }
-                summary.tenants += part.tenants.len();
-                summary.documents += part.documents.len();
-            }
-            let unknown: Option<(String, String)> = tx
-                .query_row(
-                    "SELECT r.tenant_id, r.document_id FROM import_refs r
-                     WHERE NOT EXISTS (SELECT 1 FROM tenants t WHERE t.tenant_id = r.tenant_id)
-                     LIMIT 1",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(backend)?;
-            if let Some((tenant, document)) = unknown {
-                return Err(StoreError::Invalid(format!(
-                    "document {document} belongs to unknown tenant {tenant}"
-                )));
-            }
-            tx.execute_batch(
-                "DROP TABLE temp.import_tenants; DROP TABLE temp.import_documents;
-                 DROP TABLE temp.import_refs;",
-            )
-            .map_err(backend)?;
-            tx.commit().map_err(backend)?;
-            Ok(summary)
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+        self.with_conn(move |c| import_into(c, || parts.blocking_recv()))
+            .await
     }
 
     async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
@@ -829,30 +816,11 @@ impl Store for SqliteStore {
     }
 
     async fn put_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
-        let events = events.to_vec();
-        Self::on(self.audit.clone(), move |c| {
-            let tx = c.transaction().map_err(backend)?;
-            {
-                let mut stmt = tx
-                    .prepare(
-                        "INSERT OR IGNORE INTO audit (tenant_id, event_id, ts, expires_at, record)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )
-                    .map_err(backend)?;
-                for e in &events {
-                    stmt.execute(params![
-                        e.tenant_id,
-                        e.event_id,
-                        sortable_time(e.timestamp),
-                        audit_expiry(e),
-                        to_json(e)?
-                    ])
-                    .map_err(backend)?;
-                }
-            }
-            tx.commit().map_err(backend)
-        })
-        .await
+        let records = events
+            .iter()
+            .map(SpooledAudit::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::on(self.audit.clone(), move |c| insert_spooled(c, &records)).await
     }
 
     async fn audit_events(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {

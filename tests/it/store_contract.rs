@@ -267,16 +267,7 @@ async fn audit_contract(store: Arc<dyn Store>) {
     assert!(AuditCursor::decode("zz").is_err());
     assert!(AuditCursor::decode(&hex::encode("no-hash")).is_err());
     // Paging through with small pages meets every record once, in order.
-    let mut q = query("t1", start, end, 7);
-    let mut seen = Vec::new();
-    loop {
-        let page = store.audit_events(&q).await.unwrap();
-        seen.extend(page.events.into_iter().map(|e| e.event_id));
-        match page.next {
-            Some(n) => q.after = Some(n),
-            None => break,
-        }
-    }
+    let seen = paged_ids(store.as_ref(), query("t1", start, end, 7)).await;
     let expected: Vec<String> = t1.iter().map(|e| e.event_id.clone()).collect();
     assert_eq!(seen, expected);
     let (lo, hi) = (
@@ -309,16 +300,7 @@ async fn audit_contract(store: Arc<dyn Store>) {
         same.push(e);
     }
     store.put_audit(&same).await.unwrap();
-    let mut q = query("t3", start, instant, 4);
-    let mut seen = Vec::new();
-    loop {
-        let page = store.audit_events(&q).await.unwrap();
-        seen.extend(page.events.into_iter().map(|e| e.event_id));
-        match page.next {
-            Some(n) => q.after = Some(n),
-            None => break,
-        }
-    }
+    let seen = paged_ids(store.as_ref(), query("t3", start, instant, 4)).await;
     assert_eq!(
         seen,
         ["same-5", "same-4", "same-3", "same-2", "same-1", "same-0"]
@@ -464,4 +446,17 @@ async fn dynamodb_migrations_apply_record_and_roll_back() {
     let ddb = DynamoLocal::start(&jar).await;
     let store = store::open(&ddb.url("migrate-")).await.unwrap();
     migration_contract(store).await;
+}
+
+/// The event ids of every page of `q`, following the cursors.
+async fn paged_ids(store: &dyn Store, mut q: cedargate::store::AuditQuery) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let page = store.audit_events(&q).await.unwrap();
+        seen.extend(page.events.into_iter().map(|e| e.event_id));
+        match page.next {
+            Some(n) => q.after = Some(n),
+            None => return seen,
+        }
+    }
 }
