@@ -591,6 +591,20 @@ mod tests {
         ) -> Result<(Vec<Document>, bool), StoreError> {
             Ok((Vec::new(), false))
         }
+        async fn deleted_documents(
+            &self,
+            _: &TenantId,
+            _: Option<&DocumentId>,
+            _: usize,
+        ) -> Result<(Vec<Document>, Option<DocumentId>), StoreError> {
+            Ok((Vec::new(), None))
+        }
+        async fn build_index(&self, _: crate::store::Index) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn drop_index(&self, _: crate::store::Index) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
         async fn audit_events(
             &self,
             _: &crate::store::AuditQuery,

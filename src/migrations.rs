@@ -7,10 +7,19 @@
 //! 2. `0002-tenant-defaults`: tenants stored without the seed's `usage` or
 //!    `settings` get the defaults. Its record lists what it added, so a
 //!    rollback removes exactly that (unless the value changed since).
+//! 3. `0003-audit-filter-indexes`: a tenant's audit records by user, by
+//!    action and its denials (sparse), so the audit-log filters read what
+//!    they return. SQLite: expression indexes on the records; DynamoDB:
+//!    three global secondary indexes, the older records given their keys.
+//!    Rollback drops the indexes; filtered reads go back to reading the
+//!    range.
+//! 4. `0004-deleted-documents-index`: a sparse index of soft-deleted
+//!    documents, so retention reads the deleted documents only. Rollback
+//!    drops it.
 
 use serde_json::{json, Value};
 
-use crate::store::{raw_tenant_id, Store, StoreError};
+use crate::store::{raw_tenant_id, Index, Store, StoreError};
 
 pub const STEPS: &[(&str, &str)] = &[
     (
@@ -21,7 +30,24 @@ pub const STEPS: &[(&str, &str)] = &[
         "0002-tenant-defaults",
         "give tenants without usage or settings the seed's defaults",
     ),
+    (
+        "0003-audit-filter-indexes",
+        "index audit records by user, by action and denials",
+    ),
+    (
+        "0004-deleted-documents-index",
+        "index soft-deleted documents (sparse)",
+    ),
 ];
+
+/// The index a step builds, if it is an index step.
+fn index_of(step: &str) -> Option<Index> {
+    match step {
+        "0003-audit-filter-indexes" => Some(Index::AuditFilters),
+        "0004-deleted-documents-index" => Some(Index::DeletedDocuments),
+        _ => None,
+    }
+}
 
 /// What a run did (or, dry, would do).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -74,7 +100,18 @@ pub async fn migrate(store: &dyn Store, dry_run: bool) -> Result<Report, StoreEr
                 }
             }
             "0002-tenant-defaults" => tenant_defaults(store, id, dry_run, &mut report).await?,
-            _ => {}
+            step => {
+                let Some(index) = index_of(step) else {
+                    continue;
+                };
+                report.say(format!("{id}: {what}"));
+                if !dry_run {
+                    for line in store.build_index(index).await? {
+                        report.say(format!("{id}: {line}"));
+                    }
+                    store.record_migration(id, Some(&json!({}))).await?;
+                }
+            }
         }
     }
     Ok(report)
@@ -208,6 +245,15 @@ pub async fn rollback(store: &dyn Store, id: &str, dry_run: bool) -> Result<Repo
             ));
             if !dry_run {
                 store.put_raw_tenant(record).await?;
+            }
+        }
+    }
+    if let Some(index) = index_of(id) {
+        if dry_run {
+            report.say(format!("{id}: would drop its indexes"));
+        } else {
+            for line in store.drop_index(index).await? {
+                report.say(format!("{id}: {line}"));
             }
         }
     }

@@ -405,11 +405,11 @@ impl Run<'_> {
         let store = &self.job.store;
         let mut after = None;
         loop {
-            let (docs, more) = store
-                .documents_of(&t.tenant_id, after.as_ref(), PAGE)
+            // The deleted documents only (a sparse index once built).
+            let (docs, next) = store
+                .deleted_documents(&t.tenant_id, after.as_ref(), PAGE)
                 .await
                 .map_err(|e| e.to_string())?;
-            after = docs.last().map(|d| d.document_id.clone());
             for d in docs {
                 let (Some(deleted_at), Some(due)) =
                     (d.deleted_at, purge_after(&self.job.config, t, &d))
@@ -473,8 +473,9 @@ impl Run<'_> {
                     }
                 }
             }
-            if !more {
-                return Ok(());
+            match next {
+                Some(id) => after = Some(id),
+                None => return Ok(()),
             }
         }
     }

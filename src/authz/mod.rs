@@ -56,6 +56,16 @@ pub enum Effect {
     Deny,
 }
 
+impl Effect {
+    /// As recorded (`details.decision` of an audit record).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Allow => "Allow",
+            Effect::Deny => "Deny",
+        }
+    }
+}
+
 /// Why a request was denied, in words a client can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

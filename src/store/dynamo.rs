@@ -3,6 +3,8 @@
 //! reads are GetItem and Query, never Scan. A write and its change-log entry
 //! go in one transaction.
 
+mod indexes;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
@@ -16,11 +18,15 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
+use indexes::{add_audit_keys, audit_shard, document_from_item, document_item};
+
 use super::{
-    audit_expiry, audit_sort_key, page_of, sortable_time, tenant_version, AuditPage, AuditQuery,
-    Change, ChangeCursor, DynamoUrl, ImportSummary, Store, StoreError, UsageDelta,
+    audit_expiry, audit_sort_key, page_of, sortable_time, tenant_version, AuditCursor, AuditPage,
+    AuditQuery, Change, ChangeCursor, DynamoUrl, ImportSummary, Index, Store, StoreError,
+    UsageDelta,
 };
 use crate::audit::AuditEvent;
+use crate::authz::Effect;
 use crate::ids::{DocumentId, TenantId};
 use crate::model::{DataSet, Document, Tenant};
 
@@ -40,6 +46,8 @@ pub struct DynamoStore {
     changes: String,
     audit: String,
     migrations: String,
+    /// Which indexes reads may use ([`indexes`]).
+    built: indexes::BuiltCache,
 }
 
 fn err<E, R>(e: SdkError<E, R>) -> StoreError
@@ -102,6 +110,7 @@ impl DynamoStore {
             changes: format!("{p}changes"),
             audit: format!("{p}audit"),
             migrations: format!("{p}migrations"),
+            built: Default::default(),
         })
     }
 
@@ -432,7 +441,7 @@ impl Store for DynamoStore {
             .send()
             .await
             .map_err(err)?;
-        resp.item.map(from_item).transpose()
+        resp.item.map(document_from_item).transpose()
     }
 
     async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
@@ -593,7 +602,7 @@ impl Store for DynamoStore {
             .items
             .unwrap_or_default()
             .into_iter()
-            .map(from_item)
+            .map(document_from_item)
             .collect::<Result<Vec<Document>, _>>()?;
         let more = resp.last_evaluated_key.is_some_and(|k| !k.is_empty());
         Ok((docs, more))
@@ -634,7 +643,7 @@ impl Store for DynamoStore {
             )));
         }
         self.transact(vec![
-            self.put(&self.documents, to_item(document)?)?,
+            self.put(&self.documents, document_item(document)?)?,
             self.change_put(&Change::Document {
                 tenant_id: document.tenant_id.clone(),
                 document_id: document.document_id.clone(),
@@ -653,7 +662,7 @@ impl Store for DynamoStore {
         let old = to_item(expected)?;
         let mut put = Put::builder()
             .table_name(&self.documents)
-            .set_item(Some(to_item(document)?));
+            .set_item(Some(document_item(document)?));
         let mut conditions = Vec::new();
         for (i, (name, value)) in old.into_iter().enumerate() {
             conditions.push(format!("#a{i} = :v{i}"));
@@ -777,7 +786,7 @@ impl Store for DynamoStore {
                             })?);
                         }
                         Record::Document(d) => {
-                            items.push(self.put(&self.documents, to_item(d)?)?);
+                            items.push(self.put(&self.documents, document_item(d)?)?);
                             items.push(self.change_put(&Change::Document {
                                 tenant_id: d.tenant_id.clone(),
                                 document_id: d.document_id.clone(),
@@ -834,11 +843,17 @@ impl Store for DynamoStore {
     }
 
     async fn migrations(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
-        // A handful of items: the table holds one per migration step.
+        // A handful of items: the table holds one per migration step (and
+        // the index markers, which are the store's own).
         let mut out: Vec<(String, serde_json::Value)> = self
             .scan_all(&self.migrations)
             .await?
             .into_iter()
+            .filter(|item| {
+                item.get("id")
+                    .and_then(|v| v.as_s().ok())
+                    .is_none_or(|id| !id.starts_with(indexes::MARKER_PREFIX))
+            })
             .map(|item| {
                 let id = item
                     .get("id")
@@ -929,6 +944,7 @@ impl Store for DynamoStore {
                     "expiresAt".into(),
                     AttributeValue::N(audit_expiry(e).to_string()),
                 );
+                add_audit_keys(e, &mut item);
                 requests.push(
                     WriteRequest::builder()
                         .put_request(
@@ -986,7 +1002,10 @@ impl Store for DynamoStore {
                     let Some(AttributeValue::S(sk)) = item.remove("sk") else {
                         return Err(StoreError::Corrupt("audit item without sk".into()));
                     };
-                    all.push((sk, from_item::<AuditEvent>(item)?));
+                    let e = from_item::<AuditEvent>(item)?;
+                    if q.filter.matches(&e) {
+                        all.push((sk, e));
+                    }
                 }
                 match resp.last_evaluated_key() {
                     Some(k) if !k.is_empty() => start = Some(k.clone()),
@@ -998,9 +1017,95 @@ impl Store for DynamoStore {
         Ok(all.into_iter().map(|(_, e)| e).collect())
     }
 
-    /// One Query per shard, each newest first, merged; the page ends at the
-    /// `limit` newest records of all shards.
+    /// One Query per shard, each newest first, merged. A filter reads the
+    /// index of its most selective condition (user, action, denials) once
+    /// built; what the key does not answer is a FilterExpression.
     async fn audit_events(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let indexed = !q.filter.is_empty() && self.built().await.audit_filters;
+        match self.audit_page(q, indexed).await {
+            Err(e) if indexed => {
+                // Dropped since the markers were read: read the table.
+                tracing::warn!(error = %e, "audit index read failed; reading the table");
+                self.forget_built();
+                self.audit_page(q, false).await
+            }
+            page => page,
+        }
+    }
+
+    async fn build_index(&self, index: Index) -> Result<Vec<String>, StoreError> {
+        self.build(index).await
+    }
+
+    async fn drop_index(&self, index: Index) -> Result<Vec<String>, StoreError> {
+        self.drop(index).await
+    }
+
+    async fn deleted_documents(
+        &self,
+        tenant: &TenantId,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<(Vec<Document>, Option<DocumentId>), StoreError> {
+        if self.built().await.deleted_documents {
+            match self.deleted_page(tenant, after, limit, true).await {
+                Err(e) => {
+                    tracing::warn!(error = %e, "deleted-documents index read failed; reading the table");
+                    self.forget_built();
+                }
+                page => return page,
+            }
+        }
+        self.deleted_page(tenant, after, limit, false).await
+    }
+}
+
+/// Which records an audit read goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Table,
+    User,
+    Action,
+    Denials,
+}
+
+impl DynamoStore {
+    async fn audit_page(&self, q: &AuditQuery, indexed: bool) -> Result<AuditPage, StoreError> {
+        let f = &q.filter;
+        let via = match (indexed, &f.user, &f.action, f.decision) {
+            (false, ..) => Via::Table,
+            (true, Some(_), ..) => Via::User,
+            (true, None, Some(_), _) => Via::Action,
+            (true, None, None, Some(Effect::Deny)) => Via::Denials,
+            (true, ..) => Via::Table,
+        };
+        let (index, key_attr) = match via {
+            Via::Table => (None, "pk"),
+            Via::User => (Some(indexes::AUDIT_BY_USER), indexes::USER_KEY),
+            Via::Action => (Some(indexes::AUDIT_BY_ACTION), indexes::ACTION_KEY),
+            Via::Denials => (Some(indexes::AUDIT_DENIALS), indexes::DENIED_KEY),
+        };
+        // The conditions the key does not answer.
+        let mut conditions = Vec::new();
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        if let (Some(u), false) = (&f.user, via == Via::User) {
+            conditions.push("#user = :user");
+            names.insert("#user".to_string(), "userId".to_string());
+            values.insert(":user".to_string(), s(u));
+        }
+        if let (Some(a), false) = (&f.action, via == Via::Action) {
+            conditions.push("#act = :act");
+            names.insert("#act".to_string(), "action".to_string());
+            values.insert(":act".to_string(), s(a));
+        }
+        if let (Some(d), false) = (f.decision, via == Via::Denials) {
+            conditions.push("#details.#dec = :dec");
+            names.insert("#details".to_string(), "details".to_string());
+            names.insert("#dec".to_string(), "decision".to_string());
+            values.insert(":dec".to_string(), s(d.as_str()));
+        }
+        let filtered = !conditions.is_empty();
         let lo = sortable_time(q.from);
         let top = format!("{}#\u{10FFFF}", sortable_time(q.to));
         let hi = match &q.after {
@@ -1009,24 +1114,48 @@ impl Store for DynamoStore {
         };
         let want = q.limit.saturating_add(1);
         let mut all: Vec<(String, AuditEvent)> = Vec::new();
+        // Per shard that stopped before its end, the last key it read:
+        // below the highest of them, not every shard has been read.
+        let mut boundary: Option<String> = None;
         for shard in 0..AUDIT_SHARDS {
+            let tenant = &q.tenant;
+            let key = match via {
+                Via::Table | Via::Denials => format!("{tenant}#{shard}"),
+                Via::User => format!("{tenant}#{shard}#{}", f.user.as_deref().unwrap_or("")),
+                Via::Action => format!("{tenant}#{shard}#{}", f.action.as_deref().unwrap_or("")),
+            };
             let mut start = None;
             let mut got = 0usize;
             loop {
-                let resp = self
+                let mut query = self
                     .client
                     .query()
                     .table_name(&self.audit)
-                    .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-                    .expression_attribute_values(":pk", s(&format!("{}#{shard}", q.tenant)))
+                    .set_index_name(index.map(str::to_string))
+                    .key_condition_expression("#k = :pk AND sk BETWEEN :lo AND :hi")
+                    .expression_attribute_names("#k", key_attr)
+                    .expression_attribute_values(":pk", s(&key))
                     .expression_attribute_values(":lo", s(&lo))
                     .expression_attribute_values(":hi", s(&hi))
                     .scan_index_forward(false)
-                    .limit(i32::try_from(want.min(1000)).unwrap_or(1000))
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(err)?;
+                    .set_exclusive_start_key(start);
+                query = if filtered {
+                    // Limit counts the items read, not those that match:
+                    // one call of up to 1,000 per shard and page.
+                    let mut query = query
+                        .filter_expression(conditions.join(" AND "))
+                        .limit(1000);
+                    for (k, v) in &names {
+                        query = query.expression_attribute_names(k, v);
+                    }
+                    for (k, v) in &values {
+                        query = query.expression_attribute_values(k, v.clone());
+                    }
+                    query
+                } else {
+                    query.limit(i32::try_from(want.min(1000)).unwrap_or(1000))
+                };
+                let resp = query.send().await.map_err(err)?;
                 for mut item in resp.items().iter().cloned() {
                     let sk = match item.remove("sk") {
                         Some(AttributeValue::S(sk)) => sk,
@@ -1039,15 +1168,89 @@ impl Store for DynamoStore {
                     all.push((sk, from_item::<AuditEvent>(item)?));
                     got += 1;
                 }
-                match resp.last_evaluated_key() {
-                    Some(k) if !k.is_empty() && got < want => start = Some(k.clone()),
-                    _ => break,
+                let last = resp.last_evaluated_key().filter(|k| !k.is_empty()).cloned();
+                match last {
+                    Some(k) if got < want && !filtered => start = Some(k),
+                    Some(k) => {
+                        if let Some(AttributeValue::S(sk)) = k.get("sk") {
+                            if boundary.as_ref().is_none_or(|b| sk > b) {
+                                boundary = Some(sk.clone());
+                            }
+                        }
+                        break;
+                    }
+                    None => break,
                 }
             }
         }
+        if let Some(b) = &boundary {
+            all.retain(|(sk, _)| sk >= b);
+        }
         all.sort_by(|a, b| b.0.cmp(&a.0));
         all.truncate(want);
-        Ok(page_of(all.into_iter().map(|(_, e)| e).collect(), q.limit))
+        let mut page = page_of(all.into_iter().map(|(_, e)| e).collect(), q.limit);
+        if page.next.is_none() {
+            page.next = boundary.map(AuditCursor::from_key);
+        }
+        Ok(page)
+    }
+
+    /// One page of a tenant's deleted documents: through the sparse index,
+    /// or (before it is built) the tenant's documents with a filter.
+    async fn deleted_page(
+        &self,
+        tenant: &TenantId,
+        after: Option<&DocumentId>,
+        limit: usize,
+        indexed: bool,
+    ) -> Result<(Vec<Document>, Option<DocumentId>), StoreError> {
+        let start = after.map(|d| {
+            let mut key = HashMap::from([
+                ("tenantId".to_string(), s(tenant.as_str())),
+                ("documentId".to_string(), s(d.as_str())),
+            ]);
+            if indexed {
+                key.insert(indexes::DELETED_KEY.to_string(), s(tenant.as_str()));
+            }
+            key
+        });
+        let query = self
+            .client
+            .query()
+            .table_name(&self.documents)
+            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+            .set_exclusive_start_key(start)
+            .expression_attribute_values(":t", s(tenant.as_str()));
+        let query = if indexed {
+            query
+                .index_name(indexes::DELETED_DOCUMENTS)
+                .key_condition_expression("#k = :t")
+                .expression_attribute_names("#k", indexes::DELETED_KEY)
+        } else {
+            query
+                .key_condition_expression("tenantId = :t")
+                .filter_expression("attribute_type(#d, :str)")
+                .expression_attribute_names("#d", "deletedAt")
+                .expression_attribute_values(":str", s("S"))
+        };
+        let resp = query.send().await.map_err(err)?;
+        let docs = resp
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(document_from_item)
+            .collect::<Result<Vec<Document>, _>>()?;
+        let next = match resp.last_evaluated_key {
+            Some(k) if !k.is_empty() => match k.get("documentId") {
+                Some(AttributeValue::S(id)) => Some(
+                    DocumentId::parse(id.as_str())
+                        .map_err(|e| StoreError::Corrupt(format!("document id: {e}")))?,
+                ),
+                _ => return Err(StoreError::Corrupt("page key without documentId".into())),
+            },
+            _ => None,
+        };
+        Ok((docs, next))
     }
 }
 
@@ -1100,6 +1303,5 @@ const BATCH_WRITE_MAX: usize = 25;
 /// `tenant#shard`, the shard chosen from the event id so that writing the
 /// same record again hits the same key.
 fn audit_pk(tenant: &str, event_id: &str) -> String {
-    let shard = crc32fast::hash(event_id.as_bytes()) % AUDIT_SHARDS;
-    format!("{tenant}#{shard}")
+    format!("{tenant}#{}", audit_shard(event_id))
 }

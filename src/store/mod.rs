@@ -18,6 +18,7 @@ pub use sqlite::SqliteStore;
 use chrono::{DateTime, Utc};
 
 use crate::audit::AuditEvent;
+use crate::authz::Effect;
 use crate::ids::{DocumentId, TenantId};
 use crate::model::{DataSet, Document, Tenant};
 
@@ -70,6 +71,17 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&DocumentId>,
         limit: usize,
     ) -> Result<(Vec<Document>, bool), StoreError>;
+    /// A tenant's soft-deleted documents in id order after `after`, at
+    /// most `limit`, and the id to continue after (`None`: no more). A page
+    /// may be short, even empty, and still continue. Read through a sparse
+    /// index of deleted documents once [`Index::DeletedDocuments`] is built:
+    /// proportional to the deleted documents, not to all of them.
+    async fn deleted_documents(
+        &self,
+        tenant: &TenantId,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<(Vec<Document>, Option<DocumentId>), StoreError>;
     /// Applies `delta` to the tenant's usage, atomically, with a
     /// change-log entry. An unknown tenant is a no-op.
     async fn add_usage(&self, tenant: &TenantId, delta: &UsageDelta) -> Result<(), StoreError>;
@@ -145,6 +157,13 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         state: Option<&serde_json::Value>,
     ) -> Result<(), StoreError>;
+    /// Builds an index (a migration step): creates it and fills it from
+    /// the records already stored. Idempotent and resumable; says what it
+    /// did, line by line.
+    async fn build_index(&self, index: Index) -> Result<Vec<String>, StoreError>;
+    /// Removes an index (the step's rollback). Reads that used it go back
+    /// to reading without it; no record changes.
+    async fn drop_index(&self, index: Index) -> Result<Vec<String>, StoreError>;
     /// Every tenant record as stored, whether or not it is a valid
     /// `Tenant` (maintenance only: a Scan on DynamoDB).
     async fn raw_tenants(&self) -> Result<Vec<serde_json::Value>, StoreError>;
@@ -181,8 +200,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Option<Result<(), StoreError>> {
         None
     }
-    /// One page of a tenant's audit records with `from <= timestamp <= to`,
-    /// newest first.
+    /// One page of a tenant's audit records with `from <= timestamp <= to`
+    /// that match the query's filter, newest first. A filtered page may
+    /// hold fewer than `limit` records and still have a `next` cursor: the
+    /// store read what one call reads and the caller continues from there.
     async fn audit_events(&self, query: &AuditQuery) -> Result<AuditPage, StoreError>;
     /// Every record `query` matches (its limit and cursor aside), newest
     /// first: maintenance reads (verify, export).
@@ -250,6 +271,50 @@ pub struct AuditQuery {
     pub limit: usize,
     /// Continue after this record (a previous page's `next`).
     pub after: Option<AuditCursor>,
+    /// Only the records that match.
+    pub filter: AuditFilter,
+}
+
+/// Which audit records a query returns: those that match every condition
+/// given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// The acting user (`userId`).
+    pub user: Option<String>,
+    /// The action, exactly as recorded.
+    pub action: Option<String>,
+    /// Decisions with this outcome (`details.decision`); records that are
+    /// not decisions never match.
+    pub decision: Option<Effect>,
+}
+
+impl AuditFilter {
+    pub fn is_empty(&self) -> bool {
+        self.user.is_none() && self.action.is_none() && self.decision.is_none()
+    }
+
+    pub fn matches(&self, e: &AuditEvent) -> bool {
+        self.user
+            .as_ref()
+            .is_none_or(|u| e.user_id.as_deref() == Some(u))
+            && self.action.as_ref().is_none_or(|a| &e.action == a)
+            && self
+                .decision
+                .is_none_or(|d| e.details["decision"].as_str() == Some(d.as_str()))
+    }
+}
+
+/// The indexes migration steps build, beyond the tables' own keys
+/// (docs/dynamodb.md lists the access patterns each serves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Index {
+    /// A tenant's audit records by user, by action and (sparse) its
+    /// denials, each newest first: the audit-log filters read what they
+    /// return.
+    AuditFilters,
+    /// A tenant's soft-deleted documents (sparse): retention reads the
+    /// deleted documents, not all of them.
+    DeletedDocuments,
 }
 
 impl AuditQuery {
@@ -260,6 +325,7 @@ impl AuditQuery {
             to,
             limit: limit.max(1),
             after: None,
+            filter: AuditFilter::default(),
         }
     }
 }
@@ -279,6 +345,11 @@ pub struct AuditCursor(String);
 impl AuditCursor {
     pub(crate) fn of(e: &AuditEvent) -> Self {
         AuditCursor(audit_sort_key(e))
+    }
+
+    /// The cursor after a stored sort key (`time#eventId`).
+    pub(crate) fn from_key(key: String) -> Self {
+        AuditCursor(key)
     }
 
     /// The sort key the cursor stands after.

@@ -12,10 +12,11 @@ use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    page_of, raw_tenant_id, sortable_time, tenant_version, AuditPage, AuditQuery, Change,
-    ChangeCursor, ImportSummary, SpooledAudit, Store, StoreError, UsageDelta,
+    page_of, raw_tenant_id, sortable_time, tenant_version, AuditCursor, AuditPage, AuditQuery,
+    Change, ChangeCursor, ImportSummary, Index, SpooledAudit, Store, StoreError, UsageDelta,
 };
 use crate::audit::AuditEvent;
+use crate::authz::Effect;
 use crate::ids::{DocumentId, TenantId};
 use crate::model::{DataSet, Document, Tenant};
 
@@ -412,6 +413,144 @@ fn insert_spooled(c: &mut Connection, records: &[SpooledAudit]) -> Result<(), St
     tx.commit().map_err(backend)
 }
 
+/// The indexes a migration step builds: name and statement. The audit
+/// indexes are on the record's own fields (expression indexes), so they
+/// need no new column and no backfill, and a filter reads the same records
+/// with or without them.
+fn indexes_of(index: Index) -> &'static [(&'static str, &'static str)] {
+    match index {
+        Index::AuditFilters => &[
+            (
+                "audit_by_user",
+                "CREATE INDEX audit_by_user ON audit
+                 (tenant_id, json_extract(record, '$.userId'), ts, event_id)",
+            ),
+            (
+                "audit_by_action",
+                "CREATE INDEX audit_by_action ON audit
+                 (tenant_id, json_extract(record, '$.action'), ts, event_id)",
+            ),
+            (
+                "audit_denials",
+                "CREATE INDEX audit_denials ON audit (tenant_id, ts, event_id)
+                 WHERE json_extract(record, '$.details.decision') = 'Deny'",
+            ),
+        ],
+        Index::DeletedDocuments => &[(
+            "documents_deleted",
+            "CREATE INDEX documents_deleted ON documents (tenant_id, document_id)
+             WHERE deleted_at IS NOT NULL",
+        )],
+    }
+}
+
+fn has_index(c: &Connection, name: &str) -> Result<bool, StoreError> {
+    c.prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1")
+        .and_then(|mut s| s.exists([name]))
+        .map_err(backend)
+}
+
+/// Rows one filtered read examines when the filter indexes are not built.
+const FILTER_SCAN_ROWS: usize = 2000;
+
+/// One page of a filtered audit read. With the filter indexes built, the
+/// conditions go to SQLite, which reads the matching records through them
+/// (the decision condition is the partial index's own text). Without them,
+/// at most [`FILTER_SCAN_ROWS`] records of the range are read and filtered
+/// here, and the page ends with a cursor where the reading stopped.
+fn filtered_audit(c: &Connection, q: &AuditQuery) -> Result<AuditPage, StoreError> {
+    let end = (sortable_time(q.to), "\u{10FFFF}".to_string());
+    let below = match &q.after {
+        Some(cur) => {
+            let (t, id) = cur.key().split_once('#').unwrap_or((cur.key(), ""));
+            end.min((t.to_string(), id.to_string()))
+        }
+        None => end,
+    };
+    let indexed = indexes_of(Index::AuditFilters)
+        .iter()
+        .try_fold(true, |all, (name, _)| {
+            Ok::<_, StoreError>(all && has_index(c, name)?)
+        })?;
+    let f = &q.filter;
+    let mut sql = String::from(
+        "SELECT record FROM audit WHERE tenant_id = ?1 AND ts >= ?2 AND (ts, event_id) < (?3, ?4)",
+    );
+    let mut values: Vec<String> = Vec::new();
+    let scan = if indexed {
+        if let Some(u) = &f.user {
+            values.push(u.clone());
+            sql.push_str(&format!(
+                " AND json_extract(record, '$.userId') = ?{}",
+                5 + values.len()
+            ));
+        }
+        if let Some(a) = &f.action {
+            values.push(a.clone());
+            sql.push_str(&format!(
+                " AND json_extract(record, '$.action') = ?{}",
+                5 + values.len()
+            ));
+        }
+        match f.decision {
+            Some(Effect::Deny) => {
+                sql.push_str(" AND json_extract(record, '$.details.decision') = 'Deny'")
+            }
+            Some(Effect::Allow) => {
+                sql.push_str(" AND json_extract(record, '$.details.decision') = 'Allow'")
+            }
+            None => {}
+        }
+        q.limit.saturating_add(1)
+    } else {
+        FILTER_SCAN_ROWS.max(q.limit.saturating_add(1))
+    };
+    sql.push_str(" ORDER BY ts DESC, event_id DESC LIMIT ?5");
+    let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+    let mut params: Vec<&dyn rusqlite::ToSql> = Vec::new();
+    let tenant = q.tenant.as_str();
+    let from = sortable_time(q.from);
+    let scan_i64 = i64::try_from(scan).unwrap_or(i64::MAX);
+    params.extend([
+        &tenant as &dyn rusqlite::ToSql,
+        &from,
+        &below.0,
+        &below.1,
+        &scan_i64,
+    ]);
+    for v in &values {
+        params.push(v);
+    }
+    let rows = stmt
+        .query_map(params.as_slice(), |r| r.get::<_, String>(0))
+        .map_err(backend)?;
+    let mut examined = 0usize;
+    let mut last = None;
+    let mut events: Vec<AuditEvent> = Vec::new();
+    for row in rows {
+        let e: AuditEvent = from_json(&row.map_err(backend)?)?;
+        examined += 1;
+        let at = AuditCursor::of(&e);
+        if indexed || f.matches(&e) {
+            if events.len() == q.limit {
+                // A match past the page: it is full and more follow.
+                let next = events.last().map(AuditCursor::of);
+                return Ok(AuditPage { events, next });
+            }
+            events.push(e);
+        }
+        last = Some(at);
+    }
+    // Unindexed, a read that stopped at its row budget continues after
+    // the last record it examined.
+    let next = if !indexed && examined == scan {
+        last
+    } else {
+        None
+    };
+    Ok(AuditPage { events, next })
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -566,6 +705,41 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             page(rows, limit)
+        })
+        .await
+    }
+
+    async fn deleted_documents(
+        &self,
+        tenant: &TenantId,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<(Vec<Document>, Option<DocumentId>), StoreError> {
+        let tenant = tenant.clone();
+        let after = after.map(|d| d.as_str().to_string()).unwrap_or_default();
+        // The condition is the partial index's own (`documents_deleted`),
+        // so SQLite reads the index when it is there.
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT record FROM documents
+                     WHERE tenant_id = ?1 AND deleted_at IS NOT NULL AND document_id > ?2
+                     ORDER BY document_id LIMIT ?3",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        tenant.as_str(),
+                        after,
+                        i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+                    ],
+                    |r| r.get::<_, String>(0),
+                )
+                .map_err(backend)?;
+            let (docs, more) = page::<Document>(rows, limit)?;
+            let next = docs.last().filter(|_| more).map(|d| d.document_id.clone());
+            Ok((docs, next))
         })
         .await
     }
@@ -823,9 +997,62 @@ impl Store for SqliteStore {
         Self::on(self.audit.clone(), move |c| insert_spooled(c, &records)).await
     }
 
+    async fn build_index(&self, index: Index) -> Result<Vec<String>, StoreError> {
+        let conn = match index {
+            Index::AuditFilters => self.audit.clone(),
+            Index::DeletedDocuments => self.conn.clone(),
+        };
+        Self::on(conn, move |c| {
+            let mut said = Vec::new();
+            // One transaction: all of the step's indexes or none.
+            let tx = c.transaction().map_err(backend)?;
+            for (name, sql) in indexes_of(index) {
+                let exists = has_index(&tx, name)?;
+                if !exists {
+                    tx.execute_batch(sql).map_err(backend)?;
+                }
+                said.push(format!(
+                    "index {name}: {}",
+                    if exists { "already there" } else { "created" }
+                ));
+            }
+            tx.commit().map_err(backend)?;
+            Ok(said)
+        })
+        .await
+    }
+
+    async fn drop_index(&self, index: Index) -> Result<Vec<String>, StoreError> {
+        let conn = match index {
+            Index::AuditFilters => self.audit.clone(),
+            Index::DeletedDocuments => self.conn.clone(),
+        };
+        Self::on(conn, move |c| {
+            let mut said = Vec::new();
+            let tx = c.transaction().map_err(backend)?;
+            for (name, _) in indexes_of(index) {
+                let exists = has_index(&tx, name)?;
+                if exists {
+                    tx.execute_batch(&format!("DROP INDEX {name}"))
+                        .map_err(backend)?;
+                }
+                said.push(format!(
+                    "index {name}: {}",
+                    if exists { "dropped" } else { "not there" }
+                ));
+            }
+            tx.commit().map_err(backend)?;
+            Ok(said)
+        })
+        .await
+    }
+
     async fn audit_events(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
         let q = q.clone();
-        self.with_conn(move |c| {
+        self.read(move |c| {
+            if !q.filter.is_empty() {
+                return filtered_audit(c, &q);
+            }
             // One upper bound on (ts, event_id): the end of the range or,
             // when lower, the cursor. A single row-value bound lets SQLite
             // start the index scan there (with two separate bounds it

@@ -396,6 +396,21 @@ impl store::Store for FlakyStore {
         self.check()?;
         self.inner.documents_of(tenant, after, limit).await
     }
+    async fn deleted_documents(
+        &self,
+        tenant: &TenantId,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<(Vec<cedargate::model::Document>, Option<DocumentId>), store::StoreError> {
+        self.check()?;
+        self.inner.deleted_documents(tenant, after, limit).await
+    }
+    async fn build_index(&self, index: store::Index) -> Result<Vec<String>, store::StoreError> {
+        self.inner.build_index(index).await
+    }
+    async fn drop_index(&self, index: store::Index) -> Result<Vec<String>, store::StoreError> {
+        self.inner.drop_index(index).await
+    }
     async fn audit_events(
         &self,
         q: &store::AuditQuery,

@@ -24,4 +24,5 @@ mod retention;
 mod scale;
 mod search;
 mod store_contract;
+mod store_indexes;
 mod tokens;

@@ -390,7 +390,15 @@ async fn migration_contract(store: Arc<dyn Store>) {
         .into_iter()
         .map(|(id, _)| id)
         .collect();
-    assert_eq!(ids, ["0001-tables", "0002-tenant-defaults"]);
+    assert_eq!(
+        ids,
+        [
+            "0001-tables",
+            "0002-tenant-defaults",
+            "0003-audit-filter-indexes",
+            "0004-deleted-documents-index"
+        ]
+    );
 
     let again = migrations::migrate(store.as_ref(), false).await.unwrap();
     assert!(
@@ -408,7 +416,7 @@ async fn migration_contract(store: Arc<dyn Store>) {
         "{back:?}"
     );
     assert!(store.get_tenant(&tid("t1")).await.is_err());
-    assert_eq!(store.migrations().await.unwrap().len(), 1);
+    assert_eq!(store.migrations().await.unwrap().len(), 3);
     assert!(
         migrations::rollback(store.as_ref(), "0002-tenant-defaults", false)
             .await
