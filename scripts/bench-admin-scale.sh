@@ -4,7 +4,11 @@
 # documents), copies it, adds AUDIT synthetic audit records for the biggest
 # tenant (t00000) straight into SQLite (scripts/bench_admin.py seed: the
 # record shape the sidecar writes, over 90 days, Pareto-skewed users), then
-# times each management query one request at a time:
+# times each management query one request at a time; then builds the
+# index steps (cedargate-admin migrate: 0003 audit filters, 0004 deleted
+# documents), timed, and times the queries again; then a retention run
+# over a copy of the 1M-document store without and with the
+# deleted-documents index:
 #   WORK=/path/of/bench-scale scripts/bench-admin-scale.sh [AUDIT]
 # Default AUDIT: 10000000. Not part of the test command.
 set -euo pipefail
@@ -32,13 +36,50 @@ mint() { "$bin/cedargate" token mint --key "$keys/dev-key.pem" --ttl-secs 7200 "
 admin_token=$(mint --sub pam --tenant t00001 --groups platform-admin)
 tenant_token=$(mint --sub u0 --tenant t00000 --groups admin --clearance 3)
 
-RUST_LOG=error "$bin/cedargate-admin" serve --listen "127.0.0.1:$port" --store "sqlite:$db" \
-  --audit-spool "$WORK/admin-spool" --jwks-file "$keys/jwks.json" \
-  --issuer https://cedargate.invalid/dev --audience cedargate-dev --allow-dev-keys &
-pid=$!
-for _ in $(seq 200); do
-  curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null && break
-  sleep 0.05
-done
-echo "== management queries (machine: $(nproc) vCPU), one at a time, keep-alive"
+serve() {
+  RUST_LOG=error "$bin/cedargate-admin" serve --listen "127.0.0.1:$port" --store "sqlite:$db" \
+    --audit-spool "$WORK/admin-spool" --jwks-file "$keys/jwks.json" \
+    --issuer https://cedargate.invalid/dev --audience cedargate-dev --allow-dev-keys &
+  pid=$!
+  for _ in $(seq 200); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null && break
+    sleep 0.05
+  done
+}
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
+
+if [ -z "${SKIP_BEFORE:-}" ]; then
+  "$bin/cedargate-admin" migrate --store "sqlite:$db" --rollback 0003-audit-filter-indexes \
+    --audit-spool "$WORK/admin-spool" >/dev/null 2>&1 || true
+  serve
+  echo "== management queries without the filter indexes (machine: $(nproc) vCPU), one at a time, keep-alive"
+  python3 scripts/bench_admin.py measure "http://127.0.0.1:$port" "$admin_token" "$tenant_token" t00000
+  stop
+fi
+
+echo "== cedargate-admin migrate (builds the index steps)"
+/usr/bin/time -f "migrate: %e s, peak RSS %M KiB" \
+  "$bin/cedargate-admin" migrate --store "sqlite:$db" --audit-spool "$WORK/admin-spool" | grep -E "000[34]"
+ls -la "$db" | awk '{printf "store file with the indexes: %.0f MiB\n", $5/1048576}'
+serve
+echo "== management queries with the filter indexes"
 python3 scripts/bench_admin.py measure "http://127.0.0.1:$port" "$admin_token" "$tenant_token" t00000
+stop
+
+echo "== retention over the 1M-document store (a copy), without and with the deleted-documents index"
+for indexed in no yes; do
+  copy="$WORK/retention.db"
+  rm -f "$copy" "$copy"-*
+  cp "$WORK/store.db" "$copy"
+  if [ "$indexed" = yes ]; then
+    "$bin/cedargate-admin" migrate --store "sqlite:$copy" --audit-spool "$WORK/retention-spool" >/dev/null
+  fi
+  for run in first again; do
+    /usr/bin/time -f "index $indexed, $run run: %e s, peak RSS %M KiB" \
+      "$bin/cedargate-admin" retention run --store "sqlite:$copy" --audit-spool "$WORK/retention-spool" \
+      --json > "$WORK/retention-$indexed-$run.json"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("  tenants checked:", r["tenantsChecked"], "documents purged:", r["documentsPurged"], "failures:", len(r["failures"]))' \
+      "$WORK/retention-$indexed-$run.json" || true
+  done
+done
+rm -f "$WORK/retention.db"*

@@ -14,8 +14,9 @@ use super::{
 };
 use crate::audit::ocsf::to_ocsf;
 use crate::authz::Effect;
-use crate::ids::TenantId;
+use crate::ids::{DocumentId, TenantId};
 use crate::model::{Tenant, TenantStatus};
+use crate::retention::purge_after;
 use crate::sidecar::http::{json_response, parse_json, read_body, ApiError, Body};
 use crate::sidecar::AppState;
 use crate::store::{tenant_version, AuditCursor, AuditFilter, AuditQuery};
@@ -59,6 +60,10 @@ pub(super) async fn route(
         [id, "export"] => match method {
             Method::POST => export(state, caller, &tenant_id(id)?).await,
             _ => Ok(not_allowed("POST")),
+        },
+        [id, "documents"] => match method {
+            Method::GET => documents(state, &req, caller, &tenant_id(id)?).await,
+            _ => Ok(not_allowed("GET")),
         },
         [id, "documents", doc, rest @ ..] => {
             super::documents::route(state, req, caller, &tenant_id(id)?, doc, rest).await
@@ -557,6 +562,78 @@ async fn usage(
             "storageGB": left(u.storage_gb, l.max_storage_gb),
             "queriesThisMonth": left(u.queries_this_month, l.max_queries_per_month),
         },
+    })))
+}
+
+/// A page of the tenant's document ACLs in id order: live ones (the
+/// default, `deleted=exclude`), all (`include`) or the soft-deleted ones
+/// with when each is purged (`only`, through the deleted-documents index).
+/// Tenant administrators and platform administrators (`ListDocuments`).
+async fn documents(
+    state: &AppState,
+    req: &Request<Incoming>,
+    caller: &Caller,
+    id: &TenantId,
+) -> Result<Response<Body>, ApiError> {
+    authorize(state, caller, "ListDocuments", id).await?;
+    let q = query(req);
+    let limit = limit(&q, 100, 1000)?;
+    let deleted = q.get("deleted").map(String::as_str).unwrap_or("exclude");
+    if !["exclude", "include", "only"].contains(&deleted) {
+        return Err(ApiError::bad_request(
+            "invalid_deleted",
+            "`deleted` is exclude, include or only",
+        ));
+    }
+    let after = match q.get("cursor") {
+        None => None,
+        Some(c) => Some(
+            hex::decode(c)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| DocumentId::parse(s).ok())
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "invalid page cursor"))?,
+        ),
+    };
+    let store = state.engine.cache().store();
+    let (mut docs, next) = if deleted == "only" {
+        store
+            .deleted_documents(id, after.as_ref(), limit)
+            .await
+            .map_err(store_error)?
+    } else {
+        let (docs, more) = store
+            .documents_of(id, after.as_ref(), limit)
+            .await
+            .map_err(store_error)?;
+        let next = docs.last().filter(|_| more).map(|d| d.document_id.clone());
+        (docs, next)
+    };
+    if deleted == "exclude" {
+        // A page may come back short; `next` goes on.
+        docs.retain(|d| d.deleted_at.is_none());
+    }
+    let tenant = if docs.iter().any(|d| d.deleted_at.is_some()) {
+        Some(load(state, id).await?)
+    } else {
+        None
+    };
+    let items: Vec<Value> = docs
+        .iter()
+        .map(|d| {
+            let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+            let due = tenant
+                .as_ref()
+                .and_then(|t| purge_after(&caller.lifecycle.retention, t, d));
+            if let (Some(due), Some(obj)) = (due, v.as_object_mut()) {
+                obj.insert("purgeAfter".into(), json!(due));
+            }
+            v
+        })
+        .collect();
+    Ok(ok(&json!({
+        "documents": items,
+        "next": next.map(|n| hex::encode(n.as_str())),
     })))
 }
 

@@ -1227,3 +1227,115 @@ async fn filtered_audit_reads_stop_at_their_budget_and_continue_by_cursor() {
     assert_eq!(found, expected);
     app.shutdown().await;
 }
+
+/// `GET /v1/tenants/{id}/documents`: every page once, live by default,
+/// deleted ones with when they are purged; another tenant's listing reads
+/// like a missing tenant's.
+#[tokio::test]
+async fn the_document_listing() {
+    let (app, keys) = spawn_admin_app(|_| {}).await;
+    let p = people(&keys);
+    let ids = |deleted: Option<bool>| -> Vec<String> {
+        let mut ids: Vec<String> = fixture()
+            .documents
+            .iter()
+            .filter(|d| d.tenant_id.as_str() == "t1")
+            .filter(|d| deleted.is_none_or(|x| d.deleted_at.is_some() == x))
+            .map(|d| d.document_id.to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let pages = |query: &'static str, token: String| {
+        let app = &app;
+        async move {
+            let mut seen = Vec::new();
+            let mut path = format!("/v1/tenants/t1/documents?limit=2{query}");
+            for _ in 0..100 {
+                let r = call(app, &token, Method::GET, &path, &[], None).await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+                let body = r.json();
+                seen.extend(body["documents"].as_array().unwrap().iter().cloned());
+                match body["next"].as_str() {
+                    Some(c) => path = format!("/v1/tenants/t1/documents?limit=2{query}&cursor={c}"),
+                    None => return seen,
+                }
+            }
+            panic!("the cursors never end");
+        }
+    };
+    let id_list = |docs: &[Value]| -> Vec<String> {
+        docs.iter()
+            .map(|d| d["documentId"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let live = pages("", p.t1_admin.clone()).await;
+    assert_eq!(id_list(&live), ids(Some(false)));
+    assert!(live.iter().all(|d| d.get("purgeAfter").is_none()));
+    let deleted = pages("&deleted=only", p.t1_admin.clone()).await;
+    assert_eq!(id_list(&deleted), ids(Some(true)));
+    assert!(!deleted.is_empty());
+    assert!(
+        deleted.iter().all(|d| d["purgeAfter"].is_string()),
+        "{deleted:?}"
+    );
+    let all = pages("&deleted=include", p.platform.clone()).await;
+    assert_eq!(id_list(&all), ids(None));
+
+    // Refusals: a viewer, another tenant's administrator (like a tenant
+    // that does not exist), bad parameters.
+    let r = call(
+        &app,
+        &p.t1_viewer,
+        Method::GET,
+        "/v1/tenants/t1/documents",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let t2_admin = keys.token("bea", "t2", &["admin"], |_| {});
+    let other = call(
+        &app,
+        &t2_admin,
+        Method::GET,
+        "/v1/tenants/t1/documents",
+        &[],
+        None,
+    )
+    .await;
+    let missing = call(
+        &app,
+        &t2_admin,
+        Method::GET,
+        "/v1/tenants/zz-none/documents",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
+    assert_eq!((other.status, &other.body), (missing.status, &missing.body));
+    for bad in ["deleted=maybe", "cursor=zz", "limit=0", "limit=1001"] {
+        let r = call(
+            &app,
+            &p.t1_admin,
+            Method::GET,
+            &format!("/v1/tenants/t1/documents?{bad}"),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.body);
+    }
+    let r = call(
+        &app,
+        &p.t1_admin,
+        Method::POST,
+        "/v1/tenants/t1/documents",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    app.shutdown().await;
+}

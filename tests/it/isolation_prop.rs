@@ -28,6 +28,7 @@ const FILE_TYPES: &[&str] = &["pdf", "docx", "exe"];
 const FEATURES: &[&str] = &["export", "audit-logs", "sso"];
 const MANAGEMENT: &[&str] = &[
     "ViewUsage",
+    "ListDocuments",
     "ViewAuditLogs",
     "Export",
     "ManageTenant",

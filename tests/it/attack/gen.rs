@@ -10,10 +10,11 @@ use super::{Attempt, Rule, Sent, Server, Surface};
 pub use crate::helpers::Rng;
 
 pub const DOC_ACTIONS: [&str; 5] = ["Read", "Update", "Delete", "Share", "Restore"];
-pub const TENANT_ACTIONS: [&str; 12] = [
+pub const TENANT_ACTIONS: [&str; 13] = [
     "CreateDocument",
     "Search",
     "ViewUsage",
+    "ListDocuments",
     "ViewAuditLogs",
     "Export",
     "ManageTenant",
@@ -549,7 +550,7 @@ pub fn admin(rng: &mut Rng, attackers: &[Attacker], n: usize, out: &mut Vec<Atte
         let doc_body =
             json!({"visibility": "public", "fileType": "pdf", "sizeBytes": 1, "ownerId": a.user})
                 .to_string();
-        let (method, path, body): (&str, String, String) = match rng.below(14) {
+        let (method, path, body): (&str, String, String) = match rng.below(16) {
             0 => ("GET", format!("/v1/tenants/{v}"), String::new()),
             1 => (
                 "PUT",
@@ -594,6 +595,16 @@ pub fn admin(rng: &mut Rng, attackers: &[Attacker], n: usize, out: &mut Vec<Atte
                 "POST",
                 "/v1/tenants".into(),
                 tenant_body(v, &name).to_string(),
+            ),
+            13 => (
+                "GET",
+                format!("/v1/tenants/{v}/documents?limit=5&deleted=include"),
+                String::new(),
+            ),
+            14 => (
+                "GET",
+                format!("/v1/tenants/{v}/documents?deleted=only"),
+                String::new(),
             ),
             _ => ("GET", "/v1/tenants?limit=500".into(), String::new()),
         };
