@@ -130,6 +130,19 @@ def measure(base, admin, tenant_admin, tenant):
         if not cursor:
             break
     report("GET /v1/tenants?limit=100, every page", times, f"{seen} tenants")
+    # The biggest tenant's documents, pages of 100 to the end; its deleted ones.
+    for name, query in [("", "live"), ("&deleted=only", "soft-deleted")]:
+        times, cursor, seen = [], None, 0
+        while len(times) < 5000:
+            path = f"/v1/tenants/{tenant}/documents?limit=100{name}" + (
+                f"&cursor={urllib.parse.quote(cursor)}" if cursor else "")
+            took, body = c.get(path, tenant_admin)
+            times.append(took)
+            seen += len(body["documents"])
+            cursor = body.get("next")
+            if not cursor:
+                break
+        report(f"GET …/documents?limit=100{name}, every page", times, f"{seen} {query} documents")
     # Audit logs: newest page, a time range, each filter, deep cursors.
     audit = f"/v1/tenants/{tenant}/audit-logs"
     now = datetime.now(timezone.utc)

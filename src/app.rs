@@ -194,6 +194,11 @@ impl App {
             ),
         );
         let (avp, pulled) = avp_stores(&settings.avp, &policies, &identity).await?;
+        let tenant_claim = match &identity {
+            Identity::Jwt(v) => v.config().claims.tenant.clone(),
+            Identity::Trusted => crate::identity::ClaimNames::default().tenant,
+        };
+        let auth = crate::audit::auth::AuthEvents::new(audit.clone(), tenant_claim);
         let state = Arc::new(AppState {
             engine,
             config: settings.sidecar.clone(),
@@ -202,6 +207,7 @@ impl App {
             audit,
             avp: Arc::new(avp),
             planner: Arc::new(crate::search::Planner::new(settings.search.clone())),
+            auth,
         });
         Ok(App {
             state,
@@ -260,6 +266,13 @@ impl App {
                 let _ = rx.wait_for(|stop| *stop).await;
             },
         ));
+        let mut rx = stop_rx.clone();
+        let auth = tokio::spawn(self.state.auth.clone().flush_loop(
+            self.settings.auth_flush_interval,
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            },
+        ));
         let mut pullers = Vec::new();
         for p in &self.pulled {
             let mut rx = stop_rx.clone();
@@ -284,6 +297,7 @@ impl App {
         let _ = watcher.await;
         let _ = follower.await;
         let _ = counter.await;
+        let _ = auth.await;
         for p in pullers {
             let _ = p.await;
         }

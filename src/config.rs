@@ -103,6 +103,7 @@ struct FileConfig {
     reload_interval_ms: Option<u64>,
     change_poll_interval_ms: Option<u64>,
     usage_flush_interval_ms: Option<u64>,
+    auth_flush_interval_ms: Option<u64>,
     #[serde(default)]
     cache: FileCache,
     #[serde(default)]
@@ -219,6 +220,9 @@ pub struct Settings {
     pub change_poll_interval: Duration,
     /// How often counted searches are added to the tenants' usage.
     pub usage_flush_interval: Duration,
+    /// How often refused tokens, counted per source and reason, are
+    /// written as authentication records (crate::audit::auth).
+    pub auth_flush_interval: Duration,
     pub audit: AuditConfig,
     /// Recovery window, archives and schedule of the retention job
     /// (`cedargate-admin`).
@@ -260,6 +264,7 @@ impl Settings {
             reload_interval: Duration::from_millis(250),
             change_poll_interval: Duration::from_millis(200),
             usage_flush_interval: Duration::from_secs(1),
+            auth_flush_interval: Duration::from_secs(10),
             audit: AuditConfig::new(default_spool_dir(&store)),
             retention: RetentionConfig::new(default_archive_dir(&store)),
             avp: vec![crate::avp::StoreConfig::git(crate::avp::DEFAULT_GIT_STORE)],
@@ -350,6 +355,9 @@ impl Settings {
         }
         if let Some(ms) = file.usage_flush_interval_ms {
             s.usage_flush_interval = Duration::from_millis(ms.max(10));
+        }
+        if let Some(ms) = file.auth_flush_interval_ms {
+            s.auth_flush_interval = Duration::from_millis(ms.max(10));
         }
         if let Some(f) = file.forward_auth {
             s.forward_auth = f;

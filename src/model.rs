@@ -301,6 +301,12 @@ impl DataSet {
     pub fn check(&self, mut known_tenant: impl FnMut(&TenantId) -> bool) -> Result<(), String> {
         let mut tenants = BTreeSet::new();
         for t in &self.tenants {
+            if t.tenant_id.as_str() == crate::audit::auth::PLATFORM_PARTITION {
+                return Err(format!(
+                    "tenant id {} is reserved (the platform's audit partition)",
+                    t.tenant_id
+                ));
+            }
             if !tenants.insert(&t.tenant_id) {
                 return Err(format!("tenant {} appears twice", t.tenant_id));
             }

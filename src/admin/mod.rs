@@ -160,7 +160,7 @@ async fn caller(
     peer: SocketAddr,
     lifecycle: Lifecycle,
 ) -> Result<Caller, ApiError> {
-    let principal = principal::from_token(state, req.headers()).await?;
+    let principal = principal::from_token(state, req.headers(), peer, "admin").await?;
     Ok(Caller {
         principal,
         meta: request_meta(req.headers(), peer),

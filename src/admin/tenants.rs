@@ -193,6 +193,12 @@ fn tenant_from_body(bytes: &[u8], id: Option<&TenantId>) -> Result<Tenant, ApiEr
     }
     let t: Tenant = serde_json::from_value(value)
         .map_err(|e| ApiError::bad_request("invalid_tenant", e.to_string()))?;
+    if t.tenant_id.as_str() == crate::audit::auth::PLATFORM_PARTITION {
+        return Err(ApiError::bad_request(
+            "invalid_tenant",
+            "this tenant id is reserved (the platform's audit partition)",
+        ));
+    }
     validate(&t)?;
     Ok(t)
 }

@@ -7,6 +7,7 @@
 //! [`ocsf`] renders records as OCSF events.
 
 mod appender;
+pub mod auth;
 mod drainer;
 pub mod ocsf;
 pub mod spool;

@@ -74,6 +74,38 @@ impl JwtConfig {
     }
 }
 
+/// What the record of a token's first verified use says of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignIn {
+    /// `jti`, else the first 32 hex digits of the token's SHA-256.
+    pub token_id: String,
+    pub issued_at: Option<i64>,
+    pub expires_at: i64,
+    /// `client_id` (access tokens), else `aud` (ID tokens).
+    pub client_id: Option<String>,
+}
+
+impl SignIn {
+    fn of(token: &str, claims: &serde_json::Value, exp: i64) -> Self {
+        use sha2::Digest;
+        let text = |name: &str| {
+            claims
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .map(|s| s.chars().take(128).collect::<String>())
+        };
+        SignIn {
+            token_id: text("jti").unwrap_or_else(|| {
+                let digest = sha2::Sha256::digest(token.as_bytes());
+                hex::encode(&digest[..16])
+            }),
+            issued_at: claims.get("iat").and_then(serde_json::Value::as_i64),
+            expires_at: exp,
+            client_id: text("client_id").or_else(|| text("aud")),
+        }
+    }
+}
+
 /// Why a token was refused. The text is safe to return to the caller: it
 /// never echoes the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -154,6 +186,15 @@ impl Verifier {
 
     /// Verifies a compact JWS and returns the principal it names.
     pub async fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        self.verify_fresh(token).await.map(|(p, _)| p)
+    }
+
+    /// Like [`Verifier::verify`]; also, on the token's first verified use
+    /// (not in the cache of verified tokens), what its sign-in record says.
+    pub async fn verify_fresh(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, Option<SignIn>), TokenError> {
         if token.len() > self.config.max_token_bytes {
             return Err(TokenError::Oversized(self.config.max_token_bytes));
         }
@@ -161,7 +202,7 @@ impl Verifier {
         {
             let mut verified = self.verified.lock();
             match verified.get(token) {
-                Some(v) if now < v.until => return Ok(v.principal.clone()),
+                Some(v) if now < v.until => return Ok((v.principal.clone(), None)),
                 Some(_) => {
                     verified.pop(token);
                     return Err(TokenError::Expired);
@@ -169,23 +210,19 @@ impl Verifier {
                 None => {}
             }
         }
-        let (principal, exp) = self.verify_signed(token).await?;
+        let (claims, exp) = self.checked_claims(token).await?;
+        let principal = claims::principal(&self.config.claims, &claims)?;
         let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(0);
-        self.verified.lock().put(
+        let before = self.verified.lock().put(
             token.to_string(),
             Verified {
                 principal: principal.clone(),
                 until: exp.saturating_add(leeway),
             },
         );
-        Ok(principal)
-    }
-
-    /// The full check: header, key, signature, claims. Returns the
-    /// principal and the token's `exp`.
-    async fn verify_signed(&self, token: &str) -> Result<(Principal, i64), TokenError> {
-        let (claims, exp) = self.checked_claims(token).await?;
-        Ok((claims::principal(&self.config.claims, &claims)?, exp))
+        // Verified meanwhile by a concurrent first use: that one signed in.
+        let sign_in = before.is_none().then(|| SignIn::of(token, &claims, exp));
+        Ok((principal, sign_in))
     }
 
     /// Verifies a token as [`Verifier::verify`] does (signature, issuer,

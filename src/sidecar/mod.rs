@@ -77,6 +77,8 @@ pub struct AppState {
     pub avp: Arc<crate::avp::PolicyStores>,
     /// Search plans (`/v1/authorize/plan`, forward-auth search filters).
     pub planner: Arc<crate::search::Planner>,
+    /// Authentication records: refused tokens and sign-ins.
+    pub auth: Arc<crate::audit::auth::AuthEvents>,
 }
 
 /// A server's request handler: state, request, peer address → response.

@@ -306,7 +306,15 @@ async fn tokens_never_reach_a_record() {
     let store = app.store.clone();
     app.shutdown().await;
     let records = stored(store.as_ref()).await;
-    assert_eq!(records.len(), 3);
+    // Three decisions and the token's sign-in.
+    assert_eq!(records.len(), 4);
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.action == "Authenticate" && r.success)
+            .count(),
+        1
+    );
     let unrouted = records.iter().find(|r| r.event_id == unrouted_id).unwrap();
     assert!(!unrouted.success);
     assert_eq!(unrouted.details["reason"], "unmapped_route");

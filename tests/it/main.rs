@@ -4,6 +4,7 @@ mod admin;
 mod admin_fields;
 mod attack;
 mod audit;
+mod auth_events;
 mod avp;
 mod avp_source;
 mod avp_standin;

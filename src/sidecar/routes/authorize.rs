@@ -43,7 +43,7 @@ pub(super) async fn single(
 ) -> Result<Response<Body>, ApiError> {
     let (head, bytes) = read_body(req, state.config.max_body_bytes).await?;
     let wire: AuthorizeWire = parse_json(&bytes)?;
-    let verified = principal::resolve(state, &head.headers, wire.principal.as_ref()).await?;
+    let verified = principal::resolve(state, &head.headers, peer, wire.principal.as_ref()).await?;
     let request = wire.into_request(verified).inspect_err(|_| {
         state.engine.metrics().bad_requests.inc();
     })?;
@@ -65,7 +65,7 @@ pub(super) async fn batch(
     let wire: BatchWire = parse_json(&bytes)?;
     // One principal for the whole batch in token mode; each item names its
     // own in trusted mode.
-    let verified = principal::resolve(state, &head.headers, None).await?;
+    let verified = principal::resolve(state, &head.headers, peer, None).await?;
     let max = state.config.max_batch;
     if wire.requests.is_empty() || wire.requests.len() > max {
         return Err(ApiError::bad_request(

@@ -215,7 +215,7 @@ pub(super) async fn handle(
     req: Request<Incoming>,
     peer: std::net::SocketAddr,
 ) -> Result<Response<Body>, ApiError> {
-    let principal = principal::from_token(state, req.headers()).await?;
+    let principal = principal::from_token(state, req.headers(), peer, "forward-auth").await?;
     let orig = original(&req, state.routes.convention)?;
     let meta = super::request_meta(req.headers(), peer);
     let refuse = async |reason: &str| -> Result<Response<Body>, ApiError> {

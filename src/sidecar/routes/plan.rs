@@ -57,7 +57,7 @@ pub(super) async fn plan(
 ) -> Result<Response<Body>, ApiError> {
     let (head, bytes) = read_body(req, state.config.max_body_bytes).await?;
     let wire: PlanWire = parse_json(&bytes)?;
-    let verified = principal::resolve(state, &head.headers, wire.principal.as_ref()).await?;
+    let verified = principal::resolve(state, &head.headers, peer, wire.principal.as_ref()).await?;
     let principal = match (verified, wire.principal) {
         (Some(p), _) => p,
         (None, Some(p)) => Principal {

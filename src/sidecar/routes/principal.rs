@@ -1,6 +1,8 @@
 //! Who is asking: the principal of a request, from a verified bearer token
 //! (token mode) or from the body (trusted mode). Mixing the two is refused.
 
+use std::net::SocketAddr;
+
 use hyper::header::AUTHORIZATION;
 use hyper::HeaderMap;
 
@@ -23,10 +25,14 @@ pub(super) fn token(headers: &HeaderMap) -> Result<Option<&str>, TokenError> {
     }
 }
 
-/// Verifies the request's token (token mode). Missing or bad → 401.
+/// Verifies the request's token (token mode). Missing or bad → 401, and
+/// counted for an authentication record; a token's first verified use
+/// leaves a sign-in record (crate::audit::auth). `surface`: which API.
 pub(crate) async fn from_token(
     state: &AppState,
     headers: &HeaderMap,
+    peer: SocketAddr,
+    surface: &'static str,
 ) -> Result<Principal, ApiError> {
     let Identity::Jwt(verifier) = &state.identity else {
         return Err(ApiError::bad_request(
@@ -34,13 +40,27 @@ pub(crate) async fn from_token(
             "this endpoint needs token identity (--identity jwt)",
         ));
     };
-    let token = token(headers)
-        .map_err(|e| ApiError::unauthorized(&e))?
-        .ok_or_else(|| ApiError::unauthorized(&TokenError::Missing))?;
-    verifier.verify(token).await.map_err(|e| {
-        tracing::debug!(error = %e, "token refused");
-        ApiError::unauthorized(&e)
-    })
+    let verified = match token(headers) {
+        Err(e) => Err((e, None)),
+        Ok(None) => Err((TokenError::Missing, None)),
+        Ok(Some(t)) => verifier.verify_fresh(t).await.map_err(|e| (e, Some(t))),
+    };
+    let now = chrono::Utc::now();
+    match verified {
+        Ok((principal, sign_in)) => {
+            if let Some(s) = sign_in {
+                let meta = super::request_meta(headers, peer);
+                state.auth.signed_in(&principal, &s, &meta, surface, now);
+            }
+            Ok(principal)
+        }
+        Err((e, token)) => {
+            tracing::debug!(error = %e, "token refused");
+            let meta = super::request_meta(headers, peer);
+            state.auth.refused(&e, token, &meta, surface, now);
+            Err(ApiError::unauthorized(&e))
+        }
+    }
 }
 
 /// The principal of a native-API request: the token's in token mode (a body
@@ -48,6 +68,7 @@ pub(crate) async fn from_token(
 pub(super) async fn resolve(
     state: &AppState,
     headers: &HeaderMap,
+    peer: SocketAddr,
     body: Option<&PrincipalWire>,
 ) -> Result<Option<Principal>, ApiError> {
     match &state.identity {
@@ -58,7 +79,7 @@ pub(super) async fn resolve(
                     "the principal comes from the bearer token; remove `principal` from the body",
                 ));
             }
-            from_token(state, headers).await.map(Some)
+            from_token(state, headers, peer, "sidecar").await.map(Some)
         }
         Identity::Trusted => {
             if headers.contains_key(AUTHORIZATION) {
