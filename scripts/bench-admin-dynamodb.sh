@@ -5,7 +5,10 @@
 # then the sidecar answers the generated request mix for SECONDS with the
 # durable audit (real audit records, written through the store), then
 # `cedargate-admin serve` is timed one request at a time
-# (scripts/bench_admin.py measure).
+# (scripts/bench_admin.py measure) without the index steps, then
+# `cedargate-admin migrate` builds them (timed: it gives the records
+# already written their index keys, then creates the GSIs) and the queries
+# are timed again.
 #   scripts/bench-admin-dynamodb.sh [TENANTS] [DOCUMENTS] [SECONDS]
 # Defaults: 1000 100000 60. Not part of the test command.
 set -euo pipefail
@@ -34,6 +37,9 @@ sleep 1
 export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
 url="dynamodb://bench-?region=us-east-1&endpoint=http://127.0.0.1:$ddb"
 "$bin/cedargate-admin" migrate --store "$url" --audit-spool "$work/spool-admin" >/dev/null
+for step in 0004-deleted-documents-index 0003-audit-filter-indexes; do
+  "$bin/cedargate-admin" migrate --store "$url" --audit-spool "$work/spool-admin" --rollback "$step" >/dev/null
+done
 echo "== import into DynamoDB Local"
 start=$(date +%s.%N)
 /usr/bin/time -f "import: %e s, peak RSS %M KiB" \
@@ -58,11 +64,23 @@ wait "$sidecar" 2>/dev/null || true
 mint() { "$bin/cedargate" token mint --key "$work/keys/dev-key.pem" --ttl-secs 7200 "$@"; }
 admin_token=$(mint --sub pam --tenant t00001 --groups platform-admin)
 tenant_token=$(mint --sub u0 --tenant t00000 --groups admin --clearance 3)
-port=$(free_port)
-RUST_LOG=error "$bin/cedargate-admin" serve --listen "127.0.0.1:$port" --store "$url" \
-  --audit-spool "$work/spool-serve" --jwks-file "$work/keys/jwks.json" \
-  --issuer https://cedargate.invalid/dev --audience cedargate-dev --allow-dev-keys &
-pids+=($!)
-wait_port "$port"
-echo "== management queries on DynamoDB Local (machine: $(nproc) vCPU), one at a time, keep-alive"
+serve() {
+  port=$(free_port)
+  RUST_LOG=error "$bin/cedargate-admin" serve --listen "127.0.0.1:$port" --store "$url" \
+    --audit-spool "$work/spool-serve" --jwks-file "$work/keys/jwks.json" \
+    --issuer https://cedargate.invalid/dev --audience cedargate-dev --allow-dev-keys &
+  admin=$!
+  pids+=($admin)
+  wait_port "$port"
+}
+serve
+echo "== management queries on DynamoDB Local without the index steps (machine: $(nproc) vCPU), one at a time, keep-alive"
+python3 scripts/bench_admin.py measure "http://127.0.0.1:$port" "$admin_token" "$tenant_token" t00000
+kill "$admin"
+wait "$admin" 2>/dev/null || true
+echo "== cedargate-admin migrate (the index steps)"
+/usr/bin/time -f "migrate: %e s, peak RSS %M KiB" \
+  "$bin/cedargate-admin" migrate --store "$url" --audit-spool "$work/spool-admin" | grep -E "000[34]"
+serve
+echo "== management queries on DynamoDB Local with the indexes"
 python3 scripts/bench_admin.py measure "http://127.0.0.1:$port" "$admin_token" "$tenant_token" t00000

@@ -314,7 +314,9 @@ fn import_into(
     c: &mut Connection,
     mut next_part: impl FnMut() -> Option<Result<DataSet, String>>,
 ) -> Result<ImportSummary, StoreError> {
-    let tx = c.transaction().map_err(backend)?;
+    let tx = c
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend)?;
     // What DataSet::check does over a whole file, kept on disk:
     // the file's tenants and documents (each once), and for each
     // tenant a document names, the first such document.
@@ -389,7 +391,9 @@ fn import_into(
 
 /// Inserts spooled audit records, as they are, in one transaction.
 fn insert_spooled(c: &mut Connection, records: &[SpooledAudit]) -> Result<(), StoreError> {
-    let tx = c.transaction().map_err(backend)?;
+    let tx = c
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend)?;
     {
         let mut stmt = tx
             .prepare_cached(
@@ -592,7 +596,9 @@ impl Store for SqliteStore {
     async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let tenant = tenant.clone();
         self.with_conn(move |c| {
-            let tx = c.transaction().map_err(backend)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
             upsert_tenant(&tx, &tenant)?;
             tx.commit().map_err(backend)
         })
@@ -773,7 +779,9 @@ impl Store for SqliteStore {
     async fn put_document(&self, document: &Document) -> Result<(), StoreError> {
         let document = document.clone();
         self.with_conn(move |c| {
-            let tx = c.transaction().map_err(backend)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
             let known: bool = tx
                 .query_row(
                     "SELECT 1 FROM tenants WHERE tenant_id = ?1",
@@ -965,7 +973,9 @@ impl Store for SqliteStore {
         let id = raw_tenant_id(record)?;
         let text = to_json(record)?;
         self.with_conn(move |c| {
-            let tx = c.transaction().map_err(backend)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
             tx.execute(
                 "UPDATE tenants SET record = ?2, updated_at = ?3 WHERE tenant_id = ?1",
                 params![id.as_str(), text, now()],
@@ -1005,7 +1015,9 @@ impl Store for SqliteStore {
         Self::on(conn, move |c| {
             let mut said = Vec::new();
             // One transaction: all of the step's indexes or none.
-            let tx = c.transaction().map_err(backend)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
             for (name, sql) in indexes_of(index) {
                 let exists = has_index(&tx, name)?;
                 if !exists {
@@ -1029,7 +1041,9 @@ impl Store for SqliteStore {
         };
         Self::on(conn, move |c| {
             let mut said = Vec::new();
-            let tx = c.transaction().map_err(backend)?;
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
             for (name, _) in indexes_of(index) {
                 let exists = has_index(&tx, name)?;
                 if exists {
