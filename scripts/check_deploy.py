@@ -193,12 +193,15 @@ class Model:
         if isinstance(v, dict) and "Ref" in v and self.kind(v["Ref"]) == "AWS::ECS::TaskDefinition":
             return "task-definition"
         text = join_text(v)
-        m = re.search(r":table/(?:\$\{TablePrefix\}|cedargate-)([a-z]+)$", text)
+        # A table, or its indexes (`table:audit/index/*`).
+        m = re.search(r":table/(?:\$\{TablePrefix\}|cedargate-)([a-z]+)(/index/[\w.*-]+)?$", text)
         if m:
-            return f"table:{m.group(1)}"
+            return f"table:{m.group(1)}{m.group(2) or ''}"
         m = re.fullmatch(r"\$\{(\w+)\.Arn\}(/.*)", text)
         if m and self.kind(m.group(1)) == "AWS::S3::Bucket":
             return "bucket" + m.group(2)
+        if m and m.group(1) in self.tables and re.fullmatch(r"/index/[\w.*-]+", m.group(2)):
+            return f"table:{self.tables[m.group(1)]}{m.group(2)}"
         return text
 
     def role_name(self, lid):
@@ -350,7 +353,7 @@ def check_cdk(directory):
                 docs.extend(p["PolicyDocument"] for p in r["Properties"].get("Policies", []))
             for doc in docs:
                 for _, _, res in m.rights(doc):
-                    if res.startswith("table:") and res[6:] not in suffixes:
+                    if res.startswith("table:") and res[6:].split("/")[0] not in suffixes:
                         fail(f"{path}: IAM names table {res[6:]}, not one of {sorted(suffixes)}")
                     if ":dynamodb:" in res:
                         fail(f"{path}: IAM names a table ARN the check cannot read: {res}")

@@ -174,6 +174,9 @@ impl App {
         )
         .await?;
         metrics.set_policy_revision(&snapshot.revision);
+        if settings.metrics.per_tenant {
+            metrics.set_per_tenant(settings.metrics.max_tenants);
+        }
         let policies: PolicyHandle = Arc::new(ArcSwap::from_pointee(snapshot));
         let cache = Arc::new(EntityCache::new(
             store,

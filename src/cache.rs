@@ -583,6 +583,21 @@ mod tests {
         ) -> Result<(), StoreError> {
             Ok(())
         }
+        async fn add_decisions(
+            &self,
+            _: &TenantId,
+            _: &str,
+            _: &[(String, crate::authz::Effect, u64)],
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn decisions_in(
+            &self,
+            _: &TenantId,
+            _: &str,
+        ) -> Result<Vec<(String, crate::authz::Effect, u64)>, StoreError> {
+            Ok(Vec::new())
+        }
         async fn documents_of(
             &self,
             _: &TenantId,

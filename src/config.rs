@@ -90,6 +90,25 @@ pub struct ServeArgs {
     pub audit_spool: Option<PathBuf>,
 }
 
+/// `[metrics]`: per-tenant labels on decision metrics, off by default (a
+/// label per tenant is a series per tenant), and then capped.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub per_tenant: bool,
+    /// Tenants with their own label; the rest are `other`.
+    pub max_tenants: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            per_tenant: false,
+            max_tenants: 100,
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -114,6 +133,8 @@ struct FileConfig {
     audit: FileAudit,
     #[serde(default)]
     retention: FileRetention,
+    #[serde(default)]
+    metrics: MetricsConfig,
     avp: Option<FileAvp>,
 }
 
@@ -223,6 +244,7 @@ pub struct Settings {
     /// How often refused tokens, counted per source and reason, are
     /// written as authentication records (crate::audit::auth).
     pub auth_flush_interval: Duration,
+    pub metrics: MetricsConfig,
     pub audit: AuditConfig,
     /// Recovery window, archives and schedule of the retention job
     /// (`cedargate-admin`).
@@ -265,6 +287,7 @@ impl Settings {
             change_poll_interval: Duration::from_millis(200),
             usage_flush_interval: Duration::from_secs(1),
             auth_flush_interval: Duration::from_secs(10),
+            metrics: MetricsConfig::default(),
             audit: AuditConfig::new(default_spool_dir(&store)),
             retention: RetentionConfig::new(default_archive_dir(&store)),
             avp: vec![crate::avp::StoreConfig::git(crate::avp::DEFAULT_GIT_STORE)],
@@ -359,6 +382,7 @@ impl Settings {
         if let Some(ms) = file.auth_flush_interval_ms {
             s.auth_flush_interval = Duration::from_millis(ms.max(10));
         }
+        s.metrics = file.metrics;
         if let Some(f) = file.forward_auth {
             s.forward_auth = f;
         }

@@ -9,7 +9,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::authz::Effect;
+use crate::ids::TenantId;
+
 type Labels = Vec<(&'static str, &'static str)>;
+type OwnedLabels = Vec<(&'static str, String)>;
 
 /// Counters of one cache.
 #[derive(Clone, Default)]
@@ -182,6 +186,11 @@ pub struct Metrics {
     avp_decisions: Family<Labels, Counter>,
     avp_errors: Family<Labels, Counter>,
     avp_pulls: Family<Labels, Counter>,
+    by_action: Family<OwnedLabels, Counter>,
+    by_tenant: Family<OwnedLabels, Counter>,
+    /// Per-tenant labels: off (`None`), or the tenants admitted so far and
+    /// how many may be (the rest are counted as `other`).
+    per_tenant: parking_lot::Mutex<Option<(std::collections::HashSet<TenantId>, usize)>>,
 }
 
 impl Metrics {
@@ -318,8 +327,24 @@ impl Metrics {
             "Refreshes of policy stores pulled from Verified Permissions, by result",
             avp_pulls.clone(),
         );
+        let by_action = Family::<OwnedLabels, Counter>::default();
+        registry.register(
+            "decisions_by_action",
+            "Authorization decisions by action and decision",
+            by_action.clone(),
+        );
+        let by_tenant = Family::<OwnedLabels, Counter>::default();
+        registry.register(
+            "tenant_decisions",
+            "Authorization decisions by the caller's tenant, action and decision \
+             ([metrics] per_tenant; tenants past max_tenants are `other`)",
+            by_tenant.clone(),
+        );
         Metrics {
             registry,
+            by_action,
+            by_tenant,
+            per_tenant: parking_lot::Mutex::new(None),
             allow,
             deny,
             fail_closed,
@@ -339,6 +364,45 @@ impl Metrics {
             avp_errors,
             avp_pulls,
         }
+    }
+
+    /// Turns per-tenant decision labels on, for at most `max_tenants`
+    /// tenants (the first seen); the others are labelled `other`.
+    pub fn set_per_tenant(&self, max_tenants: usize) {
+        *self.per_tenant.lock() = Some((std::collections::HashSet::new(), max_tenants));
+    }
+
+    /// A decision by action (bounded: the schema's actions) and, when on,
+    /// by tenant.
+    pub fn count_action(&self, tenant: &TenantId, action: &str, decision: Effect) {
+        let d = match decision {
+            Effect::Allow => "allow",
+            Effect::Deny => "deny",
+        };
+        self.by_action
+            .get_or_create(&vec![
+                ("action", action.to_string()),
+                ("decision", d.to_string()),
+            ])
+            .inc();
+        let label = match &mut *self.per_tenant.lock() {
+            None => return,
+            Some((seen, max)) => {
+                if seen.contains(tenant) || seen.len() < *max {
+                    seen.insert(tenant.clone());
+                    tenant.as_str().to_string()
+                } else {
+                    "other".to_string()
+                }
+            }
+        };
+        self.by_tenant
+            .get_or_create(&vec![
+                ("tenant", label),
+                ("action", action.to_string()),
+                ("decision", d.to_string()),
+            ])
+            .inc();
     }
 
     /// A decision of the Verified Permissions API.

@@ -301,9 +301,9 @@ impl DataSet {
     pub fn check(&self, mut known_tenant: impl FnMut(&TenantId) -> bool) -> Result<(), String> {
         let mut tenants = BTreeSet::new();
         for t in &self.tenants {
-            if t.tenant_id.as_str() == crate::audit::auth::PLATFORM_PARTITION {
+            if t.tenant_id.as_str().starts_with('_') {
                 return Err(format!(
-                    "tenant id {} is reserved (the platform's audit partition)",
+                    "tenant id {}: ids starting with `_` are reserved",
                     t.tenant_id
                 ));
             }

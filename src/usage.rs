@@ -1,43 +1,104 @@
-//! Usage counting: allowed `Search` decisions are counted per tenant in
-//! memory and added to the store's `queriesThisMonth` in one atomic write
-//! per tenant per interval (each with a change-log entry, so every
-//! sidecar's cache, and with it the `maxQueriesPerMonth` quota, sees the new
-//! count). A count that cannot be written is kept for the next round.
+//! Usage counting, in memory, written in one atomic write per tenant per
+//! interval (never a write per request):
+//!
+//! - allowed `Search` decisions are added to the store's
+//!   `queriesThisMonth` (each write with a change-log entry, so every
+//!   sidecar's cache, and with it the `maxQueriesPerMonth` quota, sees the
+//!   new count);
+//! - every decision is counted per tenant (the caller's), action and
+//!   outcome in the UTC month it was made ([`Store::add_decisions`]): the
+//!   tenant's API usage (`GET /v1/tenants/{id}/usage?month=`).
+//!
+//! A count that cannot be written is kept for the next round.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Datelike, TimeZone, Utc};
 use parking_lot::Mutex;
 
+use crate::authz::Effect;
 use crate::ids::TenantId;
 use crate::model::current_month;
 use crate::store::{Store, UsageDelta};
 
-/// Queries counted and not yet written, per tenant.
+/// Decisions of one tenant in one month, by action and outcome.
+type Decisions = HashMap<(String, Effect), u64>;
+
+/// Counts not yet written.
 #[derive(Default)]
-pub struct QueryCounter {
-    pending: Mutex<HashMap<TenantId, u64>>,
+pub struct UsageCounter {
+    queries: Mutex<HashMap<TenantId, u64>>,
+    decisions: Mutex<Pending>,
 }
 
-impl QueryCounter {
+#[derive(Default)]
+struct Pending {
+    /// The month being counted, when it starts and ends (Unix seconds).
+    month: String,
+    starts: i64,
+    ends: i64,
+    counts: HashMap<(TenantId, String), Decisions>,
+}
+
+/// `YYYY-MM` of `now`, and when that month starts and ends.
+fn month_of(now: DateTime<Utc>) -> (String, i64, i64) {
+    let first = |y: i32, m: u32| {
+        Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
+            .single()
+            .map(|t| t.timestamp())
+    };
+    let (y, m) = if now.month() == 12 {
+        (now.year() + 1, 1)
+    } else {
+        (now.year(), now.month() + 1)
+    };
+    (
+        now.format("%Y-%m").to_string(),
+        first(now.year(), now.month()).unwrap_or(i64::MIN),
+        first(y, m).unwrap_or(i64::MAX),
+    )
+}
+
+impl UsageCounter {
+    /// An allowed search.
     pub fn count(&self, tenant: &TenantId) {
-        *self.pending.lock().entry(tenant.clone()).or_default() += 1;
+        *self.queries.lock().entry(tenant.clone()).or_default() += 1;
     }
 
-    fn take(&self) -> HashMap<TenantId, u64> {
-        std::mem::take(&mut *self.pending.lock())
+    /// A decision for a caller of `tenant`, now.
+    pub fn count_decision(&self, tenant: &TenantId, action: &str, decision: Effect) {
+        self.count_decision_at(tenant, action, decision, Utc::now());
     }
 
-    fn put_back(&self, tenant: TenantId, n: u64) {
-        *self.pending.lock().entry(tenant).or_default() += n;
+    /// A decision made at `now` (its month is the one it is counted in).
+    pub fn count_decision_at(
+        &self,
+        tenant: &TenantId,
+        action: &str,
+        decision: Effect,
+        now: DateTime<Utc>,
+    ) {
+        let mut p = self.decisions.lock();
+        let t = now.timestamp();
+        if p.month.is_empty() || t < p.starts || t >= p.ends {
+            (p.month, p.starts, p.ends) = month_of(now);
+        }
+        let month = p.month.clone();
+        *p.counts
+            .entry((tenant.clone(), month))
+            .or_default()
+            .entry((action.to_string(), decision))
+            .or_default() += 1;
     }
 
     /// Writes every pending count; what fails stays pending.
     pub async fn flush(&self, store: &dyn Store) {
         let month = current_month();
-        for (tenant, n) in self.take() {
+        let queries = std::mem::take(&mut *self.queries.lock());
+        for (tenant, n) in queries {
             let delta = UsageDelta {
                 queries: n,
                 month: month.clone(),
@@ -45,7 +106,23 @@ impl QueryCounter {
             };
             if let Err(e) = store.add_usage(&tenant, &delta).await {
                 tracing::warn!(%tenant, error = %e, "query count not written; kept for the next round");
-                self.put_back(tenant, n);
+                *self.queries.lock().entry(tenant).or_default() += n;
+            }
+        }
+        let decisions = std::mem::take(&mut self.decisions.lock().counts);
+        for ((tenant, month), counts) in decisions {
+            let mut list: Vec<(String, Effect, u64)> = counts
+                .iter()
+                .map(|((a, d), n)| (a.clone(), *d, *n))
+                .collect();
+            list.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
+            if let Err(e) = store.add_decisions(&tenant, &month, &list).await {
+                tracing::warn!(%tenant, error = %e, "decision counts not written; kept for the next round");
+                let mut p = self.decisions.lock();
+                let kept = p.counts.entry((tenant, month)).or_default();
+                for (k, n) in counts {
+                    *kept.entry(k).or_default() += n;
+                }
             }
         }
     }
@@ -53,7 +130,7 @@ impl QueryCounter {
 
 /// Flushes every `interval` until `stop`, then once more.
 pub async fn flush_loop(
-    counter: Arc<QueryCounter>,
+    counter: Arc<UsageCounter>,
     store: Arc<dyn Store>,
     interval: Duration,
     stop: impl Future<Output = ()>,
@@ -69,4 +146,53 @@ pub async fn flush_loop(
         }
     }
     counter.flush(store.as_ref()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_end_where_the_calendar_says() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let ts = |s: &str| at(s).timestamp();
+        assert_eq!(
+            month_of(at("2026-11-30T23:59:59Z")),
+            (
+                "2026-11".to_string(),
+                ts("2026-11-01T00:00:00Z"),
+                ts("2026-12-01T00:00:00Z")
+            )
+        );
+        assert_eq!(
+            month_of(at("2026-12-31T23:59:59.999Z")),
+            (
+                "2026-12".to_string(),
+                ts("2026-12-01T00:00:00Z"),
+                ts("2027-01-01T00:00:00Z")
+            )
+        );
+    }
+
+    #[test]
+    fn decisions_are_counted_in_their_month() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let c = UsageCounter::default();
+        let t = TenantId::parse("t1").unwrap();
+        for _ in 0..3 {
+            c.count_decision_at(&t, "Read", Effect::Allow, at("2026-11-30T23:59:59Z"));
+        }
+        c.count_decision_at(&t, "Read", Effect::Deny, at("2026-11-30T23:59:59.9Z"));
+        c.count_decision_at(&t, "Read", Effect::Allow, at("2026-12-01T00:00:00Z"));
+        // A clock set back is counted in its own month too.
+        c.count_decision_at(&t, "Search", Effect::Allow, at("2026-11-15T00:00:00Z"));
+        let p = c.decisions.lock();
+        let nov = &p.counts[&(t.clone(), "2026-11".to_string())];
+        assert_eq!(nov[&("Read".to_string(), Effect::Allow)], 3);
+        assert_eq!(nov[&("Read".to_string(), Effect::Deny)], 1);
+        assert_eq!(nov[&("Search".to_string(), Effect::Allow)], 1);
+        let dec = &p.counts[&(t, "2026-12".to_string())];
+        assert_eq!(dec.len(), 1);
+        assert_eq!(dec[&("Read".to_string(), Effect::Allow)], 1);
+    }
 }

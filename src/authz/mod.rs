@@ -50,7 +50,7 @@ pub struct AuthzRequest {
     pub context: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Effect {
     Allow,
     Deny,

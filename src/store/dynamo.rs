@@ -46,6 +46,9 @@ pub struct DynamoStore {
     changes: String,
     audit: String,
     migrations: String,
+    /// Decision counts: `tenantId`, `month`, an `n#<action>#<decision>`
+    /// number per kind of decision.
+    usage: String,
     /// Which indexes reads may use ([`indexes`]).
     built: indexes::BuiltCache,
 }
@@ -110,6 +113,7 @@ impl DynamoStore {
             changes: format!("{p}changes"),
             audit: format!("{p}audit"),
             migrations: format!("{p}migrations"),
+            usage: format!("{p}usage"),
             built: Default::default(),
         })
     }
@@ -401,6 +405,8 @@ impl Store for DynamoStore {
             .await?;
         self.ensure_table(&self.migrations, "id", None, None)
             .await?;
+        self.ensure_table(&self.usage, "tenantId", Some("month"), None)
+            .await?;
         Ok(())
     }
 
@@ -606,6 +612,81 @@ impl Store for DynamoStore {
             .collect::<Result<Vec<Document>, _>>()?;
         let more = resp.last_evaluated_key.is_some_and(|k| !k.is_empty());
         Ok((docs, more))
+    }
+
+    /// One UpdateItem adding each count (`ADD` creates what is missing).
+    async fn add_decisions(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        counts: &[(String, Effect, u64)],
+    ) -> Result<(), StoreError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.usage)
+            .key("tenantId", s(tenant.as_str()))
+            .key("month", s(month));
+        let mut adds = Vec::with_capacity(counts.len());
+        for (i, (action, decision, n)) in counts.iter().enumerate() {
+            adds.push(format!("#a{i} :v{i}"));
+            update = update
+                .expression_attribute_names(
+                    format!("#a{i}"),
+                    format!("{COUNT_PREFIX}{action}#{}", decision.as_str()),
+                )
+                .expression_attribute_values(format!(":v{i}"), AttributeValue::N(n.to_string()));
+        }
+        update
+            .update_expression(format!("ADD {}", adds.join(", ")))
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn decisions_in(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+    ) -> Result<Vec<(String, Effect, u64)>, StoreError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.usage)
+            .key("tenantId", s(tenant.as_str()))
+            .key("month", s(month))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?
+            .item
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for (name, value) in item {
+            let Some(rest) = name.strip_prefix(COUNT_PREFIX) else {
+                continue;
+            };
+            let (action, decision) = rest
+                .rsplit_once('#')
+                .ok_or_else(|| StoreError::Corrupt(format!("usage attribute {name}")))?;
+            let decision = match decision {
+                "Allow" => Effect::Allow,
+                "Deny" => Effect::Deny,
+                _ => return Err(StoreError::Corrupt(format!("usage attribute {name}"))),
+            };
+            let n = value
+                .as_n()
+                .ok()
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| StoreError::Corrupt(format!("usage attribute {name}")))?;
+            out.push((action.to_string(), decision, n));
+        }
+        out.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
+        Ok(out)
     }
 
     /// One page of a Scan: the tenants table is small (one item per
@@ -1293,6 +1374,9 @@ async fn batch_write(
     }
     Ok(())
 }
+
+/// What the decision-count attributes of a usage item start with.
+const COUNT_PREFIX: &str = "n#";
 
 /// Audit partitions per tenant: one busy tenant's writes spread over this
 /// many partitions (docs/dynamodb.md).

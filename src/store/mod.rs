@@ -85,6 +85,21 @@ pub trait Store: Send + Sync + 'static {
     /// Applies `delta` to the tenant's usage, atomically, with a
     /// change-log entry. An unknown tenant is a no-op.
     async fn add_usage(&self, tenant: &TenantId, delta: &UsageDelta) -> Result<(), StoreError>;
+    /// Adds decision counts to a tenant's month (`YYYY-MM`): each
+    /// (action, decision) with its count, in one atomic write.
+    async fn add_decisions(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        counts: &[(String, Effect, u64)],
+    ) -> Result<(), StoreError>;
+    /// A tenant's decision counts in a month, by action and decision, in
+    /// action order.
+    async fn decisions_in(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+    ) -> Result<Vec<(String, Effect, u64)>, StoreError>;
     /// Tenants in id order after `after`, at most `limit`, and whether more
     /// follow (platform administration only).
     async fn list_tenants(

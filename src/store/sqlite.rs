@@ -51,6 +51,14 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (tenant_id, ts);
 CREATE INDEX IF NOT EXISTS audit_by_expiry ON audit (expires_at);
+CREATE TABLE IF NOT EXISTS decision_counts (
+    tenant_id TEXT NOT NULL,
+    month     TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    decision  TEXT NOT NULL,
+    count     INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, month, action, decision)
+);
 CREATE TABLE IF NOT EXISTS migrations (
     id         TEXT PRIMARY KEY,
     state      TEXT NOT NULL,
@@ -746,6 +754,79 @@ impl Store for SqliteStore {
             let (docs, more) = page::<Document>(rows, limit)?;
             let next = docs.last().filter(|_| more).map(|d| d.document_id.clone());
             Ok((docs, next))
+        })
+        .await
+    }
+
+    async fn add_decisions(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        counts: &[(String, Effect, u64)],
+    ) -> Result<(), StoreError> {
+        let (tenant, month, counts) = (tenant.clone(), month.to_string(), counts.to_vec());
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO decision_counts (tenant_id, month, action, decision, count)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (tenant_id, month, action, decision)
+                         DO UPDATE SET count = count + excluded.count",
+                    )
+                    .map_err(backend)?;
+                for (action, decision, n) in &counts {
+                    stmt.execute(params![
+                        tenant.as_str(),
+                        month,
+                        action,
+                        decision.as_str(),
+                        i64::try_from(*n).unwrap_or(i64::MAX)
+                    ])
+                    .map_err(backend)?;
+                }
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn decisions_in(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+    ) -> Result<Vec<(String, Effect, u64)>, StoreError> {
+        let (tenant, month) = (tenant.clone(), month.to_string());
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT action, decision, count FROM decision_counts
+                     WHERE tenant_id = ?1 AND month = ?2 ORDER BY action, decision",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![tenant.as_str(), month], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (action, decision, n) = row.map_err(backend)?;
+                let decision = match decision.as_str() {
+                    "Allow" => Effect::Allow,
+                    "Deny" => Effect::Deny,
+                    other => return Err(StoreError::Corrupt(format!("decision {other}"))),
+                };
+                out.push((action, decision, u64::try_from(n).unwrap_or(0)));
+            }
+            Ok(out)
         })
         .await
     }

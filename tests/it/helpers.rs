@@ -387,6 +387,23 @@ impl store::Store for FlakyStore {
         self.check()?;
         self.inner.add_usage(tenant, delta).await
     }
+    async fn add_decisions(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+        counts: &[(String, cedargate::authz::Effect, u64)],
+    ) -> Result<(), store::StoreError> {
+        self.check()?;
+        self.inner.add_decisions(tenant, month, counts).await
+    }
+    async fn decisions_in(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+    ) -> Result<Vec<(String, cedargate::authz::Effect, u64)>, store::StoreError> {
+        self.check()?;
+        self.inner.decisions_in(tenant, month).await
+    }
     async fn documents_of(
         &self,
         tenant: &TenantId,

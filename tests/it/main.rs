@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_fields;
+mod api_usage;
 mod attack;
 mod audit;
 mod auth_events;

@@ -1,7 +1,8 @@
 // CedargateTables: the DynamoDB tables `cedargate-admin migrate` creates,
-// encrypted with a customer-managed KMS key, with point-in-time recovery and
-// TTL, and least-privilege managed policies for the sidecar and the admin
-// service. The same resources as deploy/aws/tables.yaml; scripts/check_deploy.py
+// with the global secondary indexes of its steps 0003 and 0004, encrypted
+// with a customer-managed KMS key, with point-in-time recovery and TTL, and
+// least-privilege managed policies for the sidecar and the admin service.
+// The same resources as deploy/aws/tables.yaml; scripts/check_deploy.py
 // compares the synthesized template with it.
 
 import { RemovalPolicy, Token } from "aws-cdk-lib";
@@ -22,6 +23,7 @@ export interface CedargateTableSet {
   readonly changes: dynamodb.Table;
   readonly audit: dynamodb.Table;
   readonly migrations: dynamodb.Table;
+  readonly usage: dynamodb.Table;
 }
 
 export class CedargateTables extends Construct {
@@ -30,7 +32,7 @@ export class CedargateTables extends Construct {
   readonly tables: CedargateTableSet;
   /** What the sidecar needs: read tenants and documents, follow changes, write audit, count searches. */
   readonly sidecarPolicy: iam.ManagedPolicy;
-  /** What cedargate-admin needs: manage tenants and documents, read audit, migrate. Never delete audit items. */
+  /** What cedargate-admin needs: manage tenants and documents, read audit (and the indexes), migrate. Never delete audit items. */
   readonly adminPolicy: iam.ManagedPolicy;
 
   constructor(scope: Construct, id: string, props: CedargateTablesProps = {}) {
@@ -75,9 +77,32 @@ export class CedargateTables extends Construct {
       // Audit records: pk = tenant#shard, sk = time#event; TTL 7 years.
       audit: table("AuditTable", "audit", "pk", "sk", { ttl: true, pitr: true, retain: true }),
       migrations: table("MigrationsTable", "migrations", "id", undefined, { pitr: false, retain: true }),
+      // API usage: decisions per tenant and month, `n#<action>#<decision>`.
+      usage: table("UsageTable", "usage", "tenantId", "month", { pitr: true, retain: true }),
     };
     const t = this.tables;
-    const all = [t.tenants, t.documents, t.changes, t.audit, t.migrations].map((x) => x.tableArn);
+
+    // The indexes of migration steps 0003 and 0004 (docs/dynamodb.md).
+    // `cedargate-admin migrate` gives items written before them their index
+    // attributes and finds the indexes already here, so it never creates
+    // its own: this construct owns them.
+    const index = (on: dynamodb.Table, indexName: string, partitionKey: string, sortKey: string): void => {
+      on.addGlobalSecondaryIndex({
+        indexName,
+        partitionKey: { name: partitionKey, type: dynamodb.AttributeType.STRING },
+        sortKey: { name: sortKey, type: dynamodb.AttributeType.STRING },
+        projectionType: dynamodb.ProjectionType.ALL,
+      });
+    };
+    // The audit-log filters, sharded like the table: tenant#shard#user,
+    // tenant#shard#action, tenant#shard (on denials only: sparse).
+    index(t.audit, "auditByUser", "auditUser", "sk");
+    index(t.audit, "auditByAction", "auditAction", "sk");
+    index(t.audit, "auditDenials", "auditDenied", "sk");
+    // Soft-deleted documents by tenant, for retention; sparse.
+    index(t.documents, "deletedDocuments", "deletedTenant", "documentId");
+
+    const all = [t.tenants, t.documents, t.changes, t.audit, t.migrations, t.usage].map((x) => x.tableArn);
     const statement = (sid: string, actions: string[], resources: string[]) =>
       new iam.PolicyStatement({ sid, effect: iam.Effect.ALLOW, actions, resources });
 
@@ -87,6 +112,7 @@ export class CedargateTables extends Construct {
         statement("Readiness", ["dynamodb:DescribeTable"], all),
         statement("ReadTenantsAndDocuments", ["dynamodb:GetItem"], [t.tenants.tableArn, t.documents.tableArn]),
         statement("CountSearches", ["dynamodb:PutItem"], [t.tenants.tableArn, t.changes.tableArn]),
+        statement("CountDecisions", ["dynamodb:UpdateItem"], [t.usage.tableArn]),
         statement("FollowChanges", ["dynamodb:Query"], [t.changes.tableArn]),
         statement("WriteAudit", ["dynamodb:BatchWriteItem", "dynamodb:PutItem"], [t.audit.tableArn]),
         statement("Tables", ["kms:Decrypt", "kms:GenerateDataKey"], [this.key.keyArn]),
@@ -111,6 +137,11 @@ export class CedargateTables extends Construct {
         ),
         statement("ChangeLog", ["dynamodb:PutItem", "dynamodb:Query"], [t.changes.tableArn]),
         statement("Audit", ["dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:Query"], [t.audit.tableArn]),
+        statement("Usage", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [t.usage.tableArn]),
+        statement("Indexes", ["dynamodb:Query"], [`${t.audit.tableArn}/index/*`, `${t.documents.tableArn}/index/*`]),
+        // Steps 0003/0004 give older items their index keys: a Scan for them,
+        // a conditional UpdateItem each. No UpdateTable: the indexes are ours.
+        statement("IndexKeys", ["dynamodb:Scan", "dynamodb:UpdateItem"], [t.audit.tableArn, t.documents.tableArn]),
         statement("Key", ["kms:Decrypt", "kms:GenerateDataKey"], [this.key.keyArn]),
       ],
     });
