@@ -147,6 +147,10 @@ pub struct Verifier {
     config: JwtConfig,
     keys: KeySet,
     verified: Mutex<LruCache<String, Verified>>,
+    /// Tokens refused lately, by their SHA-256, with the refusal and until
+    /// when it stands: the same bad token sent again (a flood, a client
+    /// retrying) is refused without checking its signature again.
+    refused: Mutex<LruCache<[u8; 32], (TokenError, i64)>>,
 }
 
 /// A verified token's principal and when it stops being accepted.
@@ -159,6 +163,18 @@ struct Verified {
 
 /// How many verified tokens are remembered.
 const VERIFIED_CAPACITY: usize = 10_000;
+/// How many refused tokens are remembered, and for how long (seconds).
+const REFUSED_CAPACITY: usize = 10_000;
+const REFUSED_SECS: i64 = 60;
+
+/// Whether a refusal stands for a while: not one that a key refresh, the
+/// passing of time or the key service's recovery may lift.
+fn lasting(e: &TokenError) -> bool {
+    !matches!(
+        e,
+        TokenError::UnknownKey | TokenError::NotYetValid | TokenError::KeysUnavailable
+    )
+}
 
 const ALLOWED: [Algorithm; 2] = [Algorithm::RS256, Algorithm::ES256];
 
@@ -176,6 +192,9 @@ impl Verifier {
             keys,
             verified: Mutex::new(LruCache::new(
                 NonZeroUsize::new(VERIFIED_CAPACITY).unwrap_or(NonZeroUsize::MIN),
+            )),
+            refused: Mutex::new(LruCache::new(
+                NonZeroUsize::new(REFUSED_CAPACITY).unwrap_or(NonZeroUsize::MIN),
             )),
         }))
     }
@@ -210,8 +229,32 @@ impl Verifier {
                 None => {}
             }
         }
-        let (claims, exp) = self.checked_claims(token).await?;
-        let principal = claims::principal(&self.config.claims, &claims)?;
+        let digest: [u8; 32] = {
+            use sha2::Digest;
+            sha2::Sha256::digest(token.as_bytes()).into()
+        };
+        if let Some((e, until)) = self.refused.lock().get(&digest) {
+            if now < *until {
+                return Err(e.clone());
+            }
+        }
+        let checked = match self.checked_claims(token).await {
+            Ok((claims, exp)) => {
+                claims::principal(&self.config.claims, &claims).map(|p| (p, claims, exp))
+            }
+            Err(e) => Err(e),
+        };
+        let (principal, claims, exp) = match checked {
+            Ok(c) => c,
+            Err(e) => {
+                if lasting(&e) {
+                    self.refused
+                        .lock()
+                        .put(digest, (e.clone(), now + REFUSED_SECS));
+                }
+                return Err(e);
+            }
+        };
         let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(0);
         let before = self.verified.lock().put(
             token.to_string(),
