@@ -184,6 +184,7 @@ fn tenant(spec: &Spec, layout: &Layout, i: usize) -> io::Result<Tenant> {
         cancelled_at: (status == TenantStatus::Cancelled)
             .then(|| Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap()),
         purged_at: None,
+        billing: None,
     })
 }
 

@@ -46,6 +46,7 @@ pub mod audit;
 pub mod authz;
 pub mod avp;
 pub mod aws;
+pub mod billing;
 pub mod cache;
 pub mod changes;
 pub mod clock;

@@ -147,6 +147,87 @@ pub struct Tenant {
     /// is never reused and its audit records keep one owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purged_at: Option<DateTime<Utc>>,
+    /// Where the tenant is billed (docs/billing.md); changed by platform
+    /// administrators only (`UpdateTenantBilling`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing: Option<Billing>,
+}
+
+/// A tenant's billing account: the integration point for a billing
+/// provider. Ids are the provider's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Billing {
+    pub provider: BillingProvider,
+    /// The provider's customer (Stripe: `cus_…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    /// The provider's subscription (Stripe: `sub_…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
+    /// The price or plan billed (Stripe: `price_…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_id: Option<String>,
+    /// When the paid period ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_period_end: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_status: Option<PaymentStatus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BillingProvider {
+    Stripe,
+    /// Invoiced outside any provider (contracts).
+    Manual,
+}
+
+/// The subscription's payment state, in Stripe's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    Trialing,
+    Active,
+    PastDue,
+    Unpaid,
+    Canceled,
+    Incomplete,
+    IncompleteExpired,
+    Paused,
+}
+
+impl Billing {
+    /// What serde cannot check: the provider's id formats.
+    pub fn check(&self) -> Result<(), String> {
+        let ids = [
+            ("customerId", &self.customer_id, "cus_"),
+            ("subscriptionId", &self.subscription_id, "sub_"),
+            ("priceId", &self.price_id, "price_"),
+        ];
+        for (name, value, prefix) in ids {
+            let Some(v) = value else { continue };
+            let charset = !v.is_empty()
+                && v.len() <= 255
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !charset {
+                return Err(format!(
+                    "`billing.{name}` must be 1 to 255 letters, digits, `_` or `-`"
+                ));
+            }
+            if self.provider == BillingProvider::Stripe
+                && !v.starts_with(prefix)
+                && !(name == "priceId" && v.starts_with("plan_"))
+            {
+                return Err(format!("`billing.{name}` of Stripe starts with `{prefix}`"));
+            }
+        }
+        if self.provider == BillingProvider::Stripe && self.customer_id.is_none() {
+            return Err("`billing.customerId` is required with Stripe".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,6 +387,10 @@ impl DataSet {
                     "tenant id {}: ids starting with `_` are reserved",
                     t.tenant_id
                 ));
+            }
+            if let Some(b) = &t.billing {
+                b.check()
+                    .map_err(|e| format!("tenant {}: {e}", t.tenant_id))?;
             }
             if !tenants.insert(&t.tenant_id) {
                 return Err(format!("tenant {} appears twice", t.tenant_id));

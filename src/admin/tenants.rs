@@ -162,6 +162,9 @@ pub fn validate(t: &Tenant) -> Result<(), ApiError> {
     if t.settings.recovery_window_days.is_some_and(|d| d > 3650) {
         return bad("`settings.recoveryWindowDays` must be at most 3650".into());
     }
+    if let Some(b) = &t.billing {
+        b.check().or_else(bad)?;
+    }
     Ok(())
 }
 
@@ -378,6 +381,7 @@ pub fn changes(current: &Tenant, new: &Tenant) -> Vec<(&'static str, &'static st
         "settings.recoveryWindowDays",
         set,
     );
+    field(c.billing != n.billing, "billing", "UpdateTenantBilling");
     out
 }
 

@@ -114,6 +114,32 @@ enum Command {
     /// What a search index holds for the plans' filters (docs/search.md).
     #[command(subcommand)]
     Search(SearchCommand),
+    /// Billing integration (docs/billing.md).
+    #[command(subcommand)]
+    Billing(BillingCommand),
+}
+
+#[derive(Subcommand)]
+enum BillingCommand {
+    /// Billable usage per tenant in a UTC month, to stdout: CSV (every
+    /// tenant) or NDJSON Stripe meter events (tenants billed through
+    /// Stripe), each with an idempotency key stable per tenant, month and
+    /// metric.
+    Usage {
+        #[arg(long)]
+        store: StoreUrl,
+        /// `YYYY-MM`.
+        #[arg(long)]
+        month: String,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: UsageFormat,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum UsageFormat {
+    Csv,
+    Ndjson,
 }
 
 /// Where the index's fields come from: the schema, and `[search]`.
@@ -853,6 +879,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             key_dir,
         }) => decrypt_archive(file, config, key_dir).await?,
         Command::Search(cmd) => search_command(cmd).await?,
+        Command::Billing(BillingCommand::Usage {
+            store,
+            month,
+            format,
+        }) => {
+            cedargate::billing::parse_month(&month).map_err(anyhow::Error::msg)?;
+            // Reads only: the tables are `migrate`'s business.
+            let s = store::connect(&store).await?;
+            let rows = cedargate::billing::usage(s.as_ref(), &month).await?;
+            let mut out = std::io::stdout().lock();
+            match format {
+                UsageFormat::Csv => out.write_all(cedargate::billing::csv(&rows).as_bytes())?,
+                UsageFormat::Ndjson => {
+                    for e in cedargate::billing::meter_events(&rows, chrono::Utc::now()) {
+                        writeln!(out, "{e}")?;
+                    }
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -71,8 +71,19 @@ type Edit = fn(&mut Value);
 
 /// Every field of a tenant, a change of it, and whether t1's (pro tier)
 /// administrator may make it.
-const FIELDS: [(&str, Edit, bool); 13] = [
+const FIELDS: [(&str, Edit, bool); 14] = [
     ("name", |t| t["name"] = json!("Acme Two"), true),
+    (
+        "billing",
+        |t| {
+            t["billing"] = json!({
+                "provider": "stripe", "customerId": "cus_T1", "subscriptionId": "sub_9",
+                "priceId": "price_pro", "currentPeriodEnd": "2026-12-31T00:00:00Z",
+                "paymentStatus": "active"
+            })
+        },
+        false,
+    ),
     ("status", |t| t["status"] = json!("suspended"), false),
     (
         "subscription.tier",
@@ -163,6 +174,26 @@ async fn each_field_is_changed_only_by_whom_the_policies_allow() {
         let r = change(&app, &platform, &platform, "trial", edit).await;
         assert_eq!(r.status, StatusCode::OK, "{field}: {}", r.body);
     }
+
+    // A billing account that is not one: 400, nothing written.
+    for bad in [
+        json!({"provider": "stripe"}),
+        json!({"provider": "stripe", "customerId": "acct_1"}),
+        json!({"provider": "stripe", "customerId": "cus_1", "priceId": "price 1"}),
+        json!({"provider": "paypal", "customerId": "cus_1"}),
+        json!({"provider": "stripe", "customerId": "cus_1", "extra": 1}),
+        json!({"provider": "stripe", "customerId": "cus_1", "paymentStatus": "late"}),
+    ] {
+        let (before, _) = read(&app, &platform, "trial").await;
+        let r = change(&app, &platform, &platform, "trial", |t| {
+            t["billing"] = bad.clone()
+        })
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.body);
+        assert_eq!(read(&app, &platform, "trial").await.0, before);
+    }
+    let (t, _) = read(&app, &platform, "trial").await;
+    assert_eq!(t["billing"]["customerId"], "cus_T1", "{t}");
 
     // Several at once: every refused field is named, and nothing is written
     // (not even the name, which alone would have been allowed).

@@ -693,3 +693,75 @@ fn plan_and_index_tools() {
     let all = admin(&["search", "attributes", "--store", &store, "--tenant", "t1"]);
     assert_eq!(all.lines().count(), 5, "{all}");
 }
+
+/// `cedargate-admin billing usage`: the month's counts per tenant, as CSV
+/// and as Stripe meter events; a bad month is refused.
+#[tokio::test]
+async fn billing_usage_exports_the_months_counts() {
+    use cedargate::authz::Effect;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("b.db");
+    let url = format!("sqlite:{}", db.display());
+    let s = store::open(&StoreUrl::Sqlite(db.clone())).await.unwrap();
+    let mut data = crate::helpers::fixture();
+    data.tenants[0].billing = Some(cedargate::model::Billing {
+        provider: cedargate::model::BillingProvider::Stripe,
+        customer_id: Some("cus_T1".into()),
+        subscription_id: None,
+        price_id: None,
+        current_period_end: None,
+        payment_status: None,
+    });
+    let billed = data.tenants[0].tenant_id.clone();
+    s.import(&data).await.unwrap();
+    s.add_decisions(
+        &billed,
+        "2026-11",
+        &[
+            ("Search".to_string(), Effect::Allow, 5),
+            ("Read".to_string(), Effect::Deny, 2),
+        ],
+    )
+    .await
+    .unwrap();
+    let run = |format: &str, month: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cedargate-admin"))
+            .args([
+                "billing", "usage", "--store", &url, "--month", month, "--format", format,
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = run("csv", "2026-11");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(csv.lines().count(), data.tenants.len() + 1, "{csv}");
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with(&format!("{billed},")))
+        .unwrap();
+    assert!(row.contains(",stripe,cus_T1,"), "{row}");
+    assert!(row.contains(",5,7,"), "queries 5, decisions 7: {row}");
+    let out = run("ndjson", "2026-11");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 4);
+    assert!(events
+        .iter()
+        .all(|e| e["payload"]["stripe_customer_id"] == "cus_T1"));
+    let out = run("csv", "2026-13");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a month"));
+}

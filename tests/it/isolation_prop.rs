@@ -39,6 +39,7 @@ const MANAGEMENT: &[&str] = &[
     "UpdateTenantSubscription",
     "UpdateTenantLimits",
     "UpdateTenantStatus",
+    "UpdateTenantBilling",
     "ReadChanges",
 ];
 
@@ -94,6 +95,7 @@ fn tenant_record(id: &'static str) -> impl Strategy<Value = Tenant> {
                 },
                 cancelled_at: None,
                 purged_at: None,
+                billing: None,
             },
         )
 }

@@ -10,7 +10,7 @@ use super::{Attempt, Rule, Sent, Server, Surface};
 pub use crate::helpers::Rng;
 
 pub const DOC_ACTIONS: [&str; 5] = ["Read", "Update", "Delete", "Share", "Restore"];
-pub const TENANT_ACTIONS: [&str; 13] = [
+pub const TENANT_ACTIONS: [&str; 14] = [
     "CreateDocument",
     "Search",
     "ViewUsage",
@@ -24,6 +24,7 @@ pub const TENANT_ACTIONS: [&str; 13] = [
     "UpdateTenantSubscription",
     "UpdateTenantLimits",
     "UpdateTenantStatus",
+    "UpdateTenantBilling",
 ];
 const FILE_TYPES: [&str; 7] = ["pdf", "docx", "txt", "md", "csv", "exe", "PDF"];
 /// Sizes around every tenant's remaining storage, and the extremes.
