@@ -29,8 +29,11 @@ pub struct UsageRow {
     pub decisions: u64,
 }
 
+/// How a row gives a metric's value.
+pub type Metric = fn(&UsageRow) -> u64;
+
 /// The metrics, as meter event names and how a row gives each.
-pub const METRICS: [(&str, fn(&UsageRow) -> u64); 4] = [
+pub const METRICS: [(&str, Metric); 4] = [
     ("cedargate_documents", |r| r.documents),
     ("cedargate_storage_gb", |r| r.storage_gb),
     ("cedargate_queries", |r| r.queries),
