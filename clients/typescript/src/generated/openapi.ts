@@ -65,9 +65,29 @@ export interface paths {
         };
         /**
          * Usage against limits
-         * @description Authorized by the Cedar action `ViewUsage`.
+         * @description Authorized by the Cedar action `ViewUsage`. `decisions`: the tenant's API usage in `month`, by action and outcome.
          */
         get: operations["getUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tenants/{id}/documents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the tenant's document ACLs
+         * @description Authorized by the Cedar action `ListDocuments` (tenant administrators, platform administrators). Id order; `deleted=exclude` (default) lists live documents, `include` all, `only` the soft-deleted ones with `purgeAfter`. A page may hold fewer than `limit` documents and still have `next`: follow it until it is `null`.
+         */
+        get: operations["listDocuments"];
         put?: never;
         post?: never;
         delete?: never;
@@ -341,6 +361,7 @@ export interface components {
              * @description Ignored: set by the service
              */
             purgedAt?: string;
+            billing?: components["schemas"]["Billing"];
         };
         Tenant: {
             tenantId: string;
@@ -363,6 +384,7 @@ export interface components {
              * @description When its data was archived and purged; the record stays read-only.
              */
             purgedAt?: string;
+            billing?: components["schemas"]["Billing"];
         };
         /** @description Exactly one of userId and role */
         Share: {
@@ -392,6 +414,21 @@ export interface components {
             sharedWith: components["schemas"]["Share"][];
             /** Format: date-time */
             deletedAt?: string | null;
+        };
+        /** @description Where the tenant is billed (docs/billing.md). Platform administrators only (`UpdateTenantBilling`). */
+        Billing: {
+            /** @enum {string} */
+            provider: "stripe" | "manual";
+            /** @description Stripe: cus_…; required with Stripe */
+            customerId?: string;
+            /** @description Stripe: sub_… */
+            subscriptionId?: string;
+            /** @description Stripe: price_… (or plan_…) */
+            priceId?: string;
+            /** Format: date-time */
+            currentPeriodEnd?: string;
+            /** @enum {string} */
+            paymentStatus?: "trialing" | "active" | "past_due" | "unpaid" | "canceled" | "incomplete" | "incomplete_expired" | "paused";
         };
     };
     responses: {
@@ -569,7 +606,10 @@ export interface operations {
     };
     getUsage: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The UTC month of `decisions` (default: this month). */
+                month?: string;
+            };
             header?: never;
             path: {
                 id: string;
@@ -589,6 +629,58 @@ export interface operations {
                         usage: components["schemas"]["Usage"];
                         limits: components["schemas"]["Limits"];
                         remaining: components["schemas"]["Usage"];
+                        /** @description Decisions made for callers of this tenant in `month`, counted by the sidecars and the admin service (written once a second). */
+                        decisions: {
+                            month: string;
+                            allow: number;
+                            deny: number;
+                            byAction: {
+                                [key: string]: {
+                                    allow?: number;
+                                    deny?: number;
+                                };
+                            };
+                        };
+                    };
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    listDocuments: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+                deleted?: "exclude" | "include" | "only";
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of documents */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        documents: (components["schemas"]["Document"] & {
+                            /**
+                             * Format: date-time
+                             * @description Soft-deleted documents: when retention purges it.
+                             */
+                            purgeAfter?: string;
+                        })[];
+                        next: string | null;
                     };
                 };
             };
