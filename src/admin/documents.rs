@@ -310,6 +310,9 @@ async fn get(
 /// written); else the change to the tenant's document count and bytes.
 type Edited = Result<Option<(i64, i64)>, ApiError>;
 
+/// Tries of one edit of a document that others are editing at once.
+const MAX_EDIT_ATTEMPTS: u32 = 32;
+
 /// The shape of every change to an existing document: ask the policies for
 /// `action`, load, edit, save and count what changed, record it as
 /// `recorded`, answer with the document.
@@ -325,8 +328,10 @@ async fn change(
     let outcome = async {
         // A concurrent edit of the same document makes the conditional
         // write fail: ask again, read again and redo the edit on what is
-        // there now.
-        let mut attempts = 0;
+        // there now, after a short random pause (so that many editors of
+        // one document do not collide in lockstep: each round lets one
+        // through).
+        let mut attempts: u32 = 0;
         loop {
             attempts += 1;
             decide(state, caller, action, resource(id), json!({})).await?;
@@ -340,7 +345,14 @@ async fn change(
                     count_documents(state, &doc.tenant_id, documents, bytes).await?;
                     return Ok(doc);
                 }
-                Err(e) if e.code == "document_changed" && attempts < 10 => continue,
+                Err(e) if e.code == "document_changed" && attempts < MAX_EDIT_ATTEMPTS => {
+                    let nanos = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.subsec_nanos());
+                    let pause = u64::from(nanos % (attempts.min(20) + 1));
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }

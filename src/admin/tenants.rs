@@ -502,6 +502,23 @@ fn purged(id: &TenantId) -> ApiError {
     )
 }
 
+/// The id a `cursor` parameter (hex of the last id of the previous page)
+/// continues after; 400 when it is not one.
+fn page_cursor<T>(
+    q: &HashMap<String, String>,
+    parse: impl FnOnce(String) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
+    q.get("cursor")
+        .map(|c| {
+            hex::decode(c)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(parse)
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "invalid page cursor"))
+        })
+        .transpose()
+}
+
 fn limit(q: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, ApiError> {
     match q.get("limit") {
         None => Ok(default),
@@ -524,16 +541,7 @@ async fn list(
     authorize(state, caller, "ListTenants", &caller.principal.tenant).await?;
     let q = query(req);
     let limit = limit(&q, 50, 500)?;
-    let after = match q.get("cursor") {
-        None => None,
-        Some(c) => Some(
-            hex::decode(c)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| TenantId::parse(s).ok())
-                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "invalid page cursor"))?,
-        ),
-    };
+    let after = page_cursor(&q, |s| TenantId::parse(s).ok())?;
     let (tenants, more) = state
         .engine
         .cache()
@@ -637,16 +645,7 @@ async fn documents(
             "`deleted` is exclude, include or only",
         ));
     }
-    let after = match q.get("cursor") {
-        None => None,
-        Some(c) => Some(
-            hex::decode(c)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| DocumentId::parse(s).ok())
-                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "invalid page cursor"))?,
-        ),
-    };
+    let after = page_cursor(&q, |s| DocumentId::parse(s).ok())?;
     let store = state.engine.cache().store();
     let (mut docs, next) = if deleted == "only" {
         store

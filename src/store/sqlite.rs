@@ -425,6 +425,35 @@ fn insert_spooled(c: &mut Connection, records: &[SpooledAudit]) -> Result<(), St
     tx.commit().map_err(backend)
 }
 
+impl SqliteStore {
+    /// Applies `change` to each of a step's indexes (name, statement,
+    /// whether it exists) in one transaction: all of them or none. Says
+    /// what happened to each.
+    async fn alter_indexes(
+        &self,
+        index: Index,
+        change: fn(&Connection, &str, &str, bool) -> Result<&'static str, StoreError>,
+    ) -> Result<Vec<String>, StoreError> {
+        let conn = match index {
+            Index::AuditFilters => self.audit.clone(),
+            Index::DeletedDocuments => self.conn.clone(),
+        };
+        Self::on(conn, move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let mut said = Vec::new();
+            for (name, sql) in indexes_of(index) {
+                let exists = has_index(&tx, name)?;
+                said.push(format!("index {name}: {}", change(&tx, name, sql, exists)?));
+            }
+            tx.commit().map_err(backend)?;
+            Ok(said)
+        })
+        .await
+    }
+}
+
 /// The indexes a migration step builds: name and statement. The audit
 /// indexes are on the record's own fields (expression indexes), so they
 /// need no new column and no backfill, and a filter reads the same records
@@ -1089,55 +1118,22 @@ impl Store for SqliteStore {
     }
 
     async fn build_index(&self, index: Index) -> Result<Vec<String>, StoreError> {
-        let conn = match index {
-            Index::AuditFilters => self.audit.clone(),
-            Index::DeletedDocuments => self.conn.clone(),
-        };
-        Self::on(conn, move |c| {
-            let mut said = Vec::new();
-            // One transaction: all of the step's indexes or none.
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            for (name, sql) in indexes_of(index) {
-                let exists = has_index(&tx, name)?;
-                if !exists {
-                    tx.execute_batch(sql).map_err(backend)?;
-                }
-                said.push(format!(
-                    "index {name}: {}",
-                    if exists { "already there" } else { "created" }
-                ));
+        self.alter_indexes(index, |tx, _, sql, exists| {
+            if !exists {
+                tx.execute_batch(sql).map_err(backend)?;
             }
-            tx.commit().map_err(backend)?;
-            Ok(said)
+            Ok(if exists { "already there" } else { "created" })
         })
         .await
     }
 
     async fn drop_index(&self, index: Index) -> Result<Vec<String>, StoreError> {
-        let conn = match index {
-            Index::AuditFilters => self.audit.clone(),
-            Index::DeletedDocuments => self.conn.clone(),
-        };
-        Self::on(conn, move |c| {
-            let mut said = Vec::new();
-            let tx = c
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            for (name, _) in indexes_of(index) {
-                let exists = has_index(&tx, name)?;
-                if exists {
-                    tx.execute_batch(&format!("DROP INDEX {name}"))
-                        .map_err(backend)?;
-                }
-                said.push(format!(
-                    "index {name}: {}",
-                    if exists { "dropped" } else { "not there" }
-                ));
+        self.alter_indexes(index, |tx, name, _, exists| {
+            if exists {
+                tx.execute_batch(&format!("DROP INDEX {name}"))
+                    .map_err(backend)?;
             }
-            tx.commit().map_err(backend)?;
-            Ok(said)
+            Ok(if exists { "dropped" } else { "not there" })
         })
         .await
     }
