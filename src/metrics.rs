@@ -187,6 +187,9 @@ pub struct Metrics {
     avp_errors: Family<Labels, Counter>,
     avp_pulls: Family<Labels, Counter>,
     by_action: Family<OwnedLabels, Counter>,
+    /// The `by_action` counters by action (allowed, denied), so counting
+    /// a decision allocates nothing once its action was seen.
+    action_counters: parking_lot::RwLock<std::collections::HashMap<String, [Counter; 2]>>,
     by_tenant: Family<OwnedLabels, Counter>,
     /// Per-tenant labels: off (`None`), or the tenants admitted so far and
     /// how many may be (the rest are counted as `other`).
@@ -343,6 +346,7 @@ impl Metrics {
         Metrics {
             registry,
             by_action,
+            action_counters: Default::default(),
             by_tenant,
             per_tenant: parking_lot::Mutex::new(None),
             allow,
@@ -375,16 +379,35 @@ impl Metrics {
     /// A decision by action (bounded: the schema's actions) and, when on,
     /// by tenant.
     pub fn count_action(&self, tenant: &TenantId, action: &str, decision: Effect) {
-        let d = match decision {
-            Effect::Allow => "allow",
-            Effect::Deny => "deny",
+        let (d, i) = match decision {
+            Effect::Allow => ("allow", 0),
+            Effect::Deny => ("deny", 1),
         };
-        self.by_action
-            .get_or_create(&vec![
-                ("action", action.to_string()),
-                ("decision", d.to_string()),
-            ])
-            .inc();
+        let known = self
+            .action_counters
+            .read()
+            .get(action)
+            .map(|c| c[i].clone());
+        match known {
+            Some(c) => {
+                c.inc();
+            }
+            None => {
+                let counter = |d: &str| {
+                    self.by_action
+                        .get_or_create(&vec![
+                            ("action", action.to_string()),
+                            ("decision", d.to_string()),
+                        ])
+                        .clone()
+                };
+                let pair = [counter("allow"), counter("deny")];
+                pair[i].inc();
+                self.action_counters
+                    .write()
+                    .insert(action.to_string(), pair);
+            }
+        }
         let label = match &mut *self.per_tenant.lock() {
             None => return,
             Some((seen, max)) => {

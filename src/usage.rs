@@ -24,8 +24,15 @@ use crate::ids::TenantId;
 use crate::model::current_month;
 use crate::store::{Store, UsageDelta};
 
-/// Decisions of one tenant in one month, by action and outcome.
-type Decisions = HashMap<(String, Effect), u64>;
+/// Decisions of one tenant in one month: by action, allowed and denied.
+type Decisions = HashMap<String, [u64; 2]>;
+
+fn slot(decision: Effect) -> usize {
+    match decision {
+        Effect::Allow => 0,
+        Effect::Deny => 1,
+    }
+}
 
 /// Counts not yet written.
 #[derive(Default)]
@@ -40,7 +47,9 @@ struct Pending {
     month: String,
     starts: i64,
     ends: i64,
-    counts: HashMap<(TenantId, String), Decisions>,
+    /// By month, then tenant. Looked up by reference: counting a known
+    /// (month, tenant, action) allocates nothing.
+    counts: HashMap<String, HashMap<TenantId, Decisions>>,
 }
 
 /// `YYYY-MM` of `now`, and when that month starts and ends.
@@ -86,12 +95,27 @@ impl UsageCounter {
         if p.month.is_empty() || t < p.starts || t >= p.ends {
             (p.month, p.starts, p.ends) = month_of(now);
         }
-        let month = p.month.clone();
-        *p.counts
-            .entry((tenant.clone(), month))
-            .or_default()
-            .entry((action.to_string(), decision))
-            .or_default() += 1;
+        let Pending { month, counts, .. } = &mut *p;
+        if !counts.contains_key(month.as_str()) {
+            counts.insert(month.clone(), HashMap::new());
+        }
+        let Some(tenants) = counts.get_mut(month.as_str()) else {
+            return;
+        };
+        if !tenants.contains_key(tenant) {
+            tenants.insert(tenant.clone(), HashMap::new());
+        }
+        let Some(actions) = tenants.get_mut(tenant) else {
+            return;
+        };
+        match actions.get_mut(action) {
+            Some(n) => n[slot(decision)] += 1,
+            None => {
+                let mut n = [0; 2];
+                n[slot(decision)] = 1;
+                actions.insert(action.to_string(), n);
+            }
+        }
     }
 
     /// Writes every pending count; what fails stays pending.
@@ -110,18 +134,31 @@ impl UsageCounter {
             }
         }
         let decisions = std::mem::take(&mut self.decisions.lock().counts);
-        for ((tenant, month), counts) in decisions {
-            let mut list: Vec<(String, Effect, u64)> = counts
-                .iter()
-                .map(|((a, d), n)| (a.clone(), *d, *n))
-                .collect();
-            list.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
-            if let Err(e) = store.add_decisions(&tenant, &month, &list).await {
-                tracing::warn!(%tenant, error = %e, "decision counts not written; kept for the next round");
-                let mut p = self.decisions.lock();
-                let kept = p.counts.entry((tenant, month)).or_default();
-                for (k, n) in counts {
-                    *kept.entry(k).or_default() += n;
+        for (month, tenants) in decisions {
+            for (tenant, counts) in tenants {
+                let mut list: Vec<(String, Effect, u64)> = Vec::new();
+                for (action, n) in &counts {
+                    for (decision, i) in [(Effect::Allow, 0), (Effect::Deny, 1)] {
+                        if n[i] > 0 {
+                            list.push((action.clone(), decision, n[i]));
+                        }
+                    }
+                }
+                list.sort_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
+                if let Err(e) = store.add_decisions(&tenant, &month, &list).await {
+                    tracing::warn!(%tenant, error = %e, "decision counts not written; kept for the next round");
+                    let mut p = self.decisions.lock();
+                    let kept = p
+                        .counts
+                        .entry(month.clone())
+                        .or_default()
+                        .entry(tenant)
+                        .or_default();
+                    for (action, n) in counts {
+                        let k = kept.entry(action).or_default();
+                        k[0] += n[0];
+                        k[1] += n[1];
+                    }
                 }
             }
         }
@@ -187,12 +224,11 @@ mod tests {
         // A clock set back is counted in its own month too.
         c.count_decision_at(&t, "Search", Effect::Allow, at("2026-11-15T00:00:00Z"));
         let p = c.decisions.lock();
-        let nov = &p.counts[&(t.clone(), "2026-11".to_string())];
-        assert_eq!(nov[&("Read".to_string(), Effect::Allow)], 3);
-        assert_eq!(nov[&("Read".to_string(), Effect::Deny)], 1);
-        assert_eq!(nov[&("Search".to_string(), Effect::Allow)], 1);
-        let dec = &p.counts[&(t, "2026-12".to_string())];
+        let nov = &p.counts["2026-11"][&t];
+        assert_eq!(nov["Read"], [3, 1]);
+        assert_eq!(nov["Search"], [1, 0]);
+        let dec = &p.counts["2026-12"][&t];
         assert_eq!(dec.len(), 1);
-        assert_eq!(dec[&("Read".to_string(), Effect::Allow)], 1);
+        assert_eq!(dec["Read"], [1, 0]);
     }
 }
