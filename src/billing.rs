@@ -9,7 +9,7 @@
 //! tenant's counts when the export runs (a time-weighted GB-month is not
 //! kept).
 
-use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 use crate::authz::Effect;
@@ -58,14 +58,9 @@ pub fn parse_month(text: &str) -> Result<NaiveDate, String> {
 
 /// The last second of a month (meter events of a closed month carry it).
 pub fn month_end(first: NaiveDate) -> DateTime<Utc> {
-    let (y, m) = if first.month() == 12 {
-        (first.year() + 1, 1)
-    } else {
-        (first.year(), first.month() + 1)
-    };
-    Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
-        .single()
-        .map_or_else(Utc::now, |t| t - chrono::Duration::seconds(1))
+    let start = first.and_time(chrono::NaiveTime::MIN).and_utc();
+    let (_, _, ends) = crate::usage::month_of(start);
+    DateTime::from_timestamp(ends - 1, 0).unwrap_or_else(Utc::now)
 }
 
 /// Every tenant's usage in `month`, in tenant id order.
@@ -160,6 +155,7 @@ pub fn meter_events(rows: &[UsageRow], now: DateTime<Utc>) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
     use crate::ids::TenantId;
     use crate::model::{Billing, DataSet};
     use crate::store::StoreUrl;

@@ -193,7 +193,8 @@ pub struct Metrics {
     by_tenant: Family<OwnedLabels, Counter>,
     /// Per-tenant labels: off (`None`), or the tenants admitted so far and
     /// how many may be (the rest are counted as `other`).
-    per_tenant: parking_lot::Mutex<Option<(std::collections::HashSet<TenantId>, usize)>>,
+    per_tenant:
+        std::sync::OnceLock<parking_lot::Mutex<(std::collections::HashSet<TenantId>, usize)>>,
 }
 
 impl Metrics {
@@ -348,7 +349,7 @@ impl Metrics {
             by_action,
             action_counters: Default::default(),
             by_tenant,
-            per_tenant: parking_lot::Mutex::new(None),
+            per_tenant: std::sync::OnceLock::new(),
             allow,
             deny,
             fail_closed,
@@ -373,7 +374,10 @@ impl Metrics {
     /// Turns per-tenant decision labels on, for at most `max_tenants`
     /// tenants (the first seen); the others are labelled `other`.
     pub fn set_per_tenant(&self, max_tenants: usize) {
-        *self.per_tenant.lock() = Some((std::collections::HashSet::new(), max_tenants));
+        let _ = self.per_tenant.set(parking_lot::Mutex::new((
+            std::collections::HashSet::new(),
+            max_tenants,
+        )));
     }
 
     /// A decision by action (bounded: the schema's actions) and, when on,
@@ -408,15 +412,16 @@ impl Metrics {
                     .insert(action.to_string(), pair);
             }
         }
-        let label = match &mut *self.per_tenant.lock() {
-            None => return,
-            Some((seen, max)) => {
-                if seen.contains(tenant) || seen.len() < *max {
-                    seen.insert(tenant.clone());
-                    tenant.as_str().to_string()
-                } else {
-                    "other".to_string()
-                }
+        let Some(per_tenant) = self.per_tenant.get() else {
+            return;
+        };
+        let label = {
+            let (seen, max) = &mut *per_tenant.lock();
+            if seen.contains(tenant) || seen.len() < *max {
+                seen.insert(tenant.clone());
+                tenant.as_str().to_string()
+            } else {
+                "other".to_string()
             }
         };
         self.by_tenant

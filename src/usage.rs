@@ -53,7 +53,7 @@ struct Pending {
 }
 
 /// `YYYY-MM` of `now`, and when that month starts and ends.
-fn month_of(now: DateTime<Utc>) -> (String, i64, i64) {
+pub(crate) fn month_of(now: DateTime<Utc>) -> (String, i64, i64) {
     let first = |y: i32, m: u32| {
         Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0)
             .single()

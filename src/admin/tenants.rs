@@ -565,12 +565,7 @@ async fn usage(
     let q = query(req);
     let month = match q.get("month") {
         None => caller.lifecycle.now.format("%Y-%m").to_string(),
-        Some(m)
-            if chrono::NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").is_ok()
-                && m.len() == 7 =>
-        {
-            m.clone()
-        }
+        Some(m) if crate::billing::parse_month(m).is_ok() => m.clone(),
         Some(_) => {
             return Err(ApiError::bad_request(
                 "invalid_month",

@@ -86,8 +86,8 @@ pub struct SignIn {
 }
 
 impl SignIn {
-    fn of(token: &str, claims: &serde_json::Value, exp: i64) -> Self {
-        use sha2::Digest;
+    /// `digest`: the token's SHA-256.
+    fn of(digest: &[u8; 32], claims: &serde_json::Value, exp: i64) -> Self {
         let text = |name: &str| {
             claims
                 .get(name)
@@ -95,10 +95,7 @@ impl SignIn {
                 .map(|s| s.chars().take(128).collect::<String>())
         };
         SignIn {
-            token_id: text("jti").unwrap_or_else(|| {
-                let digest = sha2::Sha256::digest(token.as_bytes());
-                hex::encode(&digest[..16])
-            }),
+            token_id: text("jti").unwrap_or_else(|| hex::encode(&digest[..16])),
             issued_at: claims.get("iat").and_then(serde_json::Value::as_i64),
             expires_at: exp,
             client_id: text("client_id").or_else(|| text("aud")),
@@ -264,7 +261,7 @@ impl Verifier {
             },
         );
         // Verified meanwhile by a concurrent first use: that one signed in.
-        let sign_in = before.is_none().then(|| SignIn::of(token, &claims, exp));
+        let sign_in = before.is_none().then(|| SignIn::of(&digest, &claims, exp));
         Ok((principal, sign_in))
     }
 

@@ -148,6 +148,29 @@ fn page<T: serde::de::DeserializeOwned>(
     Ok((out, more))
 }
 
+/// Up to `limit` documents of `tenant` after `after` by `sql` (tenant,
+/// after, limit + 1), and whether more follow.
+fn document_page(
+    c: &Connection,
+    sql: &str,
+    tenant: &TenantId,
+    after: Option<&DocumentId>,
+    limit: usize,
+) -> Result<(Vec<Document>, bool), StoreError> {
+    let mut stmt = c.prepare_cached(sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(
+            params![
+                tenant.as_str(),
+                after.map_or("", |d| d.as_str()),
+                i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+            ],
+            |r| r.get::<_, String>(0),
+        )
+        .map_err(backend)?;
+    page(rows, limit)
+}
+
 fn upsert_tenant(conn: &Connection, t: &Tenant) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO tenants (tenant_id, status, record, updated_at) VALUES (?1, ?2, ?3, ?4)
@@ -728,26 +751,16 @@ impl Store for SqliteStore {
         after: Option<&DocumentId>,
         limit: usize,
     ) -> Result<(Vec<Document>, bool), StoreError> {
-        let tenant = tenant.clone();
-        let after = after.map(|d| d.as_str().to_string()).unwrap_or_default();
+        let (tenant, after) = (tenant.clone(), after.cloned());
         self.with_conn(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT record FROM documents WHERE tenant_id = ?1 AND document_id > ?2
-                     ORDER BY document_id LIMIT ?3",
-                )
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        tenant.as_str(),
-                        after,
-                        i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
-                    ],
-                    |r| r.get::<_, String>(0),
-                )
-                .map_err(backend)?;
-            page(rows, limit)
+            document_page(
+                c,
+                "SELECT record FROM documents WHERE tenant_id = ?1 AND document_id > ?2
+                 ORDER BY document_id LIMIT ?3",
+                &tenant,
+                after.as_ref(),
+                limit,
+            )
         })
         .await
     }
@@ -758,29 +771,19 @@ impl Store for SqliteStore {
         after: Option<&DocumentId>,
         limit: usize,
     ) -> Result<(Vec<Document>, Option<DocumentId>), StoreError> {
-        let tenant = tenant.clone();
-        let after = after.map(|d| d.as_str().to_string()).unwrap_or_default();
+        let (tenant, after) = (tenant.clone(), after.cloned());
         // The condition is the partial index's own (`documents_deleted`),
         // so SQLite reads the index when it is there.
         self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT record FROM documents
-                     WHERE tenant_id = ?1 AND deleted_at IS NOT NULL AND document_id > ?2
-                     ORDER BY document_id LIMIT ?3",
-                )
-                .map_err(backend)?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        tenant.as_str(),
-                        after,
-                        i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
-                    ],
-                    |r| r.get::<_, String>(0),
-                )
-                .map_err(backend)?;
-            let (docs, more) = page::<Document>(rows, limit)?;
+            let (docs, more) = document_page(
+                c,
+                "SELECT record FROM documents
+                 WHERE tenant_id = ?1 AND deleted_at IS NOT NULL AND document_id > ?2
+                 ORDER BY document_id LIMIT ?3",
+                &tenant,
+                after.as_ref(),
+                limit,
+            )?;
             let next = docs.last().filter(|_| more).map(|d| d.document_id.clone());
             Ok((docs, next))
         })
