@@ -155,10 +155,10 @@ pub fn meter_events(rows: &[UsageRow], now: DateTime<Utc>) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
     use crate::ids::TenantId;
     use crate::model::{Billing, DataSet};
     use crate::store::StoreUrl;
+    use chrono::TimeZone;
 
     #[tokio::test]
     async fn usage_is_the_months_counts_with_stable_keys() {
