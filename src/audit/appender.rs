@@ -3,9 +3,17 @@
 //! are hashed and framed), appends the batch to the active spool segment
 //! with one `fdatasync`, and acknowledges. File work never runs on the
 //! async runtime's threads, and a batch costs no thread hand-over.
+//!
+//! A segment is extended with zeros ahead of the records ([`PREALLOCATE`]
+//! at a time) and trimmed to its records when it is closed: a commit then
+//! overwrites blocks the file already has, and its `fdatasync` writes the
+//! data without the inode and block allocation an append needs (on ext4,
+//! about a third of the cost). A segment left by a killed process may end
+//! in zeros; [`spool::scan`] reads them as unused, not torn.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -23,12 +31,21 @@ pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// How far ahead of its records a segment is extended with zeros.
+const PREALLOCATE: u64 = 1024 * 1024;
+
+/// Zeros written to extend a segment.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
 /// The segment being appended to, and the lock on its directory.
 pub(super) struct Active {
     dir: PathBuf,
     pub number: u64,
     file: File,
+    /// Bytes of records (where the next frame goes).
     len: u64,
+    /// The file's length: `len` and the zeros after it.
+    allocated: u64,
     opened: Instant,
     _lock: File,
 }
@@ -58,6 +75,7 @@ impl Active {
             number,
             file,
             len: 0,
+            allocated: 0,
             opened: Instant::now(),
             _lock: lock,
         })
@@ -66,19 +84,48 @@ impl Active {
     fn open_segment(dir: &Path, number: u64) -> io::Result<File> {
         let file = OpenOptions::new()
             .create_new(true)
-            .append(true)
+            .write(true)
             .open(segment_path(dir, number))?;
         sync_dir(dir)?;
         Ok(file)
     }
 
+    /// Writes `frames` after the records, extending the file with zeros
+    /// first when they would not fit. Not synced.
+    fn write(&mut self, frames: &[u8]) -> io::Result<()> {
+        let end = self.len + frames.len() as u64;
+        if end > self.allocated {
+            let target = end.div_ceil(PREALLOCATE) * PREALLOCATE;
+            let mut at = self.allocated.max(end);
+            // The frames cover [len, end); zeros go after them.
+            while at < target {
+                let n = (target - at).min(ZEROS.len() as u64) as usize;
+                self.file.write_all_at(&ZEROS[..n], at)?;
+                at += n as u64;
+            }
+            self.allocated = target;
+        }
+        self.file.write_all_at(frames, self.len)
+    }
+
+    /// Forgets whatever was written after the records (a failed batch),
+    /// and the zeros ahead of them.
+    fn trim(&mut self) -> io::Result<()> {
+        if self.allocated != self.len {
+            self.file.set_len(self.len)?;
+            self.allocated = self.len;
+        }
+        Ok(())
+    }
+
     /// Closes this segment and starts the next one. The closed segment must
-    /// have been synced.
+    /// have been trimmed and synced.
     fn rotate(&mut self) -> io::Result<()> {
         let next = self.number + 1;
         self.file = Self::open_segment(&self.dir, next)?;
         self.number = next;
         self.len = 0;
+        self.allocated = 0;
         self.opened = Instant::now();
         Ok(())
     }
@@ -117,7 +164,7 @@ impl Appender {
             }
         }
         let result = result.and_then(|()| {
-            self.active.file.write_all(&self.buf)?;
+            self.active.write(&self.buf)?;
             if self.durable {
                 self.active.file.sync_data()?;
             } else {
@@ -133,7 +180,7 @@ impl Appender {
             Err(e) => {
                 self.chains.undo(undo);
                 // Leave no partial batch behind.
-                let _ = self.active.file.set_len(self.active.len);
+                let _ = self.active.trim();
                 Err(e)
             }
         }
@@ -156,6 +203,8 @@ impl Appender {
         if self.active.len == 0 || !due {
             return Ok(false);
         }
+        self.active.trim()?;
+        self.dirty = true;
         self.sync()?;
         self.active.rotate()?;
         Ok(true)

@@ -4,6 +4,8 @@
 //! is never fatal.
 //!
 //! Frame: `len: u32 LE | crc32(payload): u32 LE | payload (len bytes)`.
+//! Payloads are never empty: a segment's records end at its first zero
+//! length, and zeros after them are space the writer had not used yet.
 
 use std::io;
 
@@ -18,7 +20,8 @@ pub struct Scan {
     pub records: Vec<Vec<u8>>,
     /// Bytes of intact frames (where the next frame starts).
     pub valid_len: u64,
-    /// Bytes after the last intact frame (a torn or corrupt tail).
+    /// Bytes after the last intact frame (a torn or corrupt tail), unless
+    /// they are all zeros (unused space).
     pub torn_bytes: u64,
 }
 
@@ -30,7 +33,7 @@ pub fn scan(bytes: &[u8]) -> Scan {
         let len =
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
         let crc = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
-        if len > MAX_FRAME || bytes.len() - at - HEADER < len {
+        if len == 0 || len > MAX_FRAME || bytes.len() - at - HEADER < len {
             break;
         }
         let payload = &bytes[at + HEADER..at + HEADER + len];
@@ -41,7 +44,12 @@ pub fn scan(bytes: &[u8]) -> Scan {
         at += HEADER + len;
     }
     out.valid_len = at as u64;
-    out.torn_bytes = (bytes.len() - at) as u64;
+    let rest = &bytes[at..];
+    out.torn_bytes = if rest.iter().all(|&b| b == 0) {
+        0
+    } else {
+        rest.len() as u64
+    };
     out
 }
 
@@ -55,10 +63,14 @@ pub fn push_frame(
     buf.extend_from_slice(&[0; HEADER]);
     let written = write(buf).and_then(|()| {
         let len = buf.len() - start - HEADER;
-        if len > MAX_FRAME {
+        if len == 0 || len > MAX_FRAME {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "audit record too large",
+                if len == 0 {
+                    "empty audit record"
+                } else {
+                    "audit record too large"
+                },
             ));
         }
         Ok(len)
@@ -125,6 +137,31 @@ mod tests {
         let mut bad = (u32::MAX).to_le_bytes().to_vec();
         bad.extend([0u8; 12]);
         assert_eq!(scan(&bad).records.len(), 0);
+    }
+
+    #[test]
+    fn zeros_after_the_records_are_unused_space_not_a_torn_tail() {
+        let mut bytes = frames(3);
+        let records = bytes.len();
+        bytes.extend([0u8; 4096]);
+        let found = scan(&bytes);
+        assert_eq!(found.records.len(), 3);
+        assert_eq!(found.valid_len as usize, records);
+        assert_eq!(found.torn_bytes, 0);
+        // A frame torn inside the zeros (its header written, its payload
+        // not) is torn, with everything after it.
+        let torn = frame(b"{\"seq\":9}").unwrap();
+        bytes[records..records + 10].copy_from_slice(&torn[..10]);
+        let found = scan(&bytes);
+        assert_eq!(found.records.len(), 3);
+        assert_eq!(found.torn_bytes as usize, 4096);
+        // Nothing but zeros: no records, nothing torn.
+        assert_eq!(scan(&[0u8; 100]), Scan::default());
+    }
+
+    #[test]
+    fn an_empty_record_is_refused() {
+        assert!(frame(b"").is_err());
     }
 
     #[test]

@@ -474,6 +474,64 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn segments_are_extended_ahead_of_the_records_and_trimmed_when_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
+            .await
+            .unwrap();
+        let mut c = config(dir.path());
+        c.rotate_interval = Duration::from_secs(3600);
+        let metrics = AuditMetrics::default();
+        let (log, tasks) = start(c, s.clone(), metrics.clone(), "test").await.unwrap();
+        log.record(event(0)).await.unwrap();
+        let writer = log.writer_id().unwrap().to_string();
+        // The active segment holds one record and zeros after it.
+        let active = segment_path(&dir.path().join("spool").join(&writer), 1);
+        let bytes = fs::read(&active).unwrap();
+        let found = spool::scan(&bytes);
+        assert_eq!(found.records.len(), 1);
+        assert!(bytes.len() as u64 > found.valid_len, "extended ahead");
+        assert_eq!(found.torn_bytes, 0);
+        // Closed on shutdown: trimmed to its records, drained, removed.
+        tasks.unwrap().shutdown().await;
+        assert_eq!(stored(s.as_ref()).await.len(), 1);
+        assert_eq!(metrics.torn_bytes.get(), 0);
+        assert_eq!(metrics.spool_bytes.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_killed_writers_segment_ending_in_zeros_is_drained_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir.path().join("spool").join("sidecar-killed");
+        fs::create_dir_all(&dead).unwrap();
+        fs::write(dead.join(LOCK), b"").unwrap();
+        let mut chains = Chains::new("sidecar-killed");
+        let mut bytes = Vec::new();
+        for i in 0..5 {
+            let mut e = event(i);
+            chains.stamp(&mut e, &mut Undo::default());
+            bytes.extend(spool::frame(&serde_json::to_vec(&e).unwrap()).unwrap());
+        }
+        // What the appender had extended the segment by, unused.
+        bytes.resize(bytes.len() + 64 * 1024, 0);
+        fs::write(segment_path(&dead, 1), bytes).unwrap();
+
+        let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
+            .await
+            .unwrap();
+        let metrics = AuditMetrics::default();
+        let (_log, tasks) = start(config(dir.path()), s.clone(), metrics.clone(), "test")
+            .await
+            .unwrap();
+        tasks.unwrap().shutdown().await;
+        let got = stored(s.as_ref()).await;
+        assert_eq!(got.len(), 5);
+        assert!(verify(&got).is_empty());
+        assert_eq!(metrics.torn_bytes.get(), 0, "zeros are not a torn tail");
+        assert!(!dead.exists());
+    }
+
+    #[tokio::test]
     async fn a_live_writers_spool_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
