@@ -136,6 +136,14 @@ struct FileConfig {
     #[serde(default)]
     metrics: MetricsConfig,
     avp: Option<FileAvp>,
+    #[serde(default)]
+    billing: FileBilling,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBilling {
+    stripe: Option<crate::billing::stripe::StripeConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,6 +259,8 @@ pub struct Settings {
     pub retention: RetentionConfig,
     /// The policy stores of the Verified Permissions API.
     pub avp: Vec<crate::avp::StoreConfig>,
+    /// Stripe webhooks (`cedargate-admin`): secrets and the price table.
+    pub stripe: crate::billing::stripe::StripeConfig,
 }
 
 /// The default audit spool: next to a SQLite store's file, else in the
@@ -291,6 +301,7 @@ impl Settings {
             audit: AuditConfig::new(default_spool_dir(&store)),
             retention: RetentionConfig::new(default_archive_dir(&store)),
             avp: vec![crate::avp::StoreConfig::git(crate::avp::DEFAULT_GIT_STORE)],
+            stripe: Default::default(),
             store,
         }
     }
@@ -396,6 +407,12 @@ impl Settings {
             crate::avp::check_config(&avp.stores).map_err(ConfigError::Invalid)?;
             s.avp = avp.stores;
         }
+        s.stripe = file
+            .billing
+            .stripe
+            .unwrap_or_default()
+            .resolve()
+            .map_err(ConfigError::Invalid)?;
         Ok(s)
     }
 }

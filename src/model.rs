@@ -173,6 +173,19 @@ pub struct Billing {
     pub current_period_end: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_status: Option<PaymentStatus>,
+    /// When the newest provider event applied to the tenant was created
+    /// (older events arriving later change nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_at: Option<DateTime<Utc>>,
+    /// The ids of the last provider events applied (a replay changes
+    /// nothing), at most [`crate::billing::stripe::RECENT_EVENTS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_event_ids: Vec<String>,
+    /// The billing integration suspended the tenant (unpaid, or no
+    /// subscription left) and reopens it when paid; a suspension by an
+    /// administrator is never lifted by a payment.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended_for_payment: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,6 +235,21 @@ impl Billing {
             {
                 return Err(format!("`billing.{name}` of Stripe starts with `{prefix}`"));
             }
+        }
+        if self.recent_event_ids.len() > crate::billing::stripe::RECENT_EVENTS {
+            return Err(format!(
+                "`billing.recentEventIds` holds at most {} ids",
+                crate::billing::stripe::RECENT_EVENTS
+            ));
+        }
+        if let Some(bad) = self.recent_event_ids.iter().find(|id| {
+            id.is_empty()
+                || id.len() > 255
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        }) {
+            return Err(format!("`billing.recentEventIds`: `{bad}` is not an event id"));
         }
         if self.provider == BillingProvider::Stripe && self.customer_id.is_none() {
             return Err("`billing.customerId` is required with Stripe".into());

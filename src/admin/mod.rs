@@ -8,6 +8,7 @@
 //! Tenants carry an `ETag` (a hash of the record); `PUT` needs `If-Match`
 //! and loses with 412 if the record changed since it was read.
 
+mod billing;
 mod documents;
 mod search;
 mod tenants;
@@ -44,6 +45,7 @@ pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
 /// The management API's routes.
 pub struct AdminRoutes {
     retention: Arc<RetentionConfig>,
+    stripe: Arc<crate::billing::stripe::StripeConfig>,
     clock: SharedClock,
 }
 
@@ -53,8 +55,15 @@ impl AdminRoutes {
     pub fn new(retention: RetentionConfig, clock: SharedClock) -> Self {
         AdminRoutes {
             retention: Arc::new(retention),
+            stripe: Arc::default(),
             clock,
         }
+    }
+
+    /// Serves Stripe's webhooks with `config` (off without a secret).
+    pub fn with_stripe(mut self, config: crate::billing::stripe::StripeConfig) -> Self {
+        self.stripe = Arc::new(config);
+        self
     }
 }
 
@@ -69,7 +78,8 @@ impl Router for AdminRoutes {
             now: self.clock.now(),
             retention: self.retention.clone(),
         };
-        Box::pin(async move { route(&state, req, peer, lifecycle).await })
+        let stripe = self.stripe.clone();
+        Box::pin(async move { route(&state, req, peer, lifecycle, &stripe).await })
     }
 }
 
@@ -101,6 +111,7 @@ async fn route(
     req: Request<Incoming>,
     peer: SocketAddr,
     lifecycle: Lifecycle,
+    stripe: &crate::billing::stripe::StripeConfig,
 ) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -122,6 +133,10 @@ async fn route(
             }
         }
         (_, ["v1", "search", "changes"]) => return not_allowed("GET"),
+        (&Method::POST, ["v1", "billing", "stripe", "webhook"]) => {
+            billing::webhook(state, stripe, req, peer, &lifecycle).await
+        }
+        (_, ["v1", "billing", "stripe", "webhook"]) => return not_allowed("POST"),
         _ => Err(not_found(&method, &path)),
     };
     result.unwrap_or_else(ApiError::into_response)

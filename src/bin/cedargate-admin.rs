@@ -807,6 +807,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     settings.audit.role = "admin".into();
     let listen = settings.listen;
     let retention = settings.retention.clone();
+    let stripe = settings.stripe.clone();
     let app = App::build(settings).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -828,7 +829,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         }))
     });
-    let routes = Arc::new(AdminRoutes::new(retention, clock::system()));
+    let routes = Arc::new(AdminRoutes::new(retention, clock::system()).with_stripe(stripe));
     app.serve_with(listener, routes, async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);

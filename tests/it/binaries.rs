@@ -711,6 +711,9 @@ async fn billing_usage_exports_the_months_counts() {
         price_id: None,
         current_period_end: None,
         payment_status: None,
+        last_event_at: None,
+        recent_event_ids: Vec::new(),
+        suspended_for_payment: false,
     });
     let billed = data.tenants[0].tenant_id.clone();
     s.import(&data).await.unwrap();

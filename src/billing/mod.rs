@@ -9,6 +9,8 @@
 //! tenant's counts when the export runs (a time-weighted GB-month is not
 //! kept).
 
+pub mod stripe;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 
@@ -165,7 +167,7 @@ mod tests {
         let store = crate::store::open(&StoreUrl::Sqlite(":memory:".into()))
             .await
             .unwrap();
-        let data: DataSet = serde_json::from_str(include_str!("../demo/data.json")).unwrap();
+        let data: DataSet = serde_json::from_str(include_str!("../../demo/data.json")).unwrap();
         let mut data = data;
         let acme = data
             .tenants
@@ -179,6 +181,9 @@ mod tests {
             price_id: Some("price_pro".into()),
             current_period_end: None,
             payment_status: None,
+            last_event_at: None,
+            recent_event_ids: Vec::new(),
+            suspended_for_payment: false,
         });
         store.import(&data).await.unwrap();
         let t = TenantId::parse("acme").unwrap();
@@ -243,6 +248,9 @@ mod tests {
             price_id: None,
             current_period_end: None,
             payment_status: None,
+            last_event_at: None,
+            recent_event_ids: Vec::new(),
+            suspended_for_payment: false,
         };
         assert!(b("cus_123").check().is_ok());
         assert!(b("123").check().is_err());
