@@ -59,6 +59,10 @@ scripts/avp-boto3.sh 2>&1 | tee -a "$log" || boto3=FAILED
 echo "== boto3's Kendra client (Stubber, no network) on every generated search filter"
 .tools/venv/bin/python scripts/kendra_filters.py "$kendra_filters" 2>&1 | tee -a "$log" || boto3=FAILED
 
+echo "== Stripe webhooks against Stripe's Python library (signatures and events)"
+stripe=ok
+scripts/stripe-webhook.sh 2>&1 | tee -a "$log" || stripe=FAILED
+
 echo "== deploy/ checks (cfn-lint, kubernetes-validate, nginx -t, caddy validate, cross-checks)"
 deploy=ok
 scripts/check-deploy.sh 2>&1 | tee -a "$log" || deploy=FAILED
@@ -69,5 +73,5 @@ scripts/test-typescript.sh 2>&1 | tee -a "$log" || typescript=FAILED
 # One closing line for the whole run.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed", p, f }' \
   "${log}"
-echo "; schemathesis: $schemathesis; boto3: $boto3; deploy: $deploy; typescript: $typescript"
-[ "$schemathesis" = ok ] && [ "$boto3" = ok ] && [ "$deploy" = ok ] && [ "$typescript" = ok ]
+echo "; schemathesis: $schemathesis; boto3: $boto3; stripe: $stripe; deploy: $deploy; typescript: $typescript"
+[ "$schemathesis" = ok ] && [ "$boto3" = ok ] && [ "$stripe" = ok ] && [ "$deploy" = ok ] && [ "$typescript" = ok ]

@@ -249,7 +249,9 @@ impl Billing {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         }) {
-            return Err(format!("`billing.recentEventIds`: `{bad}` is not an event id"));
+            return Err(format!(
+                "`billing.recentEventIds`: `{bad}` is not an event id"
+            ));
         }
         if self.provider == BillingProvider::Stripe && self.customer_id.is_none() {
             return Err("`billing.customerId` is required with Stripe".into());

@@ -121,9 +121,8 @@ async fn find_tenant(
     customer: &str,
 ) -> Result<Option<TenantId>, ApiError> {
     let store = state.engine.cache().store();
-    let matches = |t: &Tenant| {
-        t.billing.as_ref().and_then(|b| b.customer_id.as_deref()) == Some(customer)
-    };
+    let matches =
+        |t: &Tenant| t.billing.as_ref().and_then(|b| b.customer_id.as_deref()) == Some(customer);
     if let Some(id) = event.tenant_hint().and_then(|h| TenantId::parse(&h).ok()) {
         if let Some(t) = store.get_tenant(&id).await.map_err(store_error)? {
             if matches(&t) {

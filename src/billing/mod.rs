@@ -7,7 +7,7 @@
 //! Figures: `decisions` and `queries` (allowed searches) are the month's
 //! counts ([`Store::decisions_in`]); `documents` and `storageGB` are the
 //! tenant's counts when the export runs (a time-weighted GB-month is not
-//! kept).
+//! kept). Stripe webhooks: [`stripe`].
 
 pub mod stripe;
 

@@ -159,7 +159,9 @@ pub fn verify_signature(
     now: i64,
     tolerance: u64,
 ) -> Result<i64, SignatureError> {
-    let header = header.filter(|h| !h.is_empty()).ok_or(SignatureError::Missing)?;
+    let header = header
+        .filter(|h| !h.is_empty())
+        .ok_or(SignatureError::Missing)?;
     // Items split on `,`, each into at most three parts on `=`, the value
     // being the second (as Stripe's Python library reads it).
     let mut timestamp = None;
@@ -373,10 +375,13 @@ pub fn apply(config: &StripeConfig, event: &Event, tenant: &mut Tenant) -> Outco
         recent_event_ids: Vec::new(),
         suspended_for_payment: false,
     });
-    if billing.recent_event_ids.iter().any(|id| *id == event.id) {
+    if billing.recent_event_ids.contains(&event.id) {
         return Outcome::Skipped("duplicate");
     }
-    if billing.last_event_at.is_some_and(|last| event.created < last) {
+    if billing
+        .last_event_at
+        .is_some_and(|last| event.created < last)
+    {
         return Outcome::Skipped("out_of_order");
     }
     if tenant.status == TenantStatus::Cancelled || tenant.purged_at.is_some() {
@@ -408,8 +413,7 @@ pub fn apply(config: &StripeConfig, event: &Event, tenant: &mut Tenant) -> Outco
                 PaymentStatus::Active | PaymentStatus::Trialing | PaymentStatus::PastDue => {
                     set_plan(tenant, &plan);
                     reopen(tenant, &mut b);
-                    if status == PaymentStatus::Trialing && tenant.status == TenantStatus::Active
-                    {
+                    if status == PaymentStatus::Trialing && tenant.status == TenantStatus::Active {
                         tenant.status = TenantStatus::Trial;
                     } else if status != PaymentStatus::Trialing
                         && tenant.status == TenantStatus::Trial
@@ -425,15 +429,17 @@ pub fn apply(config: &StripeConfig, event: &Event, tenant: &mut Tenant) -> Outco
             }
         }
         "customer.subscription.deleted" => {
-            if b.subscription_id.as_deref().is_some_and(|s| Some(s) != event.subscription()) {
+            if b.subscription_id
+                .as_deref()
+                .is_some_and(|s| Some(s) != event.subscription())
+            {
                 return Outcome::Skipped("other_subscription");
             }
             b.payment_status = Some(PaymentStatus::Canceled);
             end_subscription(config, tenant, &mut b);
         }
         "invoice.paid" | "invoice.payment_failed" => {
-            if b.subscription_id.is_some() && b.subscription_id.as_deref() != event.subscription()
-            {
+            if b.subscription_id.is_some() && b.subscription_id.as_deref() != event.subscription() {
                 return Outcome::Skipped("other_subscription");
             }
             if event.kind == "invoice.paid" {
@@ -542,7 +548,12 @@ mod tests {
         format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
     }
 
-    fn check(header: &str, payload: &str, secrets: &[&str], now: i64) -> Result<i64, SignatureError> {
+    fn check(
+        header: &str,
+        payload: &str,
+        secrets: &[&str],
+        now: i64,
+    ) -> Result<i64, SignatureError> {
         let secrets: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
         verify_signature(Some(header), payload.as_bytes(), &secrets, now, 300)
     }
@@ -575,24 +586,48 @@ mod tests {
         let both = format!("t={t},v1={},v1={}", "0".repeat(64), v1(&good));
         assert_eq!(check(&both, p, &[SECRET], t), Ok(t));
         assert_eq!(check(&other, p, &["whsec_new", "whsec_old"], t), Ok(t));
-        assert_eq!(check(&other, p, &[SECRET], t), Err(SignatureError::Mismatch));
+        assert_eq!(
+            check(&other, p, &[SECRET], t),
+            Err(SignatureError::Mismatch)
+        );
         // The payload, the timestamp and the secret are all covered.
-        assert_eq!(check(&good, &p.replace('1', "2"), &[SECRET], t), Err(SignatureError::Mismatch));
+        assert_eq!(
+            check(&good, &p.replace('1', "2"), &[SECRET], t),
+            Err(SignatureError::Mismatch)
+        );
         let moved = good.replace(&format!("t={t}"), &format!("t={}", t + 1));
-        assert_eq!(check(&moved, p, &[SECRET], t), Err(SignatureError::Mismatch));
+        assert_eq!(
+            check(&moved, p, &[SECRET], t),
+            Err(SignatureError::Mismatch)
+        );
         // Tolerance: five minutes either way.
         assert_eq!(check(&good, p, &[SECRET], t + 300), Ok(t));
-        assert_eq!(check(&good, p, &[SECRET], t + 301), Err(SignatureError::OutsideTolerance));
-        assert_eq!(check(&good, p, &[SECRET], t - 301), Err(SignatureError::OutsideTolerance));
+        assert_eq!(
+            check(&good, p, &[SECRET], t + 301),
+            Err(SignatureError::OutsideTolerance)
+        );
+        assert_eq!(
+            check(&good, p, &[SECRET], t - 301),
+            Err(SignatureError::OutsideTolerance)
+        );
         // v0 (test-mode) signatures and uppercase hex are not accepted.
         let v0 = good.replace("v1=", "v0=");
-        assert_eq!(check(&v0, p, &[SECRET], t), Err(SignatureError::NoSignatures));
+        assert_eq!(
+            check(&v0, p, &[SECRET], t),
+            Err(SignatureError::NoSignatures)
+        );
         let upper = format!("t={t},v1={}", v1(&good).to_uppercase());
-        assert_eq!(check(&upper, p, &[SECRET], t), Err(SignatureError::Mismatch));
+        assert_eq!(
+            check(&upper, p, &[SECRET], t),
+            Err(SignatureError::Mismatch)
+        );
         // Malformed headers.
         for h in ["", "v1=abc", "t=,v1=abc", "t=x,v1=abc", "t"] {
             let r = verify_signature(Some(h), p.as_bytes(), &[SECRET.into()], t, 300);
-            assert!(matches!(r, Err(SignatureError::Missing | SignatureError::Malformed)), "{h}: {r:?}");
+            assert!(
+                matches!(r, Err(SignatureError::Missing | SignatureError::Malformed)),
+                "{h}: {r:?}"
+            );
         }
         assert_eq!(
             verify_signature(None, p.as_bytes(), &[SECRET.into()], t, 300),
@@ -670,8 +705,15 @@ mod tests {
     fn a_subscription_sets_tier_features_limits_and_billing() {
         let c = config();
         let mut t = tenant();
-        let e = event("evt_1", "customer.subscription.created", 100, subscription("active", "price_pro"));
-        let Outcome::Applied(changed) = apply(&c, &e, &mut t) else { panic!() };
+        let e = event(
+            "evt_1",
+            "customer.subscription.created",
+            100,
+            subscription("active", "price_pro"),
+        );
+        let Outcome::Applied(changed) = apply(&c, &e, &mut t) else {
+            panic!()
+        };
         assert_eq!(t.subscription.tier, Tier::Pro);
         assert_eq!(t.limits.max_documents, 100);
         assert!(t.subscription.features.contains("export"));
@@ -691,15 +733,30 @@ mod tests {
     fn an_older_event_arriving_later_changes_nothing() {
         let c = config();
         let mut t = tenant();
-        let newer = event("evt_2", "customer.subscription.updated", 200, subscription("active", "price_ent"));
-        let older = event("evt_1", "customer.subscription.updated", 100, subscription("active", "price_pro"));
+        let newer = event(
+            "evt_2",
+            "customer.subscription.updated",
+            200,
+            subscription("active", "price_ent"),
+        );
+        let older = event(
+            "evt_1",
+            "customer.subscription.updated",
+            100,
+            subscription("active", "price_pro"),
+        );
         assert!(matches!(apply(&c, &newer, &mut t), Outcome::Applied(_)));
         let before = t.clone();
         assert_eq!(apply(&c, &older, &mut t), Outcome::Skipped("out_of_order"));
         assert_eq!(t, before);
         assert_eq!(t.subscription.tier, Tier::Enterprise);
         // Same second: the later arrival applies.
-        let same = event("evt_3", "customer.subscription.updated", 200, subscription("active", "price_pro"));
+        let same = event(
+            "evt_3",
+            "customer.subscription.updated",
+            200,
+            subscription("active", "price_pro"),
+        );
         assert!(matches!(apply(&c, &same, &mut t), Outcome::Applied(_)));
         assert_eq!(t.subscription.tier, Tier::Pro);
     }
@@ -709,7 +766,12 @@ mod tests {
         let c = config();
         let mut t = tenant();
         let before = t.clone();
-        let e = event("evt_1", "customer.subscription.updated", 100, subscription("active", "price_other"));
+        let e = event(
+            "evt_1",
+            "customer.subscription.updated",
+            100,
+            subscription("active", "price_other"),
+        );
         assert_eq!(apply(&c, &e, &mut t), Outcome::Skipped("unknown_price"));
         assert_eq!(t, before);
     }
@@ -718,40 +780,86 @@ mod tests {
     fn unpaid_suspends_and_paid_reopens_but_never_an_administrators_suspension() {
         let c = config();
         let mut t = tenant();
-        let sub = |id, at, status| event(id, "customer.subscription.updated", at, subscription(status, "price_pro"));
+        let sub = |id, at, status| {
+            event(
+                id,
+                "customer.subscription.updated",
+                at,
+                subscription(status, "price_pro"),
+            )
+        };
         apply(&c, &sub("evt_1", 100, "active"), &mut t);
         apply(&c, &sub("evt_2", 200, "unpaid"), &mut t);
         assert_eq!(t.status, TenantStatus::Suspended);
         assert!(t.billing.as_ref().unwrap().suspended_for_payment);
-        let failed = event("evt_3", "invoice.payment_failed", 250, json!({ "customer": "cus_A", "subscription": "sub_1" }));
+        let failed = event(
+            "evt_3",
+            "invoice.payment_failed",
+            250,
+            json!({ "customer": "cus_A", "subscription": "sub_1" }),
+        );
         apply(&c, &failed, &mut t);
-        assert_eq!(t.billing.as_ref().unwrap().payment_status, Some(PaymentStatus::PastDue));
+        assert_eq!(
+            t.billing.as_ref().unwrap().payment_status,
+            Some(PaymentStatus::PastDue)
+        );
         assert_eq!(t.status, TenantStatus::Suspended);
-        let paid = event("evt_4", "invoice.paid", 300, json!({ "customer": "cus_A", "parent": { "subscription_details": { "subscription": "sub_1" } } }));
+        let paid = event(
+            "evt_4",
+            "invoice.paid",
+            300,
+            json!({ "customer": "cus_A", "parent": { "subscription_details": { "subscription": "sub_1" } } }),
+        );
         assert!(matches!(apply(&c, &paid, &mut t), Outcome::Applied(_)));
         assert_eq!(t.status, TenantStatus::Active);
         assert!(!t.billing.as_ref().unwrap().suspended_for_payment);
         // Suspended by an administrator: a payment does not reopen it.
         t.status = TenantStatus::Suspended;
-        let paid = event("evt_5", "invoice.paid", 400, json!({ "customer": "cus_A", "subscription": "sub_1" }));
+        let paid = event(
+            "evt_5",
+            "invoice.paid",
+            400,
+            json!({ "customer": "cus_A", "subscription": "sub_1" }),
+        );
         apply(&c, &paid, &mut t);
         assert_eq!(t.status, TenantStatus::Suspended);
         // An invoice of another subscription is not this tenant's plan.
-        let other = event("evt_6", "invoice.payment_failed", 500, json!({ "customer": "cus_A", "subscription": "sub_2" }));
-        assert_eq!(apply(&c, &other, &mut t), Outcome::Skipped("other_subscription"));
+        let other = event(
+            "evt_6",
+            "invoice.payment_failed",
+            500,
+            json!({ "customer": "cus_A", "subscription": "sub_2" }),
+        );
+        assert_eq!(
+            apply(&c, &other, &mut t),
+            Outcome::Skipped("other_subscription")
+        );
     }
 
     #[test]
     fn a_deleted_subscription_suspends_or_moves_to_the_canceled_plan() {
         let mut c = config();
         let mut t = tenant();
-        let created = event("evt_1", "customer.subscription.created", 100, subscription("active", "price_ent"));
+        let created = event(
+            "evt_1",
+            "customer.subscription.created",
+            100,
+            subscription("active", "price_ent"),
+        );
         apply(&c, &created, &mut t);
-        let deleted = event("evt_2", "customer.subscription.deleted", 200, subscription("canceled", "price_ent"));
+        let deleted = event(
+            "evt_2",
+            "customer.subscription.deleted",
+            200,
+            subscription("canceled", "price_ent"),
+        );
         let mut suspended = t.clone();
         apply(&c, &deleted, &mut suspended);
         assert_eq!(suspended.status, TenantStatus::Suspended);
-        assert_eq!(suspended.billing.as_ref().unwrap().payment_status, Some(PaymentStatus::Canceled));
+        assert_eq!(
+            suspended.billing.as_ref().unwrap().payment_status,
+            Some(PaymentStatus::Canceled)
+        );
         c.canceled = Some(Plan {
             tier: Tier::Basic,
             features: BTreeSet::new(),
@@ -763,7 +871,12 @@ mod tests {
         assert!(t.subscription.features.is_empty());
         // A cancelled tenant is left alone.
         t.status = TenantStatus::Cancelled;
-        let again = event("evt_3", "customer.subscription.created", 300, subscription("active", "price_pro"));
+        let again = event(
+            "evt_3",
+            "customer.subscription.created",
+            300,
+            subscription("active", "price_pro"),
+        );
         assert_eq!(apply(&c, &again, &mut t), Outcome::Skipped("tenant_closed"));
     }
 
@@ -772,12 +885,20 @@ mod tests {
         let c = config();
         let mut t = tenant();
         for i in 0..(RECENT_EVENTS + 5) {
-            let e = event(&format!("evt_{i}"), "invoice.paid", 100 + i as i64, json!({ "customer": "cus_A" }));
+            let e = event(
+                &format!("evt_{i}"),
+                "invoice.paid",
+                100 + i as i64,
+                json!({ "customer": "cus_A" }),
+            );
             assert!(matches!(apply(&c, &e, &mut t), Outcome::Applied(_)));
         }
         let b = t.billing.as_ref().unwrap();
         assert_eq!(b.recent_event_ids.len(), RECENT_EVENTS);
-        assert_eq!(b.recent_event_ids.last().unwrap(), &format!("evt_{}", RECENT_EVENTS + 4));
+        assert_eq!(
+            b.recent_event_ids.last().unwrap(),
+            &format!("evt_{}", RECENT_EVENTS + 4)
+        );
         assert!(b.check().is_ok());
     }
 }

@@ -588,6 +588,7 @@ async fn the_openapi_document_covers_every_route() {
             &["delete"],
         ),
         ("/v1/search/changes", &["get"]),
+        ("/v1/billing/stripe/webhook", &["post"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
         ("/openapi.json", &["get"]),

@@ -27,4 +27,5 @@ mod scale;
 mod search;
 mod store_contract;
 mod store_indexes;
+mod stripe;
 mod tokens;

@@ -295,6 +295,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/billing/stripe/webhook": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Stripe webhook events (subscriptions and invoices)
+         * @description Called by Stripe, authenticated by the `Stripe-Signature` header (HMAC-SHA256 of `<t>.<body>` under any configured signing secret, every `v1` tried, the timestamp within `[billing.stripe] tolerance_secs`, 300 by default, either way), not by a token. `customer.subscription.created|updated|deleted` and `invoice.paid|payment_failed` change the tier, features, limits, status and `billing` of the tenant whose `billing.customerId` is the event's customer, through the configured price table. A replayed event, an event older than the newest applied, an unknown customer or price is recorded and answered 200 without a change; other event types are answered 200 and not recorded. See docs/billing.md.
+         */
+        post: operations["stripeWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -429,6 +449,15 @@ export interface components {
             currentPeriodEnd?: string;
             /** @enum {string} */
             paymentStatus?: "trialing" | "active" | "past_due" | "unpaid" | "canceled" | "incomplete" | "incomplete_expired" | "paused";
+            /**
+             * Format: date-time
+             * @description When the newest provider event applied to the tenant was created; older events change nothing (set by the Stripe webhook).
+             */
+            lastEventAt?: string;
+            /** @description The ids of the last provider events applied; a replay changes nothing (set by the Stripe webhook). */
+            recentEventIds?: string[];
+            /** @description The billing integration suspended the tenant and reopens it when paid; an administrator's suspension is never lifted by a payment. */
+            suspendedForPayment?: boolean;
         };
     };
     responses: {
@@ -1052,6 +1081,77 @@ export interface operations {
             401: components["responses"]["Error"];
             403: components["responses"]["Error"];
             503: components["responses"]["Error"];
+        };
+    };
+    stripeWebhook: {
+        parameters: {
+            query?: never;
+            header: {
+                "Stripe-Signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    id: string;
+                    type: string;
+                    created: number;
+                    data: Record<string, never>;
+                };
+            };
+        };
+        responses: {
+            /** @description Received: what the event did */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        received: boolean;
+                        /** @enum {string} */
+                        outcome: "applied" | "duplicate" | "out_of_order" | "unknown_customer" | "no_customer" | "unknown_price" | "unknown_status" | "other_subscription" | "tenant_closed" | "unhandled";
+                    };
+                };
+            };
+            /** @description Bad signature (`invalid_signature`) or unreadable event (`invalid_event`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Stripe webhooks are not configured (`not_configured`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The store or the audit trail is unavailable; Stripe retries */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
 }
