@@ -211,6 +211,21 @@ pub enum PaymentStatus {
 }
 
 impl Billing {
+    /// An account with `provider` and its customer, nothing else known yet.
+    pub fn new(provider: BillingProvider, customer_id: Option<String>) -> Self {
+        Billing {
+            provider,
+            customer_id,
+            subscription_id: None,
+            price_id: None,
+            current_period_end: None,
+            payment_status: None,
+            last_event_at: None,
+            recent_event_ids: Vec::new(),
+            suspended_for_payment: false,
+        }
+    }
+
     /// What serde cannot check: the provider's id formats.
     pub fn check(&self) -> Result<(), String> {
         let ids = [

@@ -364,17 +364,10 @@ impl Outcome {
 /// On [`Outcome::Applied`] the tenant is the one to write; otherwise it is
 /// unchanged.
 pub fn apply(config: &StripeConfig, event: &Event, tenant: &mut Tenant) -> Outcome {
-    let billing = tenant.billing.clone().unwrap_or(Billing {
-        provider: BillingProvider::Stripe,
-        customer_id: event.customer(),
-        subscription_id: None,
-        price_id: None,
-        current_period_end: None,
-        payment_status: None,
-        last_event_at: None,
-        recent_event_ids: Vec::new(),
-        suspended_for_payment: false,
-    });
+    let billing = tenant
+        .billing
+        .clone()
+        .unwrap_or_else(|| Billing::new(BillingProvider::Stripe, event.customer()));
     if billing.recent_event_ids.contains(&event.id) {
         return Outcome::Skipped("duplicate");
     }
@@ -492,47 +485,35 @@ fn end_subscription(config: &StripeConfig, tenant: &mut Tenant, b: &mut Billing)
     }
 }
 
+/// Reads one field of a tenant as JSON.
+type Field<'a> = (&'a str, &'a dyn Fn(&Tenant) -> Value);
+
 /// The tenant's fields an event changed, `{field: {from, to}}`.
 fn changes(before: &Tenant, after: &Tenant) -> Value {
+    let billing = |t: &Tenant, f: fn(&Billing) -> Value| t.billing.as_ref().map_or(Value::Null, f);
+    let fields: [Field; 8] = [
+        ("tier", &|t| json!(t.subscription.tier)),
+        ("features", &|t| json!(t.subscription.features)),
+        ("limits", &|t| json!(t.limits)),
+        ("status", &|t| json!(t.status)),
+        ("paymentStatus", &|t| {
+            billing(t, |b| json!(b.payment_status))
+        }),
+        ("priceId", &|t| billing(t, |b| json!(b.price_id))),
+        ("subscriptionId", &|t| {
+            billing(t, |b| json!(b.subscription_id))
+        }),
+        ("currentPeriodEnd", &|t| {
+            billing(t, |b| json!(b.current_period_end))
+        }),
+    ];
     let mut out = serde_json::Map::new();
-    let mut field = |name: &str, from: Value, to: Value| {
+    for (name, get) in fields {
+        let (from, to) = (get(before), get(after));
         if from != to {
             out.insert(name.into(), json!({ "from": from, "to": to }));
         }
-    };
-    field(
-        "tier",
-        json!(before.subscription.tier),
-        json!(after.subscription.tier),
-    );
-    field(
-        "features",
-        json!(before.subscription.features),
-        json!(after.subscription.features),
-    );
-    field("limits", json!(before.limits), json!(after.limits));
-    field("status", json!(before.status), json!(after.status));
-    let billing = |t: &Tenant, f: fn(&Billing) -> Value| t.billing.as_ref().map_or(Value::Null, f);
-    field(
-        "paymentStatus",
-        billing(before, |b| json!(b.payment_status)),
-        billing(after, |b| json!(b.payment_status)),
-    );
-    field(
-        "priceId",
-        billing(before, |b| json!(b.price_id)),
-        billing(after, |b| json!(b.price_id)),
-    );
-    field(
-        "subscriptionId",
-        billing(before, |b| json!(b.subscription_id)),
-        billing(after, |b| json!(b.subscription_id)),
-    );
-    field(
-        "currentPeriodEnd",
-        billing(before, |b| json!(b.current_period_end)),
-        billing(after, |b| json!(b.current_period_end)),
-    );
+    }
     Value::Object(out)
 }
 
@@ -672,17 +653,7 @@ mod tests {
         let mut t = data.tenants[0].clone();
         t.status = TenantStatus::Active;
         t.subscription.tier = Tier::Basic;
-        t.billing = Some(Billing {
-            provider: BillingProvider::Stripe,
-            customer_id: Some("cus_A".into()),
-            subscription_id: None,
-            price_id: None,
-            current_period_end: None,
-            payment_status: None,
-            last_event_at: None,
-            recent_event_ids: Vec::new(),
-            suspended_for_payment: false,
-        });
+        t.billing = Some(Billing::new(BillingProvider::Stripe, Some("cus_A".into())));
         t
     }
 

@@ -99,17 +99,10 @@ async fn webhook_events(url: StoreUrl) {
             .await
             .unwrap()
             .unwrap();
-        t.billing = Some(Billing {
-            provider: BillingProvider::Stripe,
-            customer_id: Some(format!("cus_{id}")),
-            subscription_id: None,
-            price_id: None,
-            current_period_end: None,
-            payment_status: None,
-            last_event_at: None,
-            recent_event_ids: Vec::new(),
-            suspended_for_payment: false,
-        });
+        t.billing = Some(Billing::new(
+            BillingProvider::Stripe,
+            Some(format!("cus_{id}")),
+        ));
         store.put_tenant(&t).await.unwrap();
     }
     let app = spawn_in(

@@ -306,7 +306,7 @@ export interface paths {
         put?: never;
         /**
          * Stripe webhook events (subscriptions and invoices)
-         * @description Called by Stripe, authenticated by the `Stripe-Signature` header (HMAC-SHA256 of `<t>.<body>` under any configured signing secret, every `v1` tried, the timestamp within `[billing.stripe] tolerance_secs`, 300 by default, either way), not by a token. `customer.subscription.created|updated|deleted` and `invoice.paid|payment_failed` change the tier, features, limits, status and `billing` of the tenant whose `billing.customerId` is the event's customer, through the configured price table. A replayed event, an event older than the newest applied, an unknown customer or price is recorded and answered 200 without a change; other event types are answered 200 and not recorded. See docs/billing.md.
+         * @description Called by Stripe, authenticated by the `Stripe-Signature` request header (required; any missing or bad one is a 400) (HMAC-SHA256 of `<t>.<body>` under any configured signing secret, every `v1` tried, the timestamp within `[billing.stripe] tolerance_secs`, 300 by default, either way), not by a token. `customer.subscription.created|updated|deleted` and `invoice.paid|payment_failed` change the tier, features, limits, status and `billing` of the tenant whose `billing.customerId` is the event's customer, through the configured price table. A replayed event, an event older than the newest applied, an unknown customer or price is recorded and answered 200 without a change; other event types are answered 200 and not recorded. See docs/billing.md.
          */
         post: operations["stripeWebhook"];
         delete?: never;
@@ -1086,9 +1086,7 @@ export interface operations {
     stripeWebhook: {
         parameters: {
             query?: never;
-            header: {
-                "Stripe-Signature": string;
-            };
+            header?: never;
             path?: never;
             cookie?: never;
         };
