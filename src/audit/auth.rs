@@ -185,13 +185,65 @@ impl AuthEvents {
         surface: &'static str,
         now: DateTime<Utc>,
     ) {
+        let roles = principal.roles.iter().map(|r| r.as_str().to_string());
+        self.sign_in_record(
+            principal.tenant.as_str(),
+            principal.id.as_str(),
+            roles.collect(),
+            sign_in,
+            meta,
+            surface,
+            now,
+        );
+    }
+
+    /// [`AuthEvents::signed_in`] for a token mapped as Amazon Verified
+    /// Permissions maps a Cognito identity (no native principal): filed
+    /// under the token's tenant claim (its signature verified), else the
+    /// platform partition; `user`: the mapped principal's id.
+    pub fn signed_in_claims(
+        &self,
+        claims: &Value,
+        user: &str,
+        sign_in: &SignIn,
+        meta: &RequestMeta,
+        surface: &'static str,
+        now: DateTime<Utc>,
+    ) {
+        let tenant = claims
+            .get(&self.tenant_claim)
+            .and_then(Value::as_str)
+            .filter(|t| crate::ids::TenantId::parse(*t).is_ok())
+            .unwrap_or(PLATFORM_PARTITION);
+        let groups = claims
+            .get("cognito:groups")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect();
+        self.sign_in_record(tenant, user, groups, sign_in, meta, surface, now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sign_in_record(
+        &self,
+        tenant: &str,
+        user: &str,
+        roles: Vec<String>,
+        sign_in: &SignIn,
+        meta: &RequestMeta,
+        surface: &'static str,
+        now: DateTime<Utc>,
+    ) {
         if !self.log.is_on() {
             return;
         }
         let mut e = AuditEvent::new(
             uuid::Uuid::now_v7().to_string(),
             now,
-            principal.tenant.as_str(),
+            tenant,
             "Authenticate",
             RESOURCE,
             json!({
@@ -202,10 +254,10 @@ impl AuthEvents {
                 "issuedAt": sign_in.issued_at,
                 "expiresAt": sign_in.expires_at,
                 "clientId": sign_in.client_id,
-                "roles": principal.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                "roles": roles,
             }),
         );
-        e.user_id = Some(principal.id.as_str().to_string());
+        e.user_id = Some(user.to_string());
         e.ip_address = meta.ip_address.clone();
         e.user_agent = meta.user_agent.clone();
         let log = self.log.clone();

@@ -408,6 +408,11 @@ impl TokenSource {
         kind: TokenKind,
     ) -> Result<TokenPrincipal, AvpError> {
         let claims = self.verifier.verify_claims(token).await?;
+        self.map(&claims, kind)
+    }
+
+    /// The principal of a verified token's claims ([`TokenSource::principal`]).
+    pub fn map(&self, claims: &Value, kind: TokenKind) -> Result<TokenPrincipal, AvpError> {
         let (user_pool_id, principal_entity_type, group_entity_type) = match &self.mapping {
             TokenMapping::Cognito {
                 user_pool_id,
@@ -415,8 +420,8 @@ impl TokenSource {
                 group_entity_type,
             } => (user_pool_id, principal_entity_type, group_entity_type),
             TokenMapping::Native => {
-                check_token_use(&claims, kind)?;
-                let p = self.verifier.principal_of(&claims)?;
+                check_token_use(claims, kind)?;
+                let p = self.verifier.principal_of(claims)?;
                 let entity = user_entity(&p);
                 return Ok(TokenPrincipal {
                     principal: EntityIdentifier {
@@ -429,7 +434,7 @@ impl TokenSource {
                 });
             }
         };
-        check_token_use(&claims, kind)?;
+        check_token_use(claims, kind)?;
         let Some(sub) = claims.get("sub").and_then(Value::as_str) else {
             return Err(AvpError::AccessDenied("the token has no sub".into()));
         };
@@ -459,8 +464,8 @@ impl TokenSource {
             Value::Object(fields)
         };
         let (attrs, context_token) = match kind {
-            TokenKind::Identity => (record(&claims), None),
-            TokenKind::Access => (json!({}), Some(record(&claims))),
+            TokenKind::Identity => (record(claims), None),
+            TokenKind::Access => (json!({}), Some(record(claims))),
         };
         let entity = Entity::from_json_value(
             json!({

@@ -148,6 +148,9 @@ pub struct Verifier {
     /// when it stands: the same bad token sent again (a flood, a client
     /// retrying) is refused without checking its signature again.
     refused: Mutex<LruCache<[u8; 32], (TokenError, i64)>>,
+    /// Tokens whose first verified use was seen (by SHA-256, until when
+    /// they are accepted), on any surface: one sign-in record per token.
+    signed_in: Mutex<LruCache<[u8; 32], i64>>,
 }
 
 /// A verified token's principal and when it stops being accepted.
@@ -192,6 +195,9 @@ impl Verifier {
             )),
             refused: Mutex::new(LruCache::new(
                 NonZeroUsize::new(REFUSED_CAPACITY).unwrap_or(NonZeroUsize::MIN),
+            )),
+            signed_in: Mutex::new(LruCache::new(
+                NonZeroUsize::new(VERIFIED_CAPACITY).unwrap_or(NonZeroUsize::MIN),
             )),
         }))
     }
@@ -253,16 +259,63 @@ impl Verifier {
             }
         };
         let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(0);
-        let before = self.verified.lock().put(
+        self.verified.lock().put(
             token.to_string(),
             Verified {
                 principal: principal.clone(),
                 until: exp.saturating_add(leeway),
             },
         );
-        // Verified meanwhile by a concurrent first use: that one signed in.
-        let sign_in = before.is_none().then(|| SignIn::of(&digest, &claims, exp));
+        let sign_in = self.first_use(&digest, &claims, exp);
         Ok((principal, sign_in))
+    }
+
+    /// What the sign-in record of a token says, on its first verified use
+    /// only (a concurrent first use, or one on another surface, already
+    /// signed in).
+    fn first_use(&self, digest: &[u8; 32], claims: &serde_json::Value, exp: i64) -> Option<SignIn> {
+        let leeway = i64::try_from(self.config.leeway.as_secs()).unwrap_or(0);
+        let before = self
+            .signed_in
+            .lock()
+            .put(*digest, exp.saturating_add(leeway));
+        before.is_none().then(|| SignIn::of(digest, claims, exp))
+    }
+
+    /// Like [`Verifier::verify_claims`]; also, on the token's first
+    /// verified use on any surface, what its sign-in record says. A token
+    /// refused lately is refused again without a signature check.
+    pub async fn verify_claims_fresh(
+        &self,
+        token: &str,
+    ) -> Result<(serde_json::Value, Option<SignIn>), TokenError> {
+        if token.len() > self.config.max_token_bytes {
+            return Err(TokenError::Oversized(self.config.max_token_bytes));
+        }
+        let now = chrono::Utc::now().timestamp();
+        let digest: [u8; 32] = {
+            use sha2::Digest;
+            sha2::Sha256::digest(token.as_bytes()).into()
+        };
+        if let Some((e, until)) = self.refused.lock().get(&digest) {
+            if now < *until {
+                return Err(e.clone());
+            }
+        }
+        match self.checked_claims(token).await {
+            Ok((claims, exp)) => {
+                let sign_in = self.first_use(&digest, &claims, exp);
+                Ok((claims, sign_in))
+            }
+            Err(e) => {
+                if lasting(&e) {
+                    self.refused
+                        .lock()
+                        .put(digest, (e.clone(), now + REFUSED_SECS));
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Verifies a token as [`Verifier::verify`] does (signature, issuer,

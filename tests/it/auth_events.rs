@@ -272,3 +272,98 @@ async fn the_management_api_records_its_refusals() {
     assert_eq!(records[0].details["reason"], "malformed");
     app.shutdown().await;
 }
+
+/// The Verified Permissions token calls leave the same records as the
+/// native API: refusals counted in the right partition, one sign-in per
+/// token whichever surface saw it first.
+#[tokio::test]
+async fn verified_permissions_token_calls_leave_the_same_records() {
+    let (app, keys) = spawn_jwt_app_full(|_| {}, fast_flush).await;
+    let avp = |token: String| {
+        let app = &app;
+        async move {
+            let body = json!({
+                "policyStoreId": "cedargate",
+                "identityToken": token,
+                "action": {"actionType": "CedarGate::Action", "actionId": "Read"},
+                "resource": {"entityType": "CedarGate::Document", "entityId": "d-public"},
+            });
+            app.send_with(
+                Method::POST,
+                "/",
+                &[
+                    ("x-amz-target", "VerifiedPermissions.IsAuthorizedWithToken"),
+                    ("content-type", "application/x-amz-json-1.0"),
+                ],
+                body.to_string(),
+            )
+            .await
+        }
+    };
+    // Used on the native API first, then here: one sign-in, the native one.
+    let both = keys.token("vic", "t1", &["viewer"], |c| c["jti"] = json!("jti-both"));
+    for _ in 0..2 {
+        let r = app.post_as(&both, "/v1/authorize", &read_public()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    // Used here only: one sign-in, from this surface.
+    let here = keys.token("vic", "t1", &["viewer"], |c| c["jti"] = json!("jti-avp"));
+    for token in [&both, &both, &here, &here, &here] {
+        let r = avp(token.clone()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    // Refused: a forged tenant under a real signature, and an expired one.
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = here.split('.').collect();
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64.encode(claims("mallory", "t2", &["admin"]).to_string()),
+        parts[2]
+    );
+    let expired = keys.token("vic", "t1", &["viewer"], |c| {
+        c["exp"] = json!(chrono::Utc::now().timestamp() - 3600);
+    });
+    for token in [&forged, &forged, &expired] {
+        let r = avp(token.clone()).await;
+        assert!(r.status.is_client_error(), "{} {}", r.status, r.body);
+    }
+
+    let t1 = until(&app, "t1", |r| {
+        r.iter().filter(|e| e.success).count() == 2 && counts(r).values().sum::<u64>() == 1
+    })
+    .await;
+    let mut sign_ins: Vec<(String, String)> = t1
+        .iter()
+        .filter(|e| e.success)
+        .map(|e| {
+            (
+                e.details["tokenId"].as_str().unwrap().to_string(),
+                e.details["surface"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    sign_ins.sort();
+    assert_eq!(
+        sign_ins,
+        [
+            ("jti-avp".to_string(), "avp".to_string()),
+            ("jti-both".to_string(), "sidecar".to_string())
+        ]
+    );
+    assert_eq!(counts(&t1)["expired"], 1);
+    let platform = until(&app, PLATFORM_PARTITION, |r| {
+        counts(r).get("bad_signature") == Some(&2)
+    })
+    .await;
+    for e in platform.iter().filter(|e| !e.success) {
+        assert_eq!(e.details["surface"], "avp");
+        assert_eq!(e.details["claimedTenant"], "t2");
+        assert_eq!(e.details["verified"], false);
+    }
+    // Later uses added nothing; the invented tenant received nothing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(auth_records(&app, "t1").await.len(), t1.len());
+    assert!(auth_records(&app, "t2").await.is_empty());
+    app.shutdown().await;
+}

@@ -452,7 +452,32 @@ impl Call<'_> {
                 "the policy store has no identity source",
             ))
         })?;
-        let principal = source.principal(token, kind).await?;
+        // Refusals and first uses leave authentication records, as on the
+        // native API (crate::audit::auth).
+        let now = chrono::Utc::now();
+        let (claims, sign_in) = match source.verifier.verify_claims_fresh(token).await {
+            Ok(verified) => verified,
+            Err(e) => {
+                self.state
+                    .auth
+                    .refused(&e, Some(token), &self.meta, "avp", now);
+                return Err(AvpError::from(e).into());
+            }
+        };
+        let principal = source.map(&claims, kind)?;
+        if let Some(s) = sign_in {
+            match &principal.native {
+                Some(p) => self.state.auth.signed_in(p, &s, &self.meta, "avp", now),
+                None => self.state.auth.signed_in_claims(
+                    &claims,
+                    &principal.principal.entity_id,
+                    &s,
+                    &self.meta,
+                    "avp",
+                    now,
+                ),
+            }
+        }
         Ok((store, set, principal))
     }
 
