@@ -598,6 +598,21 @@ mod tests {
         ) -> Result<Vec<(String, crate::authz::Effect, u64)>, StoreError> {
             Ok(Vec::new())
         }
+        async fn put_storage_sample(
+            &self,
+            _: &TenantId,
+            _: chrono::NaiveDate,
+            _: u64,
+        ) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn storage_samples(
+            &self,
+            _: &TenantId,
+            _: &str,
+        ) -> Result<Vec<(u32, u64)>, StoreError> {
+            Ok(Vec::new())
+        }
         async fn documents_of(
             &self,
             _: &TenantId,

@@ -144,6 +144,10 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileBilling {
     stripe: Option<crate::billing::stripe::StripeConfig>,
+    /// How often `cedargate-admin serve` samples every tenant's storage
+    /// (the day's last sample counts); 0: never (an external scheduler
+    /// runs `cedargate-admin billing sample`).
+    storage_sample_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -261,6 +265,9 @@ pub struct Settings {
     pub avp: Vec<crate::avp::StoreConfig>,
     /// Stripe webhooks (`cedargate-admin`): secrets and the price table.
     pub stripe: crate::billing::stripe::StripeConfig,
+    /// How often `cedargate-admin serve` samples tenants' storage for the
+    /// GB-days of the billing export; none: never.
+    pub storage_sample_interval: Option<Duration>,
 }
 
 /// The default audit spool: next to a SQLite store's file, else in the
@@ -302,6 +309,7 @@ impl Settings {
             retention: RetentionConfig::new(default_archive_dir(&store)),
             avp: vec![crate::avp::StoreConfig::git(crate::avp::DEFAULT_GIT_STORE)],
             stripe: Default::default(),
+            storage_sample_interval: Some(Duration::from_secs(3600)),
             store,
         }
     }
@@ -406,6 +414,9 @@ impl Settings {
         if let Some(avp) = file.avp {
             crate::avp::check_config(&avp.stores).map_err(ConfigError::Invalid)?;
             s.avp = avp.stores;
+        }
+        if let Some(secs) = file.billing.storage_sample_interval_secs {
+            s.storage_sample_interval = (secs > 0).then(|| Duration::from_secs(secs));
         }
         s.stripe = file
             .billing

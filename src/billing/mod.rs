@@ -6,8 +6,9 @@
 //!
 //! Figures: `decisions` and `queries` (allowed searches) are the month's
 //! counts ([`Store::decisions_in`]); `documents` and `storageGB` are the
-//! tenant's counts when the export runs (a time-weighted GB-month is not
-//! kept). Stripe webhooks: [`stripe`].
+//! tenant's counts when the export runs; storage over time is the month's
+//! GB-days from daily samples ([`sample_storage`], [`gb_days`]). Stripe
+//! webhooks: [`stripe`].
 
 pub mod stripe;
 
@@ -27,6 +28,10 @@ pub struct UsageRow {
     pub customer_id: Option<String>,
     pub documents: u64,
     pub storage_gb: u64,
+    /// Σ over the month's days (so far) of that day's stored GB.
+    pub storage_gb_days: u64,
+    /// Days in the month (GB-months = GB-days / days).
+    pub days: u32,
     pub queries: u64,
     pub decisions: u64,
 }
@@ -35,14 +40,21 @@ pub struct UsageRow {
 pub type Metric = fn(&UsageRow) -> u64;
 
 /// The metrics, as meter event names and how a row gives each.
-pub const METRICS: [(&str, Metric); 4] = [
+pub const METRICS: [(&str, Metric); 5] = [
     ("cedargate_documents", |r| r.documents),
     ("cedargate_storage_gb", |r| r.storage_gb),
+    ("cedargate_storage_gb_days", |r| r.storage_gb_days),
     ("cedargate_queries", |r| r.queries),
     ("cedargate_decisions", |r| r.decisions),
 ];
 
 impl UsageRow {
+    /// Storage over the month, in GB-months (three decimals).
+    pub fn storage_gb_months(&self) -> String {
+        let thousandths = self.storage_gb_days * 1000 / u64::from(self.days.max(1));
+        format!("{}.{:03}", thousandths / 1000, thousandths % 1000)
+    }
+
     /// The same for every export of this tenant, month and metric.
     pub fn idempotency_key(&self, metric: &str) -> String {
         format!("{}-{}-{metric}", self.tenant_id, self.month)
@@ -65,9 +77,84 @@ pub fn month_end(first: NaiveDate) -> DateTime<Utc> {
     DateTime::from_timestamp(ends - 1, 0).unwrap_or_else(Utc::now)
 }
 
-/// Every tenant's usage in `month`, in tenant id order.
-pub async fn usage(store: &dyn Store, month: &str) -> Result<Vec<UsageRow>, StoreError> {
-    parse_month(month).map_err(StoreError::Invalid)?;
+/// A tenant's stored bytes as its record says.
+fn stored_bytes(t: &crate::model::Tenant) -> u64 {
+    t.usage
+        .storage_bytes
+        .unwrap_or(u64::from(t.usage.storage_gb) * crate::model::GB)
+}
+
+/// Records every tenant's stored bytes as today's sample (a second run on
+/// the same day replaces the first). Returns how many tenants.
+pub async fn sample_storage(store: &dyn Store, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let day = now.date_naive();
+    let mut n = 0;
+    let mut after = None;
+    loop {
+        let (tenants, more) = store.list_tenants(after.as_ref(), 500).await?;
+        for t in &tenants {
+            store
+                .put_storage_sample(&t.tenant_id, day, stored_bytes(t))
+                .await?;
+            n += 1;
+        }
+        after = tenants.last().map(|t| t.tenant_id.clone());
+        if !more || after.is_none() {
+            return Ok(n);
+        }
+    }
+}
+
+/// GB-days of days `1..=through` of a month from its samples `(day,
+/// bytes)` in day order: a day counts its sample's GB (decimal, rounded
+/// up), else the last sample before it; days before the first sample
+/// count the first sample; a month without samples counts `fallback`
+/// bytes every day.
+pub fn gb_days(samples: &[(u32, u64)], through: u32, fallback: u64) -> u64 {
+    let gb = |bytes: u64| bytes.div_ceil(crate::model::GB);
+    let first = samples.first().map_or(fallback, |s| s.1);
+    let mut current = first;
+    let mut next = samples.iter().peekable();
+    let mut total = 0;
+    for day in 1..=through {
+        while let Some(&&(d, bytes)) = next.peek() {
+            if d > day {
+                break;
+            }
+            current = bytes;
+            next.next();
+        }
+        total += gb(current);
+    }
+    total
+}
+
+/// The days of `month` that count by `now`: all of a past month, today's
+/// and the days before it in the current month, none of a future one.
+/// Returns (days counted, days in the month).
+fn counted_days(first: NaiveDate, now: DateTime<Utc>) -> (u32, u32) {
+    let start = first.and_time(chrono::NaiveTime::MIN).and_utc();
+    let (_, starts, ends) = crate::usage::month_of(start);
+    let days = u32::try_from((ends - starts) / 86_400).unwrap_or(31);
+    let today = now.date_naive();
+    let counted = if today < first {
+        0
+    } else if now.timestamp() >= ends {
+        days
+    } else {
+        chrono::Datelike::day(&today)
+    };
+    (counted, days)
+}
+
+/// Every tenant's usage in `month` as of `now`, in tenant id order.
+pub async fn usage(
+    store: &dyn Store,
+    month: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<UsageRow>, StoreError> {
+    let first = parse_month(month).map_err(StoreError::Invalid)?;
+    let (through, days) = counted_days(first, now);
     let mut rows = Vec::new();
     let mut after = None;
     loop {
@@ -87,6 +174,12 @@ pub async fn usage(store: &dyn Store, month: &str) -> Result<Vec<UsageRow>, Stor
                 customer_id: t.billing.as_ref().and_then(|b| b.customer_id.clone()),
                 documents: u64::from(t.usage.documents),
                 storage_gb: u64::from(t.usage.storage_gb),
+                storage_gb_days: gb_days(
+                    &store.storage_samples(&t.tenant_id, month).await?,
+                    through,
+                    stored_bytes(t),
+                ),
+                days,
                 queries,
                 decisions,
             });
@@ -101,7 +194,7 @@ pub async fn usage(store: &dyn Store, month: &str) -> Result<Vec<UsageRow>, Stor
 /// CSV with a header; ids are validated to need no quoting.
 pub fn csv(rows: &[UsageRow]) -> String {
     let mut out = String::from(
-        "tenant_id,month,provider,customer_id,documents,storage_gb,queries,decisions,idempotency_key\n",
+        "tenant_id,month,provider,customer_id,documents,storage_gb,storage_gb_days,storage_gb_months,queries,decisions,idempotency_key\n",
     );
     for r in rows {
         let provider = match r.provider {
@@ -110,13 +203,15 @@ pub fn csv(rows: &[UsageRow]) -> String {
             None => "",
         };
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{}\n",
             r.tenant_id,
             r.month,
             provider,
             r.customer_id.as_deref().unwrap_or(""),
             r.documents,
             r.storage_gb,
+            r.storage_gb_days,
+            r.storage_gb_months(),
             r.queries,
             r.decisions,
             r.idempotency_key("usage"),
@@ -197,7 +292,7 @@ mod tests {
             .add_decisions(&t, "2026-10", &[("Read".to_string(), Effect::Allow, 99)])
             .await
             .unwrap();
-        let rows = usage(store.as_ref(), "2026-11").await.unwrap();
+        let rows = usage(store.as_ref(), "2026-11", Utc::now()).await.unwrap();
         assert_eq!(rows.len(), data.tenants.len());
         let a = rows.iter().find(|r| r.tenant_id == "acme").unwrap();
         assert_eq!((a.queries, a.decisions), (7, 39));
@@ -211,8 +306,8 @@ mod tests {
 
         let now = Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap();
         let events = meter_events(&rows, now);
-        // Only the Stripe customer's four metrics.
-        assert_eq!(events.len(), 4);
+        // Only the Stripe customer's five metrics.
+        assert_eq!(events.len(), 5);
         let decisions = events
             .iter()
             .find(|e| e["event_name"] == "cedargate_decisions")
@@ -227,7 +322,10 @@ mod tests {
                 .timestamp()
         );
         // The same month again: the same identifiers.
-        let again = meter_events(&usage(store.as_ref(), "2026-11").await.unwrap(), now);
+        let again = meter_events(
+            &usage(store.as_ref(), "2026-11", Utc::now()).await.unwrap(),
+            now,
+        );
         assert_eq!(events, again);
         let table = csv(&rows);
         assert!(table.starts_with("tenant_id,month,provider,customer_id,"));
@@ -236,7 +334,7 @@ mod tests {
             "{table}"
         );
         assert_eq!(table.lines().count(), rows.len() + 1);
-        assert!(usage(store.as_ref(), "2026-13").await.is_err());
+        assert!(usage(store.as_ref(), "2026-13", Utc::now()).await.is_err());
     }
 
     #[test]
@@ -265,5 +363,78 @@ mod tests {
             ..b("x")
         };
         assert!(manual.check().is_ok());
+    }
+
+    #[test]
+    fn storage_is_counted_in_gb_days_from_daily_samples() {
+        let gb = crate::model::GB;
+        // No samples: the fallback every counted day.
+        assert_eq!(gb_days(&[], 30, 2 * gb), 60);
+        assert_eq!(gb_days(&[], 0, 2 * gb), 0);
+        // 1 GB from day 1, 3 GB from day 11 (a partial GB rounds up), 0 from
+        // day 21; days before the first sample count the first.
+        let samples = [(5, gb), (11, 2 * gb + 1), (21, 0)];
+        assert_eq!(gb_days(&samples, 30, 99 * gb), 10 + 10 * 3);
+        // The current month counts its days so far.
+        assert_eq!(gb_days(&samples, 12, 0), 10 + 2 * 3);
+        let row = |days_total, gb_days| UsageRow {
+            tenant_id: "t".into(),
+            month: "2026-11".into(),
+            provider: None,
+            customer_id: None,
+            documents: 0,
+            storage_gb: 0,
+            storage_gb_days: gb_days,
+            days: days_total,
+            queries: 0,
+            decisions: 0,
+        };
+        assert_eq!(row(30, 40).storage_gb_months(), "1.333");
+        assert_eq!(row(31, 0).storage_gb_months(), "0.000");
+        assert_eq!(row(28, 56).storage_gb_months(), "2.000");
+    }
+
+    #[test]
+    fn the_counted_days_follow_the_clock() {
+        let nov = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let at = |y, m, d| Utc.with_ymd_and_hms(y, m, d, 12, 0, 0).unwrap();
+        assert_eq!(counted_days(nov, at(2026, 12, 2)), (30, 30));
+        assert_eq!(counted_days(nov, at(2026, 11, 17)), (17, 30));
+        assert_eq!(counted_days(nov, at(2026, 10, 31)), (0, 30));
+        let feb = NaiveDate::from_ymd_opt(2028, 2, 1).unwrap();
+        assert_eq!(counted_days(feb, at(2028, 3, 1)), (29, 29));
+    }
+
+    #[tokio::test]
+    async fn a_sample_is_taken_per_tenant_and_counted() {
+        let store = crate::store::open(&StoreUrl::Sqlite(":memory:".into()))
+            .await
+            .unwrap();
+        let data: DataSet = serde_json::from_str(include_str!("../../demo/data.json")).unwrap();
+        store.import(&data).await.unwrap();
+        let t = TenantId::parse("acme").unwrap();
+        let mut acme = store.get_tenant(&t).await.unwrap().unwrap();
+        acme.usage.storage_bytes = Some(3 * crate::model::GB);
+        store.put_tenant(&acme).await.unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 10, 8, 0, 0).unwrap();
+        assert_eq!(
+            sample_storage(store.as_ref(), now).await.unwrap(),
+            data.tenants.len()
+        );
+        let stored = store.get_tenant(&t).await.unwrap().unwrap().usage;
+        assert_eq!(
+            store.storage_samples(&t, "2026-11").await.unwrap(),
+            vec![(10, stored.storage_bytes.unwrap())]
+        );
+        let end = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        let rows = usage(store.as_ref(), "2026-11", end).await.unwrap();
+        let a = rows.iter().find(|r| r.tenant_id == "acme").unwrap();
+        let gb = stored.storage_bytes.unwrap().div_ceil(crate::model::GB);
+        assert_eq!((a.storage_gb_days, a.days), (30 * gb, 30));
+        assert!(csv(&rows)
+            .lines()
+            .next()
+            .unwrap()
+            .contains("storage_gb_days,storage_gb_months"));
     }
 }

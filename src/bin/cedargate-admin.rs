@@ -134,6 +134,13 @@ enum BillingCommand {
         #[arg(long, value_enum, default_value = "csv")]
         format: UsageFormat,
     },
+    /// Records every tenant's stored bytes as today's storage sample (the
+    /// GB-days of `billing usage`); `serve` does it every
+    /// `[billing] storage_sample_interval_secs` (an hour by default).
+    Sample {
+        #[arg(long)]
+        store: StoreUrl,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -808,6 +815,7 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
     let listen = settings.listen;
     let retention = settings.retention.clone();
     let stripe = settings.stripe.clone();
+    let sample_every = settings.storage_sample_interval;
     let app = App::build(settings).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -829,6 +837,24 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         }))
     });
+    if let Some(every) = sample_every {
+        // Daily storage samples for the billing export's GB-days: the day's
+        // last sample counts, so running hourly (and on several instances)
+        // is harmless.
+        let store = app.state.engine.cache().store().clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                match cedargate::billing::sample_storage(store.as_ref(), chrono::Utc::now()).await {
+                    Ok(n) => tracing::debug!(tenants = n, "storage sampled"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "storage not sampled; next try at the next interval")
+                    }
+                }
+            }
+        });
+    }
     let routes = Arc::new(AdminRoutes::new(retention, clock::system()).with_stripe(stripe));
     app.serve_with(listener, routes, async move {
         shutdown_signal().await;
@@ -888,7 +914,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cedargate::billing::parse_month(&month).map_err(anyhow::Error::msg)?;
             // Reads only: the tables are `migrate`'s business.
             let s = store::connect(&store).await?;
-            let rows = cedargate::billing::usage(s.as_ref(), &month).await?;
+            let rows = cedargate::billing::usage(s.as_ref(), &month, chrono::Utc::now()).await?;
             let mut out = std::io::stdout().lock();
             match format {
                 UsageFormat::Csv => out.write_all(cedargate::billing::csv(&rows).as_bytes())?,
@@ -898,6 +924,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+        }
+        Command::Billing(BillingCommand::Sample { store }) => {
+            let s = store::connect(&store).await?;
+            let n = cedargate::billing::sample_storage(s.as_ref(), chrono::Utc::now()).await?;
+            println!("storage sampled for {n} tenants");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -648,23 +648,57 @@ impl Store for DynamoStore {
         Ok(())
     }
 
+    /// On the month's usage item, as `s#<DD>` (set, not added: the day's
+    /// last sample stands).
+    async fn put_storage_sample(
+        &self,
+        tenant: &TenantId,
+        day: chrono::NaiveDate,
+        bytes: u64,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.usage)
+            .key("tenantId", s(tenant.as_str()))
+            .key("month", s(&day.format("%Y-%m").to_string()))
+            .update_expression("SET #d = :b")
+            .expression_attribute_names("#d", format!("{SAMPLE_PREFIX}{}", day.format("%d")))
+            .expression_attribute_values(":b", AttributeValue::N(bytes.to_string()))
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn storage_samples(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+    ) -> Result<Vec<(u32, u64)>, StoreError> {
+        let item = self.usage_item(tenant, month).await?;
+        let mut out = Vec::new();
+        for (name, value) in item {
+            let Some(day) = name.strip_prefix(SAMPLE_PREFIX) else {
+                continue;
+            };
+            let parsed = day
+                .parse::<u32>()
+                .ok()
+                .zip(value.as_n().ok().and_then(|n| n.parse::<u64>().ok()));
+            let sample =
+                parsed.ok_or_else(|| StoreError::Corrupt(format!("usage attribute {name}")))?;
+            out.push(sample);
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
     async fn decisions_in(
         &self,
         tenant: &TenantId,
         month: &str,
     ) -> Result<Vec<(String, Effect, u64)>, StoreError> {
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.usage)
-            .key("tenantId", s(tenant.as_str()))
-            .key("month", s(month))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(err)?
-            .item
-            .unwrap_or_default();
+        let item = self.usage_item(tenant, month).await?;
         let mut out = Vec::new();
         for (name, value) in item {
             let Some(rest) = name.strip_prefix(COUNT_PREFIX) else {
@@ -1151,6 +1185,29 @@ enum Via {
 }
 
 impl DynamoStore {
+    /// A tenant's usage item of a month (decision counts and storage
+    /// samples); empty when there is none.
+    async fn usage_item(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+    ) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        Ok(self
+            .client
+            .get_item()
+            .table_name(&self.usage)
+            .key("tenantId", s(tenant.as_str()))
+            .key("month", s(month))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?
+            .item
+            .unwrap_or_default())
+    }
+}
+
+impl DynamoStore {
     async fn audit_page(&self, q: &AuditQuery, indexed: bool) -> Result<AuditPage, StoreError> {
         let f = &q.filter;
         let via = match (indexed, &f.user, &f.action, f.decision) {
@@ -1377,6 +1434,9 @@ async fn batch_write(
 
 /// What the decision-count attributes of a usage item start with.
 const COUNT_PREFIX: &str = "n#";
+
+/// Storage samples on a month's usage item: `s#<DD>` = bytes that day.
+const SAMPLE_PREFIX: &str = "s#";
 
 /// Audit partitions per tenant: one busy tenant's writes spread over this
 /// many partitions (docs/dynamodb.md).

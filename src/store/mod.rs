@@ -100,6 +100,22 @@ pub trait Store: Send + Sync + 'static {
         tenant: &TenantId,
         month: &str,
     ) -> Result<Vec<(String, Effect, u64)>, StoreError>;
+    /// Records `bytes` as a tenant's stored bytes on `day` (UTC); a later
+    /// sample of the same day replaces it (samplers may run anywhere, and
+    /// more than once).
+    async fn put_storage_sample(
+        &self,
+        tenant: &TenantId,
+        day: chrono::NaiveDate,
+        bytes: u64,
+    ) -> Result<(), StoreError>;
+    /// A tenant's storage samples in `month` (`YYYY-MM`), as (day of the
+    /// month, bytes), in day order.
+    async fn storage_samples(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+    ) -> Result<Vec<(u32, u64)>, StoreError>;
     /// Tenants in id order after `after`, at most `limit`, and whether more
     /// follow (platform administration only).
     async fn list_tenants(

@@ -59,6 +59,12 @@ CREATE TABLE IF NOT EXISTS decision_counts (
     count     INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, month, action, decision)
 );
+CREATE TABLE IF NOT EXISTS storage_samples (
+    tenant_id TEXT NOT NULL,
+    day       TEXT NOT NULL,
+    bytes     INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, day)
+);
 CREATE TABLE IF NOT EXISTS migrations (
     id         TEXT PRIMARY KEY,
     state      TEXT NOT NULL,
@@ -822,6 +828,67 @@ impl Store for SqliteStore {
                 }
             }
             tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn put_storage_sample(
+        &self,
+        tenant: &TenantId,
+        day: chrono::NaiveDate,
+        bytes: u64,
+    ) -> Result<(), StoreError> {
+        let (tenant, day) = (tenant.clone(), day.format("%Y-%m-%d").to_string());
+        self.with_conn(move |c| {
+            c.prepare_cached(
+                "INSERT INTO storage_samples (tenant_id, day, bytes) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant_id, day) DO UPDATE SET bytes = excluded.bytes",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    tenant.as_str(),
+                    day,
+                    i64::try_from(bytes).unwrap_or(i64::MAX)
+                ])
+            })
+            .map(drop)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn storage_samples(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+    ) -> Result<Vec<(u32, u64)>, StoreError> {
+        let (tenant, from, to) = (tenant.clone(), format!("{month}-01"), format!("{month}-31"));
+        self.read(move |c| {
+            let stmt = c.prepare_cached(
+                "SELECT day, bytes FROM storage_samples
+                 WHERE tenant_id = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY day",
+            );
+            let mut stmt = match stmt {
+                // A store `migrate` has not run on since samples were added
+                // has none.
+                Err(e) if e.to_string().contains("no such table") => return Ok(Vec::new()),
+                other => other.map_err(backend)?,
+            };
+            let rows = stmt
+                .query_map(params![tenant.as_str(), from, to], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (day, bytes) = row.map_err(backend)?;
+                let d = day
+                    .get(8..)
+                    .and_then(|d| d.parse::<u32>().ok())
+                    .ok_or_else(|| StoreError::Corrupt(format!("storage sample day {day}")))?;
+                out.push((d, u64::try_from(bytes).unwrap_or(0)));
+            }
+            Ok(out)
         })
         .await
     }

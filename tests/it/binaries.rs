@@ -704,19 +704,19 @@ async fn billing_usage_exports_the_months_counts() {
     let url = format!("sqlite:{}", db.display());
     let s = store::open(&StoreUrl::Sqlite(db.clone())).await.unwrap();
     let mut data = crate::helpers::fixture();
-    data.tenants[0].billing = Some(cedargate::model::Billing {
-        provider: cedargate::model::BillingProvider::Stripe,
-        customer_id: Some("cus_T1".into()),
-        subscription_id: None,
-        price_id: None,
-        current_period_end: None,
-        payment_status: None,
-        last_event_at: None,
-        recent_event_ids: Vec::new(),
-        suspended_for_payment: false,
-    });
+    data.tenants[0].billing = Some(cedargate::model::Billing::new(
+        cedargate::model::BillingProvider::Stripe,
+        Some("cus_T1".into()),
+    ));
     let billed = data.tenants[0].tenant_id.clone();
     s.import(&data).await.unwrap();
+    // Storage: 2 GB from the 1st, 4 GB from the 16th of November (30 days).
+    let gb = cedargate::model::GB;
+    let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+    s.put_storage_sample(&billed, day(1), 2 * gb).await.unwrap();
+    s.put_storage_sample(&billed, day(16), 4 * gb - 5)
+        .await
+        .unwrap();
     s.add_decisions(
         &billed,
         "2026-11",
@@ -749,6 +749,33 @@ async fn billing_usage_exports_the_months_counts() {
         .unwrap();
     assert!(row.contains(",stripe,cus_T1,"), "{row}");
     assert!(row.contains(",5,7,"), "queries 5, decisions 7: {row}");
+    assert!(
+        row.contains(",90,3.000,"),
+        "15 days × 2 GB + 15 days × 4 GB = 90 GB-days, 3 GB-months: {row}"
+    );
+    // `billing sample` records today's storage of every tenant.
+    let out = Command::new(env!("CARGO_BIN_EXE_cedargate-admin"))
+        .args(["billing", "sample", "--store", &url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let today = chrono::Utc::now();
+    let samples = s
+        .storage_samples(&billed, &today.format("%Y-%m").to_string())
+        .await
+        .unwrap();
+    assert!(
+        samples.contains(&(chrono::Datelike::day(&today.date_naive()), {
+            let t = s.get_tenant(&billed).await.unwrap().unwrap();
+            t.usage
+                .storage_bytes
+                .unwrap_or(u64::from(t.usage.storage_gb) * gb)
+        }))
+    );
     let out = run("ndjson", "2026-11");
     assert!(
         out.status.success(),
@@ -760,10 +787,15 @@ async fn billing_usage_exports_the_months_counts() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(events.len(), 4);
+    assert_eq!(events.len(), 5);
     assert!(events
         .iter()
         .all(|e| e["payload"]["stripe_customer_id"] == "cus_T1"));
+    let gb_days = events
+        .iter()
+        .find(|e| e["event_name"] == "cedargate_storage_gb_days")
+        .unwrap();
+    assert_eq!(gb_days["payload"]["value"], "90");
     let out = run("csv", "2026-13");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a month"));

@@ -404,6 +404,23 @@ impl store::Store for FlakyStore {
         self.check()?;
         self.inner.decisions_in(tenant, month).await
     }
+    async fn put_storage_sample(
+        &self,
+        tenant: &TenantId,
+        day: chrono::NaiveDate,
+        bytes: u64,
+    ) -> Result<(), store::StoreError> {
+        self.check()?;
+        self.inner.put_storage_sample(tenant, day, bytes).await
+    }
+    async fn storage_samples(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+    ) -> Result<Vec<(u32, u64)>, store::StoreError> {
+        self.check()?;
+        self.inner.storage_samples(tenant, month).await
+    }
     async fn documents_of(
         &self,
         tenant: &TenantId,

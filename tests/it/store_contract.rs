@@ -203,6 +203,64 @@ async fn tenant_versions_contract(store: Arc<dyn Store>) {
             break;
         }
     }
+    // Storage samples: one per tenant and day, the day's last one kept,
+    // months and tenants apart, decision counts of the month untouched.
+    let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+    store
+        .add_decisions(
+            &tid("t1"),
+            "2026-11",
+            &[("Read".into(), cedargate::authz::Effect::Allow, 4)],
+        )
+        .await
+        .unwrap();
+    store
+        .put_storage_sample(&tid("t1"), day(3), 5)
+        .await
+        .unwrap();
+    store
+        .put_storage_sample(&tid("t1"), day(3), 7)
+        .await
+        .unwrap();
+    store
+        .put_storage_sample(&tid("t1"), day(30), 9)
+        .await
+        .unwrap();
+    store
+        .put_storage_sample(&tid("t1"), day(1), 1)
+        .await
+        .unwrap();
+    let december = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+    store
+        .put_storage_sample(&tid("t1"), december, 11)
+        .await
+        .unwrap();
+    store
+        .put_storage_sample(&tid("t2"), day(3), 13)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.storage_samples(&tid("t1"), "2026-11").await.unwrap(),
+        vec![(1, 1), (3, 7), (30, 9)]
+    );
+    assert_eq!(
+        store.storage_samples(&tid("t1"), "2026-12").await.unwrap(),
+        vec![(1, 11)]
+    );
+    assert_eq!(
+        store.storage_samples(&tid("t2"), "2026-11").await.unwrap(),
+        vec![(3, 13)]
+    );
+    assert!(store
+        .storage_samples(&tid("t1"), "2026-10")
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.decisions_in(&tid("t1"), "2026-11").await.unwrap(),
+        vec![("Read".to_string(), cedargate::authz::Effect::Allow, 4)]
+    );
+
     seen.sort();
     let mut all: Vec<String> = store
         .raw_tenants()
