@@ -267,6 +267,77 @@ async fn each_field_is_changed_only_by_whom_the_policies_allow() {
     app.shutdown().await;
 }
 
+/// A billing integration (group `billing-integration`) changes billing's
+/// fields of any tenant — billing account, status, subscription, limits —
+/// and nothing else; its other attempts read like a missing tenant's.
+#[tokio::test]
+async fn a_billing_integration_changes_billing_fields_only() {
+    let (app, keys) = spawn_admin_app(|_| {}).await;
+    let platform = keys.token("pam", "plat", &["platform-admin"], |_| {});
+    let bill = keys.token("billing", "plat", &["billing-integration"], |_| {});
+    for (field, edit, _) in FIELDS {
+        let billing_field = ["billing", "status"].contains(&field)
+            || field.starts_with("subscription.")
+            || field.starts_with("limits.");
+        let (before, _) = read(&app, &platform, "t2").await;
+        let r = change(&app, &bill, &platform, "t2", edit).await;
+        let (after, _) = read(&app, &platform, "t2").await;
+        if billing_field {
+            assert_eq!(r.status, StatusCode::OK, "{field}: {}", r.body);
+            assert_ne!(before, after, "{field}");
+        } else {
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{field}: {}", r.body);
+            assert_eq!(r.json()["error"]["fields"], json!([field]), "{}", r.body);
+            assert_eq!(before, after, "{field}: nothing is written");
+        }
+    }
+    // It lists tenants and reads them; everything else is refused exactly
+    // as for a tenant that does not exist.
+    let r = call(&app, &bill, Method::GET, "/v1/tenants", &[], None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    for (method, suffix) in [
+        (Method::GET, "/usage"),
+        (Method::GET, "/audit-logs"),
+        (Method::GET, "/documents"),
+        (Method::POST, "/export"),
+    ] {
+        let real = call(
+            &app,
+            &bill,
+            method.clone(),
+            &format!("/v1/tenants/t1{suffix}"),
+            &[],
+            None,
+        )
+        .await;
+        let missing = call(
+            &app,
+            &bill,
+            method.clone(),
+            &format!("/v1/tenants/nobody{suffix}"),
+            &[],
+            None,
+        )
+        .await;
+        assert_eq!(
+            real.status,
+            StatusCode::FORBIDDEN,
+            "{method} {suffix}: {}",
+            real.body
+        );
+        assert_eq!(
+            (real.status, &real.body),
+            (missing.status, &missing.body),
+            "{method} {suffix}"
+        );
+    }
+    let (mut newco, _) = read(&app, &platform, "t2").await;
+    newco["tenantId"] = json!("newco");
+    let r = call(&app, &bill, Method::POST, "/v1/tenants", &[], Some(&newco)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    app.shutdown().await;
+}
+
 /// Another tenant's administrator tries to create, rename, cancel and
 /// export t1, with text of their choosing in the body and headers: t1's log
 /// receives nothing; their own log says who tried what on which tenant.
