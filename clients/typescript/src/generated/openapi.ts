@@ -435,7 +435,7 @@ export interface components {
             /** Format: date-time */
             deletedAt?: string | null;
         };
-        /** @description Where the tenant is billed (docs/billing.md). Platform administrators only (`UpdateTenantBilling`). */
+        /** @description Where the tenant is billed (docs/billing.md). Platform administrators and a billing integration only (`UpdateTenantBilling`). */
         Billing: {
             /** @enum {string} */
             provider: "stripe" | "manual";
