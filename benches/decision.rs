@@ -11,6 +11,9 @@
 //!
 //! - `plan_warm/*`, `plan_cold/*`: search plans (remembered, and made
 //!   from scratch).
+//! - `evaluate/*`: one Cedar evaluation as the engine makes it
+//!   (`authz::evaluate`), with the shipped policies and with 1,000 more
+//!   scoped to other roles, with and without the principal index.
 //!
 //! `scripts/bench-ratio.py` prints the ratio of the two from criterion's
 //! estimates.
@@ -191,6 +194,75 @@ fn bench(c: &mut Criterion) {
                 let fresh = cedargate::search::Planner::new(Default::default());
                 rt.block_on(fresh.plan(&engine, black_box(who), "Read", &null))
                     .unwrap()
+            })
+        });
+    }
+
+    // The shipped set plus 1,000 policies for other roles (the shape that
+    // made a decision 41× slower before the principal index).
+    let many_dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(root.join("policies")).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "cedar") {
+            std::fs::copy(entry.path(), many_dir.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let generated: String = (0..1_000)
+        .map(|i| {
+            format!(
+                "@id(\"gen.r{i}\")\npermit (principal in CedarGate::Role::\"r{i}\", action == CedarGate::Action::\"Read\", resource is CedarGate::Document)\nwhen {{ resource.classification <= principal.clearance && resource.visibility == \"public\" }};\n"
+            )
+        })
+        .collect();
+    std::fs::write(many_dir.path().join("generated.cedar"), generated).unwrap();
+    let many_snapshot = cedargate::policy::load(&cedargate::policy::PolicySources {
+        policy_dir: many_dir.path().to_path_buf(),
+        schema_dir: root.join("schemas"),
+    })
+    .unwrap();
+    let indexed = &many_snapshot.actions["Read"];
+    assert!(indexed.index.is_some());
+    let mut unindexed = indexed.clone();
+    unindexed.index = None;
+    let base =
+        cedargate::authz::base_entities(action, [tenant_entity(tenant), document_entity(doc)])
+            .unwrap();
+    let cases = [
+        ("evaluate/read_22_policies", &*snapshot, action),
+        (
+            "evaluate/read_1022_policies_indexed",
+            &many_snapshot,
+            indexed,
+        ),
+        (
+            "evaluate/read_1022_policies_unindexed",
+            &many_snapshot,
+            &unindexed,
+        ),
+    ];
+    for (name, snap, a) in cases {
+        let ev = cedargate::authz::evaluate(
+            &authorizer,
+            snap,
+            a,
+            &p,
+            document_uid(&doc.document_id),
+            Context::empty(),
+            &base,
+        )
+        .unwrap();
+        assert_eq!(ev.effect, cedargate::authz::Effect::Allow, "{name}");
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                cedargate::authz::evaluate(
+                    &authorizer,
+                    snap,
+                    a,
+                    black_box(&p),
+                    document_uid(&doc.document_id),
+                    Context::empty(),
+                    &base,
+                )
+                .unwrap()
             })
         });
     }

@@ -239,7 +239,14 @@ pub fn evaluate(
         Ok(e) => e,
         Err(e) => return Ok(evaluation_error(format!("entities: {e}"))),
     };
-    let response = authorizer.is_authorized(&request, &action.policies, &entities);
+    // Only the policies whose principal scope can match (same answer).
+    let indexed = action.index.as_ref().map(|index| {
+        let uid = user_uid(&principal.id);
+        let ancestors = entities.ancestors(&uid).into_iter().flatten();
+        index.policies_for(&uid, ancestors)
+    });
+    let policies = indexed.as_deref().unwrap_or(&action.policies);
+    let response = authorizer.is_authorized(&request, policies, &entities);
     // Sorted: Cedar reports them as a set, in no fixed order.
     let mut determining_policies: Vec<String> = response
         .diagnostics()

@@ -286,13 +286,15 @@ fn actions(
             .ancestors(uid)
             .map(|a| a.cloned().collect())
             .unwrap_or_default();
+        let policies = slice(policies, uid, &groups, type_name);
         out.insert(
             uid.id().unescaped().to_string(),
             ActionInfo {
                 uid: uid.clone(),
                 entity: entity.clone(),
                 resource,
-                policies: slice(policies, uid, &groups, type_name),
+                index: super::index::PrincipalIndex::build(&policies).map(std::sync::Arc::new),
+                policies,
                 generation: crate::cache::next_generation(),
             },
         );

@@ -3,6 +3,7 @@
 //! reads. A new snapshot is built completely and then swapped in
 //! ([`watch`]); a load that fails keeps the last good one.
 
+pub mod index;
 pub mod lint;
 mod load;
 pub mod suite;
@@ -37,6 +38,9 @@ pub struct ActionInfo {
     /// policies and errors as the whole set: a policy whose scope does not
     /// match is never satisfied and never evaluates its conditions.
     pub policies: PolicySet,
+    /// The slice indexed by principal, when it names many principals in
+    /// its scopes ([`index::PrincipalIndex`]).
+    pub index: Option<Arc<index::PrincipalIndex>>,
     /// Unique across every snapshot ever built (see
     /// [`crate::cache::next_generation`]).
     pub generation: u64,
