@@ -23,19 +23,7 @@ fn read_public() -> Value {
 
 /// The `Authenticate` records of a partition.
 async fn auth_records(app: &TestApp, partition: &str) -> Vec<AuditEvent> {
-    let q = AuditQuery::new(
-        TenantId::parse(partition).unwrap(),
-        chrono::Utc::now() - chrono::Duration::hours(1),
-        chrono::Utc::now() + chrono::Duration::hours(1),
-        1000,
-    );
-    app.store
-        .all_audit_events(&q)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.action == "Authenticate")
-        .collect()
+    audit_records_of(app, partition, "Authenticate").await
 }
 
 /// Refusals counted per reason in a partition's records.

@@ -734,3 +734,24 @@ impl Rng {
         self.next() % 100 < percent
     }
 }
+
+/// A partition's audit records of `action` from the last hour, as stored.
+pub async fn audit_records_of(
+    app: &TestApp,
+    partition: &str,
+    action: &str,
+) -> Vec<cedargate::audit::AuditEvent> {
+    let q = store::AuditQuery::new(
+        TenantId::parse(partition).unwrap(),
+        chrono::Utc::now() - chrono::Duration::hours(1),
+        chrono::Utc::now() + chrono::Duration::hours(1),
+        1000,
+    );
+    app.store
+        .all_audit_events(&q)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == action)
+        .collect()
+}

@@ -282,14 +282,43 @@ fn cross_tenant_requests_are_denied() {
     assert!(allowed_platform.get() > 0);
 }
 
+/// A case decided by Cedar over the whole policy set: the effect, the
+/// sorted determining policies, the number of errors.
+fn whole_set(
+    snap: &PolicySnapshot,
+    authorizer: &Authorizer,
+    c: &Case,
+) -> (Effect, Vec<String>, usize) {
+    use cedar_policy::{Entities, Request};
+    use cedargate::authz::entities::{user_entity, user_uid};
+
+    let action = &snap.actions[&c.action];
+    let (context, mut entities, resource) = parts(snap, c);
+    entities.extend([user_entity(&c.principal), action.entity.clone()]);
+    let request = Request::new(
+        user_uid(&c.principal.id),
+        action.uid.clone(),
+        resource,
+        context,
+        Some(&snap.schema),
+    )
+    .unwrap();
+    let entities = Entities::from_entities(entities, None).unwrap();
+    let full = authorizer.is_authorized(&request, &snap.policies, &entities);
+    let mut by: Vec<String> = full.diagnostics().reason().map(|p| p.to_string()).collect();
+    by.sort();
+    let effect = match full.decision() {
+        cedar_policy::Decision::Allow => Effect::Allow,
+        cedar_policy::Decision::Deny => Effect::Deny,
+    };
+    (effect, by, full.diagnostics().errors().count())
+}
+
 /// Every action evaluates only the policies whose scope can match it. Over
 /// random requests, inside one tenant and across tenants, the slice gives
 /// exactly what the whole policy set gives.
 #[test]
 fn action_slices_decide_like_the_whole_policy_set() {
-    use cedar_policy::{Entities, Request};
-    use cedargate::authz::entities::{user_entity, user_uid};
-
     let snap = snapshot();
     let authorizer = Authorizer::new();
     let mut actions: Vec<String> = snap.actions.keys().cloned().collect();
@@ -310,23 +339,10 @@ fn action_slices_decide_like_the_whole_policy_set() {
                 d.tenant_id = c.own.tenant_id.clone();
             }
         }
-        let (effect, by) = decide(&snap, &authorizer, &c);
-
-        let action = &snap.actions[&c.action];
-        let (context, mut entities, resource) = parts(&snap, &c);
-        entities.extend([user_entity(&c.principal), action.entity.clone()]);
-        let request = Request::new(user_uid(&c.principal.id), action.uid.clone(), resource, context, Some(&snap.schema)).unwrap();
-        let entities = Entities::from_entities(entities, None).unwrap();
-        let full = authorizer.is_authorized(&request, &snap.policies, &entities);
-        let mut full_by: Vec<String> = full.diagnostics().reason().map(|p| p.to_string()).collect();
-        let mut by = by;
-        full_by.sort();
+        let (effect, mut by) = decide(&snap, &authorizer, &c);
         by.sort();
-        let full_effect = match full.decision() {
-            cedar_policy::Decision::Allow => Effect::Allow,
-            cedar_policy::Decision::Deny => Effect::Deny,
-        };
-        prop_assert_eq!(full.diagnostics().errors().count(), 0);
+        let (full_effect, full_by, errors) = whole_set(&snap, &authorizer, &c);
+        prop_assert_eq!(errors, 0);
         prop_assert_eq!(effect, full_effect, "{:?}", c);
         prop_assert_eq!(by, full_by, "{:?}", c);
     });
@@ -393,9 +409,6 @@ fn residual_decisions_are_full_evaluations() {
 /// list is exactly the whole set's.
 #[test]
 fn the_principal_index_decides_like_the_whole_policy_set() {
-    use cedar_policy::{Entities, Request};
-    use cedargate::authz::entities::{user_entity, user_uid};
-
     const GENERATED_ROLES: usize = 1_500;
     const GENERATED_USERS: usize = 300;
     let dir = tempfile::tempdir().unwrap();
@@ -474,21 +487,9 @@ fn the_principal_index_decides_like_the_whole_policy_set() {
         c.principal.id = UserId::parse(&id).unwrap();
         c.principal.roles = roles.iter().map(|r| RoleName::parse(r).unwrap()).collect();
         let (effect, mut by) = decide(&snap, &authorizer, &c);
-
-        let action = &snap.actions[&c.action];
-        let (context, mut entities, resource) = parts(&snap, &c);
-        entities.extend([user_entity(&c.principal), action.entity.clone()]);
-        let request = Request::new(user_uid(&c.principal.id), action.uid.clone(), resource, context, Some(&snap.schema)).unwrap();
-        let entities = Entities::from_entities(entities, None).unwrap();
-        let full = authorizer.is_authorized(&request, &snap.policies, &entities);
-        let mut full_by: Vec<String> = full.diagnostics().reason().map(|p| p.to_string()).collect();
-        full_by.sort();
         by.sort();
-        let full_effect = match full.decision() {
-            cedar_policy::Decision::Allow => Effect::Allow,
-            cedar_policy::Decision::Deny => Effect::Deny,
-        };
-        prop_assert_eq!(full.diagnostics().errors().count(), 0);
+        let (full_effect, full_by, errors) = whole_set(&snap, &authorizer, &c);
+        prop_assert_eq!(errors, 0);
         prop_assert_eq!(effect, full_effect, "{:?}", c);
         prop_assert_eq!(by, full_by, "{:?}", c);
         if effect == Effect::Allow {

@@ -12,7 +12,7 @@ use cedargate::audit::{AuditEvent, PLATFORM_TENANT};
 use cedargate::billing::stripe::{PricePlan, StripeConfig};
 use cedargate::ids::TenantId;
 use cedargate::model::{Billing, BillingProvider, Limits, Tier};
-use cedargate::store::{AuditQuery, StoreUrl};
+use cedargate::store::StoreUrl;
 use hmac::{Hmac, Mac};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -75,19 +75,7 @@ async fn deliver(app: &TestApp, body: &str, signature: &str) -> (StatusCode, Val
 }
 
 async fn records(app: &TestApp, tenant: &str) -> Vec<AuditEvent> {
-    let q = AuditQuery::new(
-        TenantId::parse(tenant).unwrap(),
-        chrono::Utc::now() - chrono::Duration::hours(1),
-        chrono::Utc::now() + chrono::Duration::hours(1),
-        1000,
-    );
-    app.store
-        .all_audit_events(&q)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.action == "BillingEvent")
-        .collect()
+    audit_records_of(app, tenant, "BillingEvent").await
 }
 
 async fn webhook_events(url: StoreUrl) {
