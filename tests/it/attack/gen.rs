@@ -627,6 +627,93 @@ pub fn admin(rng: &mut Rng, attackers: &[Attacker], n: usize, out: &mut Vec<Atte
     }
 }
 
+/// Stripe webhook events an attacker would like delivered — its own
+/// tenant's or another's subscription made enterprise, ended, paid — signed
+/// every way it can without the endpoint's secret. None may succeed; the
+/// stored records are checked at the end.
+pub fn webhook(rng: &mut Rng, attackers: &[Attacker], n: usize, out: &mut Vec<Attempt>) {
+    use hmac::Mac;
+    let now = chrono::Utc::now().timestamp();
+    for i in 0..n {
+        let a = &attackers[rng.below(attackers.len())];
+        let v = if rng.chance(25) {
+            a.tenant
+        } else {
+            victim(rng, a.tenant)
+        };
+        let object = match rng.below(4) {
+            0 => json!({"id": "sub_x", "customer": format!("cus_{v}"), "status": "active",
+                "items": {"data": [{"price": {"id": "price_enterprise"}}]},
+                "metadata": {"tenant_id": v}}),
+            1 => json!({"id": "sub_x", "customer": format!("cus_{v}"), "status": "canceled",
+                "metadata": {"tenant_id": v}}),
+            2 => {
+                json!({"id": "in_x", "customer": {"id": format!("cus_{v}")}, "subscription": "sub_x"})
+            }
+            _ => json!({"id": "sub_x", "customer": format!("cus_{v}"), "status": "unpaid",
+                "items": {"data": [{"price": {"id": "price_enterprise"}}]}}),
+        };
+        let kind = match rng.below(4) {
+            0 => "customer.subscription.updated",
+            1 => "customer.subscription.deleted",
+            2 => "invoice.paid",
+            _ => "customer.subscription.created",
+        };
+        let body = json!({"id": format!("evt_attack_{i}"), "object": "event", "type": kind,
+            "created": now, "data": {"object": object}})
+        .to_string();
+        let sign = |secret: &str, t: i64| {
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(format!("{t}.{body}").as_bytes());
+            hex::encode(mac.finalize().into_bytes())
+        };
+        let guessed = format!("whsec_{}", a.canary);
+        let (label, signature) = match rng.below(8) {
+            0 => ("unsigned", None),
+            1 => ("empty", Some(String::new())),
+            2 => (
+                "guessed-secret",
+                Some(format!("t={now},v1={}", sign(&guessed, now))),
+            ),
+            3 => (
+                "token-as-secret",
+                Some(format!("t={now},v1={}", sign(&a.token, now))),
+            ),
+            4 => (
+                "v0-only",
+                Some(format!("t={now},v0={}", sign(&guessed, now))),
+            ),
+            5 => (
+                "uppercase-zero",
+                Some(format!("t={now},v1={}", "0".repeat(64))),
+            ),
+            6 => ("no-timestamp", Some(format!("v1={}", sign(&guessed, now)))),
+            _ => (
+                "empty-secret",
+                Some(format!("t={now},v1={}", sign("", now))),
+            ),
+        };
+        let mut headers = vec![
+            bearer(a),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        headers.extend(canary_headers(a));
+        if let Some(sig) = signature {
+            headers.push(("stripe-signature".to_string(), sig));
+        }
+        let swap = (v != a.tenant).then(|| swaps(v, missing(rng)));
+        out.push(Attempt::new(
+            Surface::Admin,
+            Server::Admin,
+            a,
+            format!("webhook #{i} {kind} about {v} {label} as {}", a.user),
+            Sent::new("POST", "/v1/billing/stripe/webhook", headers, body),
+            Rule::NotSuccess,
+            swap,
+        ));
+    }
+}
+
 /// Tokens an attacker can make without the signing key, on every surface.
 pub fn tokens(
     keys_other: &cedargate::identity::devkey::DevKey,

@@ -16,7 +16,8 @@
 //!   the same whatever other proxies' headers the client adds;
 //! - no answer is a 5xx;
 //! - a tenant administrator cannot change their subscription, limits or
-//!   status, and nothing in another tenant's audit log was written by an
+//!   status (nor can anyone through the Stripe webhook without its signing
+//!   secret), and nothing in another tenant's audit log was written by an
 //!   outsider.
 
 mod gen;
@@ -39,6 +40,31 @@ use cedargate::sidecar::client::Reply;
 use gen::{Convention, Rng, CONVENTIONS};
 use judge::Violation;
 use world::*;
+
+/// Stripe webhooks on the management server: a secret no attacker has, and
+/// a price that would make any tenant enterprise.
+fn webhook_config() -> cedargate::billing::stripe::StripeConfig {
+    cedargate::billing::stripe::StripeConfig {
+        webhook_secrets: vec![WEBHOOK_SECRET.into()],
+        prices: vec![cedargate::billing::stripe::PricePlan {
+            price: "price_enterprise".into(),
+            tier: cedargate::model::Tier::Enterprise,
+            features: [
+                "export".to_string(),
+                "audit-logs".to_string(),
+                "sso".to_string(),
+            ]
+            .into(),
+            limits: cedargate::model::Limits {
+                max_documents: 4_000_000_000,
+                max_users: 4_000_000_000,
+                max_storage_gb: 4_000_000_000,
+                max_queries_per_month: 4_000_000_000,
+            },
+        }],
+        ..Default::default()
+    }
+}
 
 /// Which server an attempt goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -282,10 +308,10 @@ async fn start(keys: &Keys) -> Servers {
             common.clone()(s);
             s.audit.role = "admin".into();
         },
-        Arc::new(cedargate::admin::AdminRoutes::new(
-            retention,
-            cedargate::clock::system(),
-        )),
+        Arc::new(
+            cedargate::admin::AdminRoutes::new(retention, cedargate::clock::system())
+                .with_stripe(webhook_config()),
+        ),
     )
     .await;
     Servers {
@@ -632,6 +658,7 @@ async fn attack_run_finds_no_cross_tenant_leak() {
     gen::forward(&mut rng, &attackers, 3300, &mut attempts);
     gen::avp(&mut rng, &attackers, 1800, &mut attempts);
     gen::admin(&mut rng, &attackers, 1800, &mut attempts);
+    gen::webhook(&mut rng, &attackers, 600, &mut attempts);
     gen::tokens(&DevKey::generate(), &attackers, &mut attempts);
 
     // What each tenant's attackers named themselves, anywhere.

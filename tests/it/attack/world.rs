@@ -31,6 +31,10 @@ pub const DOC_KINDS: [&str; 5] = ["pub", "sec", "shr", "prv", "del"];
 pub const HIDDEN: &str = "hid";
 pub const MISSING_DOC_LETTER: char = 'q';
 
+/// The Stripe webhook signing secret of the management server (no
+/// attacker knows it).
+pub const WEBHOOK_SECRET: &str = "whsec_attack_run_3f9c2a7d51e84b06";
+
 /// The one-letter suffix of a tenant id (`ten-b` → `b`).
 pub fn letter(tenant: &str) -> char {
     tenant.chars().last().unwrap_or('?')
@@ -148,6 +152,7 @@ pub fn data() -> DataSet {
             "limits": {"maxDocuments": s.limits[0], "maxUsers": s.limits[1], "maxStorageGB": s.limits[2], "maxQueriesPerMonth": s.limits[3]},
             "usage": {"documents": s.usage[0], "users": s.usage[1], "storageGB": s.usage[2], "queriesThisMonth": s.usage[3], "month": month},
             "settings": {"dataRetentionDays": 365, "allowedFileTypes": s.file_types},
+            "billing": {"provider": "stripe", "customerId": format!("cus_{id}")},
         }));
         let owner = user("own", id);
         let d = |kind: &str, visibility: &str, class: u8, extra: Value| {
