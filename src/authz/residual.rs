@@ -78,8 +78,15 @@ pub fn partial_evaluate(
         &snapshot.schema,
     )
     .map_err(|e| e.to_string())?;
-    let response = action
-        .policies
+    // The principal is known: only the policies whose principal scope can
+    // match it (crate::policy::index), as a full evaluation reads them.
+    let indexed = action.index.as_ref().map(|index| {
+        let uid = user_uid(&principal.id);
+        index.policies_for(&uid, concrete.ancestors(&uid).into_iter().flatten())
+    });
+    let response = indexed
+        .as_deref()
+        .unwrap_or(&action.policies)
         .tpe(&request, &entities, &snapshot.schema)
         .map_err(|e| e.to_string())?;
 

@@ -406,9 +406,13 @@ fn residual_decisions_are_full_evaluations() {
 /// and users (permits and forbids, on documents and tenants), loaded from a
 /// policy directory like any other. With the principal index, over 10,000
 /// generated requests, every decision, determining policy set and error
-/// list is exactly the whole set's.
+/// list is exactly the whole set's — evaluated, and from residual policies
+/// (partial evaluation over the indexed set) for documents.
 #[test]
 fn the_principal_index_decides_like_the_whole_policy_set() {
+    use cedargate::authz::residual::{partial_evaluate, Residuals};
+    use cedargate::search::condition::view_of;
+
     const GENERATED_ROLES: usize = 1_500;
     const GENERATED_USERS: usize = 300;
     let dir = tempfile::tempdir().unwrap();
@@ -471,7 +475,7 @@ fn the_principal_index_decides_like_the_whole_policy_set() {
         select(USERS).prop_map(String::from),
         (0..GENERATED_USERS + 20).prop_map(|j| format!("u{j}")),
     ];
-    let allowed = std::cell::Cell::new(0u32);
+    let (allowed, residual) = (std::cell::Cell::new(0u32), std::cell::Cell::new(0u32));
     proptest!(config, |(
         mut c in case(actions),
         same_tenant in any::<bool>(),
@@ -491,11 +495,28 @@ fn the_principal_index_decides_like_the_whole_policy_set() {
         let (full_effect, full_by, errors) = whole_set(&snap, &authorizer, &c);
         prop_assert_eq!(errors, 0);
         prop_assert_eq!(effect, full_effect, "{:?}", c);
-        prop_assert_eq!(by, full_by, "{:?}", c);
+        prop_assert_eq!(&by, &full_by, "{:?}", c);
         if effect == Effect::Allow {
             allowed.set(allowed.get() + 1);
         }
+        // Residual decisions (partial evaluation with the principal known,
+        // over the indexed policies) give the same.
+        let action = &snap.actions[&c.action];
+        if action.resource == ResourceKind::Document {
+            let (context, _, _) = parts(&snap, &c);
+            let partial = partial_evaluate(&snap, action, &c.principal, context, &tenant_entity(&c.own)).unwrap();
+            if let Some(residuals) = Residuals::new(partial) {
+                let document = document_entity(c.document.as_ref().unwrap());
+                let fast = residuals.decide(&view_of(&document)).expect("the residuals read every document attribute");
+                let mut fast_by = fast.determining_policies.clone();
+                fast_by.sort();
+                prop_assert_eq!(fast.effect, full_effect, "residual {:?}", c);
+                prop_assert_eq!(fast_by, full_by, "residual {:?}", c);
+                residual.set(residual.get() + 1);
+            }
+        }
     });
-    // The cases reach both answers.
+    // The cases reach both answers, and residuals decided many.
     assert!(allowed.get() > 500, "allowed {}", allowed.get());
+    assert!(residual.get() > 1_500, "residual {}", residual.get());
 }
