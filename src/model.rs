@@ -89,12 +89,15 @@ pub struct Usage {
 pub const GB: u64 = 1_000_000_000;
 
 impl Usage {
+    /// The stored bytes: exact when tracked, else `storageGB` in bytes.
+    pub fn stored_bytes(&self) -> u64 {
+        self.storage_bytes
+            .unwrap_or(u64::from(self.storage_gb) * GB)
+    }
+
     /// Adds (or removes) stored bytes; `storageGB` follows, rounded up.
     pub fn add_storage(&mut self, delta: i64) {
-        let bytes = self
-            .storage_bytes
-            .unwrap_or(u64::from(self.storage_gb) * GB);
-        let bytes = bytes.saturating_add_signed(delta);
+        let bytes = self.stored_bytes().saturating_add_signed(delta);
         self.storage_bytes = Some(bytes);
         self.storage_gb = u32::try_from(bytes.div_ceil(GB)).unwrap_or(u32::MAX);
     }

@@ -310,15 +310,10 @@ impl Retention {
                 run.tenant(t, &mut report).await;
             }
             None => {
-                let mut after: Option<TenantId> = None;
-                loop {
-                    let (tenants, more) = self.store.list_tenants(after.as_ref(), 100).await?;
-                    after = tenants.last().map(|t| t.tenant_id.clone());
+                let mut pages = crate::store::TenantPages::new(self.store.as_ref(), 100);
+                while let Some(tenants) = pages.next().await? {
                     for t in tenants {
                         run.tenant(t, &mut report).await;
-                    }
-                    if !more {
-                        break;
                     }
                 }
                 if let Err(e) = run.expire_audit(&mut report).await {

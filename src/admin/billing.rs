@@ -22,7 +22,7 @@ use crate::model::Tenant;
 use crate::sidecar::http::{read_body, ApiError, Body};
 use crate::sidecar::routes::{audit_unavailable, request_meta};
 use crate::sidecar::AppState;
-use crate::store::{tenant_version, StoreError};
+use crate::store::{tenant_version, StoreError, TenantPages};
 
 use super::{ok, store_error, Lifecycle};
 
@@ -79,17 +79,13 @@ pub(super) async fn webhook(
     let Some(customer) = event.customer() else {
         return recorded(state, &actor, None, facts, "no_customer").await;
     };
-    let Some(tenant) = find_tenant(state, &event, &customer).await? else {
-        return recorded(state, &actor, None, facts, "unknown_customer").await;
-    };
+    let mut found = find_tenant(state, &event, &customer).await?;
     let store = state.engine.cache().store();
     for _ in 0..MAX_ATTEMPTS {
-        let Some(mut t) = store.get_tenant(&tenant).await.map_err(store_error)? else {
+        // The tenant found, then (after a conflict) as it is now.
+        let Some(mut t) = found.take().filter(|t| billed_to(t, &customer)) else {
             return recorded(state, &actor, None, facts, "unknown_customer").await;
         };
-        if t.billing.as_ref().and_then(|b| b.customer_id.as_deref()) != Some(customer.as_str()) {
-            return recorded(state, &actor, None, facts, "unknown_customer").await;
-        }
         let version = tenant_version(&t);
         match stripe::apply(config, &event, &mut t) {
             Outcome::Skipped(why) => return recorded(state, &actor, Some(&t), facts, why).await,
@@ -99,7 +95,9 @@ pub(super) async fn webhook(
                     details["changed"] = changed;
                     return recorded(state, &actor, Some(&t), details, "applied").await;
                 }
-                Err(StoreError::Conflict(_)) => continue,
+                Err(StoreError::Conflict(_)) => {
+                    found = store.get_tenant(&t.tenant_id).await.map_err(store_error)?;
+                }
                 Err(e) => return Err(store_error(e)),
             },
         }
@@ -111,6 +109,11 @@ pub(super) async fn webhook(
     ))
 }
 
+/// Whether `t` is billed to `customer`.
+fn billed_to(t: &Tenant, customer: &str) -> bool {
+    t.billing.as_ref().and_then(|b| b.customer_id.as_deref()) == Some(customer)
+}
+
 /// The tenant whose billing customer is `customer`: the one the event's
 /// metadata names if its customer matches, else the first found by
 /// reading the tenants (an event without `metadata.tenant_id` costs a
@@ -119,31 +122,21 @@ async fn find_tenant(
     state: &AppState,
     event: &Event,
     customer: &str,
-) -> Result<Option<TenantId>, ApiError> {
+) -> Result<Option<Tenant>, ApiError> {
     let store = state.engine.cache().store();
-    let matches =
-        |t: &Tenant| t.billing.as_ref().and_then(|b| b.customer_id.as_deref()) == Some(customer);
     if let Some(id) = event.tenant_hint().and_then(|h| TenantId::parse(&h).ok()) {
-        if let Some(t) = store.get_tenant(&id).await.map_err(store_error)? {
-            if matches(&t) {
-                return Ok(Some(id));
-            }
+        let hinted = store.get_tenant(&id).await.map_err(store_error)?;
+        if let Some(t) = hinted.filter(|t| billed_to(t, customer)) {
+            return Ok(Some(t));
         }
     }
-    let mut after: Option<TenantId> = None;
-    loop {
-        let (page, more) = store
-            .list_tenants(after.as_ref(), SCAN_PAGE)
-            .await
-            .map_err(store_error)?;
-        if let Some(t) = page.iter().find(|t| matches(t)) {
-            return Ok(Some(t.tenant_id.clone()));
-        }
-        match page.last() {
-            Some(last) if more => after = Some(last.tenant_id.clone()),
-            _ => return Ok(None),
+    let mut pages = TenantPages::new(store.as_ref(), SCAN_PAGE);
+    while let Some(page) = pages.next().await.map_err(store_error)? {
+        if let Some(t) = page.into_iter().find(|t| billed_to(t, customer)) {
+            return Ok(Some(t));
         }
     }
+    Ok(None)
 }
 
 /// Records what an event did — in its tenant's log, or in the platform's

@@ -7,8 +7,9 @@
 //! A segment is extended with zeros ahead of the records ([`PREALLOCATE`]
 //! at a time) and trimmed to its records when it is closed: a commit then
 //! overwrites blocks the file already has, and its `fdatasync` writes the
-//! data without the inode and block allocation an append needs (on ext4,
-//! about a third of the cost). A segment left by a killed process may end
+//! data without the inode and block allocation an append needs
+//! (BENCHMARKS.md, "Preallocated spool segments"). A segment left by a
+//! killed process may end
 //! in zeros; [`spool::scan`] reads them as unused, not torn.
 
 use std::fs::{self, File, OpenOptions};

@@ -216,7 +216,7 @@ impl AuthEvents {
             .filter(|t| crate::ids::TenantId::parse(*t).is_ok())
             .unwrap_or(PLATFORM_PARTITION);
         let groups = claims
-            .get("cognito:groups")
+            .get(crate::avp::GROUPS_CLAIM)
             .and_then(Value::as_array)
             .into_iter()
             .flatten()

@@ -394,24 +394,16 @@ pub struct TokenPrincipal {
 }
 
 /// The claim that lists a Cognito user's groups.
-const GROUPS_CLAIM: &str = "cognito:groups";
+pub(crate) const GROUPS_CLAIM: &str = "cognito:groups";
 
 impl TokenSource {
-    /// Verifies `token` and maps it the way AVP maps an Amazon Cognito
-    /// identity source: principal `<principalEntityType>::"<userPoolId>|<sub>"`,
-    /// `cognito:groups` as parents `<groupEntityType>::"<userPoolId>|<group>"`,
-    /// an ID token's other claims as the principal's attributes, an access
-    /// token's claims as `context.token`.
-    pub async fn principal(
-        &self,
-        token: &str,
-        kind: TokenKind,
-    ) -> Result<TokenPrincipal, AvpError> {
-        let claims = self.verifier.verify_claims(token).await?;
-        self.map(&claims, kind)
-    }
-
-    /// The principal of a verified token's claims ([`TokenSource::principal`]).
+    /// The principal of a token's verified claims
+    /// ([`Verifier::verify_claims_fresh`]), mapped the way AVP maps an
+    /// Amazon Cognito identity source: principal
+    /// `<principalEntityType>::"<userPoolId>|<sub>"`, `cognito:groups` as
+    /// parents `<groupEntityType>::"<userPoolId>|<group>"`, an ID token's
+    /// other claims as the principal's attributes, an access token's claims
+    /// as `context.token`; or, mapped natively, the native principal.
     pub fn map(&self, claims: &Value, kind: TokenKind) -> Result<TokenPrincipal, AvpError> {
         let (user_pool_id, principal_entity_type, group_entity_type) = match &self.mapping {
             TokenMapping::Cognito {

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::authz::Effect;
 use crate::model::BillingProvider;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, TenantPages};
 
 /// One tenant's billable usage in a month.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,32 +77,21 @@ pub fn month_end(first: NaiveDate) -> DateTime<Utc> {
     DateTime::from_timestamp(ends - 1, 0).unwrap_or_else(Utc::now)
 }
 
-/// A tenant's stored bytes as its record says.
-fn stored_bytes(t: &crate::model::Tenant) -> u64 {
-    t.usage
-        .storage_bytes
-        .unwrap_or(u64::from(t.usage.storage_gb) * crate::model::GB)
-}
-
 /// Records every tenant's stored bytes as today's sample (a second run on
 /// the same day replaces the first). Returns how many tenants.
 pub async fn sample_storage(store: &dyn Store, now: DateTime<Utc>) -> Result<usize, StoreError> {
     let day = now.date_naive();
     let mut n = 0;
-    let mut after = None;
-    loop {
-        let (tenants, more) = store.list_tenants(after.as_ref(), 500).await?;
+    let mut pages = TenantPages::new(store, 500);
+    while let Some(tenants) = pages.next().await? {
         for t in &tenants {
             store
-                .put_storage_sample(&t.tenant_id, day, stored_bytes(t))
+                .put_storage_sample(&t.tenant_id, day, t.usage.stored_bytes())
                 .await?;
             n += 1;
         }
-        after = tenants.last().map(|t| t.tenant_id.clone());
-        if !more || after.is_none() {
-            return Ok(n);
-        }
     }
+    Ok(n)
 }
 
 /// GB-days of days `1..=through` of a month from its samples `(day,
@@ -156,9 +145,8 @@ pub async fn usage(
     let first = parse_month(month).map_err(StoreError::Invalid)?;
     let (through, days) = counted_days(first, now);
     let mut rows = Vec::new();
-    let mut after = None;
-    loop {
-        let (tenants, more) = store.list_tenants(after.as_ref(), 500).await?;
+    let mut pages = TenantPages::new(store, 500);
+    while let Some(tenants) = pages.next().await? {
         for t in &tenants {
             let counts = store.decisions_in(&t.tenant_id, month).await?;
             let decisions = counts.iter().map(|(_, _, n)| n).sum();
@@ -177,18 +165,15 @@ pub async fn usage(
                 storage_gb_days: gb_days(
                     &store.storage_samples(&t.tenant_id, month).await?,
                     through,
-                    stored_bytes(t),
+                    t.usage.stored_bytes(),
                 ),
                 days,
                 queries,
                 decisions,
             });
         }
-        after = tenants.last().map(|t| t.tenant_id.clone());
-        if !more || after.is_none() {
-            return Ok(rows);
-        }
     }
+    Ok(rows)
 }
 
 /// CSV with a header; ids are validated to need no quoting.
@@ -270,15 +255,9 @@ mod tests {
             .find(|t| t.tenant_id.as_str() == "acme")
             .unwrap();
         acme.billing = Some(Billing {
-            provider: BillingProvider::Stripe,
-            customer_id: Some("cus_Acme123".into()),
             subscription_id: Some("sub_1".into()),
             price_id: Some("price_pro".into()),
-            current_period_end: None,
-            payment_status: None,
-            last_event_at: None,
-            recent_event_ids: Vec::new(),
-            suspended_for_payment: false,
+            ..Billing::new(BillingProvider::Stripe, Some("cus_Acme123".into()))
         });
         store.import(&data).await.unwrap();
         let t = TenantId::parse("acme").unwrap();
@@ -339,17 +318,7 @@ mod tests {
 
     #[test]
     fn billing_ids_are_checked() {
-        let b = |customer: &str| Billing {
-            provider: BillingProvider::Stripe,
-            customer_id: Some(customer.into()),
-            subscription_id: None,
-            price_id: None,
-            current_period_end: None,
-            payment_status: None,
-            last_event_at: None,
-            recent_event_ids: Vec::new(),
-            suspended_for_payment: false,
-        };
+        let b = |customer: &str| Billing::new(BillingProvider::Stripe, Some(customer.into()));
         assert!(b("cus_123").check().is_ok());
         assert!(b("123").check().is_err());
         assert!(b("cus_1,2").check().is_err());

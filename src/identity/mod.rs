@@ -282,9 +282,12 @@ impl Verifier {
         before.is_none().then(|| SignIn::of(digest, claims, exp))
     }
 
-    /// Like [`Verifier::verify_claims`]; also, on the token's first
-    /// verified use on any surface, what its sign-in record says. A token
-    /// refused lately is refused again without a signature check.
+    /// Verifies a token as [`Verifier::verify`] does (signature, issuer,
+    /// audience, `token_use`, times) and returns its claims as they are,
+    /// for callers that map them themselves (the Verified Permissions API);
+    /// also, on the token's first verified use on any surface, what its
+    /// sign-in record says. A token refused lately is refused again without
+    /// a signature check.
     pub async fn verify_claims_fresh(
         &self,
         token: &str,
@@ -318,17 +321,7 @@ impl Verifier {
         }
     }
 
-    /// Verifies a token as [`Verifier::verify`] does (signature, issuer,
-    /// audience, `token_use`, times) and returns its claims as they are,
-    /// for callers that map them themselves (the Verified Permissions API).
-    pub async fn verify_claims(&self, token: &str) -> Result<serde_json::Value, TokenError> {
-        if token.len() > self.config.max_token_bytes {
-            return Err(TokenError::Oversized(self.config.max_token_bytes));
-        }
-        Ok(self.checked_claims(token).await?.0)
-    }
-
-    /// The principal named by claims [`Verifier::verify_claims`] returned,
+    /// The principal named by claims [`Verifier::verify_claims_fresh`] returned,
     /// with this verifier's claim names.
     pub fn principal_of(&self, claims: &serde_json::Value) -> Result<Principal, TokenError> {
         claims::principal(&self.config.claims, claims)

@@ -624,6 +624,41 @@ pub async fn connect(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
     })
 }
 
+/// Every tenant, a page at a time, in id order (platform-wide jobs: billing
+/// exports, storage samples, retention, finding a billing customer).
+pub struct TenantPages<'a> {
+    store: &'a dyn Store,
+    page: usize,
+    after: Option<TenantId>,
+    done: bool,
+}
+
+impl<'a> TenantPages<'a> {
+    pub fn new(store: &'a dyn Store, page: usize) -> Self {
+        TenantPages {
+            store,
+            page,
+            after: None,
+            done: false,
+        }
+    }
+
+    /// The next page; none once every tenant was given.
+    pub async fn next(&mut self) -> Result<Option<Vec<Tenant>>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let (tenants, more) = self
+            .store
+            .list_tenants(self.after.as_ref(), self.page)
+            .await?;
+        // An empty page gives no key to continue from: the end.
+        self.done = !more || tenants.is_empty();
+        self.after = tenants.last().map(|t| t.tenant_id.clone());
+        Ok((!tenants.is_empty()).then_some(tenants))
+    }
+}
+
 /// Connects and makes sure the tables exist.
 pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
     let store = connect(url).await?;

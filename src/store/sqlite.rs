@@ -864,16 +864,12 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(u32, u64)>, StoreError> {
         let (tenant, from, to) = (tenant.clone(), format!("{month}-01"), format!("{month}-31"));
         self.read(move |c| {
-            let stmt = c.prepare_cached(
-                "SELECT day, bytes FROM storage_samples
-                 WHERE tenant_id = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY day",
-            );
-            let mut stmt = match stmt {
-                // A store `migrate` has not run on since samples were added
-                // has none.
-                Err(e) if e.to_string().contains("no such table") => return Ok(Vec::new()),
-                other => other.map_err(backend)?,
-            };
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT day, bytes FROM storage_samples
+                     WHERE tenant_id = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY day",
+                )
+                .map_err(backend)?;
             let rows = stmt
                 .query_map(params![tenant.as_str(), from, to], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))

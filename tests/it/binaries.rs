@@ -771,9 +771,7 @@ async fn billing_usage_exports_the_months_counts() {
     assert!(
         samples.contains(&(chrono::Datelike::day(&today.date_naive()), {
             let t = s.get_tenant(&billed).await.unwrap().unwrap();
-            t.usage
-                .storage_bytes
-                .unwrap_or(u64::from(t.usage.storage_gb) * gb)
+            t.usage.stored_bytes()
         }))
     );
     let out = run("ndjson", "2026-11");
