@@ -248,6 +248,7 @@ fn bench(c: &mut Criterion) {
             document_uid(&doc.document_id),
             Context::empty(),
             &base,
+            None,
         )
         .unwrap();
         assert_eq!(ev.effect, cedargate::authz::Effect::Allow, "{name}");
@@ -261,6 +262,7 @@ fn bench(c: &mut Criterion) {
                     document_uid(&doc.document_id),
                     Context::empty(),
                     &base,
+                    None,
                 )
                 .unwrap()
             })

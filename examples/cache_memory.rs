@@ -12,7 +12,7 @@ use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 
-use cedargate::authz::entities::{document_entity, tenant_entity};
+use cedargate::authz::entities::document_entity;
 use cedargate::cache::{document_weight, tenant_weight, DocumentEntry, TenantEntry};
 use cedargate::generate::{write_dataset, Spec};
 use cedargate::ids::{DocumentId, TenantId};
@@ -116,11 +116,7 @@ fn main() {
     drop(data);
 
     let tenant = |record: Tenant| {
-        let entry = Arc::new(TenantEntry {
-            entity: tenant_entity(&record),
-            record,
-            generation: 0,
-        });
+        let entry = Arc::new(TenantEntry::new(record, Vec::new(), 0));
         (entry.record.tenant_id.clone(), entry)
     };
     let document = |record: Document| {

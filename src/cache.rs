@@ -23,6 +23,8 @@ use crate::authz::entities::{document_entity, tenant_entity};
 use crate::ids::{DocumentId, TenantId};
 use crate::metrics::CacheMetrics;
 use crate::model::{Document, Tenant};
+use crate::policy::tenant::{compile_all, Compiled, TenantPolicy};
+use crate::policy::PolicySnapshot;
 use crate::search::condition::{view_of, AttrView};
 use crate::store::{Store, StoreError};
 
@@ -101,6 +103,24 @@ pub fn tenant_weight(t: &Tenant) -> usize {
         + strings(&t.subscription.features)
 }
 
+/// Charged per tenant policy besides its text (the record, the compiled
+/// policy and its confinement, its place in the action slices).
+const POLICY_BASE_BYTES: usize = 6_000;
+
+/// What a tenant's policies are charged: the stored and compiled forms.
+pub fn policies_weight(policies: &[TenantPolicy]) -> usize {
+    policies
+        .iter()
+        .map(|p| {
+            let text = match &p.definition {
+                crate::policy::tenant::Definition::Static { statement } => statement.len(),
+                crate::policy::tenant::Definition::TemplateLinked { .. } => 200,
+            };
+            POLICY_BASE_BYTES + 8 * text
+        })
+        .sum()
+}
+
 /// What a cached document is charged against `document_max_bytes`: an
 /// estimate of the heap it holds (record, entity, attribute view), from
 /// the record alone.
@@ -119,12 +139,52 @@ pub fn document_weight(d: &Document) -> usize {
         + ids
 }
 
-/// A tenant record with its Cedar entity.
+/// A tenant record with its Cedar entity and its own policies.
 #[derive(Debug)]
 pub struct TenantEntry {
     pub record: Tenant,
     pub entity: Entity,
+    /// Of the record and the policies together: a change to either is a
+    /// new entry.
     pub generation: u64,
+    /// The tenant's own policies as stored ([`crate::policy::tenant`]).
+    pub policies: Vec<TenantPolicy>,
+    /// Those compiled against the policy snapshot last asked for.
+    compiled: Mutex<Option<Arc<Compiled>>>,
+}
+
+impl TenantEntry {
+    pub fn new(record: Tenant, policies: Vec<TenantPolicy>, generation: u64) -> Self {
+        TenantEntry {
+            entity: tenant_entity(&record),
+            record,
+            generation,
+            policies,
+            compiled: Mutex::new(None),
+        }
+    }
+
+    /// The tenant's policies compiled against `snapshot` (once per
+    /// snapshot); `None` when it has none.
+    pub fn compiled(&self, snapshot: &PolicySnapshot) -> Option<Arc<Compiled>> {
+        if self.policies.is_empty() {
+            return None;
+        }
+        let mut held = self.compiled.lock();
+        if let Some(c) = held.as_ref().filter(|c| c.revision == snapshot.revision) {
+            return Some(c.clone());
+        }
+        let c = Arc::new(compile_all(snapshot, &self.policies));
+        if !c.problems.is_empty() {
+            tracing::warn!(
+                tenant = %self.record.tenant_id,
+                policies = ?c.problems.iter().map(|(id, _)| id).collect::<Vec<_>>(),
+                "tenant policies that no longer compile: permits left out, forbids fail closed"
+            );
+        }
+        *held = Some(c.clone());
+        Some(c)
+    }
 }
 
 /// A document ACL with its Cedar entity.
@@ -365,7 +425,7 @@ impl EntityCache {
             tenants: Lru::new(
                 config.tenant_capacity,
                 config.tenant_max_bytes,
-                |e: &TenantEntry| tenant_weight(&e.record),
+                |e: &TenantEntry| tenant_weight(&e.record) + policies_weight(&e.policies),
                 tenant_metrics,
             ),
             documents: Lru::new(
@@ -387,13 +447,15 @@ impl EntityCache {
     pub async fn tenant(&self, id: &TenantId) -> Result<Slot<TenantEntry>, StoreError> {
         self.tenants
             .get_or_load(id, &self.config, || async {
-                Ok(self.store.get_tenant(id).await?.map(|record| {
-                    Arc::new(TenantEntry {
-                        entity: tenant_entity(&record),
-                        record,
-                        generation: next_generation(),
-                    })
-                }))
+                let (record, policies) =
+                    tokio::try_join!(self.store.get_tenant(id), self.store.tenant_policies(id))?;
+                // Defence in depth: another tenant's policy is never used.
+                let policies = policies
+                    .into_iter()
+                    .filter(|p| &p.tenant_id == id)
+                    .collect();
+                Ok(record
+                    .map(|record| Arc::new(TenantEntry::new(record, policies, next_generation()))))
             })
             .await
     }
@@ -492,6 +554,28 @@ mod tests {
         async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
             self.read().await?;
             Ok(self.tenants.lock().get(id).cloned())
+        }
+        async fn tenant_policies(
+            &self,
+            _: &TenantId,
+        ) -> Result<Vec<crate::policy::tenant::TenantPolicy>, StoreError> {
+            // Not counted as a read: the tests count record reads.
+            Ok(Vec::new())
+        }
+        async fn put_tenant_policy_if(
+            &self,
+            _: &crate::policy::tenant::TenantPolicy,
+            _: Option<&str>,
+        ) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        async fn delete_tenant_policy_if(
+            &self,
+            _: &TenantId,
+            _: &crate::ids::PolicyName,
+            _: &str,
+        ) -> Result<bool, StoreError> {
+            unimplemented!()
         }
         async fn get_document(
             &self,

@@ -1,5 +1,5 @@
 //! The export format: one tenant's data as NDJSON — the tenant record, its
-//! documents with their ACLs, its audit records — and a final manifest line
+//! own policies, its documents with their ACLs, its audit records — and a final manifest line
 //! with the counts and the SHA-256 of every line before it. `cedargate-admin
 //! import` reads it back and refuses a file whose manifest is missing or
 //! does not match (truncated or altered).
@@ -14,6 +14,7 @@ use tokio::sync::mpsc::Sender;
 
 use crate::audit::AuditEvent;
 use crate::model::{DataSet, Document, Tenant};
+use crate::policy::tenant::TenantPolicy;
 use crate::store::{AuditQuery, Store};
 
 /// One line of an export.
@@ -25,6 +26,9 @@ pub enum Line {
     },
     Document {
         record: Box<Document>,
+    },
+    Policy {
+        record: Box<TenantPolicy>,
     },
     Audit {
         record: Box<AuditEvent>,
@@ -42,6 +46,9 @@ pub struct Manifest {
     pub tenants: u64,
     pub documents: u64,
     pub audit: u64,
+    /// Tenant policies (absent in exports made before there were any).
+    #[serde(default)]
+    pub policies: u64,
     /// SHA-256 (hex) of every byte before the manifest line.
     pub sha256: String,
 }
@@ -53,6 +60,7 @@ pub struct Writer {
     tenants: u64,
     documents: u64,
     audit: u64,
+    policies: u64,
 }
 
 impl Writer {
@@ -65,6 +73,7 @@ impl Writer {
             Line::Tenant { .. } => self.tenants += 1,
             Line::Document { .. } => self.documents += 1,
             Line::Audit { .. } => self.audit += 1,
+            Line::Policy { .. } => self.policies += 1,
             Line::Manifest(_) | Line::Error { .. } => {}
         }
         Bytes::from(bytes)
@@ -76,6 +85,7 @@ impl Writer {
             tenants: self.tenants,
             documents: self.documents,
             audit: self.audit,
+            policies: self.policies,
             sha256: hex::encode(self.hash.finalize()),
         }
     }
@@ -116,6 +126,16 @@ pub async fn produce(
             record: Box::new(tenant),
         }))
         .await?;
+        for p in store
+            .tenant_policies(&id)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            send(w.line(&Line::Policy {
+                record: Box::new(p),
+            }))
+            .await?;
+        }
         let mut after = None;
         loop {
             let (docs, more) = store
@@ -201,6 +221,7 @@ pub fn read(text: &str) -> Result<Imported, String> {
         match line {
             Line::Tenant { record } => out.data.tenants.push(*record),
             Line::Document { record } => out.data.documents.push(*record),
+            Line::Policy { record } => out.data.policies.push(*record),
             Line::Audit { record } => out.audit.push(*record),
             Line::Error { message } => return Err(format!("the export failed: {message}")),
             Line::Manifest(m) => {
@@ -213,8 +234,9 @@ pub fn read(text: &str) -> Result<Imported, String> {
                     out.data.tenants.len() as u64,
                     out.data.documents.len() as u64,
                     out.audit.len() as u64,
+                    out.data.policies.len() as u64,
                 );
-                if digest != m.sha256 || counts != (m.tenants, m.documents, m.audit) {
+                if digest != m.sha256 || counts != (m.tenants, m.documents, m.audit, m.policies) {
                     return Err(
                         "the manifest does not match the file (altered or truncated)".into(),
                     );

@@ -114,6 +114,10 @@ id_type!(
     /// A role: one of the caller's `cognito:groups`.
     RoleName, "role", 128, "-_.:"
 );
+id_type!(
+    /// A tenant policy, unique inside its tenant.
+    PolicyName, "policy id", 64, "-_."
+);
 
 #[cfg(test)]
 mod tests {

@@ -13,6 +13,7 @@ use std::marker::PhantomData;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess};
 
 use crate::model::{DataSet, Document, Tenant};
+use crate::policy::tenant::TenantPolicy;
 
 /// Records per part.
 pub const PART: usize = 1_000;
@@ -96,20 +97,31 @@ impl<'de> de::Visitor<'de> for Top<'_, '_> {
                     sink: &mut *self.sink,
                     wrap: |tenants| DataSet {
                         tenants,
-                        documents: Vec::new(),
+                        ..DataSet::default()
                     },
                     item: PhantomData,
                 })?,
                 "documents" => map.next_value_seed(Parts::<Document> {
                     sink: &mut *self.sink,
                     wrap: |documents| DataSet {
-                        tenants: Vec::new(),
                         documents,
+                        ..DataSet::default()
+                    },
+                    item: PhantomData,
+                })?,
+                "policies" => map.next_value_seed(Parts::<TenantPolicy> {
+                    sink: &mut *self.sink,
+                    wrap: |policies| DataSet {
+                        policies,
+                        ..DataSet::default()
                     },
                     item: PhantomData,
                 })?,
                 other => {
-                    return Err(de::Error::unknown_field(other, &["tenants", "documents"]));
+                    return Err(de::Error::unknown_field(
+                        other,
+                        &["tenants", "documents", "policies"],
+                    ));
                 }
             }
         }

@@ -422,6 +422,9 @@ pub struct DataSet {
     pub tenants: Vec<Tenant>,
     #[serde(default)]
     pub documents: Vec<Document>,
+    /// Tenants' own policies ([`crate::policy::tenant`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<crate::policy::tenant::TenantPolicy>,
 }
 
 impl DataSet {
@@ -456,6 +459,21 @@ impl DataSet {
                 return Err(format!(
                     "document {} of tenant {} appears twice",
                     d.document_id, d.tenant_id
+                ));
+            }
+        }
+        let mut policies = BTreeSet::new();
+        for p in &self.policies {
+            if !tenants.contains(&p.tenant_id) && !known_tenant(&p.tenant_id) {
+                return Err(format!(
+                    "policy {} belongs to unknown tenant {}",
+                    p.policy_id, p.tenant_id
+                ));
+            }
+            if !policies.insert((&p.tenant_id, &p.policy_id)) {
+                return Err(format!(
+                    "policy {} of tenant {} appears twice",
+                    p.policy_id, p.tenant_id
                 ));
             }
         }

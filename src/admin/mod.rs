@@ -10,6 +10,7 @@
 
 mod billing;
 mod documents;
+mod policies;
 mod search;
 mod tenants;
 

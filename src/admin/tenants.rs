@@ -28,7 +28,13 @@ pub const KNOWN_FILE_TYPES: &[&str] = &[
 ];
 
 /// Features a subscription may carry.
-pub const KNOWN_FEATURES: &[&str] = &["audit-logs", "export", "sso", "api-access"];
+pub const KNOWN_FEATURES: &[&str] = &[
+    "audit-logs",
+    "export",
+    "sso",
+    "api-access",
+    "custom-policies",
+];
 
 pub(super) async fn route(
     state: &AppState,
@@ -67,6 +73,9 @@ pub(super) async fn route(
         },
         [id, "documents", doc, rest @ ..] => {
             super::documents::route(state, req, caller, &tenant_id(id)?, doc, rest).await
+        }
+        [id, "policies", rest @ ..] => {
+            super::policies::route(state, req, caller, &tenant_id(id)?, rest).await
         }
         [id, "audit-logs"] => match method {
             Method::GET => audit_logs(state, &req, caller, &tenant_id(id)?).await,

@@ -18,6 +18,7 @@ use super::{
 };
 use crate::cache::{DocumentEntry, EntityCache, Slot, TenantEntry};
 use crate::metrics::{FailClosed, Metrics};
+use crate::policy::tenant::Compiled;
 use crate::policy::{ActionInfo, PolicyHandle, PolicySnapshot};
 use crate::store::StoreError;
 use crate::usage::UsageCounter;
@@ -180,11 +181,22 @@ impl Engine {
         let residuals = match ready {
             Some(r) => r,
             None => {
-                let computed =
-                    partial_evaluate(snapshot, action, principal, context.clone(), &tenant.entity)
-                        .ok()
-                        .and_then(Residuals::new)
-                        .map(Arc::new);
+                let own = tenant.compiled(snapshot);
+                let own = own
+                    .as_deref()
+                    .and_then(|c| c.slice(action.uid.id().unescaped()))
+                    .map(|s| &s.policies);
+                let computed = partial_evaluate(
+                    snapshot,
+                    action,
+                    principal,
+                    context.clone(),
+                    &tenant.entity,
+                    own,
+                )
+                .ok()
+                .and_then(Residuals::new)
+                .map(Arc::new);
                 let (counter, slot) = match &computed {
                     Some(r) => (
                         &self.metrics.residuals.computed,
@@ -279,8 +291,13 @@ impl Engine {
         let context = parse_context(snapshot, action, &req.action, &req.context)?;
         let principal = &req.principal;
         let now = Instant::now();
+        // The principal's tenant's own policies, once its record is read.
+        let own: std::sync::OnceLock<Option<Arc<Compiled>>> = std::sync::OnceLock::new();
         let decided = |ev: Evaluation, oldest: Instant| Decision {
-            message: (ev.effect == Effect::Deny).then(|| denial_message(&snapshot.policies, &ev)),
+            message: (ev.effect == Effect::Deny).then(|| {
+                let own = own.get().and_then(Option::as_deref).map(|c| &c.all);
+                denial_message(&snapshot.policies, own, &ev)
+            }),
             decision: ev.effect,
             decision_id: uuid::Uuid::now_v7().to_string(),
             determining_policies: ev.determining_policies,
@@ -333,6 +350,20 @@ impl Engine {
             }
         };
         let mut oldest = tenant.1;
+        let own = own.get_or_init(|| tenant.0.compiled(snapshot));
+        let slice = own.as_deref().and_then(|c| c.slice(&req.action));
+        if let Some(broken) = slice.filter(|s| !s.broken.is_empty()).map(|s| &s.broken) {
+            // A forbid of the tenant's no longer compiles: fail closed.
+            self.metrics.fail_closed(FailClosed::EvaluationError);
+            return Ok(decided(
+                evaluation_error(format!(
+                    "tenant policies that no longer compile under the current policies: {}",
+                    broken.join(", ")
+                )),
+                oldest,
+            ));
+        }
+        let own_policies = slice.map(|s| &s.policies);
         // The resource's entity, when it is not the principal's tenant. Cloned
         // into an entity set only when no built set is cached.
         let mut extra: Option<Extra> = None;
@@ -391,6 +422,7 @@ impl Engine {
                     tenant_uid(id),
                     context.clone(),
                     &sealed,
+                    own_policies,
                 )?;
                 if decided_without_facts(&first) {
                     return Ok(decided(first, oldest));
@@ -495,6 +527,7 @@ impl Engine {
             resource_uid,
             context,
             &base,
+            own_policies,
         )?;
         if let (Some(k), Some(cache), None | Some(DenyReason::Forbidden | DenyReason::NoPermit)) =
             (decision_key, self.decisions.as_ref(), ev.reason)

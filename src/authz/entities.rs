@@ -15,6 +15,7 @@ use crate::model::{Document, Grantee, Level, Permission, Tenant};
 pub const NAMESPACE: &str = "CedarGate";
 
 struct Types {
+    action: EntityTypeName,
     tenant: EntityTypeName,
     user: EntityTypeName,
     role: EntityTypeName,
@@ -27,6 +28,7 @@ static TYPES: LazyLock<Types> = LazyLock::new(|| {
         EntityTypeName::from_str(&format!("{NAMESPACE}::{name}")).expect("static type name")
     };
     Types {
+        action: t("Action"),
         tenant: t("Tenant"),
         user: t("User"),
         role: t("Role"),
@@ -36,6 +38,11 @@ static TYPES: LazyLock<Types> = LazyLock::new(|| {
 
 fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+}
+
+/// `CedarGate::Action::"<name>"`.
+pub fn action_uid(name: &str) -> EntityUid {
+    uid(&TYPES.action, name)
 }
 
 pub fn tenant_uid(id: &TenantId) -> EntityUid {

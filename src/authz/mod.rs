@@ -13,8 +13,8 @@ pub use engine::Engine;
 use std::sync::Arc;
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityUid, Request,
-    RequestValidationError,
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityUid, PolicySet,
+    Request, RequestValidationError,
 };
 use serde::Serialize;
 
@@ -122,14 +122,24 @@ pub const GENERIC_DENIAL: &str = "You do not have permission to do this.";
 /// without a message (tenant isolation's) are silent on purpose, and a
 /// denial they took part in says only the generic message, whatever else
 /// also held. Printable, and safe inside a header or a JSON string.
-pub fn denial_message(policies: &cedar_policy::PolicySet, ev: &Evaluation) -> String {
+/// A tenant's forbid (in `tenant`, its own policies) may have a message too.
+pub fn denial_message(
+    policies: &cedar_policy::PolicySet,
+    tenant: Option<&cedar_policy::PolicySet>,
+    ev: &Evaluation,
+) -> String {
     if ev.reason != Some(DenyReason::Forbidden) {
         return GENERIC_DENIAL.into();
     }
     let messages: Option<Vec<&str>> = ev
         .determining_policies
         .iter()
-        .map(|id| policies.annotation(&cedar_policy::PolicyId::new(id), "message"))
+        .map(|id| {
+            let id = cedar_policy::PolicyId::new(id);
+            policies
+                .annotation(&id, "message")
+                .or_else(|| tenant?.annotation(&id, "message"))
+        })
         .collect();
     match messages.as_deref() {
         Some([first, ..]) => first
@@ -209,7 +219,10 @@ pub(crate) fn evaluation_error(error: String) -> Evaluation {
 }
 
 /// Evaluates one request over `base` (see [`base_entities`]) plus the
-/// principal's `User` entity. Pure: no store, no cache.
+/// principal's `User` entity, with the action's global policies and
+/// `tenant`, the principal's tenant's own policies for the action
+/// ([`crate::policy::tenant`]). Pure: no store, no cache.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     authorizer: &Authorizer,
     snapshot: &PolicySnapshot,
@@ -218,6 +231,7 @@ pub fn evaluate(
     resource: EntityUid,
     context: Context,
     base: &Entities,
+    tenant: Option<&PolicySet>,
 ) -> Result<Evaluation, AuthzError> {
     let request = Request::new(
         user_uid(&principal.id),
@@ -247,19 +261,63 @@ pub fn evaluate(
     });
     let policies = indexed.as_deref().unwrap_or(&action.policies);
     let response = authorizer.is_authorized(&request, policies, &entities);
-    // Sorted: Cedar reports them as a set, in no fixed order.
+    let mut decision = response.decision();
     let mut determining_policies: Vec<String> = response
         .diagnostics()
         .reason()
         .map(|id| id.to_string())
         .collect();
-    determining_policies.sort_unstable();
-    let errors: Vec<String> = response
+    let mut errors: Vec<String> = response
         .diagnostics()
         .errors()
         .map(|e| e.to_string())
         .collect();
-    Ok(concluded(response.decision(), determining_policies, errors))
+    if let Some(own) = tenant.filter(|s| !s.is_empty()) {
+        let more = authorizer.is_authorized(&request, own, &entities);
+        (decision, determining_policies) = combined(
+            (decision, determining_policies),
+            (
+                more.decision(),
+                more.diagnostics()
+                    .reason()
+                    .map(|id| id.to_string())
+                    .collect(),
+            ),
+        );
+        errors.extend(more.diagnostics().errors().map(|e| e.to_string()));
+    }
+    // Sorted: Cedar reports them as a set, in no fixed order.
+    determining_policies.sort_unstable();
+    Ok(concluded(decision, determining_policies, errors))
+}
+
+/// Cedar's answer over the union of two disjoint policy sets, from its
+/// answers over each (decision and determining policies): any forbid that
+/// holds denies, with every forbid that holds; otherwise any permit that
+/// holds allows, with every permit that holds; otherwise nothing applies.
+/// (A Deny's determining policies are the forbids that held, an Allow's
+/// the permits.) Errors are the union of both.
+pub(crate) fn combined(
+    a: (CedarDecision, Vec<String>),
+    b: (CedarDecision, Vec<String>),
+) -> (CedarDecision, Vec<String>) {
+    let of = |want: CedarDecision| -> Vec<String> {
+        [&a, &b]
+            .into_iter()
+            .filter(|(d, _)| *d == want)
+            .flat_map(|(_, ids)| ids.iter().cloned())
+            .collect()
+    };
+    let forbids = of(CedarDecision::Deny);
+    if !forbids.is_empty() {
+        return (CedarDecision::Deny, forbids);
+    }
+    let permits = of(CedarDecision::Allow);
+    if permits.is_empty() {
+        (CedarDecision::Deny, permits)
+    } else {
+        (CedarDecision::Allow, permits)
+    }
 }
 
 /// The evaluation of a Cedar decision with its (sorted) determining
@@ -317,18 +375,24 @@ mod tests {
             let id = cedar_policy::PolicyId::new(p.annotation("id").unwrap());
             set.add(p.new_id(id)).unwrap();
         }
-        assert_eq!(denial_message(&set, &denial(&["loud"])), "Over 'quota'.");
         assert_eq!(
-            denial_message(&set, &denial(&["loud", "louder"])),
+            denial_message(&set, None, &denial(&["loud"])),
             "Over 'quota'."
         );
         assert_eq!(
-            denial_message(&set, &denial(&["loud", "quiet"])),
+            denial_message(&set, None, &denial(&["loud", "louder"])),
+            "Over 'quota'."
+        );
+        assert_eq!(
+            denial_message(&set, None, &denial(&["loud", "quiet"])),
             GENERIC_DENIAL
         );
-        assert_eq!(denial_message(&set, &denial(&["quiet"])), GENERIC_DENIAL);
+        assert_eq!(
+            denial_message(&set, None, &denial(&["quiet"])),
+            GENERIC_DENIAL
+        );
         let mut no_permit = denial(&[]);
         no_permit.reason = Some(DenyReason::NoPermit);
-        assert_eq!(denial_message(&set, &no_permit), GENERIC_DENIAL);
+        assert_eq!(denial_message(&set, None, &no_permit), GENERIC_DENIAL);
     }
 }

@@ -22,7 +22,7 @@ use std::str::FromStr;
 
 use cedar_policy::{
     Context, Decision as CedarDecision, Entities, Entity, EntityTypeName, EntityUid,
-    PartialEntities, PartialEntityUid, PartialRequest,
+    PartialEntities, PartialEntityUid, PartialRequest, PolicySet,
 };
 use serde_json::Value as Json;
 
@@ -48,15 +48,17 @@ pub struct Partial {
     pub text: Vec<String>,
 }
 
-/// Partially evaluates `action`'s policies for `principal` with `tenant`
-/// (the principal's tenant entity) known and the document unknown. `Err`
-/// is a request Cedar refuses (its message).
+/// Partially evaluates `action`'s policies — the global ones and `own`,
+/// the tenant's own for the action — for `principal` with `tenant` (the
+/// principal's tenant entity) known and the document unknown. `Err` is a
+/// request Cedar refuses (its message).
 pub fn partial_evaluate(
     snapshot: &PolicySnapshot,
     action: &ActionInfo,
     principal: &Principal,
     context: Context,
     tenant: &Entity,
+    own: Option<&PolicySet>,
 ) -> Result<Partial, String> {
     let resource_type = format!("{NAMESPACE}::Document");
     let mut known = vec![user_entity(principal), tenant.clone()];
@@ -84,9 +86,21 @@ pub fn partial_evaluate(
         let uid = user_uid(&principal.id);
         index.policies_for(&uid, concrete.ancestors(&uid).into_iter().flatten())
     });
-    let response = indexed
-        .as_deref()
-        .unwrap_or(&action.policies)
+    let global = indexed.as_deref().unwrap_or(&action.policies);
+    let merged = match own.filter(|s| !s.is_empty()) {
+        Some(own) => {
+            let mut all = global.clone();
+            for p in own.policies() {
+                // Tenant policies' ids cannot be global ones (`tenant/…`).
+                all.add(p.clone()).map_err(|e| e.to_string())?;
+            }
+            Some(all)
+        }
+        None => None,
+    };
+    let response = merged
+        .as_ref()
+        .unwrap_or(global)
         .tpe(&request, &entities, &snapshot.schema)
         .map_err(|e| e.to_string())?;
 

@@ -393,12 +393,7 @@ async fn explain(
         println!("no policy permits it (default deny)");
     }
     for id in &d.determining_policies {
-        let text = harness
-            .snapshot
-            .policies
-            .policy(&cedar_policy::PolicyId::new(id))
-            .map(|p| p.to_string())
-            .unwrap_or_default();
+        let text = harness.policy_text(id).await.unwrap_or_default();
         println!("\n{id}:\n{text}");
     }
     for e in &d.errors {

@@ -43,27 +43,39 @@ impl fmt::Display for Problem {
     }
 }
 
-/// The raw text of every policy and schema file, sorted by path.
+/// The raw text of every policy, template and schema file, sorted by path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceFiles {
     pub policies: Vec<(PathBuf, String)>,
     pub schemas: Vec<(PathBuf, String)>,
+    /// `templates/*.cedar` under the policy directory: what tenants link.
+    pub templates: Vec<(PathBuf, String)>,
 }
 
 impl SourceFiles {
     /// Reads `*.cedar` from the policy directory and `*.cedarschema` from the
     /// schema directory (not recursive: `policies/tests/` holds test suites).
     pub fn read(sources: &PolicySources) -> Result<Self, LoadError> {
+        let templates = sources.policy_dir.join("templates");
         Ok(SourceFiles {
             policies: read_dir_ext(&sources.policy_dir, "cedar")?,
             schemas: read_dir_ext(&sources.schema_dir, "cedarschema")?,
+            templates: if templates.is_dir() {
+                read_dir_ext(&templates, "cedar")?
+            } else {
+                Vec::new()
+            },
         })
     }
 
     /// A content hash of every file (names included), as a revision id.
     pub fn revision(&self) -> String {
         let mut h = Sha256::new();
-        for (kind, files) in [("policy", &self.policies), ("schema", &self.schemas)] {
+        for (kind, files) in [
+            ("policy", &self.policies),
+            ("schema", &self.schemas),
+            ("template", &self.templates),
+        ] {
             for (path, text) in files {
                 let name = path
                     .file_name()
@@ -111,7 +123,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// Turns a diagnostic into a located problem. The diagnostic's labels are
 /// byte offsets into `text`.
-fn problem(file: &Path, text: &str, d: &dyn Diagnostic, message: String) -> Problem {
+pub(super) fn problem(file: &Path, text: &str, d: &dyn Diagnostic, message: String) -> Problem {
     let offset = d
         .labels()
         .and_then(|mut labels| labels.next())
@@ -205,6 +217,13 @@ fn parse_policies(
                 problems.push(at("policy has no @id(\"...\") annotation".into()));
                 continue;
             };
+            if id.starts_with(super::tenant::ID_PREFIX) {
+                problems.push(at(format!(
+                    "policy ids starting with {:?} are tenant policies'",
+                    super::tenant::ID_PREFIX
+                )));
+                continue;
+            }
             let id = PolicyId::new(id);
             if let Some(&other) = origin.get(&id) {
                 let other: &PathBuf = &files.policies[other].0;
@@ -227,9 +246,30 @@ fn parse_policies(
     }
 }
 
+/// Whether `p`'s action and resource scope can match `action` (in
+/// `groups`) on a resource of type `resource`.
+pub(super) fn scope_matches(
+    p: &cedar_policy::Policy,
+    action: &EntityUid,
+    groups: &[EntityUid],
+    resource: &EntityTypeName,
+) -> bool {
+    let action_ok = match p.action_constraint() {
+        ActionConstraint::Any => true,
+        ActionConstraint::Eq(uid) => uid == *action,
+        ActionConstraint::In(list) => list.iter().any(|g| g == action || groups.contains(g)),
+    };
+    let resource_ok = match p.resource_constraint() {
+        ResourceConstraint::Any | ResourceConstraint::In(_) => true,
+        ResourceConstraint::Eq(uid) => uid.type_name() == resource,
+        ResourceConstraint::Is(t) | ResourceConstraint::IsIn(t, _) => t == *resource,
+    };
+    action_ok && resource_ok
+}
+
 /// The policies whose action and resource scope can match `action` on a
 /// resource of type `resource`.
-fn slice(
+pub(super) fn slice(
     policies: &PolicySet,
     action: &EntityUid,
     groups: &[EntityUid],
@@ -237,29 +277,22 @@ fn slice(
 ) -> PolicySet {
     let mut out = PolicySet::new();
     for p in policies.policies() {
-        let action_ok = match p.action_constraint() {
-            ActionConstraint::Any => true,
-            ActionConstraint::Eq(uid) => uid == *action,
-            ActionConstraint::In(list) => list.iter().any(|g| g == action || groups.contains(g)),
-        };
-        let resource_ok = match p.resource_constraint() {
-            ResourceConstraint::Any | ResourceConstraint::In(_) => true,
-            ResourceConstraint::Eq(uid) => uid.type_name() == resource,
-            ResourceConstraint::Is(t) | ResourceConstraint::IsIn(t, _) => t == *resource,
-        };
         // Ids are unique in `policies`, so adding cannot fail.
-        if action_ok && resource_ok && out.add(p.clone()).is_err() {
+        if scope_matches(p, action, groups, resource) && out.add(p.clone()).is_err() {
             tracing::error!(policy = %p.id(), "policy could not be sliced");
         }
     }
     out
 }
 
+/// Every action of the schema with the groups it is in.
+type Groups = HashMap<EntityUid, Vec<EntityUid>>;
+
 /// Resolves every requestable action (one with an `appliesTo`) of the schema.
 fn actions(
     schema: &Schema,
     policies: &PolicySet,
-) -> Result<HashMap<String, ActionInfo>, Vec<Problem>> {
+) -> Result<(HashMap<String, ActionInfo>, Groups), Vec<Problem>> {
     let entities: Entities = schema.action_entities().map_err(|e| {
         vec![Problem {
             file: PathBuf::from("schemas"),
@@ -269,7 +302,15 @@ fn actions(
         }]
     })?;
     let mut out = HashMap::new();
+    let mut all_groups = HashMap::new();
     for uid in schema.actions() {
+        all_groups.insert(
+            uid.clone(),
+            entities
+                .ancestors(uid)
+                .map(|a| a.cloned().collect())
+                .unwrap_or_default(),
+        );
         let resources: Vec<&EntityTypeName> = schema
             .resources_for_action(uid)
             .map(|it| it.collect())
@@ -293,13 +334,90 @@ fn actions(
                 uid: uid.clone(),
                 entity: entity.clone(),
                 resource,
+                type_name: type_name.clone(),
+                groups,
                 index: super::index::PrincipalIndex::build(&policies).map(std::sync::Arc::new),
                 policies,
                 generation: crate::cache::next_generation(),
             },
         );
     }
-    Ok(out)
+    Ok((out, all_groups))
+}
+
+/// Parses and strictly validates `templates/*.cedar`: templates only, each
+/// with its `@id`, none of them a tenant policy's id or a policy's.
+fn templates(
+    files: &SourceFiles,
+    schema: &Schema,
+    policies: &PolicySet,
+) -> Result<PolicySet, Vec<Problem>> {
+    let mut set = PolicySet::new();
+    let mut origin: HashMap<PolicyId, usize> = HashMap::new();
+    let mut problems = Vec::new();
+    for (index, (path, text)) in files.templates.iter().enumerate() {
+        let parsed = match PolicySet::from_str(text) {
+            Ok(p) => p,
+            Err(errs) => {
+                problems.extend(errs.iter().map(|e| problem(path, text, e, e.to_string())));
+                continue;
+            }
+        };
+        if parsed.policies().next().is_some() {
+            problems.push(Problem {
+                file: path.clone(),
+                line: 0,
+                column: 0,
+                message: "a template file holds templates only (with ?principal or ?resource)"
+                    .into(),
+            });
+        }
+        for t in parsed.templates() {
+            let at = |message: String| {
+                let offset = text.find(&t.to_string());
+                let (line, column) = offset.map_or((0, 0), |o| line_col(text, o));
+                Problem {
+                    file: path.clone(),
+                    line,
+                    column,
+                    message,
+                }
+            };
+            let Some(id) = t.annotation("id") else {
+                problems.push(at("template has no @id(\"...\") annotation".into()));
+                continue;
+            };
+            let id = PolicyId::new(id);
+            if origin.contains_key(&id) || policies.policy(&id).is_some() {
+                problems.push(at(format!("duplicate id {id:?}")));
+                continue;
+            }
+            origin.insert(id.clone(), index);
+            if let Err(e) = set.add_template(t.new_id(id)) {
+                problems.push(at(e.to_string()));
+            }
+        }
+    }
+    let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
+    problems.extend(result.validation_errors().map(|e| {
+        let (path, text) = origin
+            .get(e.policy_id())
+            .map(|&i| &files.templates[i])
+            .map_or((Path::new("policies/templates"), ""), |(p, t)| {
+                (p.as_path(), t.as_str())
+            });
+        problem(
+            path,
+            text,
+            e,
+            format!("template {:?}: {e}", e.policy_id().to_string()),
+        )
+    }));
+    if problems.is_empty() {
+        Ok(set)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Reads, parses and strictly validates; the result is ready to swap in.
@@ -351,7 +469,8 @@ pub(super) fn build(
     for w in result.validation_warnings() {
         tracing::warn!(warning = %w, "policy validation warning");
     }
-    let actions = actions(&schema, &policies).map_err(LoadError::Invalid)?;
+    let (actions, action_groups) = actions(&schema, &policies).map_err(LoadError::Invalid)?;
+    let templates = templates(files, &schema, &policies).map_err(LoadError::Invalid)?;
     // The schema parsed above, so its JSON form cannot fail to come out.
     let types = schema_json(files)
         .map(|json| SchemaTypes::from_json(&json))
@@ -362,6 +481,8 @@ pub(super) fn build(
         types,
         revision: files.revision().into(),
         actions,
+        action_groups,
+        templates,
     })
 }
 

@@ -7,6 +7,7 @@ pub mod index;
 pub mod lint;
 mod load;
 pub mod suite;
+pub mod tenant;
 pub mod types;
 pub mod watch;
 
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use cedar_policy::{Entity, EntityUid, PolicySet, Schema};
+use cedar_policy::{Entity, EntityTypeName, EntityUid, PolicySet, Schema};
 
 pub use load::{load, schema_json, Problem, SourceFiles};
 
@@ -33,6 +34,10 @@ pub struct ActionInfo {
     /// The action entity with all its groups as ancestors.
     pub entity: Entity,
     pub resource: ResourceKind,
+    /// The resource's entity type.
+    pub type_name: EntityTypeName,
+    /// The action groups it is in (transitively).
+    pub groups: Vec<EntityUid>,
     /// The policies whose scope can match this action and its resource
     /// type. Evaluating only these gives the same decision, determining
     /// policies and errors as the whole set: a policy whose scope does not
@@ -57,7 +62,13 @@ pub struct PolicySnapshot {
     pub revision: Arc<str>,
     /// Requestable actions by their short name (`Read`, `CreateDocument`, …).
     pub actions: HashMap<String, ActionInfo>,
+    /// Every action group of the schema with the groups it is in.
+    pub action_groups: HashMap<EntityUid, Vec<EntityUid>>,
+    /// The templates tenants link (`policies/templates/*.cedar`).
+    pub templates: PolicySet,
 }
+
+pub use crate::authz::entities::action_uid;
 
 /// The shared, swappable current snapshot.
 pub type PolicyHandle = Arc<ArcSwap<PolicySnapshot>>;

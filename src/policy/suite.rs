@@ -8,6 +8,14 @@
 //! documents: []                    # more, inline (the import shapes)
 //! principals:
 //!   rita: {id: rita, tenant: acme, roles: [viewer], clearance: 1}
+//! tenant_policies:                 # tenants' own policies (optional)
+//!   - tenant: acme
+//!     id: contractors-read
+//!     static: {statement: "permit (principal in CedarGate::Role::\"contractor\", ...);"}
+//!   - tenant: acme
+//!     id: no-sharing
+//!     templateLinked: {policyTemplateId: role-cannot-share,
+//!                      principal: {entityType: CedarGate::Role, entityId: contractor}}
 //! tests:
 //!   - name: a viewer reads a public document
 //!     principal: rita
@@ -45,7 +53,32 @@ pub struct Suite {
     #[serde(default)]
     pub documents: Vec<Document>,
     pub principals: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub tenant_policies: Vec<SuitePolicy>,
     pub tests: Vec<Case>,
+}
+
+/// A tenant policy in a suite: its tenant, id and definition.
+#[derive(Debug, Deserialize)]
+pub struct SuitePolicy {
+    pub tenant: crate::ids::TenantId,
+    pub id: crate::ids::PolicyName,
+    #[serde(flatten)]
+    pub definition: super::tenant::Definition,
+}
+
+impl SuitePolicy {
+    fn record(&self) -> super::tenant::TenantPolicy {
+        super::tenant::TenantPolicy {
+            tenant_id: self.tenant.clone(),
+            policy_id: self.id.clone(),
+            definition: self.definition.clone(),
+            description: None,
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            updated_at: chrono::DateTime::UNIX_EPOCH,
+            updated_by: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +182,21 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// The text of a policy a decision named: a global one, or a tenant's
+    /// own as it is evaluated (with its confinement).
+    pub async fn policy_text(&self, id: &str) -> Option<String> {
+        let pid = cedar_policy::PolicyId::new(id);
+        if let Some(p) = self.snapshot.policies.policy(&pid) {
+            return Some(p.to_string());
+        }
+        let tenant = crate::ids::TenantId::parse(super::tenant::tenant_of(id)?).ok()?;
+        let entry = self.engine.cache().tenant(&tenant).await.ok()?.value?;
+        let compiled = entry.compiled(&self.snapshot)?;
+        compiled.all.policy(&pid).map(ToString::to_string)
+    }
+}
+
 /// The search plan of a principal given as the native API's trusted-mode
 /// body part.
 pub async fn plan_of(
@@ -189,6 +237,8 @@ pub fn read(path: &Path) -> Result<(Suite, DataSet), String> {
     };
     data.tenants.extend(suite.tenants.iter().cloned());
     data.documents.extend(suite.documents.iter().cloned());
+    data.policies
+        .extend(suite.tenant_policies.iter().map(SuitePolicy::record));
     Ok((suite, data))
 }
 
@@ -211,6 +261,21 @@ pub async fn run(
         let (suite, data) = read(&file)?;
         let harness = Harness::new(load()?, &data).await?;
         report.suites += 1;
+        // A tenant policy that does not compile is a failure of its own
+        // (the engine would leave it out, or fail closed).
+        for p in &data.policies {
+            if let Err(problems) = super::tenant::compile(&harness.snapshot, p) {
+                report.failures.push(Failure {
+                    suite: suite.name.clone(),
+                    case: format!("tenant policy {}", p.cedar_id()),
+                    message: problems
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                });
+            }
+        }
         for case in &suite.tests {
             let fail = |message: String| Failure {
                 suite: suite.name.clone(),

@@ -186,7 +186,14 @@ impl Planner {
         if let Some(plan) = self.cache.lock().get(&key).cloned() {
             return Ok(plan);
         }
-        let plan = Arc::new(self.make(&snapshot, info, principal, ctx, &tenant.entity)?);
+        let own = tenant.compiled(&snapshot);
+        let slice = own.as_deref().and_then(|c| c.slice(action));
+        if let Some(s) = slice.filter(|s| !s.broken.is_empty()) {
+            // A forbid of the tenant's no longer compiles: nothing is read.
+            return Ok(Arc::new(self.denied(&snapshot, s.broken.clone())));
+        }
+        let own = slice.map(|s| &s.policies);
+        let plan = Arc::new(self.make(&snapshot, info, principal, ctx, &tenant.entity, own)?);
         self.cache.lock().put(key, plan.clone());
         Ok(plan)
     }
@@ -212,11 +219,12 @@ impl Planner {
         principal: &Principal,
         context: Context,
         tenant: &Entity,
+        own: Option<&cedar_policy::PolicySet>,
     ) -> Result<Plan, PlanError> {
         let invalid = |e: String| PlanError::Request(AuthzError::InvalidRequest(e));
         let resource_type = format!("{NAMESPACE}::Document");
         let partial =
-            partial_evaluate(snapshot, info, principal, context, tenant).map_err(invalid)?;
+            partial_evaluate(snapshot, info, principal, context, tenant, own).map_err(invalid)?;
         // Any evaluation error denies, as on the native API.
         if !partial.errors.is_empty() {
             return Ok(self.denied(snapshot, partial.errors));

@@ -60,6 +60,9 @@ pub struct ApiError {
     pub challenge: Option<String>,
     /// The request's fields at fault (`error.fields`), when there are some.
     pub fields: Vec<String>,
+    /// What is wrong with a policy (`error.problems`), each located
+    /// (`policyId:line:column: message`).
+    pub problems: Vec<String>,
 }
 
 impl ApiError {
@@ -70,7 +73,14 @@ impl ApiError {
             message: message.into(),
             challenge: None,
             fields: Vec::new(),
+            problems: Vec::new(),
         }
+    }
+
+    /// The same error, with a policy's problems.
+    pub fn with_problems(mut self, problems: Vec<String>) -> Self {
+        self.problems = problems;
+        self
     }
 
     /// The same error, naming the request's fields at fault.
@@ -108,6 +118,9 @@ impl ApiError {
             serde_json::json!({ "error": { "code": self.code, "message": self.message } });
         if !self.fields.is_empty() {
             body["error"]["fields"] = serde_json::json!(self.fields);
+        }
+        if !self.problems.is_empty() {
+            body["error"]["problems"] = serde_json::json!(self.problems);
         }
         body
     }

@@ -27,8 +27,9 @@ use super::{
 };
 use crate::audit::AuditEvent;
 use crate::authz::Effect;
-use crate::ids::{DocumentId, TenantId};
+use crate::ids::{DocumentId, PolicyName, TenantId};
 use crate::model::{DataSet, Document, Tenant};
+use crate::policy::tenant::TenantPolicy;
 
 /// How long change-log entries are kept (TTL).
 const CHANGE_RETENTION_SECS: i64 = 2 * 24 * 3600;
@@ -46,6 +47,8 @@ pub struct DynamoStore {
     changes: String,
     audit: String,
     migrations: String,
+    /// Tenants' own policies: `tenantId`, `policyId`, the record and `rev`.
+    policies: String,
     /// Decision counts: `tenantId`, `month`, an `n#<action>#<decision>`
     /// number per kind of decision.
     usage: String,
@@ -89,6 +92,12 @@ fn tenant_from_item(mut item: HashMap<String, AttributeValue>) -> Result<Tenant,
     from_item(item)
 }
 
+fn policy_item(p: &TenantPolicy) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    let mut item = to_item(p)?;
+    item.insert(REV.into(), s(&p.version()));
+    Ok(item)
+}
+
 fn from_item<T: serde::de::DeserializeOwned>(
     item: HashMap<String, AttributeValue>,
 ) -> Result<T, StoreError> {
@@ -113,6 +122,7 @@ impl DynamoStore {
             changes: format!("{p}changes"),
             audit: format!("{p}audit"),
             migrations: format!("{p}migrations"),
+            policies: format!("{p}policies"),
             usage: format!("{p}usage"),
             built: Default::default(),
         })
@@ -406,6 +416,8 @@ impl Store for DynamoStore {
         self.ensure_table(&self.migrations, "id", None, None)
             .await?;
         self.ensure_table(&self.usage, "tenantId", Some("month"), None)
+            .await?;
+        self.ensure_table(&self.policies, "tenantId", Some("policyId"), None)
             .await?;
         Ok(())
     }
@@ -750,6 +762,111 @@ impl Store for DynamoStore {
         Ok((tenants, more))
     }
 
+    async fn tenant_policies(&self, tenant: &TenantId) -> Result<Vec<TenantPolicy>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let resp = self
+                .client
+                .query()
+                .table_name(&self.policies)
+                .key_condition_expression("tenantId = :t")
+                .expression_attribute_values(":t", s(tenant.as_str()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(err)?;
+            for mut item in resp.items.unwrap_or_default() {
+                item.remove(REV);
+                out.push(from_item::<TenantPolicy>(item)?);
+            }
+            start = resp.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        // The sort key orders them by id already; kept explicit.
+        out.sort_by(|a, b| a.policy_id.cmp(&b.policy_id));
+        Ok(out)
+    }
+
+    async fn put_tenant_policy_if(
+        &self,
+        policy: &TenantPolicy,
+        expected: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let put = Put::builder()
+            .table_name(&self.policies)
+            .set_item(Some(policy_item(policy)?));
+        let put = match expected {
+            None => put.condition_expression("attribute_not_exists(policyId)"),
+            Some(v) => put
+                .condition_expression("#r = :v")
+                .expression_attribute_names("#r", REV)
+                .expression_attribute_values(":v", s(v)),
+        };
+        let put = TransactWriteItem::builder()
+            .put(
+                put.build()
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
+            )
+            .build();
+        let change = self.change_put(&Change::Tenant {
+            tenant_id: policy.tenant_id.clone(),
+        })?;
+        if self.transact_if(vec![put, change]).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(match expected {
+                Some(_) => format!("policy {} has changed or does not exist", policy.policy_id),
+                None => format!("policy {} exists", policy.policy_id),
+            }))
+        }
+    }
+
+    async fn delete_tenant_policy_if(
+        &self,
+        tenant: &TenantId,
+        policy: &PolicyName,
+        expected: &str,
+    ) -> Result<bool, StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.policies)
+            .key("tenantId", s(tenant.as_str()))
+            .key("policyId", s(policy.as_str()))
+            .condition_expression("#r = :v")
+            .expression_attribute_names("#r", REV)
+            .expression_attribute_values(":v", s(expected))
+            .build()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let delete = TransactWriteItem::builder().delete(delete).build();
+        let change = self.change_put(&Change::Tenant {
+            tenant_id: tenant.clone(),
+        })?;
+        if self.transact_if(vec![delete, change]).await? {
+            return Ok(true);
+        }
+        // Which condition failed: gone, or changed.
+        let still = self
+            .client
+            .get_item()
+            .table_name(&self.policies)
+            .key("tenantId", s(tenant.as_str()))
+            .key("policyId", s(policy.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?
+            .item
+            .is_some();
+        if still {
+            Err(StoreError::Conflict(format!("policy {policy} has changed")))
+        } else {
+            Ok(false)
+        }
+    }
+
     async fn put_document(&self, document: &Document) -> Result<(), StoreError> {
         if self.get_tenant(&document.tenant_id).await?.is_none() {
             return Err(StoreError::Invalid(format!(
@@ -860,6 +977,7 @@ impl Store for DynamoStore {
             .documents
             .iter()
             .map(|d| &d.tenant_id)
+            .chain(data.policies.iter().map(|p| &p.tenant_id))
             .filter(|t| !in_file.contains(t))
             .collect();
         let mut known = HashSet::new();
@@ -878,12 +996,14 @@ impl Store for DynamoStore {
         enum Record<'a> {
             Tenant(&'a Tenant),
             Document(&'a Document),
+            Policy(&'a TenantPolicy),
         }
         let records = data
             .tenants
             .iter()
             .map(Record::Tenant)
-            .chain(data.documents.iter().map(Record::Document));
+            .chain(data.documents.iter().map(Record::Document))
+            .chain(data.policies.iter().map(Record::Policy));
         let queue = parking_lot::Mutex::new(records);
         let lane = || async {
             loop {
@@ -898,6 +1018,12 @@ impl Store for DynamoStore {
                             items.push(self.put(&self.tenants, tenant_item(t)?)?);
                             items.push(self.change_put(&Change::Tenant {
                                 tenant_id: t.tenant_id.clone(),
+                            })?);
+                        }
+                        Record::Policy(p) => {
+                            items.push(self.put(&self.policies, policy_item(p)?)?);
+                            items.push(self.change_put(&Change::Tenant {
+                                tenant_id: p.tenant_id.clone(),
                             })?);
                         }
                         Record::Document(d) => {

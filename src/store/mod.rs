@@ -19,8 +19,9 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::AuditEvent;
 use crate::authz::Effect;
-use crate::ids::{DocumentId, TenantId};
+use crate::ids::{DocumentId, PolicyName, TenantId};
 use crate::model::{DataSet, Document, Tenant};
+use crate::policy::tenant::TenantPolicy;
 
 /// What can go wrong talking to a store. `Invalid` is the caller's mistake;
 /// the other variants are the store's.
@@ -123,6 +124,26 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&TenantId>,
         limit: usize,
     ) -> Result<(Vec<Tenant>, bool), StoreError>;
+    /// A tenant's own policies, in id order.
+    async fn tenant_policies(&self, tenant: &TenantId) -> Result<Vec<TenantPolicy>, StoreError>;
+    /// Writes a tenant policy only if the stored one has version
+    /// `expected` ([`TenantPolicy::version`]), or, with `None`, only if
+    /// there is none; otherwise [`StoreError::Conflict`]. With a change-log
+    /// entry for the tenant, so sidecars drop their cached copy.
+    async fn put_tenant_policy_if(
+        &self,
+        policy: &TenantPolicy,
+        expected: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Deletes a tenant policy if its version is `expected`, with a
+    /// change-log entry. `Ok(false)` when there is none;
+    /// [`StoreError::Conflict`] when it has another version.
+    async fn delete_tenant_policy_if(
+        &self,
+        tenant: &TenantId,
+        policy: &PolicyName,
+        expected: &str,
+    ) -> Result<bool, StoreError>;
     async fn put_document(&self, document: &Document) -> Result<(), StoreError>;
     /// Writes a document only if the stored one is still `expected` (as it
     /// was read before the edit); otherwise [`StoreError::Conflict`] and

@@ -17,8 +17,9 @@ use super::{
 };
 use crate::audit::AuditEvent;
 use crate::authz::Effect;
-use crate::ids::{DocumentId, TenantId};
+use crate::ids::{DocumentId, PolicyName, TenantId};
 use crate::model::{DataSet, Document, Tenant};
+use crate::policy::tenant::TenantPolicy;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants (
@@ -65,6 +66,13 @@ CREATE TABLE IF NOT EXISTS storage_samples (
     bytes     INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, day)
 );
+CREATE TABLE IF NOT EXISTS tenant_policies (
+    tenant_id TEXT NOT NULL,
+    policy_id TEXT NOT NULL,
+    version   TEXT NOT NULL,
+    record    TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, policy_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS migrations (
     id         TEXT PRIMARY KEY,
     state      TEXT NOT NULL,
@@ -399,6 +407,28 @@ fn import_into(
                 .map_err(backend)?;
             upsert_document(&tx, d)?;
         }
+        for p in &part.policies {
+            let known: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM tenants WHERE tenant_id = ?1)",
+                    [p.tenant_id.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if !known {
+                return Err(StoreError::Invalid(format!(
+                    "policy {} belongs to unknown tenant {}",
+                    p.policy_id, p.tenant_id
+                )));
+            }
+            upsert_policy(&tx, p)?;
+            record_change(
+                &tx,
+                &Change::Tenant {
+                    tenant_id: p.tenant_id.clone(),
+                },
+            )?;
+        }
         summary.tenants += part.tenants.len();
         summary.documents += part.documents.len();
     }
@@ -424,6 +454,41 @@ fn import_into(
     .map_err(backend)?;
     tx.commit().map_err(backend)?;
     Ok(summary)
+}
+
+fn upsert_policy(c: &Connection, p: &TenantPolicy) -> Result<(), StoreError> {
+    let record = to_json(p)?;
+    c.prepare_cached(
+        "INSERT INTO tenant_policies (tenant_id, policy_id, version, record)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tenant_id, policy_id)
+         DO UPDATE SET version = excluded.version, record = excluded.record",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            p.tenant_id.as_str(),
+            p.policy_id.as_str(),
+            p.version(),
+            record
+        ])
+    })
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// The version of a stored tenant policy, if there is one.
+fn policy_version(
+    c: &Connection,
+    tenant: &TenantId,
+    policy: &PolicyName,
+) -> Result<Option<String>, StoreError> {
+    c.query_row(
+        "SELECT version FROM tenant_policies WHERE tenant_id = ?1 AND policy_id = ?2",
+        [tenant.as_str(), policy.as_str()],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(backend)
 }
 
 /// Inserts spooled audit records, as they are, in one transaction.
@@ -645,6 +710,86 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(backend)?;
             raw.map(|s| from_json(&s)).transpose()
+        })
+        .await
+    }
+
+    async fn tenant_policies(&self, tenant: &TenantId) -> Result<Vec<TenantPolicy>, StoreError> {
+        let tenant = tenant.clone();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT record FROM tenant_policies WHERE tenant_id = ?1 ORDER BY policy_id",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([tenant.as_str()], |r| r.get::<_, String>(0))
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for raw in rows {
+                out.push(from_json(&raw.map_err(backend)?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_tenant_policy_if(
+        &self,
+        policy: &TenantPolicy,
+        expected: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let policy = policy.clone();
+        let expected = expected.map(str::to_string);
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let current = policy_version(&tx, &policy.tenant_id, &policy.policy_id)?;
+            if current != expected {
+                return Err(StoreError::Conflict(match current {
+                    Some(_) => format!("policy {} has changed", policy.policy_id),
+                    None => format!("policy {} does not exist", policy.policy_id),
+                }));
+            }
+            upsert_policy(&tx, &policy)?;
+            record_change(
+                &tx,
+                &Change::Tenant {
+                    tenant_id: policy.tenant_id.clone(),
+                },
+            )?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete_tenant_policy_if(
+        &self,
+        tenant: &TenantId,
+        policy: &PolicyName,
+        expected: &str,
+    ) -> Result<bool, StoreError> {
+        let (tenant, policy, expected) = (tenant.clone(), policy.clone(), expected.to_string());
+        self.with_conn(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            match policy_version(&tx, &tenant, &policy)? {
+                None => return Ok(false),
+                Some(v) if v != expected => {
+                    return Err(StoreError::Conflict(format!("policy {policy} has changed")))
+                }
+                Some(_) => {}
+            }
+            tx.execute(
+                "DELETE FROM tenant_policies WHERE tenant_id = ?1 AND policy_id = ?2",
+                [tenant.as_str(), policy.as_str()],
+            )
+            .map_err(backend)?;
+            record_change(&tx, &Change::Tenant { tenant_id: tenant })?;
+            tx.commit().map_err(backend)?;
+            Ok(true)
         })
         .await
     }

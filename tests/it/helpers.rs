@@ -88,6 +88,9 @@ fn copy_dir(from: &Path, to: &Path) {
         let path = entry.unwrap().path();
         if path.is_file() {
             std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        } else if path.is_dir() {
+            // templates/ (and tests/).
+            copy_dir(&path, &to.join(path.file_name().unwrap()));
         }
     }
 }
@@ -287,6 +290,32 @@ impl store::Store for FlakyStore {
     async fn put_tenant(&self, t: &cedargate::model::Tenant) -> Result<(), store::StoreError> {
         self.check()?;
         self.inner.put_tenant(t).await
+    }
+    async fn tenant_policies(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<cedargate::policy::tenant::TenantPolicy>, store::StoreError> {
+        self.check()?;
+        self.inner.tenant_policies(tenant).await
+    }
+    async fn put_tenant_policy_if(
+        &self,
+        p: &cedargate::policy::tenant::TenantPolicy,
+        expected: Option<&str>,
+    ) -> Result<(), store::StoreError> {
+        self.check()?;
+        self.inner.put_tenant_policy_if(p, expected).await
+    }
+    async fn delete_tenant_policy_if(
+        &self,
+        tenant: &TenantId,
+        policy: &cedargate::ids::PolicyName,
+        expected: &str,
+    ) -> Result<bool, store::StoreError> {
+        self.check()?;
+        self.inner
+            .delete_tenant_policy_if(tenant, policy, expected)
+            .await
     }
     async fn put_document(&self, d: &cedargate::model::Document) -> Result<(), store::StoreError> {
         self.check()?;

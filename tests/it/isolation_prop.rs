@@ -231,6 +231,17 @@ fn parts(
 }
 
 fn decide(snap: &PolicySnapshot, authorizer: &Authorizer, c: &Case) -> (Effect, Vec<String>) {
+    let (effect, by, _) = decide_with(snap, authorizer, c, None);
+    (effect, by)
+}
+
+/// [`decide`] with the principal's tenant's own policies for the action.
+fn decide_with(
+    snap: &PolicySnapshot,
+    authorizer: &Authorizer,
+    c: &Case,
+    own: Option<&cedar_policy::PolicySet>,
+) -> (Effect, Vec<String>, Vec<String>) {
     let action = &snap.actions[&c.action];
     let (context, entities, resource) = parts(snap, c);
     let base = base_entities(action, entities).unwrap();
@@ -242,9 +253,10 @@ fn decide(snap: &PolicySnapshot, authorizer: &Authorizer, c: &Case) -> (Effect, 
         resource,
         context,
         &base,
+        own,
     )
     .unwrap();
-    (ev.effect, ev.determining_policies)
+    (ev.effect, ev.determining_policies, ev.errors)
 }
 
 #[test]
@@ -289,6 +301,16 @@ fn whole_set(
     authorizer: &Authorizer,
     c: &Case,
 ) -> (Effect, Vec<String>, usize) {
+    whole_of(snap, &snap.policies, authorizer, c)
+}
+
+/// The decision of `policies` as one set, as Cedar makes it.
+fn whole_of(
+    snap: &PolicySnapshot,
+    policies: &cedar_policy::PolicySet,
+    authorizer: &Authorizer,
+    c: &Case,
+) -> (Effect, Vec<String>, usize) {
     use cedar_policy::{Entities, Request};
     use cedargate::authz::entities::{user_entity, user_uid};
 
@@ -304,7 +326,7 @@ fn whole_set(
     )
     .unwrap();
     let entities = Entities::from_entities(entities, None).unwrap();
-    let full = authorizer.is_authorized(&request, &snap.policies, &entities);
+    let full = authorizer.is_authorized(&request, policies, &entities);
     let mut by: Vec<String> = full.diagnostics().reason().map(|p| p.to_string()).collect();
     by.sort();
     let effect = match full.decision() {
@@ -381,14 +403,14 @@ fn residual_decisions_are_full_evaluations() {
         }
         let action = &snap.actions[&c.action];
         let (context, entities, resource) = parts(&snap, &c);
-        let partial = partial_evaluate(&snap, action, &c.principal, context.clone(), &tenant_entity(&c.own)).unwrap();
+        let partial = partial_evaluate(&snap, action, &c.principal, context.clone(), &tenant_entity(&c.own), None).unwrap();
         let Some(residuals) = Residuals::new(partial) else {
             return Ok(());
         };
         let document = document_entity(c.document.as_ref().unwrap());
         let fast = residuals.decide(&view_of(&document)).expect("the residuals read every document attribute");
         let base = base_entities(action, entities).unwrap();
-        let full = evaluate(&authorizer, &snap, action, &c.principal, resource, context, &base).unwrap();
+        let full = evaluate(&authorizer, &snap, action, &c.principal, resource, context, &base, None).unwrap();
         prop_assert_eq!(&fast, &full, "{:?}", c);
         decided.set(decided.get() + 1);
         allowed.set(allowed.get() + u32::from(full.effect == Effect::Allow));
@@ -504,7 +526,7 @@ fn the_principal_index_decides_like_the_whole_policy_set() {
         let action = &snap.actions[&c.action];
         if action.resource == ResourceKind::Document {
             let (context, _, _) = parts(&snap, &c);
-            let partial = partial_evaluate(&snap, action, &c.principal, context, &tenant_entity(&c.own)).unwrap();
+            let partial = partial_evaluate(&snap, action, &c.principal, context, &tenant_entity(&c.own), None).unwrap();
             if let Some(residuals) = Residuals::new(partial) {
                 let document = document_entity(c.document.as_ref().unwrap());
                 let fast = residuals.decide(&view_of(&document)).expect("the residuals read every document attribute");
@@ -519,4 +541,146 @@ fn the_principal_index_decides_like_the_whole_policy_set() {
     // The cases reach both answers, and residuals decided many.
     assert!(allowed.get() > 500, "allowed {}", allowed.get());
     assert!(residual.get() > 1_500, "residual {}", residual.get());
+}
+
+/// Tenants' own policies, written to reach as far as they can — everything,
+/// other tenants named in conditions, forbids of everything, template
+/// links — are confined to their tenant: evaluating only the principal's
+/// tenant's policies beside the global ones (as the engine does) gives
+/// exactly what every tenant's policies and the global ones give as one
+/// Cedar policy set; no request about another tenant is answered
+/// differently for them; and what they add is only ever an Allow of a
+/// delegable action inside the tenant.
+#[test]
+fn tenant_policies_are_confined_to_their_tenant() {
+    use cedargate::ids::PolicyName;
+    use cedargate::policy::tenant::{compile_all, Definition, EntityRef, TenantPolicy};
+
+    let snap = snapshot();
+    let authorizer = Authorizer::new();
+    let stat = |tenant: &str, id: &str, text: &str| TenantPolicy {
+        tenant_id: TenantId::parse(tenant).unwrap(),
+        policy_id: PolicyName::parse(id).unwrap(),
+        definition: Definition::Static {
+            statement: text.into(),
+        },
+        description: None,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+        updated_by: None,
+    };
+    let link = |tenant: &str, id: &str, template: &str, role: &str| TenantPolicy {
+        definition: Definition::TemplateLinked {
+            policy_template_id: template.into(),
+            principal: Some(EntityRef {
+                entity_type: "CedarGate::Role".into(),
+                entity_id: role.into(),
+            }),
+            resource: None,
+        },
+        ..stat(tenant, id, "")
+    };
+    let everything = "permit (principal, action, resource);";
+    let records = vec![
+        stat("t1", "everything", everything),
+        stat(
+            "t1",
+            "names-t2",
+            r#"permit (principal, action, resource) when { resource has tenant && resource.tenant == CedarGate::Tenant::"t2" };"#,
+        ),
+        stat("t2", "nothing", "forbid (principal, action, resource);"),
+        stat(
+            "acme",
+            "viewers-read",
+            r#"permit (principal in CedarGate::Role::"viewer", action == CedarGate::Action::"Read", resource is CedarGate::Document) when { resource.classification <= 2 };"#,
+        ),
+        link("acme", "admins-cannot-share", "role-cannot-share", "admin"),
+        link(
+            "acme",
+            "auditors-read",
+            "role-reads-tenant-documents",
+            "auditor",
+        ),
+        stat(
+            "globex",
+            "exports",
+            r#"permit (principal, action in [CedarGate::Action::"Export", CedarGate::Action::"ViewAuditLogs"], resource is CedarGate::Tenant);"#,
+        ),
+        stat(
+            "t3",
+            "editors-not-own",
+            r#"forbid (principal in CedarGate::Role::"editor", action, resource is CedarGate::Document) when { resource.owner == principal };"#,
+        ),
+        stat(
+            "t3",
+            "platform-everything",
+            r#"permit (principal in CedarGate::Role::"platform-admin", action, resource);"#,
+        ),
+    ];
+    let mut compiled = std::collections::HashMap::new();
+    let mut whole = snap.policies.clone();
+    for tenant in TENANTS {
+        let mine: Vec<TenantPolicy> = records
+            .iter()
+            .filter(|r| r.tenant_id.as_str() == *tenant)
+            .cloned()
+            .collect();
+        let c = compile_all(&snap, &mine);
+        assert!(c.problems.is_empty(), "{tenant}: {:?}", c.problems);
+        for p in c.all.policies() {
+            whole.add(p.clone()).unwrap();
+        }
+        compiled.insert(tenant.to_string(), c);
+    }
+    let delegable = cedargate::policy::tenant::delegable(&snap);
+    assert!(delegable.contains(&"Read".to_string()));
+    assert!(!delegable.contains(&"UpdateTenantLimits".to_string()));
+    let mut actions: Vec<String> = snap.actions.keys().cloned().collect();
+    actions.sort();
+    let config = ProptestConfig {
+        cases: 10_000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let (gained, by_tenant) = (std::cell::Cell::new(0u32), std::cell::Cell::new(0u32));
+    proptest!(config, |(mut c in case(actions), same_tenant in any::<bool>())| {
+        if same_tenant {
+            c.other.tenant_id = c.own.tenant_id.clone();
+            if let Some(d) = c.document.as_mut() {
+                d.tenant_id = c.own.tenant_id.clone();
+            }
+        }
+        let own = compiled[c.principal.tenant.as_str()]
+            .slice(&c.action)
+            .map(|s| &s.policies);
+        let (effect, mut by, errors) = decide_with(&snap, &authorizer, &c, own);
+        by.sort();
+        let (full_effect, full_by, full_errors) = whole_of(&snap, &whole, &authorizer, &c);
+        prop_assert_eq!(errors.len(), full_errors, "{:?}", c);
+        prop_assert_eq!(effect, full_effect, "{:?}", c);
+        prop_assert_eq!(&by, &full_by, "{:?}", c);
+        let (without, without_by) = decide(&snap, &authorizer, &c);
+        if !same_tenant {
+            // Nothing of any tenant's own changes a question about another
+            // tenant.
+            prop_assert_eq!(effect, without, "{:?}", c);
+            prop_assert_eq!(&by, &without_by, "{:?}", c);
+        }
+        if effect == Effect::Allow && without == Effect::Deny {
+            prop_assert!(same_tenant, "{:?}", c);
+            prop_assert!(delegable.contains(&c.action), "{:?}", c);
+            gained.set(gained.get() + 1);
+        }
+        if by.iter().any(|p| p.starts_with("tenant/")) {
+            let prefix = format!("tenant/{}/", c.principal.tenant);
+            prop_assert!(by.iter().filter(|p| p.starts_with("tenant/")).all(|p| p.starts_with(&prefix)), "{:?}", c);
+            by_tenant.set(by_tenant.get() + 1);
+        }
+    });
+    assert!(gained.get() > 30, "gained {}", gained.get());
+    assert!(
+        by_tenant.get() > 1_000,
+        "decided by tenant policies {}",
+        by_tenant.get()
+    );
 }

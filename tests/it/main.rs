@@ -28,4 +28,5 @@ mod search;
 mod store_contract;
 mod store_indexes;
 mod stripe;
+mod tenant_policies;
 mod tokens;

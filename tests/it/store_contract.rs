@@ -388,6 +388,7 @@ async fn sqlite_passes_the_store_contract() {
         .unwrap();
     contract(store.clone()).await;
     tenant_versions_contract(store.clone()).await;
+    tenant_policies_contract(store.clone()).await;
     audit_contract(store).await;
 }
 
@@ -400,7 +401,95 @@ async fn dynamodb_passes_the_store_contract() {
     let store = store::open(&ddb.url("contract-")).await.unwrap();
     contract(store.clone()).await;
     tenant_versions_contract(store.clone()).await;
+    tenant_policies_contract(store.clone()).await;
     audit_contract(store).await;
+}
+
+/// Tenant policies: in id order per tenant, conditional writes and
+/// deletes by version, a change-log entry for the tenant with each, and no
+/// tenant sees another's.
+async fn tenant_policies_contract(store: Arc<dyn Store>) {
+    use cedargate::ids::PolicyName;
+    use cedargate::policy::tenant::{Definition, TenantPolicy};
+    store.import(&fixture()).await.unwrap();
+    let policy = |tenant: &str, id: &str, text: &str| TenantPolicy {
+        tenant_id: tid(tenant),
+        policy_id: PolicyName::parse(id).unwrap(),
+        definition: Definition::Static {
+            statement: text.into(),
+        },
+        description: Some("d".into()),
+        created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
+        updated_by: Some("ada".into()),
+    };
+    assert!(store.tenant_policies(&tid("t1")).await.unwrap().is_empty());
+    let cursor = store.change_cursor().await.unwrap();
+    let b = policy("t1", "b", "permit (principal, action, resource);");
+    let a = policy("t1", "a", "forbid (principal, action, resource);");
+    store.put_tenant_policy_if(&b, None).await.unwrap();
+    store.put_tenant_policy_if(&a, None).await.unwrap();
+    store
+        .put_tenant_policy_if(
+            &policy("t2", "a", "permit (principal, action, resource);"),
+            None,
+        )
+        .await
+        .unwrap();
+    // Created only if there is none.
+    assert!(matches!(
+        store.put_tenant_policy_if(&a, None).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let got = store.tenant_policies(&tid("t1")).await.unwrap();
+    assert_eq!(got, vec![a.clone(), b.clone()]);
+    assert_eq!(store.tenant_policies(&tid("t2")).await.unwrap().len(), 1);
+    assert!(store
+        .tenant_policies(&tid("nope"))
+        .await
+        .unwrap()
+        .is_empty());
+    // Replaced only from the version read.
+    let mut b2 = b.clone();
+    b2.description = Some("changed".into());
+    assert!(matches!(
+        store.put_tenant_policy_if(&b2, Some("stale")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .put_tenant_policy_if(&b2, Some(&b.version()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.put_tenant_policy_if(&b2, Some(&b.version())).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Deleted only at the version read; gone is `false`.
+    let name = PolicyName::parse("b").unwrap();
+    assert!(matches!(
+        store
+            .delete_tenant_policy_if(&tid("t1"), &name, &b.version())
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store
+        .delete_tenant_policy_if(&tid("t1"), &name, &b2.version())
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_tenant_policy_if(&tid("t1"), &name, &b2.version())
+        .await
+        .unwrap());
+    assert_eq!(store.tenant_policies(&tid("t1")).await.unwrap(), vec![a]);
+    // Every write told the change log about its tenant.
+    let (changes, _) = store.changes_since(&cursor).await.unwrap();
+    let tenants: HashSet<Change> = changes.into_iter().map(|(_, c)| c).collect();
+    assert!(tenants.contains(&Change::Tenant {
+        tenant_id: tid("t1")
+    }));
+    assert!(tenants.contains(&Change::Tenant {
+        tenant_id: tid("t2")
+    }));
 }
 
 /// The migration steps on a store holding a tenant written by an older

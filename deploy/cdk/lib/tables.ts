@@ -24,15 +24,16 @@ export interface CedargateTableSet {
   readonly audit: dynamodb.Table;
   readonly migrations: dynamodb.Table;
   readonly usage: dynamodb.Table;
+  readonly policies: dynamodb.Table;
 }
 
 export class CedargateTables extends Construct {
   readonly tablePrefix: string;
   readonly key: kms.Key;
   readonly tables: CedargateTableSet;
-  /** What the sidecar needs: read tenants and documents, follow changes, write audit, count searches. */
+  /** What the sidecar needs: read tenants, their policies and documents, follow changes, write audit, count searches. */
   readonly sidecarPolicy: iam.ManagedPolicy;
-  /** What cedargate-admin needs: manage tenants and documents, read audit (and the indexes), migrate. Never delete audit items. */
+  /** What cedargate-admin needs: manage tenants, documents and tenants' policies, read audit (and the indexes), migrate. Never delete audit items. */
   readonly adminPolicy: iam.ManagedPolicy;
 
   constructor(scope: Construct, id: string, props: CedargateTablesProps = {}) {
@@ -79,6 +80,10 @@ export class CedargateTables extends Construct {
       migrations: table("MigrationsTable", "migrations", "id", undefined, { pitr: false, retain: true }),
       // API usage: decisions per tenant and month, `n#<action>#<decision>`.
       usage: table("UsageTable", "usage", "tenantId", "month", { pitr: true, retain: true }),
+      // Tenants' own Cedar policies: one item per policy (the record and
+      // `rev`), read with one Query per tenant load, written in a
+      // transaction with the tenant's change-log entry.
+      policies: table("PoliciesTable", "policies", "tenantId", "policyId", { pitr: true, retain: true }),
     };
     const t = this.tables;
 
@@ -102,7 +107,7 @@ export class CedargateTables extends Construct {
     // Soft-deleted documents by tenant, for retention; sparse.
     index(t.documents, "deletedDocuments", "deletedTenant", "documentId");
 
-    const all = [t.tenants, t.documents, t.changes, t.audit, t.migrations, t.usage].map((x) => x.tableArn);
+    const all = [t.tenants, t.documents, t.changes, t.audit, t.migrations, t.usage, t.policies].map((x) => x.tableArn);
     const statement = (sid: string, actions: string[], resources: string[]) =>
       new iam.PolicyStatement({ sid, effect: iam.Effect.ALLOW, actions, resources });
 
@@ -111,6 +116,8 @@ export class CedargateTables extends Construct {
       statements: [
         statement("Readiness", ["dynamodb:DescribeTable"], all),
         statement("ReadTenantsAndDocuments", ["dynamodb:GetItem"], [t.tenants.tableArn, t.documents.tableArn]),
+        // A tenant's policies, one Query by tenantId (never a Scan).
+        statement("ReadTenantPolicies", ["dynamodb:Query"], [t.policies.tableArn]),
         statement("CountSearches", ["dynamodb:PutItem"], [t.tenants.tableArn, t.changes.tableArn]),
         statement("CountDecisions", ["dynamodb:UpdateItem"], [t.usage.tableArn]),
         statement("FollowChanges", ["dynamodb:Query"], [t.changes.tableArn]),
@@ -134,6 +141,14 @@ export class CedargateTables extends Construct {
             "dynamodb:ConditionCheckItem",
           ],
           [t.tenants.tableArn, t.documents.tableArn, t.migrations.tableArn],
+        ),
+        // Tenants' policies: read by key or by tenant (Query, never a Scan);
+        // written by TransactWriteItems, a conditional Put or Delete here and
+        // the change-log Put (ChangeLog), which needs the rights of each part.
+        statement(
+          "TenantPolicies",
+          ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"],
+          [t.policies.tableArn],
         ),
         statement("ChangeLog", ["dynamodb:PutItem", "dynamodb:Query"], [t.changes.tableArn]),
         statement("Audit", ["dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:Query"], [t.audit.tableArn]),

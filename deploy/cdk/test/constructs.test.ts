@@ -33,7 +33,8 @@ describe("constructs", () => {
       audiences: ["a", "b"],
     });
     const t = Template.fromStack(s);
-    for (const name of ["tenants", "documents", "changes", "audit", "migrations"]) {
+    t.resourceCountIs("AWS::DynamoDB::Table", 7);
+    for (const name of ["tenants", "documents", "changes", "audit", "migrations", "usage", "policies"]) {
       t.hasResourceProperties("AWS::DynamoDB::Table", { TableName: `prod-${name}` });
     }
     t.hasResourceProperties("AWS::ECS::TaskDefinition", {

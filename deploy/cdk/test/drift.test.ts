@@ -115,6 +115,22 @@ const drifts: [string, string, (r: Record<string, Resource>) => void, RegExp][] 
     /policy 'cedargate-admin'.*DeleteItem/,
   ],
   [
+    "no point-in-time recovery on policies",
+    "CedargateTables.template.json",
+    (r) => delete tableNamed(r, "policies").PointInTimeRecoverySpecification,
+    /table policies pitr/,
+  ],
+  [
+    "the admin service may scan tenants' policies",
+    "CedargateTables.template.json",
+    (r) => {
+      const st = policy(r, "cedargate-admin").find((s) => s.Sid === "TenantPolicies");
+      assert.ok(st);
+      st.Action = [...(st.Action as string[]), "dynamodb:Scan"];
+    },
+    /policy 'cedargate-admin'.*TenantPolicies.*Scan/,
+  ],
+  [
     "the retention task may delete archives",
     "CedargateRetention.template.json",
     (r) => {
