@@ -146,6 +146,38 @@ impl Cond {
         Cond::Not { arg: Box::new(c) }.simplified()
     }
 
+    /// The condition where the single-valued attribute `attr` is known to
+    /// be `value` (what a plan's scope fixes: its tenant), simplified. Exact
+    /// under that assumption: a tenant policy's confinement
+    /// (`resource.tenant == <its tenant>`) becomes true, and takes no
+    /// filter depth.
+    pub fn assuming(self, attr: &str, value: &Value) -> Cond {
+        match self {
+            Cond::Eq { attr: a, value: v } if a == attr => {
+                if &v == value {
+                    Cond::True
+                } else {
+                    Cond::False
+                }
+            }
+            Cond::In { attr: a, values } if a == attr => {
+                if values.contains(value) {
+                    Cond::True
+                } else {
+                    Cond::False
+                }
+            }
+            Cond::And { args } => {
+                Cond::and(args.into_iter().map(|c| c.assuming(attr, value)).collect())
+            }
+            Cond::Or { args } => {
+                Cond::or(args.into_iter().map(|c| c.assuming(attr, value)).collect())
+            }
+            Cond::Not { arg } => Cond::not(arg.assuming(attr, value)),
+            other => other,
+        }
+    }
+
     /// Constants folded, nested `and`/`or` flattened, duplicates dropped,
     /// negations pushed down to the leaves where a leaf can take them
     /// (comparisons flip; a boolean attribute's equality flips).

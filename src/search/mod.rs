@@ -241,9 +241,13 @@ impl Planner {
         for (_, c) in partial.forbids {
             forbids.push(c?);
         }
+        // The scope fixes the tenant: what the policies say of it (tenant
+        // policies' confinement, tenant isolation) is decided already.
+        let tenant = condition::Value::String(principal.tenant.as_str().to_string());
+        let known = |c: Cond| c.assuming(&self.config.tenant_attribute, &tenant);
         let cond = Cond::and(vec![
-            Cond::or(permits),
-            Cond::not(Cond::or(forbids)),
+            known(Cond::or(permits)),
+            Cond::not(known(Cond::or(forbids))),
             self.scope(principal),
         ]);
         if cond == Cond::False {

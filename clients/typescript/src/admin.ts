@@ -1,20 +1,25 @@
 // The management API of cedargate-admin (docs/openapi.json): tenants, usage,
 // audit logs (an async iterator that follows the cursors), export (a stream
-// of NDJSON), documents and shares. Every call is decided by the policies for
-// the principal of the caller's bearer token.
+// of NDJSON), documents and shares, and the tenant's own Cedar policies
+// (with ETags). Every call is decided by the policies for the principal of
+// the caller's bearer token.
 
-import { Transport, failure, type CallOptions, type Safety, type TransportOptions } from "./http.js";
+import { Transport, failure, parse, type CallOptions, type Safety, type TransportOptions } from "./http.js";
 import type {
   AuditEvent,
   AuditLogPage,
   AuditLogQuery,
+  DeletedPolicy,
   DocumentInput,
   DocumentRecord,
   ExportLine,
+  PolicyList,
   Share,
   Tenant,
   TenantInput,
   TenantPage,
+  TenantPolicyInput,
+  TenantPolicyView,
   Usage,
 } from "./types.js";
 
@@ -22,6 +27,27 @@ import type {
 export interface TaggedTenant {
   tenant: Tenant;
   etag: string;
+}
+
+/** A tenant policy with the `ETag` to send back in `If-Match` when replacing or deleting it. */
+export interface TaggedPolicy {
+  policy: TenantPolicyView;
+  etag: string;
+}
+
+/** What `putPolicy` answers: the policy, its new `ETag`, and whether it was created (201) or replaced (200). */
+export interface PutPolicyResult extends TaggedPolicy {
+  created: boolean;
+}
+
+/**
+ * The preconditions of `putPolicy`: `ifMatch` (an ETag, quoted or the bare
+ * `etag` field) replaces only that version and is required to replace an
+ * existing policy; `ifNoneMatch: "*"` only creates.
+ */
+export interface PolicyPreconditions {
+  ifMatch?: string | undefined;
+  ifNoneMatch?: "*" | undefined;
 }
 
 /** A page of records and the cursor of the next page (null at the end). */
@@ -160,6 +186,54 @@ export class CedargateAdmin {
     return this.doc("DELETE", tenant, docId, `/shares/${seg(who)}`, undefined, "unsafe", opts);
   }
 
+  // The tenant's own policies
+
+  /** The tenant's policies, in policyId order, each with its `etag`, `cedarId` and `status`. */
+  async listPolicies(tenant: string, opts?: CallOptions): Promise<TenantPolicyView[]> {
+    const list = await this.get<PolicyList>(`/v1/tenants/${seg(tenant)}/policies`, opts);
+    return list.policies;
+  }
+
+  async getPolicy(tenant: string, policyId: string, opts?: CallOptions): Promise<TaggedPolicy> {
+    const { policy, etag } = await this.policyCall("GET", tenant, policyId, undefined, "idempotent", {}, opts);
+    return { policy, etag };
+  }
+
+  /**
+   * Creates the policy, or replaces it if it is still as `ifMatch` saw it.
+   * Refused with 400 `invalid_policy` (`BadRequestError.problems`), 403 (no
+   * `custom-policies` feature, or not the caller's to manage), 412 (a stale
+   * `ifMatch`, or `ifNoneMatch` and it exists), 428 (it exists and no
+   * `ifMatch`). Not retried after it may have been received: a second try
+   * would find the first one's write (412 or 428).
+   */
+  async putPolicy(
+    tenant: string,
+    policyId: string,
+    input: TenantPolicyInput,
+    pre: PolicyPreconditions = {},
+    opts?: CallOptions,
+  ): Promise<PutPolicyResult> {
+    const headers: Record<string, string> = {};
+    if (pre.ifMatch !== undefined) headers["if-match"] = quoted(pre.ifMatch);
+    if (pre.ifNoneMatch !== undefined) headers["if-none-match"] = pre.ifNoneMatch;
+    return this.policyCall("PUT", tenant, policyId, input, "unsafe", headers, opts);
+  }
+
+  /**
+   * Deletes the policy if it is still as `ifMatch` saw it (412 otherwise).
+   * Answers the `cedarId` it had. Not retried once sent: a second try would
+   * read as a missing policy.
+   */
+  async deletePolicy(tenant: string, policyId: string, ifMatch: string, opts?: CallOptions): Promise<DeletedPolicy> {
+    const path = `/v1/tenants/${seg(tenant)}/policies/${seg(policyId)}`;
+    const { value } = await this.transport.json<DeletedPolicy>(
+      { method: "DELETE", path, safety: "unsafe", headers: { "if-match": quoted(ifMatch) } },
+      opts,
+    );
+    return value;
+  }
+
   private async get<T>(path: string, opts?: CallOptions): Promise<T> {
     const { value } = await this.transport.json<T>({ method: "GET", path, safety: "idempotent" }, opts);
     return value;
@@ -177,6 +251,22 @@ export class CedargateAdmin {
     const path = `/v1/tenants/${seg(tenant)}/documents/${seg(docId)}${tail}`;
     const { value } = await this.transport.json<DocumentRecord>({ method, path, body, safety }, opts);
     return value;
+  }
+
+  private async policyCall(
+    method: string,
+    tenant: string,
+    policyId: string,
+    body: unknown,
+    safety: Safety,
+    headers: Record<string, string>,
+    opts?: CallOptions,
+  ): Promise<PutPolicyResult> {
+    const path = `/v1/tenants/${seg(tenant)}/policies/${seg(policyId)}`;
+    const answer = await this.transport.send({ method, path, body, safety, headers }, opts);
+    if (answer.status < 200 || answer.status > 299) throw failure(answer);
+    const policy = parse<TenantPolicyView>(answer);
+    return { policy, etag: answer.headers.get("etag") ?? quoted(policy.etag), created: answer.status === 201 };
   }
 
   private async tagged(
@@ -220,6 +310,11 @@ export async function* ndjsonLines(stream: ReadableStream<Uint8Array>): AsyncGen
     if (!finished) await reader.cancel();
     reader.releaseLock();
   }
+}
+
+/** An ETag as `If-Match` takes it: the bare `etag` field gets its quotes. */
+function quoted(etag: string): string {
+  return /^(W\/)?"/.test(etag) ? etag : `"${etag}"`;
 }
 
 function seg(s: string): string {

@@ -3,7 +3,7 @@
 // again later" with instanceof, and the code and status are kept.
 
 export interface ErrorBody {
-  error: { code: string; message: string; fields?: string[] };
+  error: { code: string; message: string; fields?: string[]; problems?: string[] };
 }
 
 export class CedargateError extends Error {
@@ -13,6 +13,8 @@ export class CedargateError extends Error {
   readonly code: string;
   /** The request's fields at fault (403 `fields_forbidden`). */
   readonly fields: string[] | undefined;
+  /** What is wrong with a tenant policy (400 `invalid_policy`): `policyId:line:column: message`. */
+  readonly problems: string[] | undefined;
   /** How many attempts were made before giving up. */
   readonly attempts: number;
 
@@ -20,13 +22,14 @@ export class CedargateError extends Error {
     status: number,
     code: string,
     message: string,
-    opts: { fields?: string[] | undefined; attempts?: number; cause?: unknown } = {},
+    opts: { fields?: string[] | undefined; problems?: string[] | undefined; attempts?: number; cause?: unknown } = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = new.target.name;
     this.status = status;
     this.code = code;
     this.fields = opts.fields;
+    this.problems = opts.problems;
     this.attempts = opts.attempts ?? 1;
   }
 }
@@ -59,18 +62,22 @@ export function errorFromResponse(
   let code = `http_${status}`;
   let message = text.slice(0, 500) || `HTTP ${status}`;
   let fields: string[] | undefined;
+  let problems: string[] | undefined;
   try {
-    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown; fields?: unknown } } | null;
+    const body = JSON.parse(text) as {
+      error?: { code?: unknown; message?: unknown; fields?: unknown; problems?: unknown };
+    } | null;
     const error = body?.error;
     if (error && typeof error.code === "string" && typeof error.message === "string") {
       code = error.code;
       message = error.message;
-      fields = Array.isArray(error.fields) ? error.fields.filter((f): f is string => typeof f === "string") : undefined;
+      fields = strings(error.fields);
+      problems = strings(error.problems);
     }
   } catch {
     // Not JSON (a proxy's page): the status and the start of the text.
   }
-  const opts = { fields, attempts };
+  const opts = { fields, problems, attempts };
   if (status === 401) {
     const e = new UnauthorizedError(status, code, message, opts);
     e.wwwAuthenticate = headers.get("www-authenticate") ?? undefined;
@@ -84,4 +91,9 @@ export function errorFromResponse(
   }
   if (status >= 400 && status < 500) return new BadRequestError(status, code, message, opts);
   return new CedargateError(status, code, message, opts);
+}
+
+/** The strings of a JSON array; undefined if it is not one. */
+function strings(v: unknown): string[] | undefined {
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : undefined;
 }

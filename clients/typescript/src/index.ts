@@ -2,7 +2,17 @@
 // errors, the Express and Lambda middleware, and the Kendra search helper.
 
 export { CedargateClient, type ClientOptions } from "./client.js";
-export { CedargateAdmin, ndjsonLines, type Grantee, type OcsfEvent, type Page, type TaggedTenant } from "./admin.js";
+export {
+  CedargateAdmin,
+  ndjsonLines,
+  type Grantee,
+  type OcsfEvent,
+  type Page,
+  type PolicyPreconditions,
+  type PutPolicyResult,
+  type TaggedPolicy,
+  type TaggedTenant,
+} from "./admin.js";
 export type { CallOptions, RetryInfo, TransportOptions } from "./http.js";
 export {
   BadRequestError,

@@ -19,7 +19,9 @@ export type TenantAction =
   | "UpdateTenantSettings"
   | "UpdateTenantSubscription"
   | "UpdateTenantLimits"
-  | "UpdateTenantStatus";
+  | "UpdateTenantStatus"
+  | "ViewPolicies"
+  | "ManagePolicies";
 export type Action = DocumentAction | TenantAction;
 
 export type ResourceType = "Document" | "Tenant";
@@ -151,6 +153,20 @@ export type Usage =
   paths["/v1/tenants/{id}/usage"]["get"]["responses"][200]["content"]["application/json"];
 export type TenantPage =
   paths["/v1/tenants"]["get"]["responses"][200]["content"]["application/json"];
+/** A tenant's own Cedar policy, as stored and exported. */
+export type TenantPolicy = components["schemas"]["TenantPolicy"];
+/** A tenant policy as the API shows it: with its `etag`, `cedarId` and `status`. */
+export type TenantPolicyView = components["schemas"]["TenantPolicyView"];
+/** What `PUT /v1/tenants/{id}/policies/{policyId}` takes. */
+export type TenantPolicyInput = components["schemas"]["TenantPolicyInput"];
+/** Cedar text (`static`) or a link of a global template (`templateLinked`). */
+export type PolicyDefinition = components["schemas"]["PolicyDefinition"];
+/** An entity filling a template's slot. */
+export type EntityRef = components["schemas"]["EntityRef"];
+export type PolicyList =
+  paths["/v1/tenants/{id}/policies"]["get"]["responses"][200]["content"]["application/json"];
+export type DeletedPolicy =
+  paths["/v1/tenants/{id}/policies/{policyId}"]["delete"]["responses"][200]["content"]["application/json"];
 export type AuditLogQuery = NonNullable<
   paths["/v1/tenants/{id}/audit-logs"]["get"]["parameters"]["query"]
 >;
@@ -183,10 +199,15 @@ export interface AuditEvent {
   hash: string;
 }
 
-/** One line of an export: the tenant, a document, an audit record, the manifest. */
+/**
+ * One line of an export: the tenant, one of its own policies, a document, an
+ * audit record, the manifest. (The manifest's `policies` is absent from
+ * exports made before there were tenant policies.)
+ */
 export type ExportLine =
   | { type: "tenant"; record: Tenant }
+  | { type: "policy"; record: TenantPolicy }
   | { type: "document"; record: DocumentRecord }
   | { type: "audit"; record: Record<string, unknown> }
-  | { type: "manifest"; tenants: number; documents: number; audit: number; sha256: string }
+  | { type: "manifest"; tenants: number; documents: number; audit: number; policies?: number; sha256: string }
   | { type: "error"; message: string };

@@ -404,3 +404,77 @@ async fn the_change_stream_gives_changed_documents_as_the_index_takes_them() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     app.shutdown().await;
 }
+
+/// Tenants' own policies take part in search plans as in decisions: with
+/// permits, forbids, a permit of everything and a template link written
+/// for some tenants, every plan still selects exactly the documents the
+/// decisions allow, for every principal, and the tenants' policies let
+/// more be read than before.
+#[tokio::test]
+async fn tenant_policies_keep_plans_and_decisions_equal() {
+    use cedargate::ids::PolicyName;
+    use cedargate::policy::tenant::{Definition, EntityRef, TenantPolicy};
+    let w = world(200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_over(&w.url, &repo_dir("policies"), dir.path()).await;
+    let idx = index_for(&app, &w.data);
+    let before = oracle(&app, &w.data, &idx, &w.principals).await;
+    assert!(before.failures.is_empty(), "{}", before.report());
+    drop(app);
+
+    let store = cedargate::store::open(&w.url).await.unwrap();
+    let policy = |tenant: &str, id: &str, definition: Definition| TenantPolicy {
+        tenant_id: TenantId::parse(tenant).unwrap(),
+        policy_id: PolicyName::parse(id).unwrap(),
+        definition,
+        description: None,
+        created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
+        updated_by: None,
+    };
+    let text = |s: &str| Definition::Static {
+        statement: s.to_string(),
+    };
+    for p in [
+        policy(
+            "st00",
+            "everything",
+            text("permit (principal, action, resource);"),
+        ),
+        policy(
+            "st01",
+            "viewers-read-low",
+            text(
+                r#"permit (principal in CedarGate::Role::"viewer", action == CedarGate::Action::"Read", resource is CedarGate::Document) when { resource.classification <= 1 };"#,
+            ),
+        ),
+        policy(
+            "st01",
+            "no-docx",
+            text(
+                r#"forbid (principal, action == CedarGate::Action::"Read", resource is CedarGate::Document) when { resource.fileType == "docx" };"#,
+            ),
+        ),
+        policy(
+            "st02",
+            "editors-read",
+            Definition::TemplateLinked {
+                policy_template_id: "role-reads-tenant-documents".into(),
+                principal: Some(EntityRef {
+                    entity_type: "CedarGate::Role".into(),
+                    entity_id: "editor".into(),
+                }),
+                resource: None,
+            },
+        ),
+    ] {
+        store.put_tenant_policy_if(&p, None).await.unwrap();
+    }
+    let app = app_over(&w.url, &repo_dir("policies"), dir.path()).await;
+    let after = oracle(&app, &w.data, &idx, &w.principals).await;
+    assert!(after.failures.is_empty(), "{}", after.report());
+    assert_ne!(
+        after.allowed, before.allowed,
+        "the tenants' policies changed nothing"
+    );
+}

@@ -323,7 +323,12 @@ async fn oracle(app: &App, data: &DataSet, idx: &Index, principals: &[Principal]
                     .flatten(),
             );
         }
-        let kendra = plan.kendra.as_ref().unwrap();
+        let kendra = plan.kendra.as_ref().unwrap_or_else(|e| {
+            panic!(
+                "{who}: {e}: {}",
+                serde_json::to_string(&plan.condition).unwrap()
+            )
+        });
         kendra_filters.insert(kendra.to_string());
         let opensearch = plan.opensearch.as_ref().unwrap();
         let mut by_kendra = BTreeSet::new();

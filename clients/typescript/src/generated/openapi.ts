@@ -255,6 +255,62 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/tenants/{id}/policies": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the tenant's own Cedar policies
+         * @description Authorized by the Cedar action `ViewPolicies` (a tenant administrator, also while the tenant is suspended; platform administrators). Every policy the tenant wrote for itself, in `policyId` order, each with its `etag`, the `cedarId` decisions name it by, and its `status` under the current global policies, schema and templates. A tenant the caller may not see and one that does not exist get the same 403 `forbidden`; 404 `tenant_not_found` only once the policies let the caller in (platform administrators). A tenant policy is confined to its tenant by construction: what is evaluated is not the text as written but the policy with a first condition compiled in front of the author's — the principal belongs to this tenant, the resource is one of its documents or its own record, and, for a `permit`, the action is in the `TenantPolicyAction` group — so whatever the text says, it concerns only the tenant's own principals acting on the tenant's own resources. The global forbids (tenant isolation, status, clearance, quotas, features) are evaluated beside it and still deny.
+         */
+        get: operations["listPolicies"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/tenants/{id}/policies/{policyId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read a tenant policy
+         * @description Authorized by the Cedar action `ViewPolicies`. The policy with its `ETag` (send it back in `If-Match` to replace or delete it) and its `status`: a policy that was valid when written becomes `invalid`, with its `problems`, when the global schema or the template it links changes under it. An invalid `permit` is left out of decisions; an invalid `forbid` (or a link whose effect cannot be told) makes every decision it may concern Deny for the tenant's principals (fail closed) until it is fixed or deleted. 403 `forbidden` alike for a tenant the caller may not see and one that does not exist; 404 `tenant_not_found` (platform administrators) or `policy_not_found`.
+         */
+        get: operations["getPolicy"];
+        /**
+         * Create or replace a tenant policy (optimistic concurrency)
+         * @description Authorized by the Cedar action `ManagePolicies`: a tenant administrator whose subscription has the `custom-policies` feature, while the tenant is active or on trial, or a platform administrator. Every refusal, a tier without the feature among them, is the generic 403 `forbidden` (`you may not do this to this tenant`), the same for a tenant the caller may not see and one that does not exist, recorded in the caller's own tenant's audit log; 404 `tenant_not_found` only once the policies let the caller in (platform administrators).
+         *
+         *     The definition is one policy in Cedar syntax (`static`) or a link of a global template with its slots filled (`templateLinked`), the two kinds of Amazon Verified Permissions. Templates are not the tenants': they come from `policies/templates/*.cedar` in Git. Shipped: `role-reads-tenant-documents` (`?principal`: members of a role read every document of the tenant that is not private), `role-edits-document` (`?principal`, `?resource`: members of a role read and update one document), `role-cannot-share` (`?principal`: members of a role may not share documents), `role-cannot-export` (`?principal`: members of a role may not export the tenant's data).
+         *
+         *     The policy is checked when written, against the current global policies, schema and templates: exactly one policy, no slots in a static one, strictly valid against the schema, and a `permit` may name only actions of the `TenantPolicyAction` group (the tenant's documents — `Read`, `Update`, `Delete`, `Share`, `Restore`, `CreateDocument` — and `Search`, `ViewUsage`, `ViewAuditLogs`, `Export`, `ListDocuments`; never the tenant's record, subscription, limits, status or policies); a `forbid` may name any action. A policy that fails is refused with 400 `invalid_policy` and `error.problems` (`policyId:line:column: message`, the position in the statement; `policyId: message` when there is none). A body that is not JSON is 400 `malformed_json`; one of another shape (an unknown field, both or neither definition kind) 400 `invalid_policy` without problems; a `description` too long or with control characters 400 `invalid_policy` with `error.fields` `["description"]`; a bad tenant or policy id 400 `invalid_id`.
+         *
+         *     A tenant policy is confined to its tenant by construction: what is evaluated is not the text as written but the policy with a first condition compiled in front of the author's — the principal belongs to this tenant, the resource is one of its documents or its own record, and, for a `permit`, the action is in the `TenantPolicyAction` group — so whatever the text says, it concerns only the tenant's own principals acting on the tenant's own resources. The global forbids (tenant isolation, status, clearance, quotas, features) are evaluated beside it and still deny. Decisions (`determining_policies`), audit records and explanations name it `tenant/<tenantId>/<policyId>` (`cedarId`), never mistaken for a global policy; a `forbid`'s `@message` is the message of the decisions it denies.
+         *
+         *     Concurrency: without `If-Match` the policy is created (201 with `Location` and `ETag`), or, if it exists, refused with 428 `if_match_required`; with `If-None-Match: *` it is only created (412 `policy_exists` if it exists); with `If-Match` it is replaced only if it is still that version (200 with the new `ETag`; 412 `conflict` if it has changed or does not exist). A tenant has at most 100 policies: a new one beyond is 409 `too_many_policies`. The change reaches every sidecar through the store's change log, without a restart, and is recorded in the tenant's audit log (`PutPolicy`, with the policy as written); a change whose audit record cannot be written is reported as 503 (the change itself is made).
+         */
+        put: operations["putPolicy"];
+        post?: never;
+        /**
+         * Delete a tenant policy
+         * @description Authorized by the Cedar action `ManagePolicies`, as `PUT` is (a refusal is the generic 403 `forbidden`, recorded in the caller's own tenant's audit log). Needs the policy's ETag in `If-Match`: 428 `if_match_required` without it, 412 `conflict` if the policy has changed since. 404 `tenant_not_found` (platform administrators) or `policy_not_found` (also when it was deleted meanwhile). Answers the `cedarId` of the policy deleted. The deletion reaches every sidecar through the store's change log and is recorded in the tenant's audit log (`DeletePolicy`, with the policy deleted).
+         */
+        delete: operations["deletePolicy"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tenants/{id}/export": {
         parameters: {
             query?: never;
@@ -265,8 +321,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Export the tenant's data (tenant, documents and ACLs, audit records) as NDJSON with a final manifest line (counts, SHA-256); `cedargate-admin import` reads it
-         * @description Authorized by the Cedar action `Export`.
+         * Export the tenant's data (tenant, its own policies, documents and ACLs, audit records) as NDJSON with a final manifest line (counts, SHA-256); `cedargate-admin import` reads it
+         * @description Authorized by the Cedar action `Export`. One JSON object a line, in this order: `{"type": "tenant", "record": Tenant}`, `{"type": "policy", "record": TenantPolicy}` for each of the tenant's own policies, `{"type": "document", "record": Document}` for each document, `{"type": "audit", "record": …}` for each audit record, then `{"type": "manifest", "tenants", "policies", "documents", "audit", "sha256"}`: the counts of each kind and the SHA-256 (hex) of every byte before it (`policies` is absent from exports made before there were tenant policies, and read as 0). A read that fails part-way ends the stream with `{"type": "error", "message"}` and no manifest.
          */
         post: operations["exportTenant"];
         delete?: never;
@@ -323,8 +379,10 @@ export interface components {
             error: {
                 code: string;
                 message: string;
-                /** @description The request's fields at fault, when there are some (403 `fields_forbidden`: every field of a tenant update the caller may not change) */
+                /** @description The request's fields at fault, when there are some (403 `fields_forbidden`: every field of a tenant update the caller may not change; 400 `invalid_policy`: `description`) */
                 fields?: string[];
+                /** @description What is wrong with a tenant policy (400 `invalid_policy`), each located: `policyId:line:column: message` (the position in the statement), or `policyId: message` when there is none (an unknown template, a slot not filled, a permit of an action a tenant may not grant) */
+                problems?: string[];
             };
         };
         Subscription: {
@@ -332,7 +390,7 @@ export interface components {
             tier: "basic" | "pro" | "enterprise";
             /** Format: date */
             startDate: string;
-            features?: ("audit-logs" | "export" | "sso" | "api-access")[];
+            features?: ("audit-logs" | "export" | "sso" | "api-access" | "custom-policies")[];
         };
         Limits: {
             maxDocuments: number;
@@ -434,6 +492,59 @@ export interface components {
             sharedWith: components["schemas"]["Share"][];
             /** Format: date-time */
             deletedAt?: string | null;
+        };
+        /** @description An entity that fills a template's slot, e.g. `{"entityType": "CedarGate::Role", "entityId": "contractor"}` (a role, user or document of the tenant) */
+        EntityRef: {
+            /** @description A Cedar entity type of the schema, namespace included */
+            entityType: string;
+            entityId: string;
+        };
+        /** @description What a tenant policy says, in the shapes of Amazon Verified Permissions' PolicyDefinition: exactly one of `static` (one policy in Cedar syntax) and `templateLinked` (a global template of `policies/templates/` with its slots filled). */
+        PolicyDefinition: {
+            static: {
+                /** @description Exactly one Cedar policy, `permit` or `forbid`, annotations such as `@message` allowed, without slots (`?principal`, `?resource`: link a template instead); at most 16384 bytes of UTF-8. Entities are named with their namespace, e.g. `CedarGate::Role::"contractor"`, `CedarGate::Action::"Read"`. */
+                statement: string;
+            };
+        } | {
+            /** @description `principal` fills the template's `?principal` slot and `resource` its `?resource` slot: each given exactly when the template has that slot. */
+            templateLinked: {
+                /** @description The `@id` of a template in `policies/templates/*.cedar`; shipped: `role-reads-tenant-documents`, `role-edits-document`, `role-cannot-share`, `role-cannot-export` */
+                policyTemplateId: string;
+                principal?: components["schemas"]["EntityRef"];
+                resource?: components["schemas"]["EntityRef"];
+            };
+        };
+        TenantPolicyInput: {
+            definition: components["schemas"]["PolicyDefinition"];
+            /** @description Free text for people: at most 1000 bytes of UTF-8, no control characters */
+            description?: string;
+        };
+        /** @description A policy a tenant wrote for itself, as stored (and as exported), beside the global policies from Git. A tenant policy is confined to its tenant by construction: what is evaluated is not the text as written but the policy with a first condition compiled in front of the author's — the principal belongs to this tenant, the resource is one of its documents or its own record, and, for a `permit`, the action is in the `TenantPolicyAction` group — so whatever the text says, it concerns only the tenant's own principals acting on the tenant's own resources. The global forbids (tenant isolation, status, clearance, quotas, features) are evaluated beside it and still deny. */
+        TenantPolicy: {
+            tenantId: string;
+            policyId: string;
+            definition: components["schemas"]["PolicyDefinition"];
+            description?: string;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+            /** @description Who wrote this version: the caller's user id */
+            updatedBy?: string;
+        };
+        /** @description A tenant policy as the API shows it: the record, its version, the id decisions name it by, and whether it compiles under the current global policies, schema and templates. */
+        TenantPolicyView: components["schemas"]["TenantPolicy"] & {
+            /** @description The version: the `ETag` header without its quotes */
+            etag: string;
+            /** @description `tenant/<tenantId>/<policyId>`: the id decisions (`determining_policies`), audit records and explanations name the policy by */
+            cedarId: string;
+            /**
+             * @description Whether the policy compiles under the current global policies, schema and templates. `invalid` (they changed since it was written): a permit is left out of decisions, a forbid makes the decisions it may concern Deny for the tenant's principals until it is fixed or deleted.
+             * @enum {string}
+             */
+            status: "valid" | "invalid";
+            /** @description When `invalid`: why, as `error.problems` says it */
+            problems?: string[];
         };
         /** @description Where the tenant is billed (docs/billing.md). Platform administrators and a billing integration only (`UpdateTenantBilling`). */
         Billing: {
@@ -1017,6 +1128,160 @@ export interface operations {
             403: components["responses"]["Error"];
             404: components["responses"]["Error"];
             409: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    listPolicies: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tenant's policies */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        policies: components["schemas"]["TenantPolicyView"][];
+                    };
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    getPolicy: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                /** @description The policy's id inside its tenant: 1 to 64 of `A-Z`, `a-z`, `0-9`, `.`, `_`, `-` */
+                policyId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The policy */
+            200: {
+                headers: {
+                    /** @description The policy's version, quoted: its `etag` field in double quotes; send it back in `If-Match` */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TenantPolicyView"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    putPolicy: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The policy's ETag as read (the `ETag` header, a quoted 32-digit hex string; the `etag` field without quotes is taken too): required to replace an existing policy (428 `if_match_required` without it), 412 `conflict` if it is not the current version */
+                "If-Match"?: string;
+                /** @description `*`: create only; 412 `policy_exists` if the policy exists */
+                "If-None-Match"?: "*";
+            };
+            path: {
+                id: string;
+                /** @description The policy's id inside its tenant: 1 to 64 of `A-Z`, `a-z`, `0-9`, `.`, `_`, `-` */
+                policyId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TenantPolicyInput"];
+            };
+        };
+        responses: {
+            /** @description Replaced */
+            200: {
+                headers: {
+                    /** @description The policy's version, quoted: its `etag` field in double quotes; send it back in `If-Match` */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TenantPolicyView"];
+                };
+            };
+            /** @description Created */
+            201: {
+                headers: {
+                    /** @description `/v1/tenants/{id}/policies/{policyId}` */
+                    Location?: string;
+                    /** @description The policy's version, quoted: its `etag` field in double quotes; send it back in `If-Match` */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TenantPolicyView"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            409: components["responses"]["Error"];
+            412: components["responses"]["Error"];
+            413: components["responses"]["Error"];
+            428: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    deletePolicy: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The policy's ETag as read (the `ETag` header, a quoted 32-digit hex string; the `etag` field without quotes is taken too) */
+                "If-Match": string;
+            };
+            path: {
+                id: string;
+                /** @description The policy's id inside its tenant: 1 to 64 of `A-Z`, `a-z`, `0-9`, `.`, `_`, `-` */
+                policyId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The `cedarId` of the policy deleted: `tenant/<tenantId>/<policyId>` */
+                        deleted: string;
+                    };
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            404: components["responses"]["Error"];
+            412: components["responses"]["Error"];
+            428: components["responses"]["Error"];
             503: components["responses"]["Error"];
         };
     };
