@@ -6,8 +6,8 @@
 //!   passed since `deletedAt`;
 //! - a cancelled tenant's data is kept for `settings.dataRetentionDays` from
 //!   `cancelledAt`; then an export archive (the NDJSON export with its
-//!   manifest) is written to the archive directory, the documents are
-//!   deleted, usage is zeroed and the tenant record is marked `purgedAt` (it
+//!   manifest) is written to the archive directory, the documents and the
+//!   tenant's own policies are deleted, usage is zeroed and the tenant record is marked `purgedAt` (it
 //!   stays, so the id is never reused and its audit records keep one owner);
 //! - audit records are never purged with their tenant: they stay until their
 //!   own expiry (7 years at least), which the job applies on SQLite
@@ -580,8 +580,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Deletes the tenant's documents, zeroes its document and storage
-    /// usage and marks it purged (last, so an interrupted purge is picked up
+    /// Deletes the tenant's documents and its own policies, zeroes its
+    /// document and storage usage and marks it purged (last, so an interrupted purge is picked up
     /// again). Returns how many documents this call deleted.
     async fn delete_all_documents(&self, t: &Tenant, report: &mut Report) -> Result<u64, String> {
         let store = &self.job.store;
@@ -611,6 +611,17 @@ impl Run<'_> {
             if this_page == 0 {
                 return Err("documents are listed but cannot be deleted".into());
             }
+        }
+        // Its own policies go too (the archive holds them).
+        for p in store
+            .tenant_policies(id)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            store
+                .delete_tenant_policy_if(id, &p.policy_id, &p.version())
+                .await
+                .map_err(|e| e.to_string())?;
         }
         let current = store
             .get_tenant(id)

@@ -285,6 +285,19 @@ async fn lifecycle(url: &StoreUrl) {
     assert_eq!(canc.settings.data_retention_days, 365, "the fixture's");
     let canc_audit = audit_of(store.as_ref(), "canc").await.len();
     assert!(canc_audit >= 1, "StartRetention is recorded");
+    // A policy of its own: archived, then deleted with the documents.
+    let own = cedargate::policy::tenant::TenantPolicy {
+        tenant_id: tid("canc"),
+        policy_id: cedargate::ids::PolicyName::parse("own").unwrap(),
+        definition: cedargate::policy::tenant::Definition::Static {
+            statement: "permit (principal, action, resource);".into(),
+        },
+        description: None,
+        created_at: start,
+        updated_at: start,
+        updated_by: None,
+    };
+    store.put_tenant_policy_if(&own, None).await.unwrap();
     clock.set(start + Duration::days(395));
     let early = run(store.clone(), &clock, &config, false).await;
     assert_eq!(early.tenants_purged, 0, "{:?}", early.steps);
@@ -298,6 +311,7 @@ async fn lifecycle(url: &StoreUrl) {
     assert_eq!(canc.usage.storage_gb, 0);
     let (docs, _) = store.documents_of(&tid("canc"), None, 10).await.unwrap();
     assert!(docs.is_empty(), "{docs:?}");
+    assert!(store.tenant_policies(&tid("canc")).await.unwrap().is_empty());
     let records = audit_of(store.as_ref(), "canc").await;
     assert!(
         records.len() > canc_audit,
@@ -323,6 +337,7 @@ async fn lifecycle(url: &StoreUrl) {
     assert_eq!(archived.data.tenants.len(), 1);
     assert_eq!(archived.data.documents.len(), 1);
     assert_eq!(archived.data.documents[0].document_id.as_str(), "c-doc");
+    assert_eq!(archived.data.policies, vec![own]);
     assert!(!archived.audit.is_empty());
     // A purged tenant cannot be reopened; the sidecar denies its users.
     let pam = keys.token("pam", "plat", &["platform-admin"], |_| {});
