@@ -613,11 +613,7 @@ impl Run<'_> {
             }
         }
         // Its own policies go too (the archive holds them).
-        for p in store
-            .tenant_policies(id)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        for p in store.tenant_policies(id).await.map_err(|e| e.to_string())? {
             store
                 .delete_tenant_policy_if(id, &p.policy_id, &p.version())
                 .await

@@ -203,7 +203,7 @@ async fn put(
         {
             return Err(ApiError::bad_request(
                 "invalid_policy",
-                "`description` must be at most 1000 printable characters",
+                "`description` must be printable and at most 1000 bytes",
             )
             .with_fields(vec!["description".into()]));
         }

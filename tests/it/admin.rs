@@ -577,6 +577,11 @@ async fn the_openapi_document_covers_every_route() {
         ("/v1/tenants/{id}/usage", &["get"]),
         ("/v1/tenants/{id}/audit-logs", &["get"]),
         ("/v1/tenants/{id}/export", &["post"]),
+        ("/v1/tenants/{id}/policies", &["get"]),
+        (
+            "/v1/tenants/{id}/policies/{policyId}",
+            &["get", "put", "delete"],
+        ),
         (
             "/v1/tenants/{id}/documents/{docId}",
             &["get", "put", "delete"],

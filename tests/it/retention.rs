@@ -311,7 +311,11 @@ async fn lifecycle(url: &StoreUrl) {
     assert_eq!(canc.usage.storage_gb, 0);
     let (docs, _) = store.documents_of(&tid("canc"), None, 10).await.unwrap();
     assert!(docs.is_empty(), "{docs:?}");
-    assert!(store.tenant_policies(&tid("canc")).await.unwrap().is_empty());
+    assert!(store
+        .tenant_policies(&tid("canc"))
+        .await
+        .unwrap()
+        .is_empty());
     let records = audit_of(store.as_ref(), "canc").await;
     assert!(
         records.len() > canc_audit,

@@ -50,7 +50,7 @@ export class CedargateRetention extends Construct {
     super(scope, id);
     const stack = Stack.of(this);
     const prefix = props.tables?.tablePrefix ?? props.tablePrefix ?? "cedargate-";
-    const tableArn = (name: "tenants" | "documents" | "changes" | "audit" | "migrations"): string =>
+    const tableArn = (name: "tenants" | "documents" | "changes" | "audit" | "migrations" | "policies"): string =>
       props.tables
         ? props.tables.tables[name].tableArn
         : Arn.format({ service: "dynamodb", resource: "table", resourceName: `${prefix}${name}` }, stack);
@@ -91,7 +91,7 @@ export class CedargateRetention extends Construct {
     });
 
     // What the job needs and no more: list and update tenants, read and
-    // delete documents, append change-log items, write and read audit items
+    // delete documents and a purged tenant's own policies, append change-log items, write and read audit items
     // (never delete them: the table's TTL does), write archives. Soft-deleted
     // documents come from the deletedDocuments index once the migrations
     // table has its marker (step 0004), the table before.
@@ -111,6 +111,10 @@ export class CedargateRetention extends Construct {
             new iam.PolicyStatement({
               actions: ["dynamodb:Query"],
               resources: [`${tableArn("documents")}/index/deletedDocuments`],
+            }),
+            new iam.PolicyStatement({
+              actions: ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"],
+              resources: [tableArn("policies")],
             }),
             new iam.PolicyStatement({ actions: ["dynamodb:GetItem"], resources: [tableArn("migrations")] }),
             new iam.PolicyStatement({
