@@ -551,7 +551,11 @@ pub fn admin(rng: &mut Rng, attackers: &[Attacker], n: usize, out: &mut Vec<Atte
         let doc_body =
             json!({"visibility": "public", "fileType": "pdf", "sizeBytes": 1, "ownerId": a.user})
                 .to_string();
-        let (method, path, body): (&str, String, String) = match rng.below(16) {
+        let policy = json!({"definition": {"static": {"statement": format!(
+            "@message(\"{}\") permit (principal, action, resource);", a.canary
+        )}}})
+        .to_string();
+        let (method, path, body): (&str, String, String) = match rng.below(20) {
             0 => ("GET", format!("/v1/tenants/{v}"), String::new()),
             1 => (
                 "PUT",
@@ -605,6 +609,22 @@ pub fn admin(rng: &mut Rng, attackers: &[Attacker], n: usize, out: &mut Vec<Atte
             14 => (
                 "GET",
                 format!("/v1/tenants/{v}/documents?deleted=only"),
+                String::new(),
+            ),
+            15 => ("GET", format!("/v1/tenants/{v}/policies"), String::new()),
+            16 => (
+                "GET",
+                format!("/v1/tenants/{v}/policies/everything"),
+                String::new(),
+            ),
+            17 => (
+                "PUT",
+                format!("/v1/tenants/{v}/policies/everything"),
+                policy,
+            ),
+            18 => (
+                "DELETE",
+                format!("/v1/tenants/{v}/policies/reach-next"),
                 String::new(),
             ),
             _ => ("GET", "/v1/tenants?limit=500".into(), String::new()),

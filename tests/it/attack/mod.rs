@@ -603,6 +603,25 @@ async fn check_store(url: &StoreUrl) -> Vec<Violation> {
             ));
         }
     }
+    // No tenant's own policies changed, and none appeared anywhere.
+    for t in TENANTS.iter().chain([&PLATFORM]).chain(MISSING.iter()) {
+        let id = TenantId::parse(*t).unwrap();
+        let mut want: Vec<_> = original
+            .policies
+            .iter()
+            .filter(|p| p.tenant_id == id)
+            .cloned()
+            .collect();
+        want.sort_by(|a, b| a.policy_id.cmp(&b.policy_id));
+        let now = store.tenant_policies(&id).await.unwrap();
+        if now != want {
+            found.push(Violation::new(
+                "escalation",
+                &format!("policies of {t}"),
+                format!("{now:?}"),
+            ));
+        }
+    }
     let partitions = TENANTS.iter().chain([&PLATFORM]).chain(MISSING.iter());
     for p in partitions {
         let mut q = AuditQuery::new(

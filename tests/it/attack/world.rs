@@ -193,8 +193,43 @@ pub fn data() -> DataSet {
                    "classification": 0, "fileType": "pdf", "sizeBytes": 10}),
         ]);
     }
-    serde_json::from_value(json!({"tenants": tenants, "documents": documents}))
-        .expect("the attack world is a valid data set")
+    // Every tenant's own policies reach as far as their text can: all
+    // actions, the next tenant by name, and a forbid of every other
+    // tenant's documents whose message carries the tenant's secrets. Confined to
+    // their tenant, none of it may change any answer about another tenant.
+    let mut policies = Vec::new();
+    for (i, t) in TENANTS.iter().enumerate() {
+        let next = TENANTS[(i + 1) % TENANTS.len()];
+        let s = all_tenants().find(|(id, _)| id == t).map(|(_, s)| s);
+        let secret = s
+            .map(|s| format!("{} {}", s.name, s.limits[0]))
+            .unwrap_or_default();
+        let stamp = "2026-01-01T00:00:00Z";
+        for (id, text) in [
+            ("everything", "permit (principal, action, resource);".to_string()),
+            (
+                "reach-next",
+                format!(
+                    "permit (principal, action, resource) when {{ resource has tenant && resource.tenant == CedarGate::Tenant::\"{next}\" }};"
+                ),
+            ),
+            (
+                "shout",
+                format!(
+                    "@message(\"{secret}\")\nforbid (principal, action, resource is CedarGate::Document) when {{ resource.tenant != CedarGate::Tenant::\"{t}\" }};"
+                ),
+            ),
+        ] {
+            policies.push(json!({
+                "tenantId": t, "policyId": id, "definition": {"static": {"statement": text}},
+                "createdAt": stamp, "updatedAt": stamp,
+            }));
+        }
+    }
+    serde_json::from_value(
+        json!({"tenants": tenants, "documents": documents, "policies": policies}),
+    )
+    .expect("the attack world is a valid data set")
 }
 
 /// What tenant `t`'s outsiders must never read in an answer, unless they
