@@ -28,8 +28,9 @@ use cedargate::authz::entities::{
 };
 use cedargate::authz::{AuthzRequest, ResourceRef};
 use cedargate::config::Settings;
-use cedargate::ids::{DocumentId, RoleName, TenantId, UserId};
+use cedargate::ids::{DocumentId, PolicyName, RoleName, TenantId, UserId};
 use cedargate::model::Level;
+use cedargate::policy::tenant::{compile_all, Definition, TenantPolicy};
 use cedargate::store::{self, StoreUrl};
 
 fn principal() -> Principal {
@@ -268,6 +269,98 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+
+    // 1,000 tenants with 20 policies each (20,000 tenant policies) beside
+    // the shipped set: a tenant's own roles, over the document actions and
+    // search. A decision evaluates the global slice and its tenant's slice
+    // for the action; the other 19,980 are never looked at.
+    let tenants: Vec<TenantId> = (0..1_000)
+        .map(|k| TenantId::parse(format!("tp{k:04}")).unwrap())
+        .chain([p.tenant.clone()])
+        .collect();
+    let mixed = ["Read", "Update", "Share", "Delete", "Search"];
+    let records = |t: &TenantId, actions: &[&str]| -> Vec<TenantPolicy> {
+        (0..20)
+            .map(|j| {
+                let action = actions[j % actions.len()];
+                let resource = if action == "Search" {
+                    "CedarGate::Tenant"
+                } else {
+                    "CedarGate::Document"
+                };
+                let when = if action == "Search" {
+                    "true".to_string()
+                } else {
+                    format!("resource.classification <= {} && resource.visibility != \"private\"", j % 4)
+                };
+                TenantPolicy {
+                    tenant_id: t.clone(),
+                    policy_id: PolicyName::parse(format!("custom-{j}")).unwrap(),
+                    definition: Definition::Static {
+                        statement: format!(
+                            "permit (principal in CedarGate::Role::\"custom-{j}\", action == CedarGate::Action::\"{action}\", resource is {resource}) when {{ {when} }};"
+                        ),
+                    },
+                    description: None,
+                    created_at: chrono::Utc::now(),
+                    updated_at: chrono::Utc::now(),
+                    updated_by: None,
+                }
+            })
+            .collect()
+    };
+    let started = std::time::Instant::now();
+    let all: Vec<_> = tenants
+        .iter()
+        .map(|t| compile_all(&snapshot, &records(t, &mixed)))
+        .collect();
+    eprintln!(
+        "compiled {} tenant policies of {} tenants in {:?}",
+        all.iter().map(|c| c.all.num_of_policies()).sum::<usize>(),
+        tenants.len(),
+        started.elapsed()
+    );
+    let own_mixed = compile_all(&snapshot, &records(&p.tenant, &mixed));
+    let own_read = compile_all(&snapshot, &records(&p.tenant, &["Read"]));
+    let tenant_cases = [
+        ("evaluate/read_22_plus_20_tenant_mixed", &own_mixed),
+        ("evaluate/read_22_plus_20_tenant_all_read", &own_read),
+    ];
+    for (name, own) in tenant_cases {
+        let slice = own.slice("Read");
+        let ev = cedargate::authz::evaluate(
+            &authorizer,
+            &snapshot,
+            action,
+            &p,
+            document_uid(&doc.document_id),
+            Context::empty(),
+            &base,
+            slice,
+        )
+        .unwrap();
+        assert_eq!(ev.effect, cedargate::authz::Effect::Allow, "{name}");
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                cedargate::authz::evaluate(
+                    &authorizer,
+                    &snapshot,
+                    action,
+                    black_box(&p),
+                    document_uid(&doc.document_id),
+                    Context::empty(),
+                    &base,
+                    slice,
+                )
+                .unwrap()
+            })
+        });
+    }
+    g.bench_function("tenant_policies/compile_20", |b| {
+        let r = records(&p.tenant, &mixed);
+        b.iter(|| compile_all(&snapshot, black_box(&r)))
+    });
+    drop(all);
     g.finish();
 }
 

@@ -13,10 +13,13 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 
 use cedargate::authz::entities::document_entity;
-use cedargate::cache::{document_weight, tenant_weight, DocumentEntry, TenantEntry};
+use cedargate::cache::{
+    document_weight, policies_weight, tenant_weight, DocumentEntry, TenantEntry,
+};
 use cedargate::generate::{write_dataset, Spec};
-use cedargate::ids::{DocumentId, TenantId};
+use cedargate::ids::{DocumentId, PolicyName, TenantId};
 use cedargate::model::{DataSet, Document, Tenant};
+use cedargate::policy::tenant::{Definition, TenantPolicy};
 use cedargate::search::condition::view_of;
 
 struct Counting;
@@ -199,6 +202,54 @@ fn main() {
         wide.len(),
         measure(&wide, document, |e| document_weight(&e.record)),
     );
+    // A tenant's own policies ride in its entry, compiled once per policy
+    // revision: a tenant with 20 of them (a customer's own roles).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let snapshot = cedargate::policy::load(&cedargate::policy::PolicySources {
+        policy_dir: root.join("policies"),
+        schema_dir: root.join("schemas"),
+    })
+    .unwrap();
+    let own = |t: &TenantId| -> Vec<TenantPolicy> {
+        let actions = ["Read", "Update", "Share", "Delete"];
+        (0..20)
+            .map(|j| TenantPolicy {
+                tenant_id: t.clone(),
+                policy_id: PolicyName::parse(format!("custom-{j}")).unwrap(),
+                definition: Definition::Static {
+                    statement: format!(
+                        "permit (principal in CedarGate::Role::\"custom-{j}\", action == CedarGate::Action::\"{}\", resource is CedarGate::Document) when {{ resource.classification <= {} && resource.visibility != \"private\" }};",
+                        actions[j % actions.len()],
+                        j % 4
+                    ),
+                },
+                description: None,
+                created_at: chrono::Utc::now(),
+                updated_at: chrono::Utc::now(),
+                updated_by: None,
+            })
+            .collect()
+    };
+    let with_policies = |record: Tenant| {
+        let policies = own(&record.tenant_id);
+        let entry = Arc::new(TenantEntry::new(record, policies, 0));
+        let _ = entry.compiled(&snapshot);
+        (entry.record.tenant_id.clone(), entry)
+    };
+    let (bytes, estimate) = measure(&tenants, with_policies, |e| {
+        tenant_weight(&e.record) + policies_weight(&e.policies)
+    });
+    row(
+        "tenant with 20 own policies, compiled",
+        tenants.len(),
+        (bytes, estimate),
+    );
+    let (plain, _) = measure(&tenants, tenant, |e| tenant_weight(&e.record));
+    println!(
+        "\none tenant policy (stored, compiled, guarded, sliced): {:.0} heap bytes",
+        (bytes - plain) as f64 / (20 * tenants.len()) as f64
+    );
+
     // Why the cache holds entities and not just records: building one
     // again on every use would cost this much.
     let docs: Vec<Document> = ordinary

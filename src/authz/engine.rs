@@ -363,7 +363,7 @@ impl Engine {
                 oldest,
             ));
         }
-        let own_policies = slice.map(|s| &s.policies);
+        let own_policies = slice;
         // The resource's entity, when it is not the principal's tenant. Cloned
         // into an entity set only when no built set is cached.
         let mut extra: Option<Extra> = None;

@@ -13,8 +13,8 @@ pub use engine::Engine;
 use std::sync::Arc;
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityUid, PolicySet,
-    Request, RequestValidationError,
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityUid, Request,
+    RequestValidationError,
 };
 use serde::Serialize;
 
@@ -220,8 +220,9 @@ pub(crate) fn evaluation_error(error: String) -> Evaluation {
 
 /// Evaluates one request over `base` (see [`base_entities`]) plus the
 /// principal's `User` entity, with the action's global policies and
-/// `tenant`, the principal's tenant's own policies for the action
-/// ([`crate::policy::tenant`]). Pure: no store, no cache.
+/// `tenant`, the principal's tenant's own slice for the action
+/// ([`crate::policy::tenant`]). Pure but for the joined sets the slice
+/// remembers: no store, no cache.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     authorizer: &Authorizer,
@@ -231,7 +232,7 @@ pub fn evaluate(
     resource: EntityUid,
     context: Context,
     base: &Entities,
-    tenant: Option<&PolicySet>,
+    tenant: Option<&crate::policy::tenant::Slice>,
 ) -> Result<Evaluation, AuthzError> {
     let request = Request::new(
         user_uid(&principal.id),
@@ -259,36 +260,28 @@ pub fn evaluate(
         let ancestors = entities.ancestors(&uid).into_iter().flatten();
         index.policies_for(&uid, ancestors)
     });
-    let policies = indexed.as_deref().unwrap_or(&action.policies);
+    // With the tenant's own, as one set (remembered by the slice).
+    let merged = tenant
+        .filter(|s| !s.policies.is_empty())
+        .map(|own| own.merged_with(action, indexed.as_ref()));
+    let policies = merged
+        .as_deref()
+        .or(indexed.as_deref())
+        .unwrap_or(&action.policies);
     let response = authorizer.is_authorized(&request, policies, &entities);
-    let mut decision = response.decision();
+    // Sorted: Cedar reports them as a set, in no fixed order.
     let mut determining_policies: Vec<String> = response
         .diagnostics()
         .reason()
         .map(|id| id.to_string())
         .collect();
-    let mut errors: Vec<String> = response
+    determining_policies.sort_unstable();
+    let errors: Vec<String> = response
         .diagnostics()
         .errors()
         .map(|e| e.to_string())
         .collect();
-    if let Some(own) = tenant.filter(|s| !s.is_empty()) {
-        let more = authorizer.is_authorized(&request, own, &entities);
-        (decision, determining_policies) = combined(
-            (decision, determining_policies),
-            (
-                more.decision(),
-                more.diagnostics()
-                    .reason()
-                    .map(|id| id.to_string())
-                    .collect(),
-            ),
-        );
-        errors.extend(more.diagnostics().errors().map(|e| e.to_string()));
-    }
-    // Sorted: Cedar reports them as a set, in no fixed order.
-    determining_policies.sort_unstable();
-    Ok(concluded(decision, determining_policies, errors))
+    Ok(concluded(response.decision(), determining_policies, errors))
 }
 
 /// Cedar's answer over the union of two disjoint policy sets, from its

@@ -310,11 +310,14 @@ pub struct Query<'a> {
 /// Checks and evaluates one request. Under [`Semantics::Cedargate`] an
 /// evaluation error denies: an erroring policy may be a forbid that did not
 /// get to hold.
+/// `own`: a token principal's tenant's own policies (the Git store's
+/// native mapping), evaluated beside the store's as the native API does.
 pub fn evaluate(
     set: &Current,
     entities: &Entities,
     q: &Query<'_>,
     semantics: Semantics,
+    own: Option<&crate::policy::tenant::Compiled>,
 ) -> Result<Outcome, AvpError> {
     wire::check_request(&q.path, q.principal, q.action, q.resource)?;
     let at = |f: &str| wire::field(&q.path, f);
@@ -335,24 +338,52 @@ pub fn evaluate(
     let schema = set.schema().filter(|_| q.typed_context);
     let context = Context::from_json_value(q.context.clone(), schema.map(|s| (s, &a)))
         .map_err(|e| FieldError::new(at("context"), e.to_string()))?;
-    let request = Request::new(p, a, r, context, schema)
+    let request = Request::new(p, a.clone(), r, context, schema)
         .map_err(|e| FieldError::new(q.path.clone(), e.to_string()))?;
-    let response = Authorizer::new().is_authorized(&request, set.policies(), entities);
+    let own = own.and_then(|c| c.slice(a.id().unescaped()));
+    if let Some(broken) = own.filter(|s| !s.broken.is_empty()).map(|s| &s.broken) {
+        // A forbid of the tenant's no longer compiles: fail closed.
+        return Ok(Outcome {
+            decision: Decision::Deny,
+            determining_policies: Vec::new(),
+            errors: vec![EvaluationError {
+                error_description: format!(
+                    "tenant policies that no longer compile under the current policies: {}",
+                    broken.join(", ")
+                ),
+            }],
+        });
+    }
+    let authorizer = Authorizer::new();
+    let response = authorizer.is_authorized(&request, set.policies(), entities);
     let diagnostics = response.diagnostics();
-    let mut determining: Vec<DeterminingPolicy> = diagnostics
-        .reason()
-        .map(|id| DeterminingPolicy {
-            policy_id: id.to_string(),
-        })
+    let mut cedar_decision = response.decision();
+    let mut reasons: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
+    let mut error_texts: Vec<String> = diagnostics.errors().map(|e| e.to_string()).collect();
+    if let Some(own) = own.map(|s| &s.policies).filter(|s| !s.is_empty()) {
+        let more = authorizer.is_authorized(&request, own, entities);
+        (cedar_decision, reasons) = crate::authz::combined(
+            (cedar_decision, reasons),
+            (
+                more.decision(),
+                more.diagnostics()
+                    .reason()
+                    .map(ToString::to_string)
+                    .collect(),
+            ),
+        );
+        error_texts.extend(more.diagnostics().errors().map(|e| e.to_string()));
+    }
+    let mut determining: Vec<DeterminingPolicy> = reasons
+        .into_iter()
+        .map(|policy_id| DeterminingPolicy { policy_id })
         .collect();
     determining.sort_by(|x, y| x.policy_id.cmp(&y.policy_id));
-    let errors: Vec<EvaluationError> = diagnostics
-        .errors()
-        .map(|e| EvaluationError {
-            error_description: e.to_string(),
-        })
+    let errors: Vec<EvaluationError> = error_texts
+        .into_iter()
+        .map(|error_description| EvaluationError { error_description })
         .collect();
-    let decision = match response.decision() {
+    let decision = match cedar_decision {
         cedar_policy::Decision::Allow
             if semantics == Semantics::Cedargate && !errors.is_empty() =>
         {
@@ -364,7 +395,7 @@ pub fn evaluate(
     Ok(Outcome {
         decision,
         determining_policies: if decision == Decision::Deny
-            && response.decision() == cedar_policy::Decision::Allow
+            && cedar_decision == cedar_policy::Decision::Allow
         {
             // The permits that held did not decide: the errors did.
             Vec::new()

@@ -475,6 +475,7 @@ pub(super) fn build(
     let types = schema_json(files)
         .map(|json| SchemaTypes::from_json(&json))
         .unwrap_or_default();
+    let validator = Validator::new(schema.clone());
     Ok(PolicySnapshot {
         policies,
         schema,
@@ -483,6 +484,7 @@ pub(super) fn build(
         actions,
         action_groups,
         templates,
+        validator,
     })
 }
 

@@ -66,6 +66,8 @@ pub struct PolicySnapshot {
     pub action_groups: HashMap<EntityUid, Vec<EntityUid>>,
     /// The templates tenants link (`policies/templates/*.cedar`).
     pub templates: PolicySet,
+    /// A validator over `schema`, for tenant policies.
+    pub validator: cedar_policy::Validator,
 }
 
 pub use crate::authz::entities::action_uid;

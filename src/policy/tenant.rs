@@ -43,9 +43,10 @@ use std::sync::Arc;
 
 use cedar_policy::{
     ActionConstraint, Effect as CedarEffect, EntityId, EntityTypeName, EntityUid, Policy, PolicyId,
-    PolicySet, SlotId, ValidationMode, Validator,
+    PolicySet, SlotId, ValidationMode,
 };
 use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
@@ -142,6 +143,43 @@ fn located(p: &TenantPolicy, line: usize, column: usize, message: String) -> Pro
 /// Problems name `line:column` in the statement (for a template link, in
 /// the template).
 pub fn compile(snapshot: &PolicySnapshot, p: &TenantPolicy) -> Result<Policy, Vec<Problem>> {
+    let guards = Guards::new(&p.tenant_id).map_err(|e| vec![located(p, 0, 0, e)])?;
+    compile_with(snapshot, p, &guards)
+}
+
+/// A tenant's confinement conditions, in Cedar's JSON form, for its
+/// permits and its forbids.
+struct Guards {
+    permit: Json,
+    forbid: Json,
+}
+
+impl Guards {
+    fn new(tenant: &TenantId) -> Result<Self, String> {
+        let t = crate::authz::entities::tenant_uid(tenant).to_string();
+        let ns = crate::authz::entities::NAMESPACE;
+        let scope = format!(
+            "principal has tenant && principal.tenant == {t} && \
+             ((resource is {ns}::Document && resource has tenant && resource.tenant == {t}) || \
+              (resource is {ns}::Tenant && resource == {t}))"
+        );
+        let json = |cond: String| -> Result<Json, String> {
+            let text = format!("permit (principal, action, resource) when {{ {cond} }};");
+            let p = Policy::parse(None, text).map_err(|e| e.to_string())?;
+            Ok(p.to_json().map_err(|e| e.to_string())?["conditions"][0].clone())
+        };
+        Ok(Guards {
+            permit: json(format!("{scope} && action in {}", group_uid()))?,
+            forbid: json(scope)?,
+        })
+    }
+}
+
+fn compile_with(
+    snapshot: &PolicySnapshot,
+    p: &TenantPolicy,
+    guards: &Guards,
+) -> Result<Policy, Vec<Problem>> {
     let id = PolicyId::new(p.cedar_id());
     let nowhere = |message: String| vec![located(p, 0, 0, message)];
     let (linked, text) = match &p.definition {
@@ -231,7 +269,7 @@ pub fn compile(snapshot: &PolicySnapshot, p: &TenantPolicy) -> Result<Policy, Ve
             (set, "")
         }
     };
-    let result = Validator::new(snapshot.schema.clone()).validate(&linked, ValidationMode::Strict);
+    let result = snapshot.validator.validate(&linked, ValidationMode::Strict);
     let file = PathBuf::from(p.policy_id.as_str());
     let problems: Vec<Problem> = result
         .validation_errors()
@@ -254,7 +292,7 @@ pub fn compile(snapshot: &PolicySnapshot, p: &TenantPolicy) -> Result<Policy, Ve
             )));
         }
     }
-    confine(policy, &p.tenant_id).map_err(|e| nowhere(format!("cannot confine the policy: {e}")))
+    confine(policy, guards).map_err(|e| nowhere(format!("cannot confine the policy: {e}")))
 }
 
 /// The requestable actions a tenant's permits may grant, by name.
@@ -301,23 +339,12 @@ fn undelegable(snapshot: &PolicySnapshot, policy: &Policy) -> Vec<String> {
         .collect()
 }
 
-/// `policy` with the tenant's confinement as its first condition.
-fn confine(policy: &Policy, tenant: &TenantId) -> Result<Policy, String> {
-    let t = crate::authz::entities::tenant_uid(tenant).to_string();
-    let action = if policy.effect() == CedarEffect::Permit {
-        format!(" && action in {}", group_uid())
-    } else {
-        String::new()
+/// `policy` with its tenant's confinement as its first condition.
+fn confine(policy: &Policy, guards: &Guards) -> Result<Policy, String> {
+    let guard = match policy.effect() {
+        CedarEffect::Permit => guards.permit.clone(),
+        CedarEffect::Forbid => guards.forbid.clone(),
     };
-    let ns = crate::authz::entities::NAMESPACE;
-    let guard = format!(
-        "permit (principal, action, resource) when {{ \
-           principal has tenant && principal.tenant == {t} && \
-           ((resource is {ns}::Document && resource has tenant && resource.tenant == {t}) || \
-            (resource is {ns}::Tenant && resource == {t})){action} }};"
-    );
-    let guard = Policy::parse(None, guard).map_err(|e| e.to_string())?;
-    let guard = guard.to_json().map_err(|e| e.to_string())?["conditions"][0].clone();
     let mut json = policy.to_json().map_err(|e| e.to_string())?;
     match json.get_mut("conditions").and_then(Json::as_array_mut) {
         Some(conditions) => conditions.insert(0, guard),
@@ -334,6 +361,67 @@ pub struct Slice {
     /// Forbids of the tenant that no longer compile under the current
     /// policies and could apply to the action: its decisions fail closed.
     pub broken: Vec<String>,
+    /// These policies joined to the global ones a principal is evaluated
+    /// with, most recent last (one Cedar call instead of two).
+    merged: Mutex<Vec<Merged>>,
+}
+
+/// A global policy set and the tenant's slice joined to it.
+#[derive(Debug)]
+struct Merged {
+    /// The action's generation (its snapshot's).
+    action: u64,
+    /// The global set when it came from the principal index: kept alive,
+    /// so that its address cannot be reused while it keys this entry.
+    global: Option<Arc<PolicySet>>,
+    set: Arc<PolicySet>,
+}
+
+/// How many joined sets a slice keeps (one per combination of the
+/// principal index's keys in use; one when the action is not indexed).
+const MERGED: usize = 16;
+
+impl Slice {
+    /// The tenant's policies with `global` — the action's slice, or the
+    /// principal index's set for the principal — as one policy set. Ids
+    /// cannot collide (`tenant/…` is refused for global ones).
+    pub fn merged_with(
+        &self,
+        action: &super::ActionInfo,
+        global: Option<&Arc<PolicySet>>,
+    ) -> Arc<PolicySet> {
+        let mut held = self.merged.lock();
+        let same = |m: &Merged| {
+            m.action == action.generation
+                && match (global, &m.global) {
+                    (Some(g), Some(k)) => Arc::ptr_eq(g, k),
+                    (None, None) => true,
+                    _ => false,
+                }
+        };
+        if let Some(i) = held.iter().position(same) {
+            let m = held.remove(i);
+            let set = m.set.clone();
+            held.push(m);
+            return set;
+        }
+        let mut set = global.map_or_else(|| action.policies.clone(), |g| (**g).clone());
+        for p in self.policies.policies() {
+            if set.add(p.clone()).is_err() {
+                tracing::error!(policy = %p.id(), "tenant policy could not be joined");
+            }
+        }
+        let set = Arc::new(set);
+        if held.len() >= MERGED {
+            held.remove(0);
+        }
+        held.push(Merged {
+            action: action.generation,
+            global: global.cloned(),
+            set: set.clone(),
+        });
+        set
+    }
 }
 
 /// A tenant's policies compiled against one policy snapshot, sliced by
@@ -370,8 +458,14 @@ pub fn compile_all(snapshot: &PolicySnapshot, records: &[TenantPolicy]) -> Compi
     let mut all = PolicySet::new();
     let mut broken_forbids: Vec<(String, Option<Policy>)> = Vec::new();
     let mut problems = Vec::new();
+    let guards = records.first().map(|r| Guards::new(&r.tenant_id));
     for r in records {
-        match compile(snapshot, r) {
+        let compiled = match &guards {
+            // One tenant's records (the cache's); another's gets its own.
+            Some(Ok(g)) if records[0].tenant_id == r.tenant_id => compile_with(snapshot, r, g),
+            _ => compile(snapshot, r),
+        };
+        match compiled {
             Ok(p) => {
                 if let Err(e) = all.add(p) {
                     problems.push((r.cedar_id(), vec![located(r, 0, 0, e.to_string())]));
@@ -407,7 +501,14 @@ pub fn compile_all(snapshot: &PolicySnapshot, records: &[TenantPolicy]) -> Compi
             .map(|(id, _)| id.clone())
             .collect();
         if !policies.is_empty() || !broken.is_empty() {
-            slices.insert(name.clone(), Slice { policies, broken });
+            slices.insert(
+                name.clone(),
+                Slice {
+                    policies,
+                    broken,
+                    merged: Mutex::new(Vec::new()),
+                },
+            );
         }
     }
     Compiled {

@@ -41,6 +41,8 @@ const MANAGEMENT: &[&str] = &[
     "UpdateTenantStatus",
     "UpdateTenantBilling",
     "ReadChanges",
+    "ViewPolicies",
+    "ManagePolicies",
 ];
 
 fn subset(items: &'static [&'static str]) -> impl Strategy<Value = BTreeSet<String>> {
@@ -240,7 +242,7 @@ fn decide_with(
     snap: &PolicySnapshot,
     authorizer: &Authorizer,
     c: &Case,
-    own: Option<&cedar_policy::PolicySet>,
+    own: Option<&cedargate::policy::tenant::Slice>,
 ) -> (Effect, Vec<String>, Vec<String>) {
     let action = &snap.actions[&c.action];
     let (context, entities, resource) = parts(snap, c);
@@ -652,7 +654,7 @@ fn tenant_policies_are_confined_to_their_tenant() {
         }
         let own = compiled[c.principal.tenant.as_str()]
             .slice(&c.action)
-            .map(|s| &s.policies);
+            ;
         let (effect, mut by, errors) = decide_with(&snap, &authorizer, &c, own);
         by.sort();
         let (full_effect, full_by, full_errors) = whole_of(&snap, &whole, &authorizer, &c);

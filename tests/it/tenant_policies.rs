@@ -637,3 +637,74 @@ async fn tenant_policies_on_dynamodb() {
     let url = ddb.fixture_url("tp-").await;
     scenario(url).await;
 }
+
+/// The Verified Permissions API on the Git store decides a token's native
+/// principal with its tenant's own policies, as the native API does: the
+/// same decision and determining policies through both.
+#[tokio::test]
+async fn verified_permissions_tokens_see_their_tenants_policies() {
+    use cedargate::ids::PolicyName;
+    use cedargate::policy::tenant::{Definition, TenantPolicy};
+    let (app, keys) = spawn_jwt_app().await;
+    let own = TenantPolicy {
+        tenant_id: TenantId::parse("t1").unwrap(),
+        policy_id: PolicyName::parse("contractors-usage").unwrap(),
+        definition: Definition::Static {
+            statement: r#"permit (principal in CedarGate::Role::"contractor", action == CedarGate::Action::"ViewUsage", resource is CedarGate::Tenant);"#.into(),
+        },
+        description: None,
+        created_at: chrono::Utc::now(),
+        updated_at: chrono::Utc::now(),
+        updated_by: None,
+    };
+    app.store.put_tenant_policy_if(&own, None).await.unwrap();
+    for (tenant, want) in [("t1", "ALLOW"), ("t2", "DENY")] {
+        let token = keys.token("con", tenant, &["contractor"], |_| {});
+        let body = json!({
+            "policyStoreId": "cedargate",
+            "identityToken": token,
+            "action": {"actionType": "CedarGate::Action", "actionId": "ViewUsage"},
+            "resource": {"entityType": "CedarGate::Tenant", "entityId": tenant},
+        });
+        let r = app
+            .send_with(
+                Method::POST,
+                "/",
+                &[
+                    ("x-amz-target", "VerifiedPermissions.IsAuthorizedWithToken"),
+                    ("content-type", "application/x-amz-json-1.0"),
+                ],
+                body.to_string(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let avp = r.json();
+        assert_eq!(avp["decision"], want, "{avp}");
+        let native = app
+            .post_as(
+                &token,
+                "/v1/authorize",
+                &json!({"action": "ViewUsage", "resource": {"type": "Tenant", "id": tenant}}),
+            )
+            .await
+            .json();
+        assert_eq!(native["decision"].as_str().unwrap().to_uppercase(), want);
+        let by: Vec<&str> = avp["determiningPolicies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["policyId"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            by,
+            native["determining_policies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect::<Vec<_>>(),
+            "{avp} {native}"
+        );
+    }
+    app.shutdown().await;
+}

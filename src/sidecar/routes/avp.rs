@@ -9,6 +9,7 @@
 //! answer carries `x-amzn-RequestId`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use cedar_policy::{Entities, Entity};
@@ -29,6 +30,7 @@ use crate::avp::{
 };
 use crate::ids::TenantId;
 use crate::metrics::FailClosed;
+use crate::policy::tenant::Compiled;
 use crate::sidecar::http::{full, read_body, Body};
 use crate::sidecar::AppState;
 use crate::sidecar::Identity;
@@ -228,11 +230,22 @@ impl Call<'_> {
     /// mapping, the principal's tenant as the store holds it (as the native
     /// API reads it). A tenant that does not exist is left out, and the
     /// policies deny; a store that cannot be read fails the call.
-    async fn supplied(&self, token: &TokenPrincipal) -> Result<Vec<Entity>, AwsError> {
+    /// With them, the tenant's own policies, compiled against the current
+    /// policies (as the native API evaluates them).
+    async fn supplied(
+        &self,
+        token: &TokenPrincipal,
+    ) -> Result<(Vec<Entity>, Option<Arc<Compiled>>), AwsError> {
         let mut out = vec![token.entity.clone()];
+        let mut own = None;
         if let Some(p) = &token.native {
             match self.state.engine.cache().tenant(&p.tenant).await {
-                Ok(slot) => out.extend(slot.value.map(|t| t.entity.clone())),
+                Ok(slot) => {
+                    if let Some(t) = slot.value {
+                        own = t.compiled(&self.state.engine.policies().load());
+                        out.push(t.entity.clone());
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "tenant lookup failed; no decision");
                     self.state
@@ -247,7 +260,7 @@ impl Call<'_> {
                 }
             }
         }
-        Ok(out)
+        Ok((out, own))
     }
 
     /// Evaluates every query first (a request that is not valid fails the
@@ -260,12 +273,13 @@ impl Call<'_> {
         entities: &Entities,
         queries: &[Query<'_>],
         log: Log<'_>,
+        own: Option<&Compiled>,
     ) -> Result<Vec<Outcome>, AwsError> {
         let mut outcomes = Vec::with_capacity(queries.len());
         for q in queries {
             let started = Instant::now();
             outcomes.push((
-                avp::evaluate(set, entities, q, store.semantics)?,
+                avp::evaluate(set, entities, q, store.semantics, own)?,
                 started.elapsed(),
             ));
         }
@@ -300,8 +314,11 @@ impl Call<'_> {
         entities: &Entities,
         q: Query<'_>,
         log: Log<'_>,
+        own: Option<&Compiled>,
     ) -> Result<Outcome, AwsError> {
-        let mut out = self.decide_all(store, set, entities, &[q], log).await?;
+        let mut out = self
+            .decide_all(store, set, entities, &[q], log, own)
+            .await?;
         out.pop().ok_or_else(|| {
             AwsError::new(
                 "InternalServerException",
@@ -377,7 +394,7 @@ impl Call<'_> {
             typed_context: true,
         };
         let outcome = self
-            .one(&store, &set, &entities, q, Log::store("avp"))
+            .one(&store, &set, &entities, q, Log::store("avp"), None)
             .await?;
         Ok(json!(outcome))
     }
@@ -415,7 +432,14 @@ impl Call<'_> {
             queries.push(q);
         }
         let outcomes = self
-            .decide_all(&store, &set, &entities, &queries, Log::store("avp-batch"))
+            .decide_all(
+                &store,
+                &set,
+                &entities,
+                &queries,
+                Log::store("avp-batch"),
+                None,
+            )
             .await?;
         drop(queries);
         let results: Vec<_> = input
@@ -489,7 +513,7 @@ impl Call<'_> {
                 input.access_token.as_deref(),
             )
             .await?;
-        let supplied = self.supplied(&token).await?;
+        let (supplied, own) = self.supplied(&token).await?;
         let entities = self.entities(&store, &set, input.entities.as_ref(), &supplied)?;
         let q = Query {
             path: String::new(),
@@ -504,7 +528,14 @@ impl Call<'_> {
             typed_context: token.context_token.is_none(),
         };
         let outcome = self
-            .one(&store, &set, &entities, q, Log::token("avp-token", &token))
+            .one(
+                &store,
+                &set,
+                &entities,
+                q,
+                Log::token("avp-token", &token),
+                own.as_deref(),
+            )
             .await?;
         let mut out = json!(outcome);
         out["principal"] = json!(token.principal);
@@ -523,7 +554,7 @@ impl Call<'_> {
             )
             .await?;
         batch_size(input.requests.len())?;
-        let supplied = self.supplied(&token).await?;
+        let (supplied, own) = self.supplied(&token).await?;
         let entities = self.entities(&store, &set, input.entities.as_ref(), &supplied)?;
         let mut queries = Vec::with_capacity(input.requests.len());
         for (i, item) in input.requests.iter().enumerate() {
@@ -549,6 +580,7 @@ impl Call<'_> {
                 &entities,
                 &queries,
                 Log::token("avp-token-batch", &token),
+                own.as_deref(),
             )
             .await?;
         drop(queries);
