@@ -255,15 +255,16 @@ pub fn evaluate(
         Err(e) => return Ok(evaluation_error(format!("entities: {e}"))),
     };
     // Only the policies whose principal scope can match (same answer).
-    let indexed = action.index.as_ref().map(|index| {
-        let uid = user_uid(&principal.id);
-        let ancestors = entities.ancestors(&uid).into_iter().flatten();
-        index.policies_for(&uid, ancestors)
-    });
+    let uid = user_uid(&principal.id);
+    let ancestors = || entities.ancestors(&uid).into_iter().flatten();
+    let indexed = action
+        .index
+        .as_ref()
+        .map(|index| index.policies_for(&uid, ancestors()));
     // With the tenant's own, as one set (remembered by the slice).
     let merged = tenant
         .filter(|s| !s.policies.is_empty())
-        .map(|own| own.merged_with(action, indexed.as_ref()));
+        .map(|own| own.merged_with(action, indexed.as_ref(), &uid, ancestors()));
     let policies = merged
         .as_deref()
         .or(indexed.as_deref())

@@ -62,6 +62,12 @@ impl std::fmt::Debug for PrincipalIndex {
 impl PrincipalIndex {
     /// Indexes `slice`, or none when it names few principal entities.
     pub fn build(slice: &PolicySet) -> Option<Self> {
+        Self::build_with(slice, MIN_INDEXED, SETS)
+    }
+
+    /// Indexes `slice` when at least `min` of its policies name a principal
+    /// entity, remembering up to `sets` policy sets.
+    pub fn build_with(slice: &PolicySet, min: usize, sets: usize) -> Option<Self> {
         let mut general = Vec::new();
         let mut by_key: HashMap<Key, Vec<Policy>> = HashMap::new();
         let mut keyed = 0;
@@ -81,11 +87,11 @@ impl PrincipalIndex {
                 None => general.push(p.clone()),
             }
         }
-        (keyed >= MIN_INDEXED).then(|| PrincipalIndex {
+        (keyed >= min).then(|| PrincipalIndex {
             general,
             by_key,
             sets: Mutex::new(LruCache::new(
-                NonZeroUsize::new(SETS).unwrap_or(NonZeroUsize::MIN),
+                NonZeroUsize::new(sets).unwrap_or(NonZeroUsize::MIN),
             )),
         })
     }

@@ -50,6 +50,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::index::PrincipalIndex;
 use super::load::{problem, Problem};
 use super::PolicySnapshot;
 use crate::ids::{PolicyName, TenantId};
@@ -361,19 +362,29 @@ pub struct Slice {
     /// Forbids of the tenant that no longer compile under the current
     /// policies and could apply to the action: its decisions fail closed.
     pub broken: Vec<String>,
+    /// These policies by principal, when many name one (a tenant's own
+    /// roles): a principal gets those of its roles only.
+    index: Option<PrincipalIndex>,
     /// These policies joined to the global ones a principal is evaluated
     /// with, most recent last (one Cedar call instead of two).
     merged: Mutex<Vec<Merged>>,
 }
+
+/// Index a tenant's slice when this many of its policies name a principal.
+const INDEXED: usize = 8;
+/// Policy sets a tenant slice's index remembers.
+const INDEX_SETS: usize = 64;
 
 /// A global policy set and the tenant's slice joined to it.
 #[derive(Debug)]
 struct Merged {
     /// The action's generation (its snapshot's).
     action: u64,
-    /// The global set when it came from the principal index: kept alive,
-    /// so that its address cannot be reused while it keys this entry.
+    /// The global set when it came from the principal index, and the
+    /// tenant's when it came from its own: kept alive, so that their
+    /// addresses cannot be reused while they key this entry.
     global: Option<Arc<PolicySet>>,
+    own: Option<Arc<PolicySet>>,
     set: Arc<PolicySet>,
 }
 
@@ -382,22 +393,35 @@ struct Merged {
 const MERGED: usize = 16;
 
 impl Slice {
+    /// Whether the slice is indexed by principal.
+    pub fn is_indexed(&self) -> bool {
+        self.index.is_some()
+    }
+
     /// The tenant's policies with `global` — the action's slice, or the
     /// principal index's set for the principal — as one policy set. Ids
     /// cannot collide (`tenant/…` is refused for global ones).
-    pub fn merged_with(
+    /// `principal` and its `ancestors` choose the tenant's policies that
+    /// can apply to it, when the slice is indexed.
+    pub fn merged_with<'a>(
         &self,
         action: &super::ActionInfo,
         global: Option<&Arc<PolicySet>>,
+        principal: &EntityUid,
+        ancestors: impl Iterator<Item = &'a EntityUid>,
     ) -> Arc<PolicySet> {
+        let own = self
+            .index
+            .as_ref()
+            .map(|i| i.policies_for(principal, ancestors));
+        let alike = |a: Option<&Arc<PolicySet>>, b: &Option<Arc<PolicySet>>| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
         let mut held = self.merged.lock();
         let same = |m: &Merged| {
-            m.action == action.generation
-                && match (global, &m.global) {
-                    (Some(g), Some(k)) => Arc::ptr_eq(g, k),
-                    (None, None) => true,
-                    _ => false,
-                }
+            m.action == action.generation && alike(global, &m.global) && alike(own.as_ref(), &m.own)
         };
         if let Some(i) = held.iter().position(same) {
             let m = held.remove(i);
@@ -406,7 +430,7 @@ impl Slice {
             return set;
         }
         let mut set = global.map_or_else(|| action.policies.clone(), |g| (**g).clone());
-        for p in self.policies.policies() {
+        for p in own.as_deref().unwrap_or(&self.policies).policies() {
             if set.add(p.clone()).is_err() {
                 tracing::error!(policy = %p.id(), "tenant policy could not be joined");
             }
@@ -418,6 +442,7 @@ impl Slice {
         held.push(Merged {
             action: action.generation,
             global: global.cloned(),
+            own,
             set: set.clone(),
         });
         set
@@ -504,6 +529,7 @@ pub fn compile_all(snapshot: &PolicySnapshot, records: &[TenantPolicy]) -> Compi
             slices.insert(
                 name.clone(),
                 Slice {
+                    index: PrincipalIndex::build_with(&policies, INDEXED, INDEX_SETS),
                     policies,
                     broken,
                     merged: Mutex::new(Vec::new()),

@@ -619,6 +619,22 @@ fn tenant_policies_are_confined_to_their_tenant() {
             r#"permit (principal in CedarGate::Role::"platform-admin", action, resource);"#,
         ),
     ];
+    // globex: enough role-scoped policies that its slices are indexed by
+    // principal (src/policy/tenant.rs), permits and forbids.
+    let mut records = records;
+    for (i, role) in ROLES.iter().enumerate() {
+        for (j, action) in ["Read", "Update", "Share"].iter().enumerate() {
+            let effect = if (i + j) % 4 == 3 { "forbid" } else { "permit" };
+            records.push(stat(
+                "globex",
+                &format!("{role}-{action}").to_lowercase(),
+                &format!(
+                    r#"{effect} (principal in CedarGate::Role::"{role}", action == CedarGate::Action::"{action}", resource is CedarGate::Document) when {{ resource.classification <= {} }};"#,
+                    (i + j) % 4
+                ),
+            ));
+        }
+    }
     let mut compiled = std::collections::HashMap::new();
     let mut whole = snap.policies.clone();
     for tenant in TENANTS {
@@ -634,6 +650,8 @@ fn tenant_policies_are_confined_to_their_tenant() {
         }
         compiled.insert(tenant.to_string(), c);
     }
+    assert!(compiled["globex"].slice("Read").unwrap().is_indexed());
+    assert!(!compiled["acme"].slice("Read").unwrap().is_indexed());
     let delegable = cedargate::policy::tenant::delegable(&snap);
     assert!(delegable.contains(&"Read".to_string()));
     assert!(!delegable.contains(&"UpdateTenantLimits".to_string()));
