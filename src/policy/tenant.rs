@@ -371,7 +371,7 @@ pub struct Slice {
 }
 
 /// Index a tenant's slice when this many of its policies name a principal.
-const INDEXED: usize = 8;
+const INDEXED: usize = 4;
 /// Policy sets a tenant slice's index remembers.
 const INDEX_SETS: usize = 64;
 
