@@ -245,6 +245,7 @@ fn main() {
         (bytes, estimate),
     );
     let (plain, _) = measure(&tenants, tenant, |e| tenant_weight(&e.record));
+
     println!(
         "\none tenant policy (stored, compiled, guarded, sliced): {:.0} heap bytes",
         (bytes - plain) as f64 / (20 * tenants.len()) as f64
