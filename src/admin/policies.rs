@@ -48,11 +48,7 @@ pub(super) async fn route(
 }
 
 fn policy_name(raw: &str) -> Result<PolicyName, ApiError> {
-    let decoded = percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| ApiError::bad_request("invalid_id", "the policy id is not UTF-8"))?;
-    PolicyName::parse(decoded.as_ref())
-        .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))
+    super::tenants::path_id(raw, "policy", PolicyName::parse)
 }
 
 /// The ids a policy operation's audit record names.

@@ -86,11 +86,19 @@ pub(super) async fn route(
 }
 
 fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
+    path_id(raw, "tenant", TenantId::parse)
+}
+
+/// A percent-encoded id from a path segment, checked by `parse`.
+pub(super) fn path_id<T>(
+    raw: &str,
+    kind: &str,
+    parse: impl FnOnce(String) -> Result<T, crate::ids::IdError>,
+) -> Result<T, ApiError> {
     let decoded = percent_encoding::percent_decode_str(raw)
         .decode_utf8()
-        .map_err(|_| ApiError::bad_request("invalid_id", "the tenant id is not UTF-8"))?;
-    TenantId::parse(decoded.as_ref())
-        .map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))
+        .map_err(|_| ApiError::bad_request("invalid_id", format!("the {kind} id is not UTF-8")))?;
+    parse(decoded.into_owned()).map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))
 }
 
 fn query(req: &Request<Incoming>) -> HashMap<String, String> {

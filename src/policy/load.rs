@@ -138,6 +138,19 @@ pub(super) fn problem(file: &Path, text: &str, d: &dyn Diagnostic, message: Stri
     }
 }
 
+/// A problem at the place `source` (a policy's or template's text) is
+/// found in `text`, or without a place.
+fn found(path: &Path, text: &str, source: Option<String>, message: String) -> Problem {
+    let offset = source.and_then(|src| text.find(src.as_str()));
+    let (line, column) = offset.map_or((0, 0), |o| line_col(text, o));
+    Problem {
+        file: path.to_path_buf(),
+        line,
+        column,
+        message,
+    }
+}
+
 /// The schema files as one schema in Cedar's JSON form (what Amazon
 /// Verified Permissions takes, and what [`super::lint`] reads).
 pub fn schema_json(files: &SourceFiles) -> Result<serde_json::Value, String> {
@@ -194,25 +207,15 @@ fn parse_policies(
             }
         };
         if parsed.templates().next().is_some() {
-            problems.push(Problem {
-                file: path.clone(),
-                line: 0,
-                column: 0,
-                message: "templates (?principal/?resource) are not supported in policy files"
-                    .into(),
-            });
+            problems.push(found(
+                path,
+                text,
+                None,
+                "templates (?principal/?resource) belong in templates/, not in policy files".into(),
+            ));
         }
         for policy in parsed.policies() {
-            let at = |message: String| {
-                let offset = policy.to_cedar().and_then(|src| text.find(src.as_str()));
-                let (line, column) = offset.map_or((0, 0), |o| line_col(text, o));
-                Problem {
-                    file: path.clone(),
-                    line,
-                    column,
-                    message,
-                }
-            };
+            let at = |message: String| found(path, text, policy.to_cedar(), message);
             let Some(id) = policy.annotation("id") else {
                 problems.push(at("policy has no @id(\"...\") annotation".into()));
                 continue;
@@ -364,25 +367,15 @@ fn templates(
             }
         };
         if parsed.policies().next().is_some() {
-            problems.push(Problem {
-                file: path.clone(),
-                line: 0,
-                column: 0,
-                message: "a template file holds templates only (with ?principal or ?resource)"
-                    .into(),
-            });
+            problems.push(found(
+                path,
+                text,
+                None,
+                "a template file holds templates only (with ?principal or ?resource)".into(),
+            ));
         }
         for t in parsed.templates() {
-            let at = |message: String| {
-                let offset = text.find(&t.to_string());
-                let (line, column) = offset.map_or((0, 0), |o| line_col(text, o));
-                Problem {
-                    file: path.clone(),
-                    line,
-                    column,
-                    message,
-                }
-            };
+            let at = |message: String| found(path, text, Some(t.to_string()), message);
             let Some(id) = t.annotation("id") else {
                 problems.push(at("template has no @id(\"...\") annotation".into()));
                 continue;

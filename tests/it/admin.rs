@@ -27,26 +27,6 @@ fn people(keys: &Keys) -> People {
     }
 }
 
-async fn call(
-    app: &TestApp,
-    token: &str,
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> Reply {
-    let auth = format!("Bearer {token}");
-    let mut h = vec![("authorization", auth.as_str())];
-    h.extend_from_slice(headers);
-    app.send_with(
-        method,
-        path,
-        &h,
-        body.map(Value::to_string).unwrap_or_default(),
-    )
-    .await
-}
-
 fn new_tenant(id: &str) -> Value {
     json!({
         "tenantId": id,

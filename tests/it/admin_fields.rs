@@ -11,26 +11,6 @@ use cedargate::ids::TenantId;
 use cedargate::sidecar::client::Reply;
 use cedargate::store::AuditQuery;
 
-async fn call(
-    app: &TestApp,
-    token: &str,
-    method: Method,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> Reply {
-    let auth = format!("Bearer {token}");
-    let mut h = vec![("authorization", auth.as_str())];
-    h.extend_from_slice(headers);
-    app.send_with(
-        method,
-        path,
-        &h,
-        body.map(Value::to_string).unwrap_or_default(),
-    )
-    .await
-}
-
 /// The tenant as stored, and its ETag.
 async fn read(app: &TestApp, token: &str, id: &str) -> (Value, String) {
     let r = call(

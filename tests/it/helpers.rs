@@ -650,6 +650,28 @@ async fn spawn_jwt_routed_on(
     (app, Keys { dev })
 }
 
+/// A request with `Authorization: Bearer token`, extra headers and a JSON
+/// body.
+pub async fn call(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
+) -> Reply {
+    let auth = format!("Bearer {token}");
+    let mut h = vec![("authorization", auth.as_str())];
+    h.extend_from_slice(headers);
+    app.send_with(
+        method,
+        path,
+        &h,
+        body.map(serde_json::Value::to_string).unwrap_or_default(),
+    )
+    .await
+}
+
 impl TestApp {
     pub async fn send_with(
         &self,
