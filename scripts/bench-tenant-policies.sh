@@ -61,8 +61,8 @@ printf "wrk.method = \"POST\"\nwrk.body = '%s'\nwrk.headers[\"Content-Type\"] = 
 
 start() { # store residual-capacity
   rm -rf "$work/spool-run"
-  # Room for every tenant's policies (~15 KB each, stored and compiled:
-  # examples/cache_memory.rs): 1,001 × 20 need ~300 MiB, over the default
+  # Room for every tenant's policies (~12.5 KB each, stored and compiled:
+  # examples/cache_memory.rs): 1,001 × 20 need ~250 MiB, over the default
   # 16 MiB tenant budget.
   printf '[cache]\ndecision_capacity = 0\nresidual_capacity = %s\ntenant_max_bytes = %s\n[audit]\nspool_dir = "%s"\n' "$2" "$((512 << 20))" "$work/spool-run" > "$work/c.toml"
   RUST_LOG=error "$bin/cedargate" serve --config "$work/c.toml" --listen "127.0.0.1:$port" \

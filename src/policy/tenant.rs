@@ -24,7 +24,8 @@
 //!        action in CedarGate::Action::"TenantPolicyAction" }   // permits only
 //! ```
 //!
-//! so whatever the text says, it concerns only its tenant's principals
+//! (a policy whose scope fixes the resource's type gets only that type's
+//! branch), so whatever the text says, it concerns only its tenant's principals
 //! acting on its tenant's resources, and a permit only the delegable
 //! actions. The global forbids (tenant isolation, status, clearance,
 //! quotas, features) are evaluated beside it and still deny. The engine
@@ -150,29 +151,69 @@ pub fn compile(snapshot: &PolicySnapshot, p: &TenantPolicy) -> Result<Policy, Ve
 
 /// A tenant's confinement conditions, in Cedar's JSON form, for its
 /// permits and its forbids.
+///
+/// A policy whose scope already says what its resource is (`resource is
+/// Document`, `resource == Tenant::"…"`, …) gets the shorter guard for that
+/// type: the scope holds before any condition is evaluated, so the other
+/// branch could never be taken (and a guard is about half of a compiled
+/// policy's memory).
 struct Guards {
-    permit: Json,
-    forbid: Json,
+    /// By (resource type known from the scope, permit).
+    by: HashMap<(Resource, bool), Json>,
+}
+
+/// What a policy's scope says its resource is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Resource {
+    Document,
+    Tenant,
+    Any,
+}
+
+impl Resource {
+    fn of(policy: &Policy) -> Resource {
+        use cedar_policy::ResourceConstraint as R;
+        let ty = match policy.resource_constraint() {
+            R::Is(t) | R::IsIn(t, _) => t,
+            R::Eq(uid) => uid.type_name().clone(),
+            R::Any | R::In(_) => return Resource::Any,
+        };
+        match ty.basename() {
+            "Document" => Resource::Document,
+            "Tenant" => Resource::Tenant,
+            _ => Resource::Any,
+        }
+    }
 }
 
 impl Guards {
     fn new(tenant: &TenantId) -> Result<Self, String> {
         let t = crate::authz::entities::tenant_uid(tenant).to_string();
         let ns = crate::authz::entities::NAMESPACE;
-        let scope = format!(
-            "principal has tenant && principal.tenant == {t} && \
-             ((resource is {ns}::Document && resource has tenant && resource.tenant == {t}) || \
-              (resource is {ns}::Tenant && resource == {t}))"
-        );
+        let document = format!("resource has tenant && resource.tenant == {t}");
+        let own = format!("resource == {t}");
         let json = |cond: String| -> Result<Json, String> {
             let text = format!("permit (principal, action, resource) when {{ {cond} }};");
             let p = Policy::parse(None, text).map_err(|e| e.to_string())?;
             Ok(p.to_json().map_err(|e| e.to_string())?["conditions"][0].clone())
         };
-        Ok(Guards {
-            permit: json(format!("{scope} && action in {}", group_uid()))?,
-            forbid: json(scope)?,
-        })
+        let mut by = HashMap::new();
+        for (resource, cond) in [
+            (Resource::Document, document.clone()),
+            (Resource::Tenant, own.clone()),
+            (
+                Resource::Any,
+                format!("((resource is {ns}::Document && {document}) || (resource is {ns}::Tenant && {own}))"),
+            ),
+        ] {
+            let scope = format!("principal has tenant && principal.tenant == {t} && {cond}");
+            by.insert(
+                (resource, true),
+                json(format!("{scope} && action in {}", group_uid()))?,
+            );
+            by.insert((resource, false), json(scope)?);
+        }
+        Ok(Guards { by })
     }
 }
 
@@ -342,10 +383,12 @@ fn undelegable(snapshot: &PolicySnapshot, policy: &Policy) -> Vec<String> {
 
 /// `policy` with its tenant's confinement as its first condition.
 fn confine(policy: &Policy, guards: &Guards) -> Result<Policy, String> {
-    let guard = match policy.effect() {
-        CedarEffect::Permit => guards.permit.clone(),
-        CedarEffect::Forbid => guards.forbid.clone(),
-    };
+    let permit = policy.effect() == CedarEffect::Permit;
+    let guard = guards
+        .by
+        .get(&(Resource::of(policy), permit))
+        .cloned()
+        .ok_or("no guard")?;
     let mut json = policy.to_json().map_err(|e| e.to_string())?;
     match json.get_mut("conditions").and_then(Json::as_array_mut) {
         Some(conditions) => conditions.insert(0, guard),
