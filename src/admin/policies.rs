@@ -88,8 +88,21 @@ fn policy_not_found(policy: &PolicyName) -> ApiError {
 /// 404 for a tenant that does not exist (asked only once the policies
 /// allowed the caller to manage it: a platform administrator).
 async fn tenant_exists(state: &AppState, id: &TenantId) -> Result<(), ApiError> {
+    tenant_record(state, id).await.map(|_| ())
+}
+
+/// 409 `tenant_purged` for a tenant purged after its retention period:
+/// its record is kept read-only, and it has no policies.
+async fn tenant_writable(state: &AppState, id: &TenantId) -> Result<(), ApiError> {
+    match tenant_record(state, id).await?.purged_at {
+        Some(_) => Err(super::tenants::purged(id)),
+        None => Ok(()),
+    }
+}
+
+async fn tenant_record(state: &AppState, id: &TenantId) -> Result<crate::model::Tenant, ApiError> {
     match state.engine.cache().store().get_tenant(id).await {
-        Ok(Some(_)) => Ok(()),
+        Ok(Some(t)) => Ok(t),
         Ok(None) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "tenant_not_found",
@@ -187,7 +200,7 @@ async fn put(
         return refused(state, caller, "PutPolicy", target(id, policy), e).await;
     }
     let outcome = async {
-        tenant_exists(state, id).await?;
+        tenant_writable(state, id).await?;
         let body: PutBody = parse_json::<Value>(&bytes).and_then(|v| {
             serde_json::from_value(v)
                 .map_err(|e| ApiError::bad_request("invalid_policy", e.to_string()))

@@ -511,7 +511,7 @@ async fn deactivate(
 }
 
 /// A purged tenant's record stays, but it cannot be changed or reopened.
-fn purged(id: &TenantId) -> ApiError {
+pub(super) fn purged(id: &TenantId) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "tenant_purged",

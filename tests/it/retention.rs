@@ -363,6 +363,17 @@ async fn lifecycle(url: &StoreUrl) {
         )
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    // Nor given policies of its own again.
+    let r = admin
+        .send_with(
+            Method::PUT,
+            "/v1/tenants/canc/policies/own",
+            &[("authorization", &format!("Bearer {pam}"))],
+            serde_json::json!({"definition": {"static": {"statement": "permit (principal, action, resource);"}}}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "tenant_purged", "{}", r.body);
     assert_eq!(r.json()["error"]["code"], "tenant_purged", "{}", r.body);
 
     // Nothing more to do.
