@@ -555,6 +555,47 @@ fn policy_explain_shows_the_determining_policies() {
     );
 }
 
+/// `policy explain` over data that holds a tenant's own policy names it by
+/// its tenant and shows it as it is evaluated: with its confinement.
+#[test]
+fn policy_explain_shows_a_tenant_policy_with_its_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut data: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_dir("tests/it/fixture.json")).unwrap())
+            .unwrap();
+    data["policies"] = serde_json::json!([{
+        "tenantId": "t1", "policyId": "contractors-read",
+        "definition": {"static": {"statement": "permit (principal in CedarGate::Role::\"contractor\", action == CedarGate::Action::\"Read\", resource is CedarGate::Document) when { resource.visibility == \"shared\" };"}},
+        "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z"
+    }]);
+    let file = dir.path().join("data.json");
+    std::fs::write(&file, data.to_string()).unwrap();
+    let (code, out, err) = policy_cmd(&[
+        "explain",
+        "--policies",
+        repo_dir("policies").to_str().unwrap(),
+        "--schema",
+        repo_dir("schemas").to_str().unwrap(),
+        "--data",
+        file.to_str().unwrap(),
+        "--principal",
+        r#"{"id":"con","tenant":"t1","roles":["contractor"],"clearance":1}"#,
+        "--action",
+        "Read",
+        "--resource",
+        "Document::d-shared",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.starts_with("Allow"), "{out}");
+    assert!(out.contains("tenant/t1/contractors-read:"), "{out}");
+    assert!(
+        out.contains(r#"principal.tenant == CedarGate::Tenant::"t1""#)
+            && out.contains(r#"resource.tenant == CedarGate::Tenant::"t1""#)
+            && out.contains(r#"action in CedarGate::Action::"TenantPolicyAction""#),
+        "{out}"
+    );
+}
+
 /// `cedargate probe` for images without curl.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_says_whether_the_sidecar_is_ready() {
