@@ -134,6 +134,13 @@ async fn route(
             }
         }
         (_, ["v1", "search", "changes"]) => return not_allowed("GET"),
+        (&Method::GET, ["v1", "policy-templates"]) => {
+            match caller(state, &req, peer, lifecycle).await {
+                Ok(caller) => policies::templates(state, &caller).await,
+                Err(e) => Err(e),
+            }
+        }
+        (_, ["v1", "policy-templates"]) => return not_allowed("GET"),
         (&Method::POST, ["v1", "billing", "stripe", "webhook"]) => {
             billing::webhook(state, stripe, req, peer, &lifecycle).await
         }

@@ -77,6 +77,37 @@ fn view(state: &AppState, p: &TenantPolicy) -> Value {
     v
 }
 
+/// `GET /v1/policy-templates`: the global templates a tenant may link,
+/// with their slots and text, in id order. Asks `ViewPolicies` on the
+/// caller's own tenant.
+pub(super) async fn templates(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Response<Body>, ApiError> {
+    authorize(state, caller, "ViewPolicies", &caller.principal.tenant).await?;
+    let snapshot = state.engine.policies().load();
+    let mut out: Vec<Value> = snapshot
+        .templates
+        .templates()
+        .map(|t| {
+            let mut slots: Vec<String> = t.slots().map(ToString::to_string).collect();
+            slots.sort();
+            json!({
+                "policyTemplateId": t.id().to_string(),
+                "effect": format!("{:?}", t.effect()).to_lowercase(),
+                "slots": slots,
+                "statement": t.to_string(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        a["policyTemplateId"]
+            .as_str()
+            .cmp(&b["policyTemplateId"].as_str())
+    });
+    Ok(ok(&json!({ "templates": out })))
+}
+
 fn policy_not_found(policy: &PolicyName) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,

@@ -558,6 +558,7 @@ async fn the_openapi_document_covers_every_route() {
         ("/v1/tenants/{id}/audit-logs", &["get"]),
         ("/v1/tenants/{id}/export", &["post"]),
         ("/v1/tenants/{id}/policies", &["get"]),
+        ("/v1/policy-templates", &["get"]),
         (
             "/v1/tenants/{id}/policies/{policyId}",
             &["get", "put", "delete"],

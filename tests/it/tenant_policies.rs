@@ -688,3 +688,50 @@ async fn verified_permissions_tokens_see_their_tenants_policies() {
     }
     app.shutdown().await;
 }
+
+/// The templates a tenant may link, with their slots, for whoever may read
+/// their tenant's policies.
+#[tokio::test]
+async fn the_templates_are_listed_with_their_slots() {
+    let (admin, keys) = spawn_admin_app(|_| {}).await;
+    let ada = keys.token("ada", "t1", &["admin"], |_| {});
+    let r = call(&admin, &ada, Method::GET, "/v1/policy-templates", &[], None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let templates = r.json()["templates"].as_array().unwrap().clone();
+    let ids: Vec<&str> = templates
+        .iter()
+        .map(|t| t["policyTemplateId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "role-cannot-export",
+            "role-cannot-share",
+            "role-edits-document",
+            "role-reads-tenant-documents"
+        ]
+    );
+    let edits = &templates[2];
+    assert_eq!(
+        edits["slots"],
+        json!(["?principal", "?resource"]),
+        "{edits}"
+    );
+    assert_eq!(edits["effect"], "permit");
+    assert_eq!(templates[1]["effect"], "forbid");
+    assert!(edits["statement"].as_str().unwrap().contains("?resource"));
+    let vic = keys.token("vic", "t1", &["viewer"], |_| {});
+    let r = call(&admin, &vic, Method::GET, "/v1/policy-templates", &[], None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = call(
+        &admin,
+        &ada,
+        Method::POST,
+        "/v1/policy-templates",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{}", r.body);
+    admin.shutdown().await;
+}

@@ -311,6 +311,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/policy-templates": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The global templates a tenant may link for its own policies
+         * @description Authorized by the Cedar action `ViewPolicies` on the caller's own tenant (a tenant administrator, or a platform administrator). The templates of `policies/templates/*.cedar` in Git, in id order, each with its effect, its slots (`?principal`, `?resource`) and its Cedar text: what `PUT /v1/tenants/{id}/policies/{policyId}` takes as a `templateLinked` definition (`policyTemplateId` and an entity for each slot).
+         */
+        get: operations["listPolicyTemplates"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/tenants/{id}/export": {
         parameters: {
             query?: never;
@@ -1282,6 +1302,38 @@ export interface operations {
             404: components["responses"]["Error"];
             412: components["responses"]["Error"];
             428: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    listPolicyTemplates: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The templates */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        templates: {
+                            policyTemplateId: string;
+                            /** @enum {string} */
+                            effect: "permit" | "forbid";
+                            slots: ("?principal" | "?resource")[];
+                            /** @description The template in Cedar syntax */
+                            statement: string;
+                        }[];
+                    };
+                };
+            };
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
             503: components["responses"]["Error"];
         };
     };
