@@ -227,49 +227,6 @@ fn bench(c: &mut Criterion) {
     let base =
         cedargate::authz::base_entities(action, [tenant_entity(tenant), document_entity(doc)])
             .unwrap();
-    let cases = [
-        ("evaluate/read_22_policies", &*snapshot, action),
-        (
-            "evaluate/read_1022_policies_indexed",
-            &many_snapshot,
-            indexed,
-        ),
-        (
-            "evaluate/read_1022_policies_unindexed",
-            &many_snapshot,
-            &unindexed,
-        ),
-    ];
-    for (name, snap, a) in cases {
-        let ev = cedargate::authz::evaluate(
-            &authorizer,
-            snap,
-            a,
-            &p,
-            document_uid(&doc.document_id),
-            Context::empty(),
-            &base,
-            None,
-        )
-        .unwrap();
-        assert_eq!(ev.effect, cedargate::authz::Effect::Allow, "{name}");
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                cedargate::authz::evaluate(
-                    &authorizer,
-                    snap,
-                    a,
-                    black_box(&p),
-                    document_uid(&doc.document_id),
-                    Context::empty(),
-                    &base,
-                    None,
-                )
-                .unwrap()
-            })
-        });
-    }
-
     // 1,000 tenants with 20 policies each (20,000 tenant policies) beside
     // the shipped set: a tenant's own roles, over the document actions and
     // search. A decision evaluates the global slice and its tenant's slice
@@ -322,21 +279,43 @@ fn bench(c: &mut Criterion) {
     );
     let own_mixed = compile_all(&snapshot, &records(&p.tenant, &mixed));
     let own_read = compile_all(&snapshot, &records(&p.tenant, &["Read"]));
-    let tenant_cases = [
-        ("evaluate/read_22_plus_20_tenant_mixed", &own_mixed),
-        ("evaluate/read_22_plus_20_tenant_all_read", &own_read),
+    let cases = [
+        ("evaluate/read_22_policies", &*snapshot, action, None),
+        (
+            "evaluate/read_1022_policies_indexed",
+            &many_snapshot,
+            indexed,
+            None,
+        ),
+        (
+            "evaluate/read_1022_policies_unindexed",
+            &many_snapshot,
+            &unindexed,
+            None,
+        ),
+        (
+            "evaluate/read_22_plus_20_tenant_mixed",
+            &*snapshot,
+            action,
+            own_mixed.slice("Read"),
+        ),
+        (
+            "evaluate/read_22_plus_20_tenant_all_read",
+            &*snapshot,
+            action,
+            own_read.slice("Read"),
+        ),
     ];
-    for (name, own) in tenant_cases {
-        let slice = own.slice("Read");
+    for (name, snap, a, own) in cases {
         let ev = cedargate::authz::evaluate(
             &authorizer,
-            &snapshot,
-            action,
+            snap,
+            a,
             &p,
             document_uid(&doc.document_id),
             Context::empty(),
             &base,
-            slice,
+            own,
         )
         .unwrap();
         assert_eq!(ev.effect, cedargate::authz::Effect::Allow, "{name}");
@@ -344,13 +323,13 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 cedargate::authz::evaluate(
                     &authorizer,
-                    &snapshot,
-                    action,
+                    snap,
+                    a,
                     black_box(&p),
                     document_uid(&doc.document_id),
                     Context::empty(),
                     &base,
-                    slice,
+                    own,
                 )
                 .unwrap()
             })

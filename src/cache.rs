@@ -568,7 +568,9 @@ mod tests {
             _: &crate::policy::tenant::TenantPolicy,
             _: Option<&str>,
         ) -> Result<(), StoreError> {
-            Err(StoreError::Invalid("the test store keeps no policies".into()))
+            Err(StoreError::Invalid(
+                "the test store keeps no policies".into(),
+            ))
         }
         async fn delete_tenant_policy_if(
             &self,
@@ -576,7 +578,9 @@ mod tests {
             _: &crate::ids::PolicyName,
             _: &str,
         ) -> Result<bool, StoreError> {
-            Err(StoreError::Invalid("the test store keeps no policies".into()))
+            Err(StoreError::Invalid(
+                "the test store keeps no policies".into(),
+            ))
         }
         async fn get_document(
             &self,

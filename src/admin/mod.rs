@@ -348,6 +348,32 @@ async fn write(
         .map_err(|e| audit_unavailable(state, &e))
 }
 
+/// `status` with a JSON body and `ETag: "<version>"`.
+pub(crate) fn with_etag(
+    status: StatusCode,
+    body: &impl serde::Serialize,
+    version: &str,
+) -> Response<Body> {
+    let mut resp = json_response(status, body);
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        resp.headers_mut().insert(hyper::header::ETAG, v);
+    }
+    resp
+}
+
+/// The `If-Match` version, without quotes or weakness, if sent.
+pub(crate) fn if_match(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(hyper::header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim()
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .to_string()
+        })
+}
+
 /// `200` with a JSON body.
 pub(crate) fn ok(value: &serde_json::Value) -> Response<Body> {
     json_response(StatusCode::OK, value)

@@ -8,15 +8,18 @@
 //! recorded in the tenant's audit log with the policy as written.
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ETAG, IF_MATCH, IF_NONE_MATCH, LOCATION};
+use hyper::header::{HeaderValue, IF_NONE_MATCH, LOCATION};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{authorize, not_allowed, not_found, ok, record, refused, store_error, Caller};
+use super::{
+    authorize, if_match, not_allowed, not_found, ok, record, refused, store_error, with_etag,
+    Caller,
+};
 use crate::ids::{PolicyName, TenantId};
 use crate::policy::tenant::{self, Definition, TenantPolicy};
-use crate::sidecar::http::{json_response, parse_json, read_body, ApiError, Body};
+use crate::sidecar::http::{parse_json, read_body, ApiError, Body};
 use crate::sidecar::AppState;
 use crate::store::StoreError;
 
@@ -54,10 +57,6 @@ fn policy_name(raw: &str) -> Result<PolicyName, ApiError> {
 /// The ids a policy operation's audit record names.
 fn target(tenant: &TenantId, policy: &PolicyName) -> Value {
     json!({ "tenantId": tenant, "policyId": policy })
-}
-
-fn etag(p: &TenantPolicy) -> String {
-    format!("\"{}\"", p.version())
 }
 
 /// A policy as the API shows it: the record, its ETag, the id decisions
@@ -181,28 +180,7 @@ async fn get(
         .into_iter()
         .find(|p| &p.policy_id == policy)
         .ok_or_else(|| policy_not_found(policy))?;
-    Ok(with_etag(StatusCode::OK, &view(state, &p), &p))
-}
-
-fn with_etag(status: StatusCode, body: &Value, p: &TenantPolicy) -> Response<Body> {
-    let mut resp = json_response(status, body);
-    if let Ok(v) = HeaderValue::from_str(&etag(p)) {
-        resp.headers_mut().insert(ETAG, v);
-    }
-    resp
-}
-
-/// `If-Match` without quotes or weakness, if sent.
-fn if_match(req: &Request<Incoming>) -> Option<String> {
-    req.headers()
-        .get(IF_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.trim()
-                .trim_start_matches("W/")
-                .trim_matches('"')
-                .to_string()
-        })
+    Ok(with_etag(StatusCode::OK, &view(state, &p), &p.version()))
 }
 
 /// A `PUT` body.
@@ -341,7 +319,7 @@ async fn put(
     } else {
         StatusCode::OK
     };
-    let mut resp = with_etag(status, &view(state, &p), &p);
+    let mut resp = with_etag(status, &view(state, &p), &p.version());
     if created {
         if let Ok(v) = HeaderValue::from_str(&format!("/v1/tenants/{id}/policies/{policy}")) {
             resp.headers_mut().insert(LOCATION, v);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ETAG, IF_MATCH, LOCATION};
+use hyper::header::{HeaderValue, LOCATION};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -17,7 +17,7 @@ use crate::authz::Effect;
 use crate::ids::{DocumentId, TenantId};
 use crate::model::{Tenant, TenantStatus};
 use crate::retention::purge_after;
-use crate::sidecar::http::{json_response, parse_json, read_body, ApiError, Body};
+use crate::sidecar::http::{parse_json, read_body, ApiError, Body};
 use crate::sidecar::AppState;
 use crate::store::{tenant_version, AuditCursor, AuditFilter, AuditQuery};
 
@@ -108,17 +108,9 @@ fn query(req: &Request<Incoming>) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
-fn etag(t: &Tenant) -> String {
-    format!("\"{}\"", tenant_version(t))
-}
-
 /// 200 (or `status`) with the tenant and its `ETag`.
 fn with_etag(status: StatusCode, t: &Tenant) -> Response<Body> {
-    let mut resp = json_response(status, t);
-    if let Ok(v) = HeaderValue::from_str(&etag(t)) {
-        resp.headers_mut().insert(ETAG, v);
-    }
-    resp
+    super::with_etag(status, t, &tenant_version(t))
 }
 
 fn not_found_tenant(id: &TenantId) -> ApiError {
@@ -279,16 +271,7 @@ async fn update(
     caller: &Caller,
     id: &TenantId,
 ) -> Result<Response<Body>, ApiError> {
-    let if_match = req
-        .headers()
-        .get(IF_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.trim()
-                .trim_start_matches("W/")
-                .trim_matches('"')
-                .to_string()
-        });
+    let if_match = super::if_match(&req);
     let (_, bytes) = read_body(req, state.config.max_body_bytes).await?;
     if let Err(e) = authorize(state, caller, "ManageTenant", id).await {
         return refused(state, caller, "UpdateTenant", target(id), e).await;

@@ -254,17 +254,20 @@ pub fn evaluate(
         Ok(e) => e,
         Err(e) => return Ok(evaluation_error(format!("entities: {e}"))),
     };
-    // Only the policies whose principal scope can match (same answer).
-    let uid = user_uid(&principal.id);
-    let ancestors = || entities.ancestors(&uid).into_iter().flatten();
-    let indexed = action
-        .index
-        .as_ref()
-        .map(|index| index.policies_for(&uid, ancestors()));
+    // Only the policies whose principal scope can match (same answer);
+    // the principal's uid is built only when an index or the tenant's own
+    // policies need it.
+    let own = tenant.filter(|s| !s.policies.is_empty());
+    let uid = (action.index.is_some() || own.is_some()).then(|| user_uid(&principal.id));
+    let indexed =
+        action.index.as_ref().zip(uid.as_ref()).map(|(index, uid)| {
+            index.policies_for(uid, entities.ancestors(uid).into_iter().flatten())
+        });
     // With the tenant's own, as one set (remembered by the slice).
-    let merged = tenant
-        .filter(|s| !s.policies.is_empty())
-        .map(|own| own.merged_with(action, indexed.as_ref(), &uid, ancestors()));
+    let merged = own.zip(uid.as_ref()).map(|(own, uid)| {
+        let ancestors = entities.ancestors(uid).into_iter().flatten();
+        own.merged_with(action, indexed.as_ref(), uid, ancestors)
+    });
     let policies = merged
         .as_deref()
         .or(indexed.as_deref())

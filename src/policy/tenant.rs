@@ -533,12 +533,15 @@ pub fn compile_all(snapshot: &PolicySnapshot, records: &[TenantPolicy]) -> Compi
     let mut all = PolicySet::new();
     let mut broken_forbids: Vec<(String, Option<Policy>)> = Vec::new();
     let mut problems = Vec::new();
-    let guards = records.first().map(|r| Guards::new(&r.tenant_id));
+    // One tenant's records (the cache's): its guards are built once.
+    let mut guards: HashMap<&TenantId, Result<Guards, String>> = HashMap::new();
     for r in records {
-        let compiled = match &guards {
-            // One tenant's records (the cache's); another's gets its own.
-            Some(Ok(g)) if records[0].tenant_id == r.tenant_id => compile_with(snapshot, r, g),
-            _ => compile(snapshot, r),
+        let compiled = match guards
+            .entry(&r.tenant_id)
+            .or_insert_with(|| Guards::new(&r.tenant_id))
+        {
+            Ok(g) => compile_with(snapshot, r, g),
+            Err(e) => Err(vec![located(r, 0, 0, e.clone())]),
         };
         match compiled {
             Ok(p) => {

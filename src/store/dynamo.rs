@@ -763,32 +763,27 @@ impl Store for DynamoStore {
     }
 
     async fn tenant_policies(&self, tenant: &TenantId) -> Result<Vec<TenantPolicy>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let resp = self
-                .client
-                .query()
-                .table_name(&self.policies)
-                .key_condition_expression("tenantId = :t")
-                .expression_attribute_values(":t", s(tenant.as_str()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(err)?;
-            for mut item in resp.items.unwrap_or_default() {
+        // In sort-key (policy id) order, every page.
+        let items = self
+            .client
+            .query()
+            .table_name(&self.policies)
+            .key_condition_expression("tenantId = :t")
+            .expression_attribute_values(":t", s(tenant.as_str()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(err)?;
+        items
+            .into_iter()
+            .map(|mut item| {
                 item.remove(REV);
-                out.push(from_item::<TenantPolicy>(item)?);
-            }
-            start = resp.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-        // The sort key orders them by id already; kept explicit.
-        out.sort_by(|a, b| a.policy_id.cmp(&b.policy_id));
-        Ok(out)
+                from_item::<TenantPolicy>(item)
+            })
+            .collect()
     }
 
     async fn put_tenant_policy_if(

@@ -526,12 +526,14 @@ fn policy_test_catches_a_broken_policy() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
 }
 
-/// `policy explain` shows the decision and the text of the policies that
-/// made it.
-#[test]
-fn policy_explain_shows_the_determining_policies() {
-    let data = repo_dir("tests/it/fixture.json");
-    let (code, out, err) = policy_cmd(&[
+/// `policy explain` of a `Read` by `principal` over the repository's
+/// policies and `data`.
+fn explain(
+    data: &std::path::Path,
+    principal: &str,
+    resource: &str,
+) -> (Option<i32>, String, String) {
+    policy_cmd(&[
         "explain",
         "--policies",
         repo_dir("policies").to_str().unwrap(),
@@ -540,12 +542,23 @@ fn policy_explain_shows_the_determining_policies() {
         "--data",
         data.to_str().unwrap(),
         "--principal",
-        r#"{"id":"vic","tenant":"t1","roles":["viewer"],"clearance":0}"#,
+        principal,
         "--action",
         "Read",
         "--resource",
+        resource,
+    ])
+}
+
+/// `policy explain` shows the decision and the text of the policies that
+/// made it.
+#[test]
+fn policy_explain_shows_the_determining_policies() {
+    let (code, out, err) = explain(
+        &repo_dir("tests/it/fixture.json"),
+        r#"{"id":"vic","tenant":"t1","roles":["viewer"],"clearance":0}"#,
         "Document::d-secret",
-    ]);
+    );
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.starts_with("Deny"), "{out}");
     assert!(out.contains("classification.clearance:"), "{out}");
@@ -570,21 +583,11 @@ fn policy_explain_shows_a_tenant_policy_with_its_guard() {
     }]);
     let file = dir.path().join("data.json");
     std::fs::write(&file, data.to_string()).unwrap();
-    let (code, out, err) = policy_cmd(&[
-        "explain",
-        "--policies",
-        repo_dir("policies").to_str().unwrap(),
-        "--schema",
-        repo_dir("schemas").to_str().unwrap(),
-        "--data",
-        file.to_str().unwrap(),
-        "--principal",
+    let (code, out, err) = explain(
+        &file,
         r#"{"id":"con","tenant":"t1","roles":["contractor"],"clearance":1}"#,
-        "--action",
-        "Read",
-        "--resource",
         "Document::d-shared",
-    ]);
+    );
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.starts_with("Allow"), "{out}");
     assert!(out.contains("tenant/t1/contractors-read:"), "{out}");

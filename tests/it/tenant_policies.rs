@@ -56,15 +56,29 @@ async fn until(
     action: &str,
     resource: (&str, &str),
 ) -> (Duration, Value) {
+    let is = |d: &Value| d["decision"] == want;
+    until_that(sidecar, want, is, (user, tenant, roles), action, resource).await
+}
+
+/// Waits until the sidecar's answer to a request meets `holds` (`what`
+/// names it in the failure).
+async fn until_that(
+    sidecar: &TestApp,
+    what: &str,
+    holds: impl Fn(&Value) -> bool,
+    (user, tenant, roles): (&str, &str, &[&str]),
+    action: &str,
+    resource: (&str, &str),
+) -> (Duration, Value) {
     let started = Instant::now();
     loop {
         let d = decide(sidecar, user, tenant, roles, action, resource).await;
-        if d["decision"] == want {
+        if holds(&d) {
             return (started.elapsed(), d);
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "{user}@{tenant} {action} {resource:?} never became {want}: {d}"
+            "{user}@{tenant} {action} {resource:?} never became {what}: {d}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -343,32 +357,22 @@ async fn scenario(url: StoreUrl) {
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-    let link_took = Instant::now();
-    let d = loop {
-        let d = decide(
-            &sidecar,
-            "ivy",
-            "t1",
-            &["intern"],
-            "Read",
-            ("Document", "d-shared"),
-        )
-        .await;
-        let by = d["determining_policies"].as_array().unwrap();
-        if by.contains(&json!("tenant/t1/interns")) || link_took.elapsed() > Duration::from_secs(20)
-        {
-            break d;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    assert_eq!(d["decision"], "Allow", "{d}");
-    assert!(
+    let by_link = |d: &Value| {
         d["determining_policies"]
             .as_array()
             .unwrap()
-            .contains(&json!("tenant/t1/interns")),
-        "{d}"
-    );
+            .contains(&json!("tenant/t1/interns"))
+    };
+    let (_, d) = until_that(
+        &sidecar,
+        "decided by the link",
+        by_link,
+        ("ivy", "t1", &["intern"]),
+        "Read",
+        ("Document", "d-shared"),
+    )
+    .await;
+    assert_eq!(d["decision"], "Allow", "{d}");
     let bad_link =
         json!({"definition": {"templateLinked": {"policyTemplateId": "no-such-template"}}});
     let r = call(
