@@ -138,6 +138,7 @@ struct FileConfig {
     avp: Option<FileAvp>,
     #[serde(default)]
     billing: FileBilling,
+    console: Option<crate::console::ConsoleConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -268,6 +269,8 @@ pub struct Settings {
     /// How often `cedargate-admin serve` samples tenants' storage for the
     /// GB-days of the billing export; none: never.
     pub storage_sample_interval: Option<Duration>,
+    /// The admin console (`cedargate-admin serve`, under `/console/`).
+    pub console: crate::console::ConsoleConfig,
 }
 
 /// The default audit spool: next to a SQLite store's file, else in the
@@ -310,6 +313,7 @@ impl Settings {
             avp: vec![crate::avp::StoreConfig::git(crate::avp::DEFAULT_GIT_STORE)],
             stripe: Default::default(),
             storage_sample_interval: Some(Duration::from_secs(3600)),
+            console: Default::default(),
             store,
         }
     }
@@ -414,6 +418,10 @@ impl Settings {
         if let Some(avp) = file.avp {
             crate::avp::check_config(&avp.stores).map_err(ConfigError::Invalid)?;
             s.avp = avp.stores;
+        }
+        if let Some(console) = file.console {
+            console.check().map_err(ConfigError::Invalid)?;
+            s.console = console;
         }
         if let Some(secs) = file.billing.storage_sample_interval_secs {
             s.storage_sample_interval = (secs > 0).then(|| Duration::from_secs(secs));

@@ -51,6 +51,7 @@ pub mod cache;
 pub mod changes;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod export;
 pub mod generate;

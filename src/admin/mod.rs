@@ -8,6 +8,7 @@
 //! Tenants carry an `ETag` (a hash of the record); `PUT` needs `If-Match`
 //! and loses with 412 if the record changed since it was read.
 
+mod access;
 mod billing;
 mod documents;
 mod policies;

@@ -77,6 +77,10 @@ pub(super) async fn route(
         [id, "policies", rest @ ..] => {
             super::policies::route(state, req, caller, &tenant_id(id)?, rest).await
         }
+        [id, "access-check"] => match method {
+            Method::POST => super::access::check(state, req, caller, &tenant_id(id)?).await,
+            _ => Ok(not_allowed("POST")),
+        },
         [id, "audit-logs"] => match method {
             Method::GET => audit_logs(state, &req, caller, &tenant_id(id)?).await,
             _ => Ok(not_allowed("GET")),

@@ -220,6 +220,19 @@ impl Engine {
         &self.policies
     }
 
+    /// The text of a policy a decision named, as it is evaluated: a global
+    /// one, or a tenant's own (with its confinement guard).
+    pub async fn policy_text(&self, snapshot: &PolicySnapshot, id: &str) -> Option<String> {
+        let pid = cedar_policy::PolicyId::new(id);
+        if let Some(p) = snapshot.policies.policy(&pid) {
+            return Some(p.to_string());
+        }
+        let tenant = crate::ids::TenantId::parse(crate::policy::tenant::tenant_of(id)?).ok()?;
+        let entry = self.cache.tenant(&tenant).await.ok()?.value?;
+        let compiled = entry.compiled(snapshot)?;
+        compiled.all.policy(&pid).map(ToString::to_string)
+    }
+
     pub fn cache(&self) -> &Arc<EntityCache> {
         &self.cache
     }

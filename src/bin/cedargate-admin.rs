@@ -36,6 +36,15 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::Args)]
+struct AdminServeArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Do not serve the admin console under /console/.
+    #[arg(long)]
+    no_console: bool,
+}
+
 /// Where management records wait before they reach the store.
 #[derive(clap::Args)]
 struct SpoolArgs {
@@ -47,9 +56,10 @@ struct SpoolArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the management REST API (default 127.0.0.1:8181); the flags
-    /// are `cedargate serve`'s.
-    Serve(Box<ServeArgs>),
+    /// Serve the management REST API (default 127.0.0.1:8181) and the admin
+    /// console under /console/; the flags are `cedargate serve`'s, and
+    /// `--no-console`.
+    Serve(Box<AdminServeArgs>),
     /// Apply the migration steps not yet applied (tables, backfills), in
     /// order; each is recorded in the store. Idempotent and resumable.
     Migrate {
@@ -806,12 +816,21 @@ async fn decrypt_archive(
     Ok(())
 }
 
-async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: AdminServeArgs) -> anyhow::Result<()> {
+    let AdminServeArgs {
+        serve: mut args,
+        no_console,
+    } = args;
     if args.listen.is_none() {
         args.listen = Some(DEFAULT_LISTEN.parse()?);
     }
     let mut settings = Settings::resolve(args)?;
     settings.audit.role = "admin".into();
+    if no_console {
+        settings.console.enabled = false;
+    }
+    let console = settings.console.clone();
+    let identity = settings.identity.clone();
     let listen = settings.listen;
     let retention = settings.retention.clone();
     let stripe = settings.stripe.clone();
@@ -855,7 +874,21 @@ async fn serve(mut args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let routes = Arc::new(AdminRoutes::new(retention, clock::system()).with_stripe(stripe));
+    let api: Arc<dyn cedargate::sidecar::Router> =
+        Arc::new(AdminRoutes::new(retention, clock::system()).with_stripe(stripe));
+    // The console is served on the API's own address (its redirect URI
+    // defaults to it).
+    let bound = listener.local_addr()?;
+    let routes: Arc<dyn cedargate::sidecar::Router> =
+        match cedargate::console::Console::build(&console, &identity, bound, api.clone())
+            .map_err(anyhow::Error::msg)?
+        {
+            Some(c) => {
+                tracing::info!(url = %format!("http://{bound}/console/"), "admin console served");
+                Arc::new(cedargate::console::Routes::new(c))
+            }
+            None => api,
+        };
     app.serve_with(listener, routes, async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);

@@ -186,14 +186,7 @@ impl Harness {
     /// The text of a policy a decision named: a global one, or a tenant's
     /// own as it is evaluated (with its confinement).
     pub async fn policy_text(&self, id: &str) -> Option<String> {
-        let pid = cedar_policy::PolicyId::new(id);
-        if let Some(p) = self.snapshot.policies.policy(&pid) {
-            return Some(p.to_string());
-        }
-        let tenant = crate::ids::TenantId::parse(super::tenant::tenant_of(id)?).ok()?;
-        let entry = self.engine.cache().tenant(&tenant).await.ok()?.value?;
-        let compiled = entry.compiled(&self.snapshot)?;
-        compiled.all.policy(&pid).map(ToString::to_string)
+        self.engine.policy_text(&self.snapshot, id).await
     }
 }
 

@@ -592,6 +592,47 @@ pub async fn spawn_admin_app_at(
     .await
 }
 
+/// The management API with the admin console (`/console/`) over the
+/// fixture store; the console's development sign-in signs with the same
+/// key the API's verifier trusts.
+pub async fn spawn_console_app(
+    config: impl FnOnce(&mut cedargate::console::ConsoleConfig),
+) -> (TestApp, Keys) {
+    let dev = cedargate::identity::devkey::DevKey::generate();
+    let keys_dir = tempfile::tempdir().unwrap();
+    let jwks = write_jwks(keys_dir.path(), &dev);
+    let pem = keys_dir.path().join("dev-key.pem");
+    std::fs::write(&pem, dev.to_pem().unwrap()).unwrap();
+    let mut jwt = cedargate::identity::JwtConfig::new(
+        cedargate::identity::JwksSource::File(jwks),
+        ISSUER,
+        vec![AUDIENCE.to_string()],
+    );
+    jwt.allow_dev_keys = true;
+    let identity = cedargate::config::IdentityConfig::Jwt(jwt);
+    let mut console_config = cedargate::console::ConsoleConfig::default();
+    config(&mut console_config);
+    let api: Arc<dyn cedargate::sidecar::Router> = Arc::new(cedargate::admin::AdminRoutes::new(
+        cedargate::retention::RetentionConfig::new("unused-archives".into()),
+        cedargate::clock::system(),
+    ));
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let console = cedargate::console::Console::build(&console_config, &identity, loopback, api)
+        .unwrap()
+        .expect("the console is on");
+    let app = spawn_routed(
+        |s| {
+            s.identity = identity;
+            s.audit.role = "admin".into();
+        },
+        |s| s,
+        Arc::new(cedargate::console::Routes::new(console)),
+    )
+    .await;
+    drop(keys_dir);
+    (app, Keys { dev })
+}
+
 /// The management API over a [`FlakyStore`] in front of the fixture store.
 pub async fn spawn_flaky_admin_app() -> (TestApp, Keys, Arc<FlakyStore>) {
     let mut flaky = None;

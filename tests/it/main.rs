@@ -11,6 +11,7 @@ mod avp_source;
 mod avp_standin;
 mod binaries;
 mod caddy;
+mod console;
 mod dynamodb_local;
 mod forward_auth;
 mod helpers;
