@@ -557,6 +557,7 @@ async fn the_openapi_document_covers_every_route() {
         ("/v1/tenants/{id}/usage", &["get"]),
         ("/v1/tenants/{id}/audit-logs", &["get"]),
         ("/v1/tenants/{id}/export", &["post"]),
+        ("/v1/tenants/{id}/access-check", &["post"]),
         ("/v1/tenants/{id}/policies", &["get"]),
         ("/v1/policy-templates", &["get"]),
         (

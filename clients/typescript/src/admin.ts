@@ -6,6 +6,8 @@
 
 import { Transport, failure, parse, type CallOptions, type Safety, type TransportOptions } from "./http.js";
 import type {
+  AccessCheck,
+  AccessCheckResult,
   AuditEvent,
   AuditLogPage,
   AuditLogQuery,
@@ -106,6 +108,19 @@ export class CedargateAdmin {
 
   async usage(id: string, opts?: CallOptions): Promise<Usage> {
     return this.get<Usage>(`/v1/tenants/${seg(id)}/usage`, opts);
+  }
+
+  /**
+   * What the policies decide for a user of the tenant (as described) doing
+   * `action` to a document or the tenant, and why: the determining
+   * policies' text, the reason. Needs `ViewAuditLogs`; records nothing.
+   */
+  async checkAccess(id: string, check: AccessCheck, opts?: CallOptions): Promise<AccessCheckResult> {
+    const { value } = await this.transport.json<AccessCheckResult>(
+      { method: "POST", path: `/v1/tenants/${seg(id)}/access-check`, body: check, safety: "idempotent" },
+      opts,
+    );
+    return value;
   }
 
   // Audit logs

@@ -163,6 +163,10 @@ export type TenantPolicyInput = components["schemas"]["TenantPolicyInput"];
 export type PolicyDefinition = components["schemas"]["PolicyDefinition"];
 /** An entity filling a template's slot. */
 export type EntityRef = components["schemas"]["EntityRef"];
+/** What `POST /v1/tenants/{id}/access-check` takes: a user of the tenant, an action, a document. */
+export type AccessCheck = components["schemas"]["AccessCheck"];
+/** The decision, its determining policies with their text, the reason; for `Search`, the search filter. */
+export type AccessCheckResult = components["schemas"]["AccessCheckResult"];
 export type PolicyList =
   paths["/v1/tenants/{id}/policies"]["get"]["responses"][200]["content"]["application/json"];
 export type DeletedPolicy =

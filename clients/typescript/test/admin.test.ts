@@ -95,6 +95,20 @@ describe("tenants", () => {
     assert.equal(counting.calls.length, 3);
   });
 
+  it("explains a decision, with the determining policy's text", async () => {
+    const r = await admin().checkAccess(
+      "acme",
+      { principal: { userId: "zoe", roles: ["viewer"], clearance: 0 }, action: "Read", documentId: "handbook" },
+      { token: carol },
+    );
+    assert.equal(r.decision, "Allow");
+    assert.ok(r.determiningPolicies.some((p) => p.text?.includes("permit")));
+    await assert.rejects(
+      admin().checkAccess("globex", { principal: { userId: "zoe" }, action: "Search" }, { token: carol }),
+      ForbiddenError,
+    );
+  });
+
   it("reports usage against limits", async () => {
     const usage = await admin().usage("acme", { token: carol });
     assert.equal(usage.tenantId, "acme");

@@ -351,6 +351,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/tenants/{id}/access-check": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Explain a decision: what the policies decide for a user of the tenant (user, roles, clearance as given) doing an action to one of its documents or to the tenant, with the determining policies' text and the reason
+         * @description Authorized by the Cedar action `ViewAuditLogs` on the tenant (it tells what the audit log would). The decision uses the same policies and data as the sidecar's, but is not recorded as a decision and counts no usage. A document is looked up in the tenant of the path; another tenant's path is refused exactly as a missing tenant's.
+         */
+        post: operations["checkAccess"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/search/changes": {
         parameters: {
             query?: never;
@@ -589,6 +609,33 @@ export interface components {
             recentEventIds?: string[];
             /** @description The billing integration suspended the tenant and reopens it when paid; an administrator's suspension is never lifted by a payment. */
             suspendedForPayment?: boolean;
+        };
+        AccessCheck: {
+            /** @description A user of the tenant as the identity provider describes them. */
+            principal: {
+                userId: string;
+                roles?: string[];
+                clearance?: number;
+            };
+            /** @description A Cedar action: `Read`, `Update`, `Delete`, `Share`, `Restore` need `documentId`; tenant actions (`Search`, `CreateDocument`, `ListDocuments`, `ViewUsage`, `ViewAuditLogs`, `Export`, …) must not have one. */
+            action: string;
+            documentId?: string;
+        };
+        AccessCheckResult: {
+            /** @enum {string} */
+            decision: "Allow" | "Deny";
+            determiningPolicies: {
+                policyId: string;
+                /** @description The policy as it is evaluated (a tenant's own with its confinement guard). */
+                text?: string | null;
+            }[];
+            /** @enum {string|null} */
+            reason?: "forbidden" | "no_permit" | "resource_not_found" | "tenant_not_found" | "store_unavailable" | "evaluation_error" | null;
+            message?: string | null;
+            errors: string[];
+            policyRevision: string;
+            /** @description For `Search`: what the principal's searches are filtered to (the search plan of `Read`): `kind` and the Kendra `AttributeFilter`. */
+            search?: Record<string, never> | null;
         };
     };
     responses: {
@@ -1361,6 +1408,37 @@ export interface operations {
             401: components["responses"]["Error"];
             403: components["responses"]["Error"];
             404: components["responses"]["Error"];
+            503: components["responses"]["Error"];
+        };
+    };
+    checkAccess: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AccessCheck"];
+            };
+        };
+        responses: {
+            /** @description The decision */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccessCheckResult"];
+                };
+            };
+            400: components["responses"]["Error"];
+            401: components["responses"]["Error"];
+            403: components["responses"]["Error"];
+            413: components["responses"]["Error"];
             503: components["responses"]["Error"];
         };
     };
