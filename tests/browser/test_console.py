@@ -81,7 +81,7 @@ def wait_for(condition, what: str, timeout: float = 10.0, interval: float = 0.1)
         time.sleep(interval)
 
 
-def holds_for(condition, what: str, secs: float, interval: float = 0.1) -> None:
+def holds_for(condition, what: str, secs: float, interval: float = 0.25) -> None:
     """Asserts `condition` stays truthy for `secs`."""
     deadline = time.monotonic() + secs
     while time.monotonic() < deadline:
@@ -192,7 +192,7 @@ client_id = "{CLIENT_ID}"
 
     def _spawn(self, name: str, argv: list) -> None:
         log = open(self.work / f"{name}.log", "wb")
-        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")}
+        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info"), "NO_COLOR": "1"}
         self.procs[name] = subprocess.Popen(
             [str(a) for a in argv], stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env
         )
@@ -206,7 +206,8 @@ client_id = "{CLIENT_ID}"
         path = self.work / f"{name}.log"
         if not path.exists():
             return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        text = re.sub(r"\x1b\[[0-9;]*m", "", path.read_text(errors="replace"))
+        return "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
         for p in self.procs.values():
@@ -255,6 +256,39 @@ def shares_of(doc: dict) -> set[str]:
 
 
 # ---- a browser ---------------------------------------------------------------
+
+
+# At phone width a responsive table's cell is a two-column grid: its label
+# (td::before, from data-label) on the left, its content on the right. This
+# lists content that landed in the label column instead (a cell with more
+# than one child flows the extra ones into the next grid row's first cell).
+MISPLACED_CELL_CONTENT = """
+const out = [];
+for (const td of document.querySelectorAll('table.responsive td[data-label]')) {
+  const cs = getComputedStyle(td);
+  if (cs.display !== 'grid') continue;
+  const labelColumn = parseFloat(cs.gridTemplateColumns.split(' ')[0]);
+  const valueColumn = td.getBoundingClientRect().left + parseFloat(cs.paddingLeft) + labelColumn;
+  for (const n of td.childNodes) {
+    let r;
+    if (n.nodeType === Node.ELEMENT_NODE) {
+      r = n.getBoundingClientRect();
+    } else if (n.nodeType === Node.TEXT_NODE && n.textContent.trim()) {
+      const range = document.createRange();
+      range.selectNodeContents(n);
+      r = range.getBoundingClientRect();
+    } else {
+      continue;
+    }
+    if (r.width === 0 || r.height === 0) continue;
+    if (r.left < valueColumn - 1) {
+      const what = (n.textContent || '').trim().replace(/\\s+/g, ' ').slice(0, 30);
+      out.push(`${td.dataset.label}: <${n.nodeName.toLowerCase()}> "${what}"`);
+    }
+  }
+}
+return out;
+"""
 
 
 def new_driver() -> webdriver.Chrome:
@@ -336,9 +370,19 @@ class Browser:
         if shots:
             self.shoot("idp-picker", console=False)
         Select(self.find("select#idp-user")).select_by_value(user)
+        # The issuer's redirect, the callback's and the console's own are
+        # followed before the next page has loaded.
         self.click_and_wait(self.find("button#idp-continue"))
-        wait_for(lambda: self.url.startswith(self.run.servers.admin + "/console/")
-                 and "/callback" not in self.url, f"{user} to land on the console")
+        landed = self.url.startswith(self.run.servers.admin + "/console/") and self.path() != "/console/callback"
+        assert landed, f"{user} did not land on the console: {self.url}: {self.page_text()}"
+
+    def page_text(self) -> str:
+        """The page's heading and first problem, for failure messages."""
+        problems = self.all("p.problem")
+        h1 = self.all("h1")
+        return " / ".join(
+            [h1[0].text if h1 else "(no h1)"] + ([problems[0].text] if problems else [])
+        )
 
     def csrf(self) -> str:
         return csrf_of(self.d.page_source)
@@ -353,9 +397,11 @@ class Browser:
             )
             self.viewport(w, min(max(h, full), MAX_SHOT_HEIGHT))
             if label == "phone" and console:
-                self.run.overflow[f"{name} ({self.path()})"] = self.d.execute_script(
+                page = f"{name} ({self.url.removeprefix(self.run.servers.admin)})"
+                self.run.overflow[page] = self.d.execute_script(
                     "return [document.documentElement.scrollWidth, window.innerWidth]"
                 )
+                self.run.misplaced[page] = self.d.execute_script(MISPLACED_CELL_CONTENT)
             self.d.save_screenshot(str(self.run.shots / f"{name}-{label}.png"))
         self.viewport(*SIZES["desktop"])
 
@@ -454,6 +500,7 @@ class Run:
         self.shots = shots
         self.browsers: dict[str, Browser] = {}
         self.overflow: dict[str, list[int]] = {}
+        self.misplaced: dict[str, list[str]] = {}
         self.unlabelled: dict[str, list[str]] = {}
 
     def browser(self, name: str) -> Browser:
@@ -555,9 +602,10 @@ def share_while_private(run: Run) -> None:
     s, b = run.servers, run.admin
     assert s.decide(ZOE_AUDITOR, "Read", "alice-notes") == "Deny", "denied before sharing"
     b.documents()
+    form = b.fill_share("alice-notes", "role", "auditor", "read")  # opens "Change"
     run.note_labels(b, "documents")
     b.shoot("documents")
-    b.submit(b.fill_share("alice-notes", "role", "auditor", "read"))
+    b.submit(form)
     assert b.notice() == "Shared.", f"notice: {b.notice()!r}"
     assert "role:auditor" in b.shares_listed("alice-notes")
     assert "role:auditor" in shares_of(s.document("acme", "alice-notes"))
@@ -858,6 +906,17 @@ def no_sideways_scroll(run: Run) -> None:
     assert widths == {SIZES['phone'][0]}, f"viewport widths at phone size: {widths}"
     bad = {page: f"scrollWidth {sw} > {w}" for page, (sw, w) in run.overflow.items() if sw > w + 1}
     assert not bad, f"pages wider than the phone: {bad}"
+
+
+@check("at phone width, table cells keep their content beside its label")
+def phone_table_cells(run: Run) -> None:
+    assert run.misplaced, "no pages were measured"
+    bad = {}
+    for page, found in run.misplaced.items():
+        if found:
+            examples = sorted(set(found))
+            bad[page] = f"{len(found)} misplaced: {examples[:6]}"
+    assert not bad, f"content in the label column: {bad}"
 
 
 @check("signing out ends the session: the old cookie is sent to the login page")

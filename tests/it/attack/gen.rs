@@ -555,7 +555,13 @@ pub fn admin(rng: &mut Rng, attackers: &[Attacker], n: usize, out: &mut Vec<Atte
             "@message(\"{}\") permit (principal, action, resource);", a.canary
         )}}})
         .to_string();
-        let (method, path, body): (&str, String, String) = match rng.below(20) {
+        let check = json!({
+            "principal": {"userId": a.user, "roles": ["admin"], "clearance": 3},
+            "action": "Read",
+            "documentId": d,
+        })
+        .to_string();
+        let (method, path, body): (&str, String, String) = match rng.below(21) {
             0 => ("GET", format!("/v1/tenants/{v}"), String::new()),
             1 => (
                 "PUT",
@@ -627,6 +633,7 @@ pub fn admin(rng: &mut Rng, attackers: &[Attacker], n: usize, out: &mut Vec<Atte
                 format!("/v1/tenants/{v}/policies/reach-next"),
                 String::new(),
             ),
+            19 => ("POST", format!("/v1/tenants/{v}/access-check"), check),
             _ => ("GET", "/v1/tenants?limit=500".into(), String::new()),
         };
         let mut headers = vec![
