@@ -23,6 +23,8 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`sidecar`]: the hyper 1 server of the native JSON API.
 //! - [`admin`]: the management REST API served by `cedargate-admin serve`.
+//! - [`console`]: the admin console's web pages (`/console/`), a client of
+//!   the management API: OIDC sign-in, sessions, CSRF.
 //! - [`app`]: assembly of a server (sidecar or admin) from its settings.
 //! - [`config`]: command-line and file configuration of the sidecar.
 //! - [`demo`]: demo data for `cedargate demo`.

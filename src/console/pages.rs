@@ -193,6 +193,15 @@ impl Ctx {
     }
 }
 
+/// A refusal the console makes itself, shaped like the API's.
+fn refusal(status: StatusCode, message: &str) -> Answer {
+    Answer {
+        status,
+        headers: Default::default(),
+        json: json!({ "error": { "code": "refused", "message": message } }),
+    }
+}
+
 /// An API message as a sentence.
 fn sentence(m: &str) -> String {
     let m = m.trim();
@@ -778,14 +787,7 @@ fn audit_filters(ctx: &Ctx) -> Result<String, String> {
 async fn audit(ctx: &Ctx, id: &str) -> Response<Body> {
     let filters = match audit_filters(ctx) {
         Ok(f) => f,
-        Err(e) => {
-            let a = Answer {
-                status: StatusCode::BAD_REQUEST,
-                headers: Default::default(),
-                json: json!({ "error": { "code": "invalid_time", "message": e } }),
-            };
-            return ctx.failure(&a).await;
-        }
+        Err(e) => return ctx.failure(&refusal(StatusCode::BAD_REQUEST, &e)).await,
     };
     let mut path = format!(
         "/v1/tenants/{}/audit-logs?limit={AUDIT_PAGE}&{filters}",
@@ -953,7 +955,7 @@ async fn verify_span(ctx: &Ctx, id: &str, shown: &[AuditEvent]) -> Markup {
 async fn audit_download(ctx: &Ctx, id: &str) -> Response<Body> {
     let filters = match audit_filters(ctx) {
         Ok(f) => f,
-        Err(_) => String::new(),
+        Err(e) => return ctx.failure(&refusal(StatusCode::BAD_REQUEST, &e)).await,
     };
     let ocsf = ctx.q("format") == Some("ocsf");
     let first = format!(
@@ -1039,12 +1041,7 @@ async fn access(ctx: &Ctx, id: &str) -> Response<Body> {
     } else {
         // Asking nothing yet: the page is still only for those who may ask.
         if !ctx.may("ViewAuditLogs", id).await {
-            let a = Answer {
-                status: StatusCode::FORBIDDEN,
-                headers: Default::default(),
-                json: Value::Null,
-            };
-            return ctx.failure(&a).await;
+            return ctx.failure(&refusal(StatusCode::FORBIDDEN, "")).await;
         }
         None
     };
@@ -1108,12 +1105,7 @@ async fn access(ctx: &Ctx, id: &str) -> Response<Body> {
 
 async fn export_page(ctx: &Ctx, id: &str) -> Response<Body> {
     if !ctx.may("Export", id).await {
-        let a = Answer {
-            status: StatusCode::FORBIDDEN,
-            headers: Default::default(),
-            json: Value::Null,
-        };
-        return ctx.failure(&a).await;
+        return ctx.failure(&refusal(StatusCode::FORBIDDEN, "")).await;
     }
     let body = html! {
         p { "An export holds the tenant's record, its documents' access records, its policies and its audit records, as NDJSON; `cedargate-admin import` reads it. It is recorded in the audit log." }

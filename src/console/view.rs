@@ -92,7 +92,7 @@ pub fn int(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -162,11 +162,10 @@ pub fn status_badge(status: &str) -> Markup {
 
 /// Usage against a limit, as a bar with the numbers beside it.
 pub fn meter(label: &str, used: u64, limit: u64, fmt: fn(u64) -> String) -> Markup {
-    let pct = if limit == 0 {
-        100
-    } else {
-        (used.saturating_mul(100) / limit).min(100)
-    };
+    let pct = used
+        .saturating_mul(100)
+        .checked_div(limit)
+        .map_or(100, |p| p.min(100));
     let kind = match pct {
         0..=79 => "ok",
         80..=99 => "warn",

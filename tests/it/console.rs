@@ -310,8 +310,10 @@ async fn every_console_action_is_refused_exactly_as_the_api_refuses_it() {
         "settings": {"dataRetentionDays": 30, "allowedFileTypes": []}});
     let doc = json!({"visibility": "private", "fileType": "pdf"});
 
+    // (console page, its form if posted, the API call it stands for)
+    type Fields<'a> = Option<Vec<(&'a str, &'a str)>>;
     type Api<'a> = (Method, &'a str, Vec<(&'a str, &'a str)>, Option<Value>);
-    let cases: Vec<(&str, Option<Vec<(&str, &str)>>, Api)> = vec![
+    let cases: Vec<(&str, Fields, Api)> = vec![
         (
             "/console/tenants",
             None,
