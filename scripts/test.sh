@@ -67,11 +67,15 @@ echo "== deploy/ checks (cfn-lint, kubernetes-validate, nginx -t, caddy validate
 deploy=ok
 scripts/check-deploy.sh 2>&1 | tee -a "$log" || deploy=FAILED
 
+echo "== the admin console in headless Chromium (OIDC sign-in, pages, CSRF, screenshots)"
+browser=ok
+scripts/test-browser.sh 2>&1 | tee -a "$log" || browser=FAILED
+
 echo "== TypeScript client, middleware and CDK constructs"
 typescript=ok
 scripts/test-typescript.sh 2>&1 | tee -a "$log" || typescript=FAILED
 # One closing line for the whole run.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed", p, f }' \
   "${log}"
-echo "; schemathesis: $schemathesis; boto3: $boto3; stripe: $stripe; deploy: $deploy; typescript: $typescript"
-[ "$schemathesis" = ok ] && [ "$boto3" = ok ] && [ "$stripe" = ok ] && [ "$deploy" = ok ] && [ "$typescript" = ok ]
+echo "; schemathesis: $schemathesis; boto3: $boto3; stripe: $stripe; deploy: $deploy; browser: $browser; typescript: $typescript"
+[ "$schemathesis" = ok ] && [ "$boto3" = ok ] && [ "$stripe" = ok ] && [ "$deploy" = ok ] && [ "$browser" = ok ] && [ "$typescript" = ok ]

@@ -874,6 +874,7 @@ async fn serve(args: AdminServeArgs) -> anyhow::Result<()> {
             }
         });
     }
+    let recovery_days = retention.recovery_days;
     let api: Arc<dyn cedargate::sidecar::Router> =
         Arc::new(AdminRoutes::new(retention, clock::system()).with_stripe(stripe));
     // The console is served on the API's own address (its redirect URI
@@ -885,7 +886,9 @@ async fn serve(args: AdminServeArgs) -> anyhow::Result<()> {
         {
             Some(c) => {
                 tracing::info!(url = %format!("http://{bound}/console/"), "admin console served");
-                Arc::new(cedargate::console::Routes::new(c))
+                Arc::new(cedargate::console::Routes::new(
+                    c.with_recovery_days(recovery_days),
+                ))
             }
             None => api,
         };

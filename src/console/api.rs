@@ -160,7 +160,32 @@ impl Api {
     }
 }
 
-/// A path segment or query value, percent-encoded.
+/// What [`enc`] escapes: everything but RFC 3986's unreserved characters.
+const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A path segment or query value, percent-encoded (a segment of only dots
+/// entirely, so it can never read as `.` or `..`).
 pub fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    if !s.is_empty() && s.bytes().all(|b| b == b'.') {
+        return "%2E".repeat(s.len());
+    }
+    percent_encoding::utf8_percent_encode(s, ESCAPED).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enc;
+
+    #[test]
+    fn segments_are_escaped_and_never_dot_segments() {
+        assert_eq!(enc("acme-co_1.x~"), "acme-co_1.x~");
+        assert_eq!(enc("a/b?c#d e"), "a%2Fb%3Fc%23d%20e");
+        assert_eq!(enc(".."), "%2E%2E");
+        assert_eq!(enc("."), "%2E");
+        assert_eq!(enc("Shared."), "Shared.");
+    }
 }

@@ -121,6 +121,8 @@ pub struct Console {
     secure: bool,
     /// The management API's router (without the console).
     api: Arc<dyn Router>,
+    /// The recovery window of tenants that set none, in days.
+    recovery_days: Option<u32>,
 }
 
 const SESSION_COOKIE: &str = "cedargate_console";
@@ -197,7 +199,15 @@ impl Console {
             dev,
             secure,
             api,
+            recovery_days: None,
         }))
+    }
+
+    /// The service's recovery window (`[retention] recovery_days`), shown
+    /// for tenants that set none.
+    pub fn with_recovery_days(mut self, days: u32) -> Self {
+        self.recovery_days = Some(days);
+        self
     }
 
     fn session_cookie_name(&self) -> &'static str {
@@ -343,6 +353,7 @@ impl Console {
             query,
             form,
             now: chrono::Utc::now(),
+            recovery_days: self.recovery_days,
         };
         let resp = pages::dispatch(&ctx, &method, &segs).await;
         if resp.status() == StatusCode::UNAUTHORIZED {

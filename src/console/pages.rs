@@ -32,6 +32,8 @@ pub(super) struct Ctx {
     pub query: HashMap<String, String>,
     pub form: HashMap<String, String>,
     pub now: DateTime<Utc>,
+    /// The service's recovery window, if known.
+    pub recovery_days: Option<u32>,
 }
 
 /// Actions a document's page can ask for.
@@ -472,9 +474,10 @@ async fn overview(ctx: &Ctx, id: &str) -> Response<Body> {
                     dt { "Created" } dd { (when(t.created_at, now)) }
                     dt { "Subscription since" } dd { (t.subscription.start_date.format("%-d %B %Y").to_string()) }
                     dt { "Recovery window" } dd {
-                        @match t.settings.recovery_window_days {
-                            Some(d) => { (int(u64::from(d))) " days for deleted documents" }
-                            None => { "the service's default for deleted documents" }
+                        @match (t.settings.recovery_window_days, ctx.recovery_days) {
+                            (Some(d), _) => { (int(u64::from(d))) " days for deleted documents" }
+                            (None, Some(d)) => { (int(u64::from(d))) " days for deleted documents (the service's default)" }
+                            (None, None) => { "the service's default for deleted documents" }
                         }
                     }
                     dt { "Retention" } dd { (int(u64::from(t.settings.data_retention_days))) " days after cancellation" }

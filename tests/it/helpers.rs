@@ -619,7 +619,8 @@ pub async fn spawn_console_app(
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let console = cedargate::console::Console::build(&console_config, &identity, loopback, api)
         .unwrap()
-        .expect("the console is on");
+        .expect("the console is on")
+        .with_recovery_days(30);
     let app = spawn_routed(
         |s| {
             s.identity = identity;
