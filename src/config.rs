@@ -327,6 +327,18 @@ impl Settings {
     }
 
     pub fn resolve(args: ServeArgs) -> Result<Self, ConfigError> {
+        let listen = DEFAULT_LISTEN
+            .parse()
+            .map_err(|e| ConfigError::Invalid(format!("{e}")))?;
+        Self::resolve_listening(args, listen)
+    }
+
+    /// [`Settings::resolve`] for a server whose address, unless the flags
+    /// or the file give one, is `default_listen` (`cedargate-admin`: 8181).
+    pub fn resolve_listening(
+        args: ServeArgs,
+        default_listen: SocketAddr,
+    ) -> Result<Self, ConfigError> {
         let file = read_file(args.config.as_deref())?;
         let store = match (args.store.clone(), file.store.clone()) {
             (Some(s), _) => s,
@@ -354,9 +366,7 @@ impl Settings {
             .unwrap_or_else(|| "schemas".into());
         let mut s = Settings::trusted(store, &policy_dir, &schema_dir);
         s.identity = identity;
-        if let Some(listen) = args.listen.or(file.listen) {
-            s.listen = listen;
-        }
+        s.listen = args.listen.or(file.listen).unwrap_or(default_listen);
         if let Some(ms) = args.cache_ttl_ms.or(file.cache.ttl_ms) {
             s.cache.ttl = Duration::from_millis(ms);
         }

@@ -818,13 +818,11 @@ async fn decrypt_archive(
 
 async fn serve(args: AdminServeArgs) -> anyhow::Result<()> {
     let AdminServeArgs {
-        serve: mut args,
+        serve: args,
         no_console,
     } = args;
-    if args.listen.is_none() {
-        args.listen = Some(DEFAULT_LISTEN.parse()?);
-    }
-    let mut settings = Settings::resolve(args)?;
+    // The flags' or the file's address, else the management API's own.
+    let mut settings = Settings::resolve_listening(args, DEFAULT_LISTEN.parse()?)?;
     settings.audit.role = "admin".into();
     if no_console {
         settings.console.enabled = false;

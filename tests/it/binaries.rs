@@ -369,7 +369,8 @@ async fn admin_migrates_and_imports_into_dynamodb() {
 }
 
 /// `cedargate-admin serve` with `[retention] interval_secs` runs the job
-/// by itself, and stops it on SIGTERM.
+/// by itself, and stops it on SIGTERM. (`--no-console`: the console's
+/// paths are the API's 404; scripts/test-browser.sh uses the console.)
 #[tokio::test]
 async fn admin_serve_runs_retention_on_schedule() {
     let dir = tempfile::tempdir().unwrap();
@@ -395,7 +396,7 @@ async fn admin_serve_runs_retention_on_schedule() {
     )
     .unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cedargate-admin"))
-        .args(["serve", "--config"])
+        .args(["serve", "--no-console", "--config"])
         .arg(&config)
         .kill_on_drop(true)
         .stdout(std::process::Stdio::null())
@@ -414,6 +415,13 @@ async fn admin_serve_runs_retention_on_schedule() {
         .unwrap()
         .unwrap();
     assert!(canc.cancelled_at.is_some(), "its retention period started");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let get = || {
+        cedargate::sidecar::client::send_with(addr, hyper::Method::GET, "/console/login", &[], "")
+    };
+    crate::helpers::eventually("the server to listen", || async { get().await.is_ok() }).await;
+    let r = get().await.unwrap();
+    assert_eq!(r.status, hyper::StatusCode::NOT_FOUND, "{}", r.body);
     let pid = child.id().unwrap();
     std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])

@@ -199,7 +199,8 @@ async fn sign_in_keeps_a_server_side_session_until_sign_out() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert!(r.body.contains("Usage and limits"), "{}", r.body);
     assert!(
-        r.body.contains("30 days for deleted documents (the service&#39;s default)")
+        r.body
+            .contains("30 days for deleted documents (the service&#39;s default)")
             || r.body.contains("days for deleted documents"),
         "the recovery window is stated: {}",
         r.body
