@@ -147,7 +147,16 @@ impl Ctx {
         let (code, message) = answer.error().unwrap_or_default();
         let (title, text): (&str, String) = match answer.status {
             StatusCode::UNAUTHORIZED => {
-                return redirect("/console/login", &[]);
+                // The API no longer accepts the session's token (expired,
+                // or its key was withdrawn): the session ends with this page.
+                return html_page(
+                    StatusCode::UNAUTHORIZED,
+                    view::problem(
+                        None,
+                        "Signed out",
+                        "Your sign-in has expired. Sign in again, then repeat what you were doing.",
+                    ),
+                );
             }
             StatusCode::FORBIDDEN => (
                 "Not allowed",
