@@ -1051,15 +1051,36 @@ async fn access(ctx: &Ctx, id: &str) -> Response<Body> {
             ctx.api.call(Method::POST, &path, &[], Some(body))
         ))
     } else {
-        // Asking nothing yet: the page is still only for those who may ask.
-        if !ctx.may("ViewAuditLogs", id).await {
-            return ctx.failure(&refusal(StatusCode::FORBIDDEN, "")).await;
-        }
         None
     };
+    // Users as the audit log last saw them (roles and clearance come from
+    // their tokens, so the store has no other record of them). Reading it
+    // is also what the page needs permission for.
+    let seen = answer!(
+        ctx,
+        ctx.api
+            .get(&format!("/v1/tenants/{}/audit-logs?limit=1000", enc(id)))
+    );
+    let users = recent_users(&seen.json);
+    let now = ctx.now;
+    let base = format!("/console/t/{}/access", enc(id));
     let q = |k: &str| ctx.q(k).unwrap_or_default().to_string();
     let body = html! {
         p.muted { "Why may (or may not) a user do something? Describe the user as your identity provider does; the decision is the policies' own, with the same data." }
+        @if !users.is_empty() {
+            details.card id="recent-users" open[result.is_none()] {
+                summary { "Pick a user the audit log has seen" }
+                ul {
+                    @for u in &users {
+                        li {
+                            a href=(format!("{base}?user={}&roles={}&clearance={}", enc(&u.id), enc(&u.roles.join(",")), u.clearance)) { (u.id) }
+                            " — " (if u.roles.is_empty() { "no roles".to_string() } else { u.roles.join(", ") })
+                            ", clearance " (u.clearance) " · " span.muted { "seen " (when(u.seen, now)) }
+                        }
+                    }
+                }
+            }
+        }
         form.filters method="get" action=(format!("/console/t/{}/access", enc(id))) id="access-form" {
             label { "User id" input name="user" required value=(q("user")); }
             label { "Roles (comma-separated)" input name="roles" value=(q("roles")) placeholder="viewer"; }
@@ -1111,6 +1132,44 @@ async fn access(ctx: &Ctx, id: &str) -> Response<Body> {
         }
     };
     ctx.page(Some(id), "access", "Access checker", body).await
+}
+
+/// A user as their latest decision record describes them.
+struct SeenUser {
+    id: String,
+    roles: Vec<String>,
+    clearance: u64,
+    seen: DateTime<Utc>,
+}
+
+/// The distinct users of decision records (newest first), at most 50.
+fn recent_users(page: &Value) -> Vec<SeenUser> {
+    let events: Vec<AuditEvent> =
+        serde_json::from_value(page["events"].clone()).unwrap_or_default();
+    let mut out: Vec<SeenUser> = Vec::new();
+    for e in events {
+        let Some(id) = e.user_id else { continue };
+        if e.details.get("kind").and_then(Value::as_str) != Some("decision")
+            || out.iter().any(|u| u.id == id)
+        {
+            continue;
+        }
+        out.push(SeenUser {
+            id,
+            roles: e.details["roles"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.as_str().map(String::from))
+                .collect(),
+            clearance: e.details["clearance"].as_u64().unwrap_or(0),
+            seen: e.timestamp,
+        });
+        if out.len() == 50 {
+            break;
+        }
+    }
+    out
 }
 
 // ---- export ----------------------------------------------------------------

@@ -644,6 +644,24 @@ async fn a_tenant_admin_shares_deletes_restores_and_sees_it_in_the_audit_log() {
         "the determining policy is named"
     );
     assert!(page.body.contains("permit"), "and its text shown");
+    // Users the audit log has seen (here: a sidecar's decision record about
+    // zoe) are offered with their roles and clearance.
+    let mut seen = cedargate::audit::AuditEvent::new(
+        "decision-of-zoe",
+        chrono::Utc::now(),
+        "t1",
+        "Read",
+        "CedarGate::Document::\"d-priv\"",
+        json!({"kind": "decision", "decision": "Allow", "roles": ["auditor"], "clearance": 0}),
+    );
+    seen.user_id = Some("zoe".into());
+    cedargate::audit::Chains::new("sidecar-elsewhere").stamp(&mut seen, &mut Default::default());
+    app.store.put_audit(&[seen]).await.unwrap();
+    let page = b.get("/console/t/t1/access").await.body;
+    assert!(
+        page.contains("/console/t/t1/access?user=zoe&amp;roles=auditor&amp;clearance=0"),
+        "{page}"
+    );
     let page = b
         .get("/console/t/t1/access?user=zoe&roles=auditor&action=Search")
         .await;
