@@ -5,7 +5,7 @@
 # document), alternating, ROUNDS times; then a fixed-rate run of the
 # default configuration. Prints one table with ratios. Loopback only;
 # bounded in time (about 4 minutes at the defaults).
-#   scripts/bench-compare.sh [DURATION] [CONNECTIONS] [ROUNDS]
+#   [MIGRATE=1] scripts/bench-compare.sh [DURATION] [CONNECTIONS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-8s}
@@ -20,6 +20,11 @@ pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
 "$bin/cedargate-admin" import --store "sqlite:$work/store.db" --audit-spool "$work/spool" demo/data.json >/dev/null
+# MIGRATE=1: the store as production runs it, after `cedargate-admin
+# migrate` (the audit filter indexes, which the drain maintains too).
+if [ "${MIGRATE:-0}" = 1 ]; then
+  "$bin/cedargate-admin" migrate --store "sqlite:$work/store.db" --audit-spool "$work/spool" >/dev/null
+fi
 "$bin/cedargate" token keygen --dir "$work/keys" >/dev/null
 token=$("$bin/cedargate" token mint --key "$work/keys/dev-key.pem" --sub dave --tenant acme --groups editor --clearance 1 --ttl-secs 3600)
 trusted_body='{"principal":{"id":"dave","tenant":"acme","roles":["editor"],"clearance":1},"action":"Read","resource":{"type":"Document","id":"q3-report"}}'
