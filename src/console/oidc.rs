@@ -187,24 +187,12 @@ impl Oidc {
 /// GET (no form) or POST a form; `https`, or `http` to a loopback host.
 async fn request(url: &str, form: Option<String>, basic: Option<&str>) -> Result<Bytes, String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-    let loopback = uri.host().is_some_and(|h| {
-        h == "localhost"
-            || h.trim_matches(['[', ']'])
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-    });
-    if !(uri.scheme_str() == Some("https") || (uri.scheme_str() == Some("http") && loopback)) {
+    if !crate::identity::acceptable_idp_url(&uri) {
         return Err(format!(
             "{url} must use https (http only for a loopback host)"
         ));
     }
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, Full<Bytes>>(https);
+    let client = crate::identity::idp_client::<Full<Bytes>>();
     let mut req = hyper::Request::builder()
         .uri(uri)
         .header(hyper::header::ACCEPT, "application/json");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use http_body_util::BodyExt as _;
-use hyper::header::{HeaderName, HeaderValue, CONTENT_DISPOSITION, CONTENT_TYPE, ETAG, IF_MATCH};
+use hyper::header::{HeaderValue, CONTENT_DISPOSITION, CONTENT_TYPE, ETAG, IF_MATCH};
 use hyper::{Method, Response, StatusCode};
 use maud::{html, Markup};
 use serde_json::{json, Value};
@@ -1004,28 +1004,8 @@ async fn audit_download(ctx: &Ctx, id: &str) -> Response<Body> {
             }
         }
     });
-    let mut resp = Response::new(body);
-    let h = resp.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
-    let name = format!(
-        "attachment; filename=\"audit-{}{}.ndjson\"",
-        id.replace(
-            |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
-            "_"
-        ),
-        if ocsf { "-ocsf" } else { "" }
-    );
-    if let Ok(v) = HeaderValue::from_str(&name) {
-        h.insert(CONTENT_DISPOSITION, v);
-    }
-    h.insert(
-        hyper::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    resp
+    let name = format!("audit-{id}{}", if ocsf { "-ocsf" } else { "" });
+    download(body, &name)
 }
 
 // ---- access checker --------------------------------------------------------
@@ -1221,27 +1201,35 @@ async fn export(ctx: &Ctx, id: &str) -> Response<Body> {
             }
         }
     });
-    let mut out = Response::new(body);
-    let h = out.headers_mut();
+    download(body, &format!("tenant-{id}-export"))
+}
+
+/// A streamed NDJSON body as a file to save: `name` (made safe) `.ndjson`.
+fn download(body: Body, name: &str) -> Response<Body> {
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
     h.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/x-ndjson"),
     );
-    let name = format!(
-        "attachment; filename=\"tenant-{}-export.ndjson\"",
-        id.replace(
-            |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
-            "_"
-        )
-    );
-    if let Ok(v) = HeaderValue::from_str(&name) {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}.ndjson\"")) {
         h.insert(CONTENT_DISPOSITION, v);
     }
     h.insert(
-        HeaderName::from_static("cache-control"),
+        hyper::header::CACHE_CONTROL,
         HeaderValue::from_static("no-store"),
     );
-    out
+    resp
 }
 
 #[cfg(test)]

@@ -142,25 +142,44 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether the identity provider may be reached at `uri`: `https`, or
+/// plain `http` to a loopback host only.
+pub(crate) fn acceptable(uri: &hyper::Uri) -> bool {
+    uri.scheme_str() == Some("https")
+        || (uri.scheme_str() == Some("http") && uri.host().is_some_and(is_loopback))
+}
+
+/// The HTTP client for the identity provider: rustls with the webpki
+/// roots, HTTP/1.
+pub(crate) fn client<B>() -> hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    B,
+>
+where
+    B: hyper::body::Body + Send,
+    B::Data: Send,
+{
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https)
+}
+
 async fn fetch_url(url: &str) -> Result<Bytes, JwksError> {
     let err = |message: String| JwksError::Read {
         source_name: url.to_string(),
         message,
     };
     let uri: hyper::Uri = url.parse().map_err(|e| err(format!("{e}")))?;
-    let secure = uri.scheme_str() == Some("https");
-    let loopback_http = uri.scheme_str() == Some("http") && uri.host().is_some_and(is_loopback);
-    if !(secure || loopback_http) {
+    if !acceptable(&uri) {
         return Err(JwksError::Insecure(url.to_string()));
     }
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, Empty<Bytes>>(https);
-    let resp = client.get(uri).await.map_err(|e| err(e.to_string()))?;
+    let resp = client::<Empty<Bytes>>()
+        .get(uri)
+        .await
+        .map_err(|e| err(e.to_string()))?;
     if !resp.status().is_success() {
         return Err(err(format!("HTTP {}", resp.status())));
     }

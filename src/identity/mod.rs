@@ -20,6 +20,7 @@ use lru::LruCache;
 use parking_lot::Mutex;
 
 pub use claims::ClaimNames;
+pub(crate) use jwks::{acceptable as acceptable_idp_url, client as idp_client};
 pub use jwks::{JwksError, JwksSource, KeySet};
 
 use crate::authz::entities::Principal;
