@@ -239,13 +239,7 @@ macro_rules! answer {
 
 pub(super) async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str]) -> Response<Body> {
     match (method, segs) {
-        (&Method::GET, []) => {
-            if ctx.may("ListTenants", ctx.own().as_str()).await {
-                redirect("/console/tenants", &[])
-            } else {
-                redirect(&format!("/console/t/{}", enc(ctx.own().as_str())), &[])
-            }
-        }
+        (&Method::GET, []) => home(ctx).await,
         (&Method::GET, ["tenants"]) => tenants(ctx).await,
         (&Method::POST, ["tenants"]) => create_tenant(ctx).await,
         (&Method::GET, ["t", id]) => overview(ctx, id).await,
@@ -264,6 +258,30 @@ pub(super) async fn dispatch(ctx: &Ctx, method: &Method, segs: &[&str]) -> Respo
                 view::problem(Some(&nav), "Not found", "There is no such page."),
             )
         }
+    }
+}
+
+/// Where a signed-in user starts: the tenants (platform administrators),
+/// else the first section of their own tenant they may use; with none, a
+/// page that says so.
+async fn home(ctx: &Ctx) -> Response<Body> {
+    let nav = ctx.nav(None, "").await;
+    match nav.links.first() {
+        Some((_, href, _)) => redirect(href, &[]),
+        None => html_page(
+            StatusCode::OK,
+            view::page(
+                "Nothing to manage",
+                Some(&nav),
+                None,
+                html! {
+                    p id="no-sections" {
+                        "You are signed in, but your roles give you nothing to see or manage here. "
+                        "If you need to, ask your organisation's administrator."
+                    }
+                },
+            ),
+        ),
     }
 }
 

@@ -300,6 +300,9 @@ async fn forms_without_the_session_csrf_token_are_refused() {
 async fn every_console_action_is_refused_exactly_as_the_api_refuses_it() {
     let (app, keys) = spawn_console_app(|_| {}).await;
     let viewer = sign_in(&app, "t1", "victor", "viewer").await;
+    let home = viewer.get("/console/").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(home.body.contains("id=\"no-sections\""), "{}", home.body);
     let token = keys.token("victor", "t1", &["viewer"], |_| {});
     let admin = keys.token("root", "t1", &["admin"], |_| {});
     let etag = call(&app, &admin, Method::GET, "/v1/tenants/t1", &[], None)
