@@ -784,6 +784,64 @@ mod tests {
         assert!(!same_origin(&h));
     }
 
+    fn console_on(listen: &str, secure: Option<bool>) -> Console {
+        let api: Arc<dyn Router> = Arc::new(crate::admin::AdminRoutes::new(
+            crate::retention::RetentionConfig::new("unused".into()),
+            crate::clock::system(),
+        ));
+        let config = ConsoleConfig {
+            secure_cookies: secure,
+            ..ConsoleConfig::default()
+        };
+        Console::build(
+            &config,
+            &IdentityConfig::Trusted,
+            listen.parse().unwrap(),
+            api,
+        )
+        .unwrap()
+        .expect("on by default")
+    }
+
+    #[test]
+    fn cookies_are_secure_and_host_bound_unless_served_on_loopback() {
+        let public = console_on("0.0.0.0:8181", None);
+        let c = public.cookie(public.session_cookie_name(), "v", None);
+        assert_eq!(
+            c,
+            "__Host-cedargate_console=v; Path=/; HttpOnly; SameSite=Lax; Secure"
+        );
+        let local = console_on("127.0.0.1:8181", None);
+        let c = local.cookie(local.session_cookie_name(), "v", Some(0));
+        assert_eq!(
+            c,
+            "cedargate_console=v; Path=/console/; HttpOnly; SameSite=Lax; Max-Age=0"
+        );
+        let forced = console_on("127.0.0.1:8181", Some(true));
+        assert!(forced
+            .cookie(OIDC_COOKIE, "s", Some(600))
+            .contains("; Secure"));
+    }
+
+    #[test]
+    fn turned_off_it_is_not_built() {
+        let api: Arc<dyn Router> = Arc::new(crate::admin::AdminRoutes::new(
+            crate::retention::RetentionConfig::new("unused".into()),
+            crate::clock::system(),
+        ));
+        let off = ConsoleConfig {
+            enabled: false,
+            ..ConsoleConfig::default()
+        };
+        let built = Console::build(
+            &off,
+            &IdentityConfig::Trusted,
+            "127.0.0.1:1".parse().unwrap(),
+            api,
+        );
+        assert!(matches!(built, Ok(None)));
+    }
+
     #[test]
     fn config_is_checked() {
         let mut c = ConsoleConfig::default();
