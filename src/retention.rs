@@ -118,6 +118,13 @@ fn days(n: u32) -> chrono::Duration {
     chrono::Duration::days(i64::from(n))
 }
 
+/// When a tenant cancelled at `at` with `retention_days` is purged; none
+/// if that is past the end of time (a record from before the retention
+/// period was bounded): never.
+pub fn purge_due(at: DateTime<Utc>, retention_days: u32) -> Option<DateTime<Utc>> {
+    at.checked_add_signed(days(retention_days))
+}
+
 /// The default archive directory: next to a SQLite store's file, else in
 /// the working directory.
 pub fn default_archive_dir(store: &StoreUrl) -> PathBuf {
@@ -386,7 +393,10 @@ impl Run<'_> {
             match t.cancelled_at {
                 // Its period starts now; expired documents still go.
                 None => self.start_retention(t.clone(), report).await?,
-                Some(at) if at + days(t.settings.data_retention_days) <= self.now => {
+                Some(at)
+                    if purge_due(at, t.settings.data_retention_days)
+                        .is_some_and(|due| due <= self.now) =>
+                {
                     return self.purge_tenant(t, report).await;
                 }
                 Some(_) => {}

@@ -4,8 +4,9 @@
 //! tenant's documents or on the tenant, with the determining policies'
 //! text and the reason; for `Search`, also what that principal's searches
 //! are filtered to (the search plan of `Read`). Asking is
-//! `ViewAuditLogs` on the tenant: it tells what the audit log would.
-//! Nothing is recorded as a decision, and no usage is counted.
+//! `ViewAuditLogs` on the tenant: it tells what the audit log would (the
+//! policies' text only to those who may also `ViewPolicies`). Nothing is
+//! recorded or counted as a decision, and no usage is counted.
 
 use hyper::body::Incoming;
 use hyper::Request;
@@ -72,17 +73,21 @@ pub(super) async fn check(
         },
         context: Value::Null,
     };
-    let snapshot = state.engine.policies().load_full();
-    let d = state.engine.decide(&request).await?;
+    let (d, snapshot) = state.engine.decide_quietly(&request).await?;
     if d.reason == Some(DenyReason::StoreUnavailable) {
         return Err(super::unavailable());
     }
+    // The policies' text only for those who may read the policies.
+    let texts = authorize(state, caller, "ViewPolicies", tenant)
+        .await
+        .is_ok();
     let mut policies = Vec::with_capacity(d.determining_policies.len());
     for id in &d.determining_policies {
-        policies.push(json!({
-            "policyId": id,
-            "text": state.engine.policy_text(&snapshot, id).await,
-        }));
+        let text = match texts {
+            true => state.engine.policy_text(&snapshot, id).await,
+            false => None,
+        };
+        policies.push(json!({ "policyId": id, "text": text }));
     }
     // A search's results are the documents the principal may read.
     let search = if body.action == "Search" {

@@ -169,8 +169,10 @@ pub fn validate(t: &Tenant) -> Result<(), ApiError> {
             KNOWN_FEATURES.join(", ")
         ));
     }
-    if t.settings.data_retention_days == 0 {
-        return bad("`settings.dataRetentionDays` must be at least 1".into());
+    if !(1..=MAX_RETENTION_DAYS).contains(&t.settings.data_retention_days) {
+        return bad(format!(
+            "`settings.dataRetentionDays` must be 1 to {MAX_RETENTION_DAYS}"
+        ));
     }
     if t.settings.recovery_window_days.is_some_and(|d| d > 3650) {
         return bad("`settings.recoveryWindowDays` must be at most 3650".into());
@@ -258,6 +260,10 @@ async fn create(
     }
     Ok(resp)
 }
+
+/// The longest data retention period a tenant may have, in days (100
+/// years; the audit trail keeps its own 7 years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
 
 /// The ids a tenant operation's audit record names.
 fn target(id: &TenantId) -> Value {

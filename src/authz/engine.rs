@@ -285,6 +285,20 @@ impl Engine {
         result
     }
 
+    /// Decides like [`Engine::decide`] without counting the decision
+    /// anywhere (metrics, the tenant's decisions and queries): for
+    /// questions asked about a decision rather than for one — the
+    /// console's navigation, the access checker. Also returns the policy
+    /// snapshot it used.
+    pub async fn decide_quietly(
+        &self,
+        req: &AuthzRequest,
+    ) -> Result<(Decision, Arc<PolicySnapshot>), AuthzError> {
+        let snapshot = self.policies.load_full();
+        let d = self.decide_with(&snapshot, req).await?;
+        Ok((d, snapshot))
+    }
+
     async fn decide_with(
         &self,
         snapshot: &PolicySnapshot,

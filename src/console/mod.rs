@@ -14,8 +14,9 @@
 //! JWKS file), a user picker that mints a development token. Either way the
 //! token is checked by the API's verifier and kept in a server-side session
 //! ([`session`]); the browser holds only a random cookie (`HttpOnly`,
-//! `SameSite=Lax`, `Secure` unless served on loopback). Every
-//! state-changing form carries the session's CSRF token.
+//! `SameSite=Lax`; `Secure` and `__Host-` when browsers reach the console
+//! over https). Every state-changing form carries the session's CSRF
+//! token.
 
 pub mod api;
 pub mod oidc;
@@ -126,7 +127,6 @@ pub struct Console {
 }
 
 const SESSION_COOKIE: &str = "cedargate_console";
-const SECURE_SESSION_COOKIE: &str = "__Host-cedargate_console";
 const OIDC_COOKIE: &str = "cedargate_oidc";
 const LOGIN_COOKIE: &str = "cedargate_login";
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -144,7 +144,14 @@ impl Console {
             return Ok(None);
         }
         config.check()?;
-        let secure = config.secure_cookies.unwrap_or(!listen.ip().is_loopback());
+        // Browsers reach the console at `public_url` when it is set (a TLS
+        // proxy in front of a loopback listener, say), else at `listen`.
+        let secure = config
+            .secure_cookies
+            .unwrap_or_else(|| match &config.public_url {
+                Some(url) => url.starts_with("https://"),
+                None => !listen.ip().is_loopback(),
+            });
         let public_url = config
             .public_url
             .clone()
@@ -210,24 +217,28 @@ impl Console {
         self
     }
 
-    fn session_cookie_name(&self) -> &'static str {
+    /// A cookie's name as set: with `Secure` cookies, the `__Host-` prefix,
+    /// so no other host (a sibling subdomain) can set or shadow it.
+    fn cookie_name(&self, base: &str) -> String {
         if self.secure {
-            SECURE_SESSION_COOKIE
+            format!("__Host-{base}")
         } else {
-            SESSION_COOKIE
+            base.to_string()
         }
     }
 
-    fn cookie(&self, name: &str, value: &str, max_age: Option<u64>) -> String {
-        let path = if name.starts_with("__Host-") {
-            "/"
+    fn session_cookie_name(&self) -> String {
+        self.cookie_name(SESSION_COOKIE)
+    }
+
+    /// `Set-Cookie` for `base` (named by [`Console::cookie_name`]).
+    fn cookie(&self, base: &str, value: &str, max_age: Option<u64>) -> String {
+        let name = self.cookie_name(base);
+        let mut c = if self.secure {
+            format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Secure")
         } else {
-            "/console/"
+            format!("{name}={value}; Path=/console/; HttpOnly; SameSite=Lax")
         };
-        let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
-        if self.secure {
-            c.push_str("; Secure");
-        }
         if let Some(age) = max_age {
             c.push_str(&format!("; Max-Age={age}"));
         }
@@ -307,7 +318,7 @@ impl Console {
             }
             _ => {}
         }
-        let cookie = cookies.get(self.session_cookie_name());
+        let cookie = cookies.get(&self.session_cookie_name());
         let Some(session) = cookie.and_then(|c| self.sessions.get(c)) else {
             return match method {
                 Method::GET => redirect("/console/login", &[]),
@@ -338,7 +349,7 @@ impl Console {
             if let Some(c) = cookie {
                 self.sessions.remove(c);
             }
-            let clear = self.clear_cookie(self.session_cookie_name());
+            let clear = self.clear_cookie(SESSION_COOKIE);
             return redirect("/console/login?signed_out=1", &[clear]);
         }
         let ctx = pages::Ctx {
@@ -486,7 +497,9 @@ impl Console {
         let (Some(st), Some(code)) = (query.get("state"), query.get("code")) else {
             return failed("The sign-in answer is incomplete. Sign in again.");
         };
-        let bound = cookies.get(OIDC_COOKIE).is_some_and(|c| same(c, st));
+        let bound = cookies
+            .get(&self.cookie_name(OIDC_COOKIE))
+            .is_some_and(|c| same(c, st));
         if !bound {
             return failed("This sign-in was not started in this browser. Sign in again.");
         }
@@ -519,7 +532,10 @@ impl Console {
             return not_found_page();
         };
         let sent = form.get("login").map(String::as_str).unwrap_or_default();
-        if !cookies.get(LOGIN_COOKIE).is_some_and(|c| same(c, sent)) {
+        if !cookies
+            .get(&self.cookie_name(LOGIN_COOKIE))
+            .is_some_and(|c| same(c, sent))
+        {
             return html_page(
                 StatusCode::FORBIDDEN,
                 view::problem(
@@ -613,7 +629,7 @@ impl Console {
             .and_then(serde_json::Value::as_i64)
             .unwrap_or(0);
         let id = self.sessions.create(token.to_string(), principal, exp);
-        Ok(self.cookie(self.session_cookie_name(), &id, None))
+        Ok(self.cookie(SESSION_COOKIE, &id, None))
     }
 }
 
@@ -784,13 +800,14 @@ mod tests {
         assert!(!same_origin(&h));
     }
 
-    fn console_on(listen: &str, secure: Option<bool>) -> Console {
+    fn console_on(listen: &str, secure: Option<bool>, public_url: Option<&str>) -> Console {
         let api: Arc<dyn Router> = Arc::new(crate::admin::AdminRoutes::new(
             crate::retention::RetentionConfig::new("unused".into()),
             crate::clock::system(),
         ));
         let config = ConsoleConfig {
             secure_cookies: secure,
+            public_url: public_url.map(String::from),
             ..ConsoleConfig::default()
         };
         Console::build(
@@ -805,21 +822,30 @@ mod tests {
 
     #[test]
     fn cookies_are_secure_and_host_bound_unless_served_on_loopback() {
-        let public = console_on("0.0.0.0:8181", None);
-        let c = public.cookie(public.session_cookie_name(), "v", None);
+        let public = console_on("0.0.0.0:8181", None, None);
         assert_eq!(
-            c,
+            public.cookie(SESSION_COOKIE, "v", None),
             "__Host-cedargate_console=v; Path=/; HttpOnly; SameSite=Lax; Secure"
         );
-        let local = console_on("127.0.0.1:8181", None);
-        let c = local.cookie(local.session_cookie_name(), "v", Some(0));
         assert_eq!(
-            c,
+            public.cookie(OIDC_COOKIE, "s", Some(600)),
+            "__Host-cedargate_oidc=s; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=600"
+        );
+        let local = console_on("127.0.0.1:8181", None, None);
+        assert_eq!(
+            local.cookie(SESSION_COOKIE, "v", Some(0)),
             "cedargate_console=v; Path=/console/; HttpOnly; SameSite=Lax; Max-Age=0"
         );
-        let forced = console_on("127.0.0.1:8181", Some(true));
+        // Behind a TLS proxy on loopback: the public URL decides.
+        let proxied = console_on(
+            "127.0.0.1:8181",
+            None,
+            Some("https://admin.example.com/console/"),
+        );
+        assert_eq!(proxied.session_cookie_name(), "__Host-cedargate_console");
+        let forced = console_on("127.0.0.1:8181", Some(true), None);
         assert!(forced
-            .cookie(OIDC_COOKIE, "s", Some(600))
+            .cookie(LOGIN_COOKIE, "s", Some(600))
             .contains("; Secure"));
     }
 

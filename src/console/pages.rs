@@ -78,8 +78,8 @@ impl Ctx {
             context: Value::Null,
         };
         matches!(
-            self.state.engine.decide(&request).await,
-            Ok(d) if d.decision == Effect::Allow
+            self.state.engine.decide_quietly(&request).await,
+            Ok((d, _)) if d.decision == Effect::Allow
         )
     }
 
@@ -136,7 +136,7 @@ impl Ctx {
         let nav = self.nav(tenant, current).await;
         html_page(
             StatusCode::OK,
-            view::page(title, Some(&nav), self.q("notice"), body),
+            view::page(title, Some(&nav), self.q("notice").and_then(notice), body),
         )
     }
 
@@ -202,6 +202,21 @@ impl Ctx {
             ),
         )
     }
+}
+
+/// The words of a notice a redirect names by code (a link cannot put
+/// text of its own on a console page).
+fn notice(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "created" => "Tenant created.",
+        "status" => "Status changed.",
+        "visibility" => "Visibility changed.",
+        "shared" => "Shared.",
+        "unshared" => "No longer shared.",
+        "deleted" => "Deleted. It can be restored from Recently deleted.",
+        "restored" => "Restored.",
+        _ => return None,
+    })
 }
 
 /// A refusal the console makes itself, shaped like the API's.
@@ -437,10 +452,7 @@ async fn create_tenant(ctx: &Ctx) -> Response<Body> {
         ctx,
         ctx.api.call(Method::POST, "/v1/tenants", &[], Some(body))
     );
-    redirect(
-        &format!("/console/t/{}?notice={}", enc(&id), enc("Tenant created.")),
-        &[],
-    )
+    redirect(&format!("/console/t/{}?notice=created", enc(&id)), &[])
 }
 
 async fn overview(ctx: &Ctx, id: &str) -> Response<Body> {
@@ -512,7 +524,10 @@ async fn overview(ctx: &Ctx, id: &str) -> Response<Body> {
                         dt { "Cancelled" } dd { (when(c, now)) }
                         @if t.purged_at.is_none() {
                             dt { "Data purged" } dd id="purge-date" {
-                                (when(c + chrono::Duration::days(i64::from(t.settings.data_retention_days)), now))
+                                @match crate::retention::purge_due(c, t.settings.data_retention_days) {
+                                    Some(due) => (when(due, now)),
+                                    None => "never",
+                                }
                             }
                         }
                     }
@@ -573,10 +588,7 @@ async fn set_status(ctx: &Ctx, id: &str) -> Response<Body> {
         ctx.api
             .call(Method::PUT, &path, &[(IF_MATCH, etag)], Some(t))
     );
-    redirect(
-        &format!("/console/t/{}?notice={}", enc(id), enc("Status changed.")),
-        &[],
-    )
+    redirect(&format!("/console/t/{}?notice=status", enc(id)), &[])
 }
 
 // ---- documents -------------------------------------------------------------
@@ -724,7 +736,7 @@ async fn document_change(ctx: &Ctx, id: &str, doc: &str, op: &str) -> Response<B
             });
             (
                 ctx.api.call(Method::PUT, &path, &[], Some(body)).await,
-                "Visibility changed.",
+                "visibility",
                 "",
             )
         }
@@ -739,7 +751,7 @@ async fn document_change(ctx: &Ctx, id: &str, doc: &str, op: &str) -> Response<B
                 ctx.api
                     .call(Method::POST, &format!("{path}/shares"), &[], Some(body))
                     .await,
-                "Shared.",
+                "shared",
                 "",
             )
         }
@@ -752,19 +764,19 @@ async fn document_change(ctx: &Ctx, id: &str, doc: &str, op: &str) -> Response<B
                     None,
                 )
                 .await,
-            "No longer shared.",
+            "unshared",
             "",
         ),
         "delete" => (
             ctx.api.call(Method::DELETE, &path, &[], None).await,
-            "Deleted. It can be restored from Recently deleted.",
+            "deleted",
             "",
         ),
         "restore" => (
             ctx.api
                 .call(Method::POST, &format!("{path}/restore"), &[], None)
                 .await,
-            "Restored.",
+            "restored",
             "view=deleted&",
         ),
         _ => {
@@ -776,9 +788,7 @@ async fn document_change(ctx: &Ctx, id: &str, doc: &str, op: &str) -> Response<B
         }
     };
     match call {
-        Ok(a) if a.status.is_success() => {
-            redirect(&format!("{back}?{view}notice={}", enc(notice)), &[])
-        }
+        Ok(a) if a.status.is_success() => redirect(&format!("{back}?{view}notice={notice}"), &[]),
         Ok(a) => ctx.failure(&a).await,
         Err(e) => ctx.unreachable(&e),
     }
@@ -1018,12 +1028,31 @@ async fn audit_download(ctx: &Ctx, id: &str) -> Response<Body> {
             };
             match api.get(&format!("{first}&cursor={}", enc(c))).await {
                 Ok(next) if next.status.is_success() => answer = next,
-                _ => return,
+                failed => {
+                    let why = match failed {
+                        Ok(a) => a.error().map(|(_, m)| m).unwrap_or_default(),
+                        Err(e) => e,
+                    };
+                    let _ = tx.send(incomplete(&why)).await;
+                    return;
+                }
             }
         }
+        let limit = format!(
+            "more records than one download holds ({} pages of 1,000); narrow the time range",
+            DOWNLOAD_MAX_PAGES
+        );
+        let _ = tx.send(incomplete(&limit)).await;
     });
     let name = format!("audit-{id}{}", if ocsf { "-ocsf" } else { "" });
     download(body, &name)
+}
+
+/// The last line of a download that stopped early, so a short file never
+/// passes for a whole one (like the export's `error` line).
+fn incomplete(why: &str) -> bytes::Bytes {
+    let line = json!({ "type": "error", "message": format!("the download is incomplete: {why}") });
+    format!("{line}\n").into()
 }
 
 // ---- access checker --------------------------------------------------------

@@ -16,6 +16,10 @@ use sha2::{Digest, Sha256};
 
 use crate::authz::entities::Principal;
 
+/// Sessions one user may have at once; a new one ends their least recently
+/// used.
+pub const PER_USER: usize = 20;
+
 /// What a request sees of its session.
 #[derive(Clone)]
 pub struct Session {
@@ -78,6 +82,21 @@ impl Sessions {
         let cookie = random_token();
         let now = Instant::now();
         let mut entries = self.entries.lock();
+        // One person signing in again and again ends their own oldest
+        // sessions, not other people's.
+        let theirs: Vec<([u8; 32], Instant)> = entries
+            .iter()
+            .filter(|(_, e)| {
+                e.session.principal.id == principal.id
+                    && e.session.principal.tenant == principal.tenant
+            })
+            .map(|(k, e)| (*k, e.last_seen))
+            .collect();
+        if theirs.len() >= PER_USER {
+            if let Some((k, _)) = theirs.iter().min_by_key(|(_, seen)| *seen) {
+                entries.remove(k);
+            }
+        }
         if entries.len() >= self.capacity {
             self.prune(&mut entries, now);
         }
@@ -216,6 +235,21 @@ mod tests {
         assert_eq!(s.len(), 2);
         assert!(s.get(&b).is_none());
         assert!(s.get(&a).is_some() && s.get(&c).is_some());
+    }
+
+    #[test]
+    fn one_user_signing_in_again_and_again_ends_only_their_own_sessions() {
+        let s = Sessions::new(Duration::from_secs(60), Duration::from_secs(600), 100);
+        let mut bob = principal();
+        bob.id = UserId::parse("bob").unwrap();
+        let bobs = s.create("b".into(), bob, far());
+        let first = s.create("a".into(), principal(), far());
+        for _ in 0..PER_USER * 3 {
+            s.create("a".into(), principal(), far());
+        }
+        assert_eq!(s.len(), PER_USER + 1);
+        assert!(s.get(&bobs).is_some(), "another user's session stays");
+        assert!(s.get(&first).is_none(), "their oldest went first");
     }
 
     #[test]

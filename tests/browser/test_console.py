@@ -819,7 +819,7 @@ def csrf_raw(run: Run) -> None:
     # were about the token); undone at once.
     r = http.post(action, data={**fields, "csrf": own}, allow_redirects=False, timeout=10)
     assert r.status_code == 303, f"with the right token: HTTP {r.status_code}"
-    assert unquote(r.headers["Location"]) == "/console/t/acme/documents?notice=Shared.", r.headers["Location"]
+    assert unquote(r.headers["Location"]) == "/console/t/acme/documents?notice=shared", r.headers["Location"]
     assert "role:csrf-probe" in shares_of(s.document("acme", "q3-report"))
     r = http.post(f"{s.admin}/console/t/acme/documents/q3-report/unshare",
                   data={"grantee": "role:csrf-probe", "csrf": own}, allow_redirects=False, timeout=10)

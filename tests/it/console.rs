@@ -625,7 +625,17 @@ async fn a_tenant_admin_shares_deletes_restores_and_sees_it_in_the_audit_log() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    assert!(location(&r).contains("notice=Shared"), "{}", location(&r));
+    assert!(location(&r).ends_with("?notice=shared"), "{}", location(&r));
+    let page = b.get(location(&r)).await.body;
+    assert!(
+        page.contains("role=\"status\">Shared.<"),
+        "the notice in words"
+    );
+    let made_up = b
+        .get("/console/t/t1/documents?notice=Call+us+now")
+        .await
+        .body;
+    assert!(!made_up.contains("Call us") && !made_up.contains("role=\"status\""));
     let r = b
         .post(&format!("{base}/visibility"), &[("visibility", "shared")])
         .await;
@@ -915,6 +925,46 @@ async fn the_access_check_api_explains_and_keeps_tenants_apart() {
     let missing = ask("no-such-tenant", body).await;
     assert_eq!(other.status, StatusCode::FORBIDDEN);
     assert_eq!((other.status, other.body), (missing.status, missing.body));
+
+    // A role given ViewAuditLogs by a tenant policy, without ViewPolicies:
+    // the decision and the policies' ids, not their text.
+    let root = keys.token("pat", "plat", &["platform-admin"], |_| {});
+    let policy = json!({"definition": {"static": {"statement":
+        "permit (principal in CedarGate::Role::\"auditor\", action == CedarGate::Action::\"ViewAuditLogs\", resource);"}}});
+    let r = call(
+        &app,
+        &root,
+        Method::PUT,
+        "/v1/tenants/t1/policies/auditors",
+        &[],
+        Some(&policy),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let auditor = keys.token("aud", "t1", &["auditor"], |_| {});
+    let body = json!({"principal": {"userId": "bob", "clearance": 1}, "action": "Read", "documentId": "d-shared"});
+    let ask_as_auditor = || async {
+        call(
+            &app,
+            &auditor,
+            Method::POST,
+            "/v1/tenants/t1/access-check",
+            &[],
+            Some(&body),
+        )
+        .await
+    };
+    eventually("the auditor may ask", || async {
+        ask_as_auditor().await.status == StatusCode::OK
+    })
+    .await;
+    let seen = ask_as_auditor().await.json();
+    assert_eq!(seen["decision"], "Allow");
+    assert_eq!(
+        seen["determiningPolicies"][0]["policyId"],
+        "visibility.shared-read"
+    );
+    assert!(seen["determiningPolicies"][0]["text"].is_null(), "{seen}");
 
     // Without ViewAuditLogs: refused before the body is looked at.
     let viewer = keys.token("victor", "t1", &["viewer"], |_| {});

@@ -449,7 +449,7 @@ export interface components {
             storageBytes?: number;
         };
         Settings: {
-            /** @description How long a cancelled tenant's data is kept (from cancelledAt) before it is archived and purged; audit records keep their own 7-year expiry. */
+            /** @description How long a cancelled tenant's data is kept (from cancelledAt) before it is archived and purged, at most 36,500 days (100 years); audit records keep their own 7-year expiry. */
             dataRetentionDays: number;
             allowedFileTypes?: ("csv" | "doc" | "docx" | "htm" | "html" | "json" | "md" | "odp" | "ods" | "odt" | "pdf" | "ppt" | "pptx" | "rtf" | "txt" | "xls" | "xlsx" | "xml")[];
             /** @description How long a soft-deleted document stays restorable; the service default (30 days unless configured) when absent. */
@@ -626,7 +626,7 @@ export interface components {
             decision: "Allow" | "Deny";
             determiningPolicies: {
                 policyId: string;
-                /** @description The policy as it is evaluated (a tenant's own with its confinement guard). */
+                /** @description The policy as it is evaluated (a tenant's own with its confinement guard); null unless the caller may also `ViewPolicies` on the tenant. */
                 text?: string | null;
             }[];
             /** @enum {string|null} */
