@@ -816,3 +816,17 @@ async fn write_archive(
     }
     Ok(manifest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_purge_date_past_the_end_of_time_is_never() {
+        let at = DateTime::parse_from_rfc3339("2026-12-02T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(purge_due(at, 30), Some(at + chrono::Duration::days(30)));
+        assert_eq!(purge_due(at, u32::MAX), None, "no panic, no purge");
+    }
+}

@@ -808,6 +808,28 @@ async fn a_platform_admin_creates_a_tenant_and_a_stale_status_form_says_so() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = b
+        .post(
+            "/console/tenants",
+            &[
+                ("tenantId", "forever"),
+                ("name", "F"),
+                ("tier", "enterprise"),
+                ("status", "active"),
+                ("maxDocuments", "1"),
+                ("maxUsers", "1"),
+                ("maxStorageGB", "1"),
+                ("maxQueriesPerMonth", "1"),
+                ("dataRetentionDays", "4000000000"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.body.contains("must be 1 to 36500"),
+        "in words: {}",
+        r.body
+    );
     let page = b.get("/console/t/newco").await;
     assert!(
         page.body.contains("New Co &lt;b&gt;"),
