@@ -17,7 +17,7 @@ use crate::model::{Document, Grantee, Level, Share, Visibility};
 use crate::retention::purge_after;
 use crate::sidecar::http::{parse_json, read_body, ApiError, Body};
 use crate::sidecar::AppState;
-use crate::store::UsageDelta;
+use crate::store::{document_version, UsageDelta};
 
 /// A document's ACL as a client sends it.
 #[derive(Debug, Deserialize)]
@@ -192,6 +192,7 @@ async fn put(
     caller: &Caller,
     id: &DocumentId,
 ) -> Result<Response<Body>, ApiError> {
+    let if_match = super::if_match(&req);
     let (_, bytes) = read_body(req, state.config.max_body_bytes).await?;
     let body: DocumentBody = parse_json(&bytes)?;
     if body.file_type.is_empty() || body.file_type.len() > 16 {
@@ -246,6 +247,22 @@ async fn put(
                 }
             }
         }
+        // With `If-Match`, only the version the caller read is replaced
+        // (the write below is conditional on it as read here); asked once
+        // the policies allowed the change.
+        if let Some(expected) = &if_match {
+            let current = existing
+                .as_ref()
+                .filter(|_| !creating)
+                .map(document_version);
+            if current.as_deref() != Some(expected.as_str()) {
+                return Err(ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "conflict",
+                    "the document has changed since it was read",
+                ));
+            }
+        }
         let doc = Document {
             tenant_id: tenant.clone(),
             document_id: id.clone(),
@@ -285,13 +302,14 @@ async fn put(
         outcome,
     )
     .await?;
-    Ok(crate::sidecar::http::json_response(
+    Ok(super::with_etag(
         if creating {
             StatusCode::CREATED
         } else {
             StatusCode::OK
         },
         &doc,
+        &document_version(&doc),
     ))
 }
 
@@ -301,8 +319,11 @@ async fn get(
     id: &DocumentId,
 ) -> Result<Response<Body>, ApiError> {
     decide(state, caller, "Read", resource(id), json!({})).await?;
-    Ok(ok(
-        &serde_json::to_value(load(state, caller, id).await?).unwrap_or_default()
+    let doc = load(state, caller, id).await?;
+    Ok(super::with_etag(
+        StatusCode::OK,
+        &doc,
+        &document_version(&doc),
     ))
 }
 

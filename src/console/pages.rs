@@ -723,6 +723,9 @@ async fn document_change(ctx: &Ctx, id: &str, doc: &str, op: &str) -> Response<B
     let (call, notice, view) = match op {
         "visibility" => {
             let a = answer!(ctx, ctx.api.get(&path));
+            // Replace only the version read: a share removed meanwhile is
+            // not brought back (412, in words).
+            let etag = a.headers.get(ETAG).cloned();
             let Ok(d) = serde_json::from_value::<Document>(a.json) else {
                 return ctx.unreachable("the document's record is not readable");
             };
@@ -734,8 +737,11 @@ async fn document_change(ctx: &Ctx, id: &str, doc: &str, op: &str) -> Response<B
                 "sizeBytes": d.size_bytes,
                 "sharedWith": d.shared_with,
             });
+            let condition: Vec<_> = etag.into_iter().map(|v| (IF_MATCH, v)).collect();
             (
-                ctx.api.call(Method::PUT, &path, &[], Some(body)).await,
+                ctx.api
+                    .call(Method::PUT, &path, &condition, Some(body))
+                    .await,
                 "visibility",
                 "",
             )

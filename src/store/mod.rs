@@ -284,6 +284,13 @@ pub fn tenant_version(t: &Tenant) -> String {
     hex::encode(&Sha256::digest(&bytes)[..16])
 }
 
+/// A document's version, its `ETag`: a hash of the whole record.
+pub fn document_version(d: &Document) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = serde_json::to_vec(d).unwrap_or_default();
+    hex::encode(&Sha256::digest(&bytes)[..16])
+}
+
 /// A change to a tenant's usage counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageDelta {

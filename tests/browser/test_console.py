@@ -40,7 +40,6 @@ from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 sys.dont_write_bytecode = True  # no __pycache__ beside the tests
@@ -89,6 +88,22 @@ def holds_for(condition, what: str, secs: float, interval: float = 0.25) -> None
         value = condition()
         assert value, f"{what} stopped holding (got {value!r})"
         time.sleep(interval)
+
+
+def replaced(old):
+    """A wait condition: the page that held element `old` is gone. Like
+    Selenium's staleness_of, but any error about the old node (chromedriver
+    sometimes reports "Node with given id does not belong to the document"
+    as an unknown error, not as a stale element) counts as gone."""
+
+    def gone(_driver) -> bool:
+        try:
+            old.is_enabled()
+        except WebDriverException:
+            return True
+        return False
+
+    return gone
 
 
 def free_port() -> int:
@@ -344,7 +359,7 @@ class Browser:
         """Clicks something that loads a new page, and waits for it."""
         old = self.d.find_element(By.TAG_NAME, "html")
         element.click()
-        WebDriverWait(self.d, 15).until(EC.staleness_of(old))
+        WebDriverWait(self.d, 15).until(replaced(old))
         WebDriverWait(self.d, 15).until(
             lambda d: d.execute_script("return document.readyState") == "complete"
         )
@@ -447,7 +462,7 @@ class Browser:
             action,
             fields,
         )
-        WebDriverWait(self.d, 15).until(EC.staleness_of(old))
+        WebDriverWait(self.d, 15).until(replaced(old))
 
     # ---- the documents page --------------------------------------------------
 

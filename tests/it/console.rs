@@ -1009,3 +1009,93 @@ async fn without_the_console_its_paths_are_the_apis_not_found() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.json()["error"]["code"], "not_found");
 }
+
+/// Documents carry an `ETag`; a `PUT` with `If-Match` replaces only that
+/// version, so the console's visibility form cannot bring back a share
+/// removed since the page was read.
+#[tokio::test]
+async fn a_document_update_with_if_match_replaces_only_the_version_read() {
+    let (app, keys) = spawn_admin_app(|_| {}).await;
+    let admin = keys.token("alice", "t1", &["admin"], |_| {});
+    let path = "/v1/tenants/t1/documents/d-shared";
+    let read = call(&app, &admin, Method::GET, path, &[], None).await;
+    let etag = read
+        .headers
+        .get("etag")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(etag.len(), 34, "a quoted 32-digit hex version: {etag}");
+    let mut doc = read.json();
+    for k in ["tenantId", "documentId", "deletedAt"] {
+        doc.as_object_mut().unwrap().remove(k);
+    }
+    doc["visibility"] = json!("private");
+
+    // Someone removes a share meanwhile: the stale write is refused.
+    let r = call(
+        &app,
+        &admin,
+        Method::DELETE,
+        &format!("{path}/shares/role:auditor"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = call(
+        &app,
+        &admin,
+        Method::PUT,
+        path,
+        &[("if-match", &etag)],
+        Some(&doc),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{}", r.body);
+    let now = call(&app, &admin, Method::GET, path, &[], None).await;
+    assert_eq!(now.json()["visibility"], "shared", "nothing written");
+    assert!(!now.body.contains("auditor"), "the share stays removed");
+
+    // With the current version it goes through, and answers the next one.
+    let current = now
+        .headers
+        .get("etag")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(current, etag);
+    let mut doc = now.json();
+    for k in ["tenantId", "documentId", "deletedAt"] {
+        doc.as_object_mut().unwrap().remove(k);
+    }
+    doc["visibility"] = json!("private");
+    let r = call(
+        &app,
+        &admin,
+        Method::PUT,
+        path,
+        &[("if-match", &current)],
+        Some(&doc),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let next = r.headers.get("etag").unwrap().to_str().unwrap();
+    assert_ne!(next, current);
+    let again = call(&app, &admin, Method::GET, path, &[], None).await;
+    assert_eq!(again.headers.get("etag").unwrap().to_str().unwrap(), next);
+
+    // A missing document has no version to match.
+    let r = call(
+        &app,
+        &admin,
+        Method::PUT,
+        "/v1/tenants/t1/documents/d-new",
+        &[("if-match", &current)],
+        Some(&json!({"visibility": "private", "fileType": "pdf"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{}", r.body);
+}

@@ -181,7 +181,7 @@ export interface paths {
         get: operations["getDocument"];
         /**
          * Register a document (CreateDocument: quotas, file types) or update its ACL (Update)
-         * @description Authorized by the Cedar action `CreateDocument / Update` on the caller; documents are looked up in the caller's tenant only.
+         * @description Authorized by the Cedar action `CreateDocument / Update` on the caller; documents are looked up in the caller's tenant only. With `If-Match`, the update replaces only the version read (412 otherwise).
          */
         put: operations["putDocument"];
         post?: never;
@@ -1020,6 +1020,8 @@ export interface operations {
             /** @description The document */
             200: {
                 headers: {
+                    /** @description The document's version, for If-Match */
+                    ETag?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1036,7 +1038,10 @@ export interface operations {
     putDocument: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Optional: replace only this version (the ETag of a GET); 412 if the document changed or does not exist */
+                "If-Match"?: string;
+            };
             path: {
                 id: string;
                 docId: string;
@@ -1052,6 +1057,8 @@ export interface operations {
             /** @description Updated */
             200: {
                 headers: {
+                    /** @description The document's version, for If-Match */
+                    ETag?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1061,6 +1068,8 @@ export interface operations {
             /** @description Registered */
             201: {
                 headers: {
+                    /** @description The document's version, for If-Match */
+                    ETag?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1072,6 +1081,7 @@ export interface operations {
             403: components["responses"]["Error"];
             404: components["responses"]["Error"];
             409: components["responses"]["Error"];
+            412: components["responses"]["Error"];
             503: components["responses"]["Error"];
         };
     };
