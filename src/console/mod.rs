@@ -550,12 +550,7 @@ impl Console {
                 .map(|s| s.trim().to_string())
                 .unwrap_or_default()
         };
-        let groups: Vec<String> = field("role")
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
+        let groups = pages::list_field(&field("role"));
         let (user, tenant) = (field("user"), field("tenant"));
         let claims = DevClaims {
             issuer: &dev.issuer,

@@ -410,7 +410,8 @@ async fn tenants(ctx: &Ctx) -> Response<Body> {
     ctx.page(None, "tenants", "Tenants", body).await
 }
 
-fn list_field(s: &str) -> Vec<String> {
+/// A comma-separated form field as its items.
+pub(super) fn list_field(s: &str) -> Vec<String> {
     s.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())

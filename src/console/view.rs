@@ -2,7 +2,7 @@
 //! formatted for people. Everything interpolated is escaped by `maud`.
 
 use chrono::{DateTime, Utc};
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, DOCTYPE};
 
 /// The stylesheet, served at `/console/static/console.css`.
 pub const CSS: &str = include_str!("console.css");
@@ -181,11 +181,6 @@ pub fn meter(label: &str, used: u64, limit: u64, fmt: fn(u64) -> String) -> Mark
                 aria-label=(format!("{label}: {} of {}", fmt(used), fmt(limit))) {}
         }
     }
-}
-
-/// Raw HTML the console wrote itself (never user data).
-pub fn raw(s: &'static str) -> PreEscaped<&'static str> {
-    PreEscaped(s)
 }
 
 #[cfg(test)]
