@@ -179,6 +179,7 @@ struct FileAudit {
     flush_interval_ms: Option<u64>,
     max_spool_bytes: Option<u64>,
     drain_batch: Option<usize>,
+    drain_delay_ms: Option<u64>,
     retention_days: Option<u64>,
     context_keys: Option<Vec<String>>,
     shutdown_timeout_ms: Option<u64>,
@@ -520,6 +521,9 @@ fn audit_config(a: &mut AuditConfig, args: &ServeArgs, f: &FileAudit) -> Result<
     }
     if let Some(n) = f.drain_batch {
         a.drain_batch = positive("drain_batch", n)?;
+    }
+    if let Some(v) = f.drain_delay_ms {
+        a.drain_delay = ms(v);
     }
     if let Some(n) = f.segment_bytes {
         a.segment_bytes = n;

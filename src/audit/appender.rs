@@ -45,6 +45,8 @@ pub(super) struct Active {
     file: File,
     /// Bytes of records (where the next frame goes).
     len: u64,
+    /// Records in it.
+    records: u64,
     /// The file's length: `len` and the zeros after it.
     allocated: u64,
     opened: Instant,
@@ -76,6 +78,7 @@ impl Active {
             number,
             file,
             len: 0,
+            records: 0,
             allocated: 0,
             opened: Instant::now(),
             _lock: lock,
@@ -119,16 +122,17 @@ impl Active {
         Ok(())
     }
 
-    /// Closes this segment and starts the next one. The closed segment must
-    /// have been trimmed and synced.
-    fn rotate(&mut self) -> io::Result<()> {
+    /// Closes this segment and starts the next one; says how many records
+    /// the closed one holds. The closed segment must have been trimmed and
+    /// synced.
+    fn rotate(&mut self) -> io::Result<u64> {
         let next = self.number + 1;
         self.file = Self::open_segment(&self.dir, next)?;
         self.number = next;
         self.len = 0;
         self.allocated = 0;
         self.opened = Instant::now();
-        Ok(())
+        Ok(std::mem::take(&mut self.records))
     }
 }
 
@@ -176,6 +180,7 @@ impl Appender {
         match result {
             Ok(()) => {
                 self.active.len += self.buf.len() as u64;
+                self.active.records += batch.len() as u64;
                 Ok(self.buf.len() as u64)
             }
             Err(e) => {
@@ -196,24 +201,24 @@ impl Appender {
     }
 
     /// Closes the active segment if it is full or old enough (or `force`)
-    /// and not empty.
-    fn maybe_rotate(&mut self, force: bool) -> io::Result<bool> {
+    /// and not empty; says how many records the closed segment holds.
+    fn maybe_rotate(&mut self, force: bool) -> io::Result<Option<u64>> {
         let due = self.active.len >= self.segment_bytes
             || self.active.opened.elapsed() >= self.rotate_interval
             || force;
         if self.active.len == 0 || !due {
-            return Ok(false);
+            return Ok(None);
         }
         self.active.trim()?;
         self.dirty = true;
         self.sync()?;
-        self.active.rotate()?;
-        Ok(true)
+        self.active.rotate().map(Some)
     }
 
-    /// Tells the drainer a segment was closed.
-    fn announce(&self, rotated: bool, shared: &Shared) {
-        if rotated {
+    /// Tells the drainer a segment of `closed` records was closed.
+    fn announce(&self, closed: Option<u64>, shared: &Shared) {
+        if let Some(records) = closed {
+            shared.closed_records.fetch_add(records, Ordering::AcqRel);
             shared
                 .active_number
                 .store(self.active.number, Ordering::Release);
@@ -251,7 +256,7 @@ impl Appender {
         if outcome.is_ok() {
             let rotated = self.maybe_rotate(false).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "cannot start a new audit segment");
-                false
+                None
             });
             self.announce(rotated, shared);
         }
@@ -280,7 +285,7 @@ pub(super) fn spawn(
         buf: Vec::with_capacity(64 * 1024),
     };
     std::thread::Builder::new()
-        .name("cedargate-audit-appender".into())
+        .name("audit-appender".into())
         .spawn(move || {
             run(appender, rx, slots, &config, &shared);
             let _ = done.send(());
@@ -340,13 +345,17 @@ fn run(
             if let Err(e) = a.sync() {
                 tracing::error!(error = %e, "audit spool sync failed");
             }
-            let rotated = a.maybe_rotate(false).unwrap_or(false);
+            let rotated = a.maybe_rotate(false).unwrap_or(None);
             a.announce(rotated, shared);
         }
     }
     // Stopped: nothing more is taken (the log refuses new records).
-    if let Err(e) = a.sync().and_then(|()| a.maybe_rotate(true).map(drop)) {
-        tracing::error!(error = %e, "audit spool: final sync failed");
+    match a.sync().and_then(|()| a.maybe_rotate(true)) {
+        Ok(Some(records)) => {
+            shared.closed_records.fetch_add(records, Ordering::AcqRel);
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "audit spool: final sync failed"),
     }
     shared
         .active_number

@@ -123,12 +123,12 @@ pub(super) fn spawn(
     let app = tokio::runtime::Handle::current();
     let (done, finished) = oneshot::channel();
     std::thread::Builder::new()
-        .name("cedargate-audit-drainer".into())
+        .name("audit-drainer".into())
         .spawn(move || {
             lower_priority();
             match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
-                .thread_name("cedargate-audit-store")
+                .thread_name("audit-store")
                 .build()
             {
                 Ok(rt) => rt.block_on(run(Sink { store, app }, stop, config, shared)),
@@ -160,6 +160,19 @@ impl Sink {
     }
 }
 
+/// After the stop signal changed: a dropped sender (the writer's handle is
+/// gone without a shutdown) stops the drainer as a shutdown would, rather
+/// than waking it again and again.
+fn stopped(
+    changed: Result<(), watch::error::RecvError>,
+    deadline: &mut Option<tokio::time::Instant>,
+    config: &AuditConfig,
+) {
+    if changed.is_err() && deadline.is_none() {
+        *deadline = Some(tokio::time::Instant::now() + config.shutdown_timeout);
+    }
+}
+
 async fn run(
     store: Sink,
     mut stop: watch::Receiver<bool>,
@@ -172,6 +185,8 @@ async fn run(
     let mut last_scan: Option<Instant> = None;
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut backoff = Duration::from_millis(50);
+    // Since when closed segments of this writer wait for a batch's worth.
+    let mut waiting_since: Option<Instant> = None;
     loop {
         if deadline.is_none() && *stop.borrow() {
             deadline = Some(tokio::time::Instant::now() + config.shutdown_timeout);
@@ -221,13 +236,32 @@ async fn run(
             tokio::select! {
                 _ = shared.rotated.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stop.changed(), if deadline.is_none() => {}
+                r = stop.changed(), if deadline.is_none() => stopped(r, &mut deadline, &config),
             }
             continue;
         };
-        // Read segments, in order, until there is a store batch's worth.
         let source = &sources[i];
         let want = config.drain_batch.max(1);
+        // This writer's segments wait, up to `drain_delay`, until they hold
+        // a store batch's worth: a transaction's cost is mostly the pages it
+        // dirties, and a large one dirties each of them once for many
+        // records. Adopted spools, a shutdown and a writer that is done do
+        // not wait.
+        if source.own && deadline.is_none() && !appender_done {
+            let closed = shared.closed_records.load(Ordering::Acquire);
+            let since = *waiting_since.get_or_insert_with(Instant::now);
+            let waited = since.elapsed();
+            if closed < want as u64 && waited < config.drain_delay {
+                tokio::select! {
+                    _ = shared.rotated.notified() => {}
+                    _ = tokio::time::sleep(config.drain_delay - waited) => {}
+                    r = stop.changed() => stopped(r, &mut deadline, &config),
+                }
+                continue;
+            }
+        }
+        waiting_since = None;
+        // Read segments, in order, until there is a store batch's worth.
         let mut taken = Vec::new();
         let mut records = Vec::new();
         let mut failed = None;
@@ -288,6 +322,14 @@ async fn run(
             break;
         }
         // All of them are in the store: the segments go.
+        if source.own {
+            let n = records.len() as u64 + taken.iter().map(|t| t.3).sum::<u64>();
+            let _ = shared
+                .closed_records
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                    Some(c.saturating_sub(n))
+                });
+        }
         for (path, size, torn, undecodable) in taken {
             m.torn_bytes.inc_by(torn);
             m.records_dropped.inc_by(undecodable);

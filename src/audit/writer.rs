@@ -84,8 +84,14 @@ pub struct AuditConfig {
     /// Records on disk not yet in the store, at most; past it new records
     /// are refused.
     pub max_spool_bytes: u64,
-    /// Records per store write.
+    /// Most records per store write (one SQLite transaction).
     pub drain_batch: usize,
+    /// How long closed segments may wait for more, so that the store is
+    /// written in transactions of `drain_batch` records rather than one a
+    /// segment when traffic is light (BENCHMARKS.md, "Audit drain into
+    /// SQLite"). Records reach the store about `rotate_interval` + this
+    /// after they were answered.
+    pub drain_delay: Duration,
     /// How long records are kept in the store; never below the floor.
     pub retention: Duration,
     /// Context keys whose values decision records keep.
@@ -107,6 +113,7 @@ impl AuditConfig {
             flush_interval: Duration::from_millis(50),
             max_spool_bytes: 1024 * 1024 * 1024,
             drain_batch: 1000,
+            drain_delay: Duration::from_secs(1),
             retention: Duration::from_secs(RETENTION_FLOOR_SECS as u64),
             context_keys: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
@@ -263,6 +270,8 @@ pub(super) struct Shared {
     pub dir: PathBuf,
     /// Segments numbered below this are closed.
     pub active_number: AtomicU64,
+    /// Records in this writer's closed segments not yet drained.
+    pub closed_records: AtomicU64,
     pub spool_bytes: Arc<AtomicU64>,
     pub rotated: Notify,
     pub appender_done: AtomicBool,
@@ -304,6 +313,7 @@ pub async fn start(
     let shared = Arc::new(Shared {
         dir,
         active_number: AtomicU64::new(active.number),
+        closed_records: AtomicU64::new(0),
         spool_bytes: Arc::new(AtomicU64::new(0)),
         rotated: Notify::new(),
         appender_done: AtomicBool::new(false),
@@ -432,6 +442,93 @@ mod tests {
             log.record(event(99)).await,
             Err(AuditError::Closed)
         ));
+    }
+
+    /// Waits (up to 10 s) until the store holds `n` records of t1.
+    async fn until_stored(s: &dyn Store, n: usize) -> Vec<AuditEvent> {
+        for _ in 0..500 {
+            let got = stored(s).await;
+            if got.len() >= n {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the store never held {n} records");
+    }
+
+    async fn written(log: &AuditLog, ids: std::ops::Range<usize>) {
+        let mut receipts = Vec::new();
+        for i in ids {
+            receipts.push(log.submit(event(i)).await.unwrap());
+        }
+        for r in receipts {
+            r.written().await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn closed_segments_wait_for_a_batchs_worth_then_go_in_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
+            .await
+            .unwrap();
+        let mut c = config(dir.path());
+        c.drain_batch = 20;
+        c.drain_delay = Duration::from_secs(3600);
+        let metrics = AuditMetrics::default();
+        let (log, tasks) = start(c, s.clone(), metrics.clone(), "test").await.unwrap();
+        written(&log, 0..10).await;
+        // Closed (segments rotate every 5 ms), but fewer than a batch: they
+        // wait on disk.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(stored(s.as_ref()).await.is_empty());
+        assert_eq!(
+            spooled_records(&dir.path().join("spool")).unwrap().len(),
+            10
+        );
+        // Ten more make a batch: all twenty go, long before the delay.
+        written(&log, 10..20).await;
+        let got = until_stored(s.as_ref(), 20).await;
+        assert_eq!(got.len(), 20);
+        assert!(verify(&got).is_empty());
+        assert_eq!(metrics.records_written.get(), 20);
+        // Fewer than a batch again, then a shutdown: nothing waits.
+        written(&log, 20..23).await;
+        tasks.unwrap().shutdown().await;
+        assert_eq!(stored(s.as_ref()).await.len(), 23);
+        assert!(spooled_records(&dir.path().join("spool"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn fewer_records_than_a_batch_go_after_the_drain_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
+            .await
+            .unwrap();
+        let mut c = config(dir.path());
+        c.drain_batch = 1000;
+        c.drain_delay = Duration::from_millis(200);
+        let (log, tasks) = start(c, s.clone(), AuditMetrics::default(), "test")
+            .await
+            .unwrap();
+        written(&log, 0..5).await;
+        assert_eq!(until_stored(s.as_ref(), 5).await.len(), 5);
+        // Drained while running: the drained segments are removed.
+        for _ in 0..500 {
+            if spooled_records(&dir.path().join("spool"))
+                .unwrap()
+                .is_empty()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(spooled_records(&dir.path().join("spool"))
+            .unwrap()
+            .is_empty());
+        tasks.unwrap().shutdown().await;
     }
 
     #[tokio::test]

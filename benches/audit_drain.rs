@@ -1,0 +1,101 @@
+//! What one audit record costs the drain into SQLite (BENCHMARKS.md, "Audit
+//! drain into SQLite"): spooled decision records written with
+//! `put_audit_spooled_blocking`, as the drainer writes them, into a fresh
+//! store file, in store transactions of a given size, from one tenant or
+//! spread over many (each tenant's index entries land on pages of their
+//! own, so the pages a transaction dirties grow with the tenants in it),
+//! on a store with and without the audit filter indexes that
+//! `cedargate-admin migrate` builds. CPU time is the calling thread's (the
+//! drainer runs on a thread of its own); wall time includes the commits'
+//! `fsync`s.
+//!
+//! `cargo bench --bench audit_drain` (100,000 records a case). Without
+//! `--bench` (as `cargo test --all-targets` runs it) a small smoke run.
+
+use std::time::{Duration, Instant};
+
+use cedargate::store::{Index, SpooledAudit, SqliteStore, Store};
+
+/// The calling thread's CPU time.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given, nothing else.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A decision record as the spool holds it (about 760 bytes).
+fn record(i: u64, tenant: &str, user: &str, deny: bool) -> SpooledAudit {
+    let ms = 1_780_000_000_000u64 + i / 40;
+    let event = format!(
+        "{:08x}-{:04x}-7{:03x}-8{:03x}-{:012x}",
+        (ms >> 16) as u32,
+        ms as u16,
+        i % 4096,
+        (i * 7) % 4096,
+        i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 16
+    );
+    let ts = chrono::DateTime::from_timestamp_millis(ms as i64)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S%.9fZ");
+    let decision = if deny { "Deny" } else { "Allow" };
+    let json = format!(
+        r#"{{"eventId":"{event}","timestamp":"{ts}","tenantId":"{tenant}","userId":"{user}","action":"Read","resource":"CedarGate::Document::\"q3-report\"","details":{{"clearance":1,"dataAgeMs":0,"decision":"{decision}","determiningPolicies":["visibility.shared-read"],"errors":[],"kind":"decision","latencyUs":41,"policyRevision":"sha256:bce048c351c54e29","roles":["editor"],"source":"authorize"}},"ipAddress":"127.0.0.1","userAgent":"app/1.0","success":true,"errorMessage":null,"expiresAt":2017131046,"writerId":"sidecar-01a2363c375576ec94837f6995e5d77c","seq":{i},"prevHash":"b9ee2722ab3e9837a47a8b5d37396a77329d59a7445040787cedbc0fd8d0ce2c","hash":"b9ee2722ab3e9837a47a8b5d37396a77329d59a7445040787cedbc0fd8d0ce2c"}}"#
+    );
+    SpooledAudit::parse(json.into_bytes()).unwrap()
+}
+
+fn records(n: u64, tenants: u64) -> Vec<SpooledAudit> {
+    (0..n)
+        .map(|i| {
+            // A fixed scatter over the tenants and 50 users.
+            let t = i.wrapping_mul(2_654_435_761) % tenants;
+            let u = i.wrapping_mul(40_503) % 50;
+            record(i, &format!("tenant-{t}"), &format!("user-{u}"), i % 10 == 0)
+        })
+        .collect()
+}
+
+fn case(n: u64, tenants: u64, batch: usize, migrated: bool, rt: &tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+    rt.block_on(store.migrate()).unwrap();
+    if migrated {
+        rt.block_on(store.build_index(Index::AuditFilters)).unwrap();
+    }
+    let all = records(n, tenants);
+    let (cpu, wall) = (thread_cpu(), Instant::now());
+    for chunk in all.chunks(batch) {
+        store
+            .put_audit_spooled_blocking(chunk)
+            .expect("SQLite writes on the calling thread")
+            .unwrap();
+    }
+    let (cpu, wall) = (thread_cpu() - cpu, wall.elapsed());
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    println!(
+        "{:<13} tenants {tenants:>5}  transaction {batch:>6}  CPU {:>6.1} µs/record  wall {:>6.1} µs/record",
+        if migrated { "migrated" } else { "not migrated" },
+        per(cpu),
+        per(wall),
+    );
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let n = if full { 100_000 } else { 2_000 };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for migrated in [false, true] {
+        for tenants in [1, 100, 1000] {
+            for batch in [1000, 10_000] {
+                case(n, tenants, batch, migrated, &rt);
+            }
+        }
+    }
+}
