@@ -37,6 +37,7 @@ configs=(
   "audit off, decision cache off|cedargate|off|0/4096|trusted|post-trusted"
   "audit off, no caches (Cedar each time)|cedargate|off|0/0|trusted|post-trusted"
   "default (durable, cache on)|cedargate|durable|16384/4096|trusted|post-trusted"
+  "default, drain not in idle time|cedargate|durable-busy|16384/4096|trusted|post-trusted"
   "default, bearer token|cedargate|durable|16384/4096|jwt|post-token"
   "default, forward-auth, bearer token|cedargate|durable|16384/4096|jwt|forward-auth"
 )
@@ -47,10 +48,12 @@ start() { # server audit cache identity
   else
     rm -rf "$work/spool-run"
     printf '[cache]\ndecision_capacity = %s\nresidual_capacity = %s\n[audit]\nspool_dir = "%s"\n' "${3%/*}" "${3#*/}" "$work/spool-run" > "$work/c.toml"
+    # durable-busy: the drain at nice +10 only, as before idle-time draining.
+    [ "$2" = durable-busy ] && echo "idle_drain_bytes = 0" >> "$work/c.toml"
     local identity=(--identity trusted)
     [ "$4" = jwt ] && identity=(--jwks-file "$work/keys/jwks.json" --issuer https://cedargate.invalid/dev --audience cedargate-dev --allow-dev-keys)
     RUST_LOG=error "$bin/cedargate" serve --config "$work/c.toml" --listen "127.0.0.1:$port" \
-      --store "sqlite:$work/store.db" --audit-mode "$2" "${identity[@]}" &
+      --store "sqlite:$work/store.db" --audit-mode "${2%-busy}" "${identity[@]}" &
   fi
   pid=$!
   for _ in $(seq 100); do
@@ -91,7 +94,10 @@ for round in $(seq "$rounds"); do
     out=$(wrk -t1 -c"$connections" -d"$duration" --latency -s "$work/req.lua" "http://127.0.0.1:$port$(path "$request")")
     if echo "$out" | grep -q "Non-2xx"; then echo "$name: non-2xx answers:"; echo "$out"; exit 1; fi
     rss=$(ps -o rss= -p "$pid" | tr -d ' ')
-    results["$name#$round"]="$(echo "$out" | parse) $rss"
+    # Records answered but not yet in the store when the run ended (the
+    # drain runs behind the requests, within its bound): MiB.
+    spool=$(curl -fsS "http://127.0.0.1:$port/metrics" 2>/dev/null | awk '/^cedargate_audit_spool_bytes / {printf "%.0f", $2 / 1048576}')
+    results["$name#$round"]="$(echo "$out" | parse) $rss ${spool:--}"
     stop
   done
 done
@@ -105,18 +111,18 @@ mean() { # name → mean rps
 bare_mean=$(mean "bare hyper (ceiling)")
 off_mean=$(mean "audit off, decision cache on")
 auth_mean=$(mean "default, bearer token")
-printf '\n%-38s %-24s %-20s %-20s %-12s %s\n' configuration "requests/s (runs)" "p50 ms (runs)" "p99 ms (runs)" "RSS MiB" "ratios"
+printf '\n%-38s %-24s %-20s %-20s %-12s %-12s %s\n' configuration "requests/s (runs)" "p50 ms (runs)" "p99 ms (runs)" "RSS MiB" "spool MiB" "ratios"
 for c in "${configs[@]}"; do
   IFS='|' read -r name _ <<<"$c"
-  rps=(); p50=(); p99=(); rss=()
+  rps=(); p50=(); p99=(); rss=(); spool=()
   for round in $(seq "$rounds"); do
-    read -r r a b m <<<"${results[$name#$round]}"
-    rps+=("$r"); p50+=("$a"); p99+=("$b"); rss+=("$((m / 1024))")
+    read -r r a b m s <<<"${results[$name#$round]}"
+    rps+=("$r"); p50+=("$a"); p99+=("$b"); rss+=("$((m / 1024))"); spool+=("$s")
   done
   m=$(mean "$name")
   ratio=$(awk -v m="$m" -v b="$bare_mean" -v o="$off_mean" 'BEGIN { printf "%.0f%% of bare, %.0f%% of audit-off", 100*m/b, 100*m/o }')
   case "$name" in *forward-auth*) ratio="$ratio, $(awk -v m="$m" -v a="$auth_mean" 'BEGIN { printf "%.0f%% of /v1/authorize with the token", 100*m/a }')" ;; esac
-  printf '%-38s %-24s %-20s %-20s %-12s %s\n' "$name" "${rps[*]}" "${p50[*]}" "${p99[*]}" "${rss[*]}" "$ratio"
+  printf '%-38s %-24s %-20s %-20s %-12s %-12s %s\n' "$name" "${rps[*]}" "${p50[*]}" "${p99[*]}" "${rss[*]}" "${spool[*]}" "$ratio"
 done
 
 # Open loop: the default configuration at fixed rates (a quarter, half and

@@ -3,8 +3,10 @@ fdatasync, once appending to a growing file and once overwriting blocks the
 file already has (how the audit spool writes since segments are extended
 with zeros ahead of the records); then two alternatives to the buffered
 write + fdatasync: O_DSYNC writes, and O_DIRECT | O_DSYNC writes of whole
-4 KiB blocks. Prints CPU and wall time per call; run it on the disk the
-spool lives on.
+4 KiB blocks. Prints CPU and wall time per call (and, for the first two,
+the distribution of one call's wall time: a durable answer waits for up to
+two commits, so the disk's own tail bounds the audit's); run it on the disk
+the spool lives on.
 
 usage: python3 scripts/bench-fsync.py [DIR] [N] [SIZE]
 """
@@ -28,12 +30,18 @@ def run(prealloc):
             os.fdatasync(fd)
             os.lseek(fd, 0, 0)
         buf = b"x" * SIZE
+        calls = []
         cpu, wall = time.process_time(), time.time()
         for _ in range(N):
+            t = time.perf_counter()
             os.write(fd, buf)
             os.fdatasync(fd)
+            calls.append(time.perf_counter() - t)
         cpu, wall = time.process_time() - cpu, time.time() - wall
-        print(f"{'overwrite' if prealloc else 'append':9}  cpu/op {cpu / N * 1e6:7.1f} us  wall/op {wall / N * 1e6:7.1f} us")
+        calls.sort()
+        pct = lambda p: calls[min(N - 1, int(p * N))] * 1e3
+        print(f"{'overwrite' if prealloc else 'append':9}  cpu/op {cpu / N * 1e6:7.1f} us  wall/op {wall / N * 1e6:7.1f} us"
+              f"  (a call: p50 {pct(0.5):.2f} ms, p99 {pct(0.99):.2f} ms, p99.9 {pct(0.999):.2f} ms, max {calls[-1] * 1e3:.2f} ms)")
     finally:
         os.close(fd)
         os.unlink(path)

@@ -180,6 +180,7 @@ struct FileAudit {
     max_spool_bytes: Option<u64>,
     drain_batch: Option<usize>,
     drain_delay_ms: Option<u64>,
+    idle_drain_bytes: Option<u64>,
     retention_days: Option<u64>,
     context_keys: Option<Vec<String>>,
     shutdown_timeout_ms: Option<u64>,
@@ -524,6 +525,9 @@ fn audit_config(a: &mut AuditConfig, args: &ServeArgs, f: &FileAudit) -> Result<
     }
     if let Some(v) = f.drain_delay_ms {
         a.drain_delay = ms(v);
+    }
+    if let Some(n) = f.idle_drain_bytes {
+        a.idle_drain_bytes = n;
     }
     if let Some(n) = f.segment_bytes {
         a.segment_bytes = n;

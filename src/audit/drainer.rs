@@ -112,6 +112,123 @@ fn lower_priority() {
     }
 }
 
+/// Puts this thread in the `SCHED_IDLE` class: it runs only when nothing
+/// else wants the CPU, and a request's thread waking up takes the CPU from
+/// it at once. A thread cannot leave that class again without privileges,
+/// so the work that must not wait runs on another thread.
+fn idle_priority() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler on the calling thread (0) with a
+        // valid sched_param; no memory is kept by the kernel.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
+}
+
+/// A store write handed to the idle thread.
+type IdleJob = Box<dyn FnOnce() + Send>;
+
+/// A thread in the idle class that writes a local store while the backlog
+/// is small, so that draining takes only CPU time nothing else wants
+/// (BENCHMARKS.md, "Idle-time drain").
+struct IdleWriter {
+    jobs: std::sync::mpsc::Sender<IdleJob>,
+}
+
+impl IdleWriter {
+    fn spawn() -> Option<Self> {
+        let (jobs, rx) = std::sync::mpsc::channel::<IdleJob>();
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("audit-idle".into())
+            .spawn(move || {
+                let _ = ready_tx.send(idle_priority());
+                while let Ok(job) = rx.recv() {
+                    job();
+                }
+            })
+            .ok()?;
+        if ready.recv().unwrap_or(false) {
+            Some(IdleWriter { jobs })
+        } else {
+            tracing::debug!(
+                "audit drainer: no idle scheduling class; draining at its own priority"
+            );
+            None
+        }
+    }
+
+    /// Runs `f` on the idle thread; `None` if the thread is gone.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: IdleJob = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.jobs.send(job).ok()?;
+        rx.await.ok()
+    }
+}
+
+/// The segments one round takes and their records.
+struct Batch {
+    /// Path, size, torn bytes, undecodable records.
+    taken: Vec<(PathBuf, u64, u64, u64)>,
+    records: Vec<SpooledAudit>,
+    /// A segment that could not be read (the round stops before it).
+    failed: Option<io::Error>,
+}
+
+/// Reads segments `numbers` of `dir`, in order, until there is a store
+/// batch's worth.
+fn read_batch(dir: &Path, numbers: &[u64], want: usize, adopted: bool) -> Batch {
+    let mut batch = Batch {
+        taken: Vec::new(),
+        records: Vec::new(),
+        failed: None,
+    };
+    for &n in numbers {
+        if batch.records.len() >= want {
+            break;
+        }
+        let path = segment_path(dir, n);
+        match read_segment(&path) {
+            Ok((found, torn, undecodable, size)) => {
+                if torn > 0 {
+                    tracing::warn!(path = %path.display(), bytes = torn, adopted, "audit segment had a torn tail (a write cut short by a crash, never acknowledged); skipped");
+                }
+                batch.records.extend(found);
+                batch.taken.push((path, size, torn, undecodable));
+            }
+            Err(e) => {
+                batch.failed = Some(e);
+                break;
+            }
+        }
+    }
+    batch
+}
+
+/// Writes `records` to a local store in transactions of `want`, until one
+/// fails: how many were written, and the failure. `None` for a store not
+/// written on the caller's thread.
+fn put_local(
+    store: &dyn Store,
+    records: &[SpooledAudit],
+    want: usize,
+) -> Option<(usize, Option<StoreError>)> {
+    let mut sent = 0;
+    for chunk in records.chunks(want) {
+        match store.put_audit_spooled_blocking(chunk)? {
+            Ok(()) => sent += chunk.len(),
+            Err(e) => return Some((sent, Some(e))),
+        }
+    }
+    Some((sent, None))
+}
+
 /// Starts the drainer thread. The returned receiver completes when it has
 /// drained what the appender closed (or the shutdown timeout passed).
 pub(super) fn spawn(
@@ -131,7 +248,20 @@ pub(super) fn spawn(
                 .thread_name("audit-store")
                 .build()
             {
-                Ok(rt) => rt.block_on(run(Sink { store, app }, stop, config, shared)),
+                Ok(rt) => {
+                    let idle = if config.idle_drain_bytes > 0 {
+                        IdleWriter::spawn()
+                    } else {
+                        None
+                    };
+                    let sink = Sink {
+                        store,
+                        app,
+                        idle,
+                        local: true,
+                    };
+                    rt.block_on(run(sink, stop, config, shared))
+                }
                 Err(e) => tracing::error!(error = %e, "audit drainer cannot start its runtime"),
             }
             let _ = done.send(());
@@ -144,12 +274,22 @@ struct Sink {
     store: Arc<dyn Store>,
     /// The application's runtime.
     app: tokio::runtime::Handle,
+    /// The idle-class thread, if the system has the class.
+    idle: Option<IdleWriter>,
+    /// Whether the store is written on the caller's thread (until a write
+    /// says otherwise).
+    local: bool,
 }
 
 impl Sink {
-    async fn put(&self, records: &[SpooledAudit]) -> Result<(), StoreError> {
-        if let Some(done) = self.store.put_audit_spooled_blocking(records) {
-            return done;
+    /// Writes `records` on this thread (nice +10) or, for a network store,
+    /// on the application's runtime.
+    async fn put(&mut self, records: &[SpooledAudit]) -> Result<(), StoreError> {
+        if self.local {
+            if let Some(done) = self.store.put_audit_spooled_blocking(records) {
+                return done;
+            }
+            self.local = false;
         }
         let store = self.store.clone();
         let records = records.to_vec();
@@ -174,7 +314,7 @@ fn stopped(
 }
 
 async fn run(
-    store: Sink,
+    mut store: Sink,
     mut stop: watch::Receiver<bool>,
     config: AuditConfig,
     shared: Arc<Shared>,
@@ -261,40 +401,60 @@ async fn run(
             }
         }
         waiting_since = None;
-        // Read segments, in order, until there is a store batch's worth.
-        let mut taken = Vec::new();
-        let mut records = Vec::new();
-        let mut failed = None;
-        for n in numbers {
-            if records.len() >= want {
-                break;
-            }
-            let path = segment_path(&source.dir, n);
-            match read_segment(&path) {
-                Ok((found, torn, undecodable, size)) => {
-                    if torn > 0 {
-                        tracing::warn!(path = %path.display(), bytes = torn, adopted = !source.own, "audit segment had a torn tail (a write cut short by a crash, never acknowledged); skipped");
+        // While the backlog is small, a local store's round (reading the
+        // segments and writing them) runs on the idle thread, in CPU time
+        // nothing else wants; past `idle_drain_bytes`, at shutdown and for
+        // an adopted spool (old already), here. What the idle thread could
+        // not write is retried here.
+        let idle = store.idle.as_ref().filter(|_| {
+            store.local
+                && source.own
+                && deadline.is_none()
+                && shared.spool_bytes.load(Ordering::Relaxed) < config.idle_drain_bytes
+        });
+        let mut sent = 0usize;
+        let mut idle_error = None;
+        let mut batch = None;
+        if let Some(idle) = idle {
+            let (dir, target, ns) = (source.dir.clone(), store.store.clone(), numbers.clone());
+            let done = idle
+                .run(move || {
+                    let b = read_batch(&dir, &ns, want, false);
+                    let put = put_local(target.as_ref(), &b.records, want);
+                    (b, put)
+                })
+                .await;
+            if let Some((b, put)) = done {
+                match put {
+                    Some((n, e)) => {
+                        sent = n;
+                        m.records_written.inc_by(n as u64);
+                        idle_error = e;
                     }
-                    records.extend(found);
-                    taken.push((path, size, torn, undecodable));
+                    None => store.local = false,
                 }
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
+                batch = Some(b);
             }
         }
+        let Batch {
+            taken,
+            records,
+            failed,
+        } = batch.unwrap_or_else(|| read_batch(&source.dir, &numbers, want, !source.own));
         if let Some(e) = failed.filter(|_| taken.is_empty()) {
             tracing::error!(dir = %source.dir.display(), error = %e, "audit segment cannot be read");
             m.spool_errors.inc();
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        let mut sent = 0usize;
         let mut gave_up = false;
         while sent < records.len() {
             let chunk = &records[sent..(sent + want).min(records.len())];
-            match store.put(chunk).await {
+            let put = match idle_error.take() {
+                Some(e) => Err(e),
+                None => store.put(chunk).await,
+            };
+            match put {
                 Ok(()) => {
                     sent += chunk.len();
                     m.records_written.inc_by(chunk.len() as u64);

@@ -92,6 +92,11 @@ pub struct AuditConfig {
     /// SQLite"). Records reach the store about `rotate_interval` + this
     /// after they were answered.
     pub drain_delay: Duration,
+    /// While less than this waits in the spool, the store is written only
+    /// with CPU time nothing else wants (`SCHED_IDLE`); past it, at the
+    /// drainer's own priority (nice +10), so the backlog stays near this
+    /// under sustained load. 0: never idle-only.
+    pub idle_drain_bytes: u64,
     /// How long records are kept in the store; never below the floor.
     pub retention: Duration,
     /// Context keys whose values decision records keep.
@@ -114,6 +119,7 @@ impl AuditConfig {
             max_spool_bytes: 1024 * 1024 * 1024,
             drain_batch: 1000,
             drain_delay: Duration::from_secs(1),
+            idle_drain_bytes: 64 * 1024 * 1024,
             retention: Duration::from_secs(RETENTION_FLOOR_SECS as u64),
             context_keys: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
@@ -528,6 +534,66 @@ mod tests {
         assert!(spooled_records(&dir.path().join("spool"))
             .unwrap()
             .is_empty());
+        tasks.unwrap().shutdown().await;
+    }
+
+    /// The scheduling policies of this process's threads named `name`.
+    #[cfg(target_os = "linux")]
+    fn policies_of(name: &str) -> Vec<i32> {
+        let mut out = Vec::new();
+        for task in fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() == name {
+                let tid: libc::pid_t = task.file_name().to_string_lossy().parse().unwrap();
+                // SAFETY: a read-only query about a thread id.
+                out.push(unsafe { libc::sched_getscheduler(tid) });
+            }
+        }
+        out
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_small_backlog_is_drained_by_an_idle_class_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
+            .await
+            .unwrap();
+        let mut c = config(dir.path());
+        c.drain_delay = Duration::ZERO;
+        let (log, tasks) = start(c, s.clone(), AuditMetrics::default(), "test")
+            .await
+            .unwrap();
+        let idle = policies_of("audit-idle");
+        assert!(
+            !idle.is_empty() && idle.iter().all(|p| *p == libc::SCHED_IDLE),
+            "{idle:?}"
+        );
+        // The drainer itself stays in the normal class (at nice +10): it
+        // writes when the backlog is large.
+        assert!(policies_of("audit-drainer")
+            .iter()
+            .all(|p| *p == libc::SCHED_OTHER));
+        written(&log, 0..30).await;
+        let got = until_stored(s.as_ref(), 30).await;
+        assert!(verify(&got).is_empty());
+        tasks.unwrap().shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn with_idle_draining_off_records_still_reach_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
+            .await
+            .unwrap();
+        let mut c = config(dir.path());
+        c.drain_delay = Duration::ZERO;
+        c.idle_drain_bytes = 0;
+        let (log, tasks) = start(c, s.clone(), AuditMetrics::default(), "test")
+            .await
+            .unwrap();
+        written(&log, 0..30).await;
+        assert_eq!(until_stored(s.as_ref(), 30).await.len(), 30);
         tasks.unwrap().shutdown().await;
     }
 
