@@ -5,7 +5,9 @@
 # document), alternating, ROUNDS times; then a fixed-rate run of the
 # default configuration. Prints one table with ratios. Loopback only;
 # bounded in time (about 4 minutes at the defaults).
-#   [MIGRATE=1] scripts/bench-compare.sh [DURATION] [CONNECTIONS] [ROUNDS]
+#   [MIGRATE=1] [PIN=1] scripts/bench-compare.sh [DURATION] [CONNECTIONS] [ROUNDS]
+# PIN=1 runs the server on CPU 0 and the load generators on CPU 1, so that
+# neither takes the other's CPU (the server then has one CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-8s}
@@ -15,6 +17,8 @@ port=18190
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
 cargo build --locked --release --bins --example bare_hyper --example fixed_rate 2>&1 | tail -1
 bin=target/release
+server_cpu=(); load_cpu=()
+if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 0); load_cpu=(taskset -c 1); fi
 work=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
@@ -44,7 +48,7 @@ configs=(
 
 start() { # server audit cache identity
   if [ "$1" = bare ]; then
-    "$bin/examples/bare_hyper" "127.0.0.1:$port" &
+    "${server_cpu[@]}" "$bin/examples/bare_hyper" "127.0.0.1:$port" &
   else
     rm -rf "$work/spool-run"
     printf '[cache]\ndecision_capacity = %s\nresidual_capacity = %s\n[audit]\nspool_dir = "%s"\n' "${3%/*}" "${3#*/}" "$work/spool-run" > "$work/c.toml"
@@ -52,7 +56,7 @@ start() { # server audit cache identity
     [ "$2" = durable-busy ] && echo "idle_drain_bytes = 0" >> "$work/c.toml"
     local identity=(--identity trusted)
     [ "$4" = jwt ] && identity=(--jwks-file "$work/keys/jwks.json" --issuer https://cedargate.invalid/dev --audience cedargate-dev --allow-dev-keys)
-    RUST_LOG=error "$bin/cedargate" serve --config "$work/c.toml" --listen "127.0.0.1:$port" \
+    RUST_LOG=error "${server_cpu[@]}" "$bin/cedargate" serve --config "$work/c.toml" --listen "127.0.0.1:$port" \
       --store "sqlite:$work/store.db" --audit-mode "${2%-busy}" "${identity[@]}" &
   fi
   pid=$!
@@ -91,7 +95,7 @@ for round in $(seq "$rounds"); do
     lua "$request" > "$work/req.lua"
     # Warm: caches, the token check, the first segment.
     wrk -t1 -c4 -d1s -s "$work/req.lua" "http://127.0.0.1:$port$(path "$request")" >/dev/null
-    out=$(wrk -t1 -c"$connections" -d"$duration" --latency -s "$work/req.lua" "http://127.0.0.1:$port$(path "$request")")
+    out=$("${load_cpu[@]}" wrk -t1 -c"$connections" -d"$duration" --latency -s "$work/req.lua" "http://127.0.0.1:$port$(path "$request")")
     if echo "$out" | grep -q "Non-2xx"; then echo "$name: non-2xx answers:"; echo "$out"; exit 1; fi
     rss=$(ps -o rss= -p "$pid" | tr -d ' ')
     # Records answered but not yet in the store when the run ended (the
@@ -138,7 +142,7 @@ for server in bare cedargate; do
   for share in 25 50 75; do
     rate=$((default_mean * share / 100))
     printf '  %-19s %3d%% (%6d/s): ' "$label" "$share" "$rate"
-    "$bin/examples/fixed_rate" "http://127.0.0.1:$port/$([ "$server" = cedargate ] && echo v1/authorize)" "$rate" "${duration%s}" "$trusted_body"
+    "${load_cpu[@]}" "$bin/examples/fixed_rate" "http://127.0.0.1:$port/$([ "$server" = cedargate ] && echo v1/authorize)" "$rate" "${duration%s}" "$trusted_body"
   done
   stop
 done

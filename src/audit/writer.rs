@@ -90,7 +90,7 @@ pub struct AuditConfig {
     /// written in transactions of `drain_batch` records rather than one a
     /// segment when traffic is light (BENCHMARKS.md, "Audit drain into
     /// SQLite"). Records reach the store about `rotate_interval` + this
-    /// after they were answered.
+    /// after they were answered. 0 (the default): they do not wait.
     pub drain_delay: Duration,
     /// While less than this waits in the spool, the store is written only
     /// with CPU time nothing else wants (`SCHED_IDLE`); past it, at the
@@ -118,7 +118,7 @@ impl AuditConfig {
             flush_interval: Duration::from_millis(50),
             max_spool_bytes: 1024 * 1024 * 1024,
             drain_batch: 1000,
-            drain_delay: Duration::from_secs(1),
+            drain_delay: Duration::ZERO,
             idle_drain_bytes: 64 * 1024 * 1024,
             retention: Duration::from_secs(RETENTION_FLOOR_SECS as u64),
             context_keys: Vec::new(),
