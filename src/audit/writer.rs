@@ -564,7 +564,15 @@ mod tests {
         let (log, tasks) = start(c, s.clone(), AuditMetrics::default(), "test")
             .await
             .unwrap();
-        let idle = policies_of("audit-idle");
+        // The drainer starts the idle thread when it starts.
+        let mut idle = Vec::new();
+        for _ in 0..250 {
+            idle = policies_of("audit-idle");
+            if !idle.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert!(
             !idle.is_empty() && idle.iter().all(|p| *p == libc::SCHED_IDLE),
             "{idle:?}"
