@@ -1,9 +1,12 @@
 //! The drainer: sends closed spool segments to the store and deletes them
 //! once stored, and adopts the spools of writers that died. It runs on an
-//! OS thread of its own, at a lower scheduling priority, with its own
-//! single-threaded runtime for its timers: draining never competes on equal
-//! terms with requests. A local store (SQLite) is written on that thread; a
-//! store reached over the network is called on the application's runtime,
+//! OS thread of its own, with its own single-threaded runtime for its
+//! timers. While the backlog is small, a local store (SQLite) is read and
+//! written by a second thread in the `SCHED_IDLE` class, in CPU time no
+//! request wants; past `idle_drain_bytes` the drainer does it itself, at
+//! the requests' priority, so that the backlog stays bounded under
+//! sustained load (without the idle class, it always writes itself, at
+//! nice +10). A store reached over the network is called on the application's runtime,
 //! which owns its pooled connections (a connection opened on the drainer's
 //! runtime would be driven by a low-priority thread, and would die with it).
 //! Records go to the store as the spool holds them — their JSON and the
@@ -22,7 +25,8 @@ use super::spool;
 use super::writer::{segment_path, AuditConfig, Shared, LOCK, SEGMENT_EXT};
 use crate::store::{SpooledAudit, Store, StoreError};
 
-/// How much lower than the requests the drainer runs (a nice value).
+/// How much lower than the requests the drainer runs when it has no idle
+/// thread (a nice value).
 const NICE: i32 = 10;
 
 /// One spool directory the drainer works on.
@@ -242,18 +246,24 @@ pub(super) fn spawn(
     std::thread::Builder::new()
         .name("audit-drainer".into())
         .spawn(move || {
-            lower_priority();
+            let idle = if config.idle_drain_bytes > 0 {
+                IdleWriter::spawn()
+            } else {
+                None
+            };
+            // With an idle thread this one writes only past the bound, and
+            // then must keep up with the requests: it keeps their priority
+            // (at nice +10 on one saturated CPU the backlog grew without
+            // end; BENCHMARKS.md, "Idle-time drain").
+            if idle.is_none() {
+                lower_priority();
+            }
             match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .thread_name("audit-store")
                 .build()
             {
                 Ok(rt) => {
-                    let idle = if config.idle_drain_bytes > 0 {
-                        IdleWriter::spawn()
-                    } else {
-                        None
-                    };
                     let sink = Sink {
                         store,
                         app,
@@ -282,8 +292,8 @@ struct Sink {
 }
 
 impl Sink {
-    /// Writes `records` on this thread (nice +10) or, for a network store,
-    /// on the application's runtime.
+    /// Writes `records` on this thread or, for a network store, on the
+    /// application's runtime.
     async fn put(&mut self, records: &[SpooledAudit]) -> Result<(), StoreError> {
         if self.local {
             if let Some(done) = self.store.put_audit_spooled_blocking(records) {

@@ -94,8 +94,8 @@ pub struct AuditConfig {
     pub drain_delay: Duration,
     /// While less than this waits in the spool, the store is written only
     /// with CPU time nothing else wants (`SCHED_IDLE`); past it, at the
-    /// drainer's own priority (nice +10), so the backlog stays near this
-    /// under sustained load. 0: never idle-only.
+    /// requests' priority, so the backlog stays near this under sustained
+    /// load. 0: the drainer always writes, at nice +10.
     pub idle_drain_bytes: u64,
     /// How long records are kept in the store; never below the floor.
     pub retention: Duration,
@@ -408,6 +408,13 @@ mod tests {
         .unwrap()
     }
 
+    /// A SQLite store in `dir`.
+    async fn sqlite(dir: &Path) -> Arc<dyn Store> {
+        store::open(&StoreUrl::Sqlite(dir.join("s.db")))
+            .await
+            .unwrap()
+    }
+
     fn config(dir: &Path) -> AuditConfig {
         let mut c = AuditConfig::new(dir.join("spool"));
         c.rotate_interval = Duration::from_millis(5);
@@ -418,9 +425,7 @@ mod tests {
     #[tokio::test]
     async fn records_reach_the_store_once_and_the_spool_empties() {
         let dir = tempfile::tempdir().unwrap();
-        let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
-            .await
-            .unwrap();
+        let s = sqlite(dir.path()).await;
         let metrics = AuditMetrics::default();
         let (log, tasks) = start(config(dir.path()), s.clone(), metrics.clone(), "test")
             .await
@@ -475,9 +480,7 @@ mod tests {
     #[tokio::test]
     async fn closed_segments_wait_for_a_batchs_worth_then_go_in_one() {
         let dir = tempfile::tempdir().unwrap();
-        let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
-            .await
-            .unwrap();
+        let s = sqlite(dir.path()).await;
         let mut c = config(dir.path());
         c.drain_batch = 20;
         c.drain_delay = Duration::from_secs(3600);
@@ -510,9 +513,7 @@ mod tests {
     #[tokio::test]
     async fn fewer_records_than_a_batch_go_after_the_drain_delay() {
         let dir = tempfile::tempdir().unwrap();
-        let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
-            .await
-            .unwrap();
+        let s = sqlite(dir.path()).await;
         let mut c = config(dir.path());
         c.drain_batch = 1000;
         c.drain_delay = Duration::from_millis(200);
@@ -556,9 +557,7 @@ mod tests {
     #[tokio::test]
     async fn a_small_backlog_is_drained_by_an_idle_class_thread() {
         let dir = tempfile::tempdir().unwrap();
-        let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
-            .await
-            .unwrap();
+        let s = sqlite(dir.path()).await;
         let mut c = config(dir.path());
         c.drain_delay = Duration::ZERO;
         let (log, tasks) = start(c, s.clone(), AuditMetrics::default(), "test")
@@ -577,8 +576,8 @@ mod tests {
             !idle.is_empty() && idle.iter().all(|p| *p == libc::SCHED_IDLE),
             "{idle:?}"
         );
-        // The drainer itself stays in the normal class (at nice +10): it
-        // writes when the backlog is large.
+        // The drainer itself stays in the normal class: it writes when the
+        // backlog is large.
         assert!(policies_of("audit-drainer")
             .iter()
             .all(|p| *p == libc::SCHED_OTHER));
@@ -591,9 +590,7 @@ mod tests {
     #[tokio::test]
     async fn with_idle_draining_off_records_still_reach_the_store() {
         let dir = tempfile::tempdir().unwrap();
-        let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
-            .await
-            .unwrap();
+        let s = sqlite(dir.path()).await;
         let mut c = config(dir.path());
         c.drain_delay = Duration::ZERO;
         c.idle_drain_bytes = 0;
@@ -627,9 +624,7 @@ mod tests {
         segment(1, 0..10, b"");
         segment(2, 10..15, &[42, 0, 0, 0, 1, 2]);
 
-        let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
-            .await
-            .unwrap();
+        let s = sqlite(dir.path()).await;
         let metrics = AuditMetrics::default();
         let (log, tasks) = start(config(dir.path()), s.clone(), metrics.clone(), "test")
             .await
@@ -647,9 +642,7 @@ mod tests {
     #[tokio::test]
     async fn segments_are_extended_ahead_of_the_records_and_trimmed_when_closed() {
         let dir = tempfile::tempdir().unwrap();
-        let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
-            .await
-            .unwrap();
+        let s = sqlite(dir.path()).await;
         let mut c = config(dir.path());
         c.rotate_interval = Duration::from_secs(3600);
         let metrics = AuditMetrics::default();
@@ -687,9 +680,7 @@ mod tests {
         bytes.resize(bytes.len() + 64 * 1024, 0);
         fs::write(segment_path(&dead, 1), bytes).unwrap();
 
-        let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
-            .await
-            .unwrap();
+        let s = sqlite(dir.path()).await;
         let metrics = AuditMetrics::default();
         let (_log, tasks) = start(config(dir.path()), s.clone(), metrics.clone(), "test")
             .await
@@ -705,9 +696,7 @@ mod tests {
     #[tokio::test]
     async fn a_live_writers_spool_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
-            .await
-            .unwrap();
+        let s = sqlite(dir.path()).await;
         let (a, a_tasks) = start(config(dir.path()), s.clone(), AuditMetrics::default(), "a")
             .await
             .unwrap();
@@ -728,9 +717,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_spool_refuses_records() {
         let dir = tempfile::tempdir().unwrap();
-        let s = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
-            .await
-            .unwrap();
+        let s = sqlite(dir.path()).await;
         let mut c = config(dir.path());
         c.max_spool_bytes = 0;
         c.rotate_interval = Duration::from_secs(3600);
