@@ -6,9 +6,10 @@
 //! request wants; past `idle_drain_bytes` the drainer does it itself, at
 //! the requests' priority, so that the backlog stays bounded under
 //! sustained load (without the idle class, it always writes itself, at
-//! nice +10). A store reached over the network is called on the application's runtime,
-//! which owns its pooled connections (a connection opened on the drainer's
-//! runtime would be driven by a low-priority thread, and would die with it).
+//! nice +10). A store reached over the network is called on the
+//! application's runtime, which owns its pooled connections (a connection
+//! opened on the drainer's runtime would be driven by the drainer's thread,
+//! and would die with it).
 //! Records go to the store as the spool holds them — their JSON and the
 //! fields a store keys them by — without being rebuilt.
 

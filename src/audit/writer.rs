@@ -20,8 +20,9 @@
 //!   what the drainer reads. Nothing but the queue is held in memory: during
 //!   a store outage the records wait on disk, up to `max_spool_bytes`; past
 //!   that new records are refused (and the decisions with them: fail closed).
-//! * **Drainer** ([`super::drainer`], its own OS thread at a lower
-//!   scheduling priority, with its own runtime): sends each closed segment
+//! * **Drainer** ([`super::drainer`], its own OS thread with its own
+//!   runtime, and a `SCHED_IDLE` thread that writes a local store while the
+//!   backlog is under `idle_drain_bytes`): sends each closed segment
 //!   to the store in large batches of the spooled JSON as it is
 //!   (`put_audit_spooled` is idempotent: a record sent twice is stored
 //!   once), retries with backoff while the store fails, and deletes the
