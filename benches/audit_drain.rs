@@ -14,6 +14,7 @@
 
 use std::time::{Duration, Instant};
 
+use cedargate::audit::{AuditEvent, Chains, Undo};
 use cedargate::store::{Index, SpooledAudit, SqliteStore, Store};
 
 /// The calling thread's CPU time.
@@ -27,34 +28,46 @@ fn thread_cpu() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-/// A decision record as the spool holds it (about 760 bytes).
-fn record(i: u64, tenant: &str, user: &str, deny: bool) -> SpooledAudit {
-    let ms = 1_780_000_000_000u64 + i / 40;
-    let event = format!(
-        "{:08x}-{:04x}-7{:03x}-8{:03x}-{:012x}",
-        (ms >> 16) as u32,
-        ms as u16,
-        i % 4096,
-        (i * 7) % 4096,
-        i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 16
+/// A decision record as the spool holds it (about 760 bytes): stamped into
+/// its writer's chain and serialized as the appender does.
+fn record(chains: &mut Chains, i: u64, tenant: &str, user: &str, deny: bool) -> SpooledAudit {
+    let at = chrono::DateTime::from_timestamp_millis(1_780_000_000_000 + (i / 40) as i64).unwrap();
+    let mut e = AuditEvent::new(
+        uuid::Uuid::now_v7().to_string(),
+        at,
+        tenant,
+        "Read",
+        "CedarGate::Document::\"q3-report\"",
+        serde_json::json!({
+            "kind": "decision", "source": "authorize",
+            "decision": if deny { "Deny" } else { "Allow" },
+            "determiningPolicies": ["visibility.shared-read"], "errors": [],
+            "policyRevision": "sha256:bce048c351c54e29", "dataAgeMs": 0, "latencyUs": 41,
+            "roles": ["editor"], "clearance": 1,
+        }),
     );
-    let ts = chrono::DateTime::from_timestamp_millis(ms as i64)
-        .unwrap()
-        .format("%Y-%m-%dT%H:%M:%S%.9fZ");
-    let decision = if deny { "Deny" } else { "Allow" };
-    let json = format!(
-        r#"{{"eventId":"{event}","timestamp":"{ts}","tenantId":"{tenant}","userId":"{user}","action":"Read","resource":"CedarGate::Document::\"q3-report\"","details":{{"clearance":1,"dataAgeMs":0,"decision":"{decision}","determiningPolicies":["visibility.shared-read"],"errors":[],"kind":"decision","latencyUs":41,"policyRevision":"sha256:bce048c351c54e29","roles":["editor"],"source":"authorize"}},"ipAddress":"127.0.0.1","userAgent":"app/1.0","success":true,"errorMessage":null,"expiresAt":2017131046,"writerId":"sidecar-01a2363c375576ec94837f6995e5d77c","seq":{i},"prevHash":"b9ee2722ab3e9837a47a8b5d37396a77329d59a7445040787cedbc0fd8d0ce2c","hash":"b9ee2722ab3e9837a47a8b5d37396a77329d59a7445040787cedbc0fd8d0ce2c"}}"#
-    );
-    SpooledAudit::parse(json.into_bytes()).unwrap()
+    e.user_id = Some(user.into());
+    e.ip_address = Some("127.0.0.1".into());
+    e.user_agent = Some("app/1.0".into());
+    e.expires_at = 2_017_131_046;
+    chains.stamp(&mut e, &mut Undo::default());
+    SpooledAudit::parse(serde_json::to_vec(&e).unwrap()).unwrap()
 }
 
 fn records(n: u64, tenants: u64) -> Vec<SpooledAudit> {
+    let mut chains = Chains::new("sidecar-bench");
     (0..n)
         .map(|i| {
             // A fixed scatter over the tenants and 50 users.
             let t = i.wrapping_mul(2_654_435_761) % tenants;
             let u = i.wrapping_mul(40_503) % 50;
-            record(i, &format!("tenant-{t}"), &format!("user-{u}"), i % 10 == 0)
+            record(
+                &mut chains,
+                i,
+                &format!("tenant-{t}"),
+                &format!("user-{u}"),
+                i % 10 == 0,
+            )
         })
         .collect()
 }

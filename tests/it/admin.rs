@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 
 use crate::dynamodb_local::{self, DynamoLocal};
 use crate::helpers::*;
-use cedargate::sidecar::client::Reply;
 use cedargate::store::{self, StoreUrl};
 
 /// Tokens of a platform administrator, t1's administrator and a t1 viewer.
@@ -36,10 +35,6 @@ fn new_tenant(id: &str) -> Value {
         "limits": {"maxDocuments": 100, "maxUsers": 10, "maxStorageGB": 5, "maxQueriesPerMonth": 1000},
         "settings": {"dataRetentionDays": 90, "allowedFileTypes": ["pdf"]}
     })
-}
-
-fn etag(r: &Reply) -> String {
-    r.headers["etag"].to_str().unwrap().to_string()
 }
 
 /// Create, read, update with If-Match, deactivate, list, usage and audit

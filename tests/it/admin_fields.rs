@@ -23,7 +23,7 @@ async fn read(app: &TestApp, token: &str, id: &str) -> (Value, String) {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    (r.json(), r.headers["etag"].to_str().unwrap().to_string())
+    (r.json(), etag(&r))
 }
 
 /// Reads tenant `id`, applies `edit`, PUTs it back with its ETag.

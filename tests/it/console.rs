@@ -8,7 +8,7 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    audit_records_of, call, eventually, spawn_admin_app, spawn_console_app, Keys, TestApp,
+    audit_records_of, call, etag, eventually, spawn_admin_app, spawn_console_app, Keys, TestApp,
 };
 use cedargate::sidecar::client::Reply;
 
@@ -304,14 +304,7 @@ async fn every_console_action_is_refused_exactly_as_the_api_refuses_it() {
     assert!(home.body.contains("id=\"no-sections\""), "{}", home.body);
     let token = keys.token("victor", "t1", &["viewer"], |_| {});
     let admin = keys.token("root", "t1", &["admin"], |_| {});
-    let etag = call(&app, &admin, Method::GET, "/v1/tenants/t1", &[], None)
-        .await
-        .headers
-        .get("etag")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let etag = etag(&call(&app, &admin, Method::GET, "/v1/tenants/t1", &[], None).await);
     let before: Vec<Value> = documents_of(&app, &admin).await;
     let tenant = json!({"tenantId": "newco", "name": "New", "status": "active", "createdAt": "2026-01-01T00:00:00Z",
         "subscription": {"tier": "basic", "startDate": "2026-01-01", "features": []},
@@ -1027,14 +1020,12 @@ async fn a_document_update_with_if_match_replaces_only_the_version_read() {
     let admin = keys.token("alice", "t1", &["admin"], |_| {});
     let path = "/v1/tenants/t1/documents/d-shared";
     let read = call(&app, &admin, Method::GET, path, &[], None).await;
-    let etag = read
-        .headers
-        .get("etag")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(etag.len(), 34, "a quoted 32-digit hex version: {etag}");
+    let read_tag = etag(&read);
+    assert_eq!(
+        read_tag.len(),
+        34,
+        "a quoted 32-digit hex version: {read_tag}"
+    );
     let doc = made_private(read.json());
 
     // Someone removes a share meanwhile: the stale write is refused.
@@ -1053,7 +1044,7 @@ async fn a_document_update_with_if_match_replaces_only_the_version_read() {
         &admin,
         Method::PUT,
         path,
-        &[("if-match", &etag)],
+        &[("if-match", &read_tag)],
         Some(&doc),
     )
     .await;
@@ -1063,14 +1054,8 @@ async fn a_document_update_with_if_match_replaces_only_the_version_read() {
     assert!(!now.body.contains("auditor"), "the share stays removed");
 
     // With the current version it goes through, and answers the next one.
-    let current = now
-        .headers
-        .get("etag")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
-    assert_ne!(current, etag);
+    let current = etag(&now);
+    assert_ne!(current, read_tag);
     let doc = made_private(now.json());
     let r = call(
         &app,
@@ -1082,10 +1067,10 @@ async fn a_document_update_with_if_match_replaces_only_the_version_read() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let next = r.headers.get("etag").unwrap().to_str().unwrap();
+    let next = etag(&r);
     assert_ne!(next, current);
     let again = call(&app, &admin, Method::GET, path, &[], None).await;
-    assert_eq!(again.headers.get("etag").unwrap().to_str().unwrap(), next);
+    assert_eq!(etag(&again), next);
 
     // A missing document has no version to match.
     let r = call(

@@ -828,6 +828,11 @@ impl Rng {
     }
 }
 
+/// The `ETag` an answer carries (the test fails without one).
+pub fn etag(r: &Reply) -> String {
+    r.headers["etag"].to_str().unwrap().to_string()
+}
+
 /// A partition's audit records of `action` from the last hour, as stored.
 pub async fn audit_records_of(
     app: &TestApp,

@@ -348,7 +348,7 @@ async fn lifecycle(url: &StoreUrl) {
     let got = call(&admin, &pam, Method::GET, "/v1/tenants/canc").await;
     assert_eq!(got.status, StatusCode::OK);
     assert!(got.json()["purgedAt"].is_string(), "{}", got.body);
-    let etag = got.headers["etag"].to_str().unwrap().to_string();
+    let etag = etag(&got);
     let mut reopened: Value = got.json();
     reopened["status"] = "active".into();
     let r = admin

@@ -22,10 +22,6 @@ fn statement(text: &str) -> Value {
     json!({ "definition": { "static": { "statement": text } } })
 }
 
-fn etag(r: &Reply) -> String {
-    r.headers["etag"].to_str().unwrap().to_string()
-}
-
 /// A decision of the sidecar (trusted mode) for a principal of `tenant`.
 async fn decide(
     sidecar: &TestApp,

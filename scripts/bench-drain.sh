@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Audit-drain settings side by side, on one release build and a migrated
+# SQLite store with the demo data: each VARIANT is `name|[audit] lines`
+# (lines separated by `;`), run in turn, twice, alternating. Each run: wrk
+# (32 connections) on POST /v1/authorize, the spool left when it ended,
+# the server's CPU per request by thread once the drain has caught up
+# (from /proc), then an open-loop run at RATE requests/s (0: none).
+# PIN=1 puts the server on CPU 0 and the load generators on CPU 1.
+#   [PIN=1] [RATE=8000] [DURATION=8] scripts/bench-drain.sh 'a|drain_batch = 1000' 'b|drain_batch = 10000'
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -gt 0 ] || { sed -n 2,9p "$0"; exit 2; }
+rate=${RATE:-8000}
+duration=${DURATION:-8}
+port=18196
+cargo build --locked --release --bins --example fixed_rate 2>&1 | tail -1
+bin=target/release
+work=$(mktemp -d)
+pid=
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+server_cpu=(); load_cpu=()
+if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 0); load_cpu=(taskset -c 1); fi
+"$bin/cedargate-admin" import --store "sqlite:$work/store.db" --audit-spool "$work/spool" demo/data.json >/dev/null
+"$bin/cedargate-admin" migrate --store "sqlite:$work/store.db" --audit-spool "$work/spool" >/dev/null
+body='{"principal":{"id":"dave","tenant":"acme","roles":["editor"],"clearance":1},"action":"Read","resource":{"type":"Document","id":"q3-report"}}'
+printf "wrk.method = \"POST\"\nwrk.body = '%s'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n" "$body" > "$work/req.lua"
+
+# CPU seconds of the server's threads, by role: "appender= drainer= workers= other=".
+cpu() {
+  python3 - "$1" <<'PY'
+import collections, os, sys
+pid, tick, out = sys.argv[1], os.sysconf("SC_CLK_TCK"), collections.Counter()
+for t in os.listdir(f"/proc/{pid}/task"):
+    try:
+        s = open(f"/proc/{pid}/task/{t}/stat").read()
+    except FileNotFoundError:
+        continue
+    comm, f = s[s.index("(") + 1 : s.rindex(")")], s[s.rindex(")") + 2 :].split()
+    role = {"audit-appender": "appender", "audit-drainer": "drainer", "audit-idle": "drainer",
+            "audit-store": "drainer"}.get(comm, "workers" if comm.startswith("tokio") else "other")
+    out[role] += (int(f[11]) + int(f[12])) / tick
+print(" ".join(f"{k}={out[k]:.3f}" for k in ("appender", "drainer", "workers", "other")))
+PY
+}
+spool() { curl -fsS "http://127.0.0.1:$port/metrics" | awk '/^cedargate_audit_spool_bytes / {printf "%.0f", $2}'; }
+
+for round in 1 2; do
+  for v in "$@"; do
+    name=${v%%|*}
+    rm -rf "$work/spool-run"
+    { printf '[audit]\nspool_dir = "%s"\n' "$work/spool-run"; [ "$v" != "$name" ] && echo "${v#*|}" | tr ';' '\n'; } > "$work/c.toml"
+    RUST_LOG=error "${server_cpu[@]}" "$bin/cedargate" serve --config "$work/c.toml" --listen "127.0.0.1:$port" \
+      --store "sqlite:$work/store.db" --identity trusted &
+    pid=$!
+    for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && break; sleep 0.05; done
+    wrk -t1 -c4 -d1s -s "$work/req.lua" "http://127.0.0.1:$port/v1/authorize" >/dev/null
+    before=$(cpu "$pid")
+    out=$("${load_cpu[@]}" wrk -t1 -c32 -d"${duration}s" --latency -s "$work/req.lua" "http://127.0.0.1:$port/v1/authorize")
+    left=$(spool)
+    # Until the drain has caught up (less than a segment left), so the CPU
+    # per request includes it.
+    for _ in $(seq 120); do [ "$(spool)" -lt 5000000 ] && break; sleep 0.5; done
+    sleep 1.5
+    after=$(cpu "$pid")
+    per=$(python3 - "$before" "$after" "$(echo "$out" | awk '/requests in/ {print $1}')" <<'PY'
+import sys
+a, b = (dict((k, float(v)) for k, v in (x.split("=") for x in s.split())) for s in sys.argv[1:3])
+n = int(sys.argv[3])
+d = {k: (b[k] - a[k]) / n * 1e6 for k in b}
+print(" ".join(f"{k} {d[k]:.1f}" for k in ("workers", "appender", "drainer")), f"total {sum(d.values()):.1f} µs/request")
+PY
+)
+    fixed=-
+    [ "$rate" != 0 ] && fixed=$("${load_cpu[@]}" "$bin/examples/fixed_rate" "http://127.0.0.1:$port/v1/authorize" "$rate" "$duration" "$body" | sed 's/.*latency //')
+    rss=$(( $(ps -o rss= -p "$pid") / 1024 ))
+    kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+    printf '%-12s round %d: %s/s, p99 %s, RSS %d MiB, spool left %d MiB | CPU %s | at %s/s: %s\n' \
+      "$name" "$round" "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" "$(echo "$out" | awk '/^ +99%/ {print $2}')" \
+      "$rss" "$((left / 1048576))" "$per" "$rate" "$fixed"
+  done
+done
