@@ -16,6 +16,12 @@
 //! 4. `0004-deleted-documents-index`: a sparse index of soft-deleted
 //!    documents, so retention reads the deleted documents only. Rollback
 //!    drops it.
+//! 5. `0005-audit-filter-columns`: SQLite: the audit filter indexes on
+//!    columns the drain fills from each record, in place of the expression
+//!    indexes over its JSON that `0003` built before (every insert parsed
+//!    the record for them); the rows written before the columns get them
+//!    first. Rollback puts the expression indexes back. DynamoDB: nothing
+//!    to do (its indexes are on attributes).
 
 use serde_json::{json, Value};
 
@@ -38,6 +44,10 @@ pub const STEPS: &[(&str, &str)] = &[
         "0004-deleted-documents-index",
         "index soft-deleted documents (sparse)",
     ),
+    (
+        "0005-audit-filter-columns",
+        "index audit records' filter fields as columns, not JSON expressions",
+    ),
 ];
 
 /// The index a step builds, if it is an index step.
@@ -45,6 +55,7 @@ fn index_of(step: &str) -> Option<Index> {
     match step {
         "0003-audit-filter-indexes" => Some(Index::AuditFilters),
         "0004-deleted-documents-index" => Some(Index::DeletedDocuments),
+        "0005-audit-filter-columns" => Some(Index::AuditFilterColumns),
         _ => None,
     }
 }

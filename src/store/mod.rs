@@ -371,6 +371,10 @@ pub enum Index {
     /// denials, each newest first: the audit-log filters read what they
     /// return.
     AuditFilters,
+    /// The same on columns the drain fills from each record, in place of
+    /// expressions over its JSON, which the drain parsed every record for
+    /// (SQLite; DynamoDB's indexes are on attributes already).
+    AuditFilterColumns,
     /// A tenant's soft-deleted documents (sparse): retention reads the
     /// deleted documents, not all of them.
     DeletedDocuments,
@@ -504,23 +508,35 @@ pub struct SpooledAudit {
     pub event_id: String,
     pub timestamp: DateTime<Utc>,
     pub expires_at: i64,
+    /// The fields the audit-log filters select on: the user, the action and
+    /// a decision's effect (`details.decision`, when it is a string).
+    pub user_id: Option<String>,
+    pub action: String,
+    pub decision: Option<String>,
     pub json: Vec<u8>,
 }
 
 impl SpooledAudit {
-    /// Reads the key fields of a spooled record's JSON (the rest is skipped,
-    /// not built).
+    /// Reads the key and filter fields of a spooled record's JSON (the rest
+    /// is skipped, not built).
     pub fn parse(json: Vec<u8>) -> Result<Self, serde_json::Error> {
+        use std::borrow::Cow;
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Keys<'a> {
             #[serde(borrow)]
-            tenant_id: std::borrow::Cow<'a, str>,
+            tenant_id: Cow<'a, str>,
             #[serde(borrow)]
-            event_id: std::borrow::Cow<'a, str>,
+            event_id: Cow<'a, str>,
             timestamp: DateTime<Utc>,
             #[serde(default)]
             expires_at: i64,
+            #[serde(borrow, default)]
+            user_id: Option<Cow<'a, str>>,
+            #[serde(borrow, default)]
+            action: Cow<'a, str>,
+            #[serde(default)]
+            details: DecisionOf,
         }
         let k: Keys<'_> = serde_json::from_slice(&json)?;
         Ok(SpooledAudit {
@@ -528,6 +544,9 @@ impl SpooledAudit {
             event_id: k.event_id.into_owned(),
             timestamp: k.timestamp,
             expires_at: k.expires_at,
+            user_id: k.user_id.map(Cow::into_owned),
+            action: k.action.into_owned(),
+            decision: k.details.0,
             json,
         })
     }
@@ -539,6 +558,9 @@ impl SpooledAudit {
             event_id: e.event_id.clone(),
             timestamp: e.timestamp,
             expires_at: e.expires_at,
+            user_id: e.user_id.clone(),
+            action: e.action.clone(),
+            decision: e.details["decision"].as_str().map(str::to_string),
             json: serde_json::to_vec(e).map_err(|e| StoreError::Invalid(e.to_string()))?,
         })
     }
@@ -546,6 +568,68 @@ impl SpooledAudit {
     /// When the store may delete it: never before the compliance floor.
     pub fn expiry(&self) -> i64 {
         expiry(self.expires_at, self.timestamp)
+    }
+}
+
+/// The `decision` of a record's `details`, when `details` is an object and
+/// its `decision` a string (as SQLite's `json_extract` would find it);
+/// anything else in `details` is skipped, and a `details` of another shape
+/// reads as no decision rather than as an unreadable record.
+#[derive(Default)]
+struct DecisionOf(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for DecisionOf {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = DecisionOf;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<DecisionOf, A::Error> {
+                let mut out = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "decision" {
+                        out = match map.next_value::<serde_json::Value>()? {
+                            serde_json::Value::String(s) => Some(s),
+                            _ => None,
+                        };
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(DecisionOf(out))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<DecisionOf, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(DecisionOf(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<DecisionOf, E> {
+                Ok(DecisionOf(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<DecisionOf, E> {
+                Ok(DecisionOf(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<DecisionOf, E> {
+                Ok(DecisionOf(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<DecisionOf, E> {
+                Ok(DecisionOf(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<DecisionOf, E> {
+                Ok(DecisionOf(None))
+            }
+            fn visit_unit<E>(self) -> Result<DecisionOf, E> {
+                Ok(DecisionOf(None))
+            }
+        }
+        d.deserialize_any(Visit)
     }
 }
 
@@ -697,6 +781,55 @@ pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the drain reads from a spooled record's JSON for the filter
+    /// columns is what the record says, as `SpooledAudit::of` takes it from
+    /// the event, whatever shape `details` has; an odd `details` never
+    /// makes a record unreadable.
+    #[test]
+    fn spooled_records_give_their_filter_fields() {
+        use serde_json::json;
+        let cases = [
+            (
+                json!({"kind": "decision", "decision": "Deny", "errors": [{"decision": "x"}]}),
+                Some("Deny"),
+                Some("u1"),
+            ),
+            (json!({"decision": "Allow"}), Some("Allow"), None),
+            (
+                json!({"kind": "management", "changed": {"decision": "Deny"}}),
+                None,
+                Some("u2"),
+            ),
+            (json!({"decision": {"nested": "Deny"}}), None, Some("u3")),
+            (json!({"decision": 3}), None, Some("u4")),
+            (json!({"decision": null}), None, Some("u5")),
+            (json!(null), None, None),
+            (json!("Deny"), None, Some("u6")),
+            (json!(["decision", "Deny"]), None, Some("u7")),
+            (json!(true), None, Some("u8")),
+            (json!(1.5), None, Some("u9")),
+        ];
+        for (details, decision, user) in cases {
+            let mut e = AuditEvent::new(
+                "e1",
+                Utc::now(),
+                "t1",
+                "Read \"quoted\" ✓",
+                "r",
+                details.clone(),
+            );
+            e.user_id = user.map(str::to_string);
+            let parsed = SpooledAudit::parse(serde_json::to_vec(&e).unwrap()).unwrap();
+            let of = SpooledAudit::of(&e).unwrap();
+            for s in [&parsed, &of] {
+                assert_eq!(s.decision.as_deref(), decision, "{details}");
+                assert_eq!(s.user_id.as_deref(), user, "{details}");
+                assert_eq!(s.action, "Read \"quoted\" ✓");
+                assert_eq!((s.tenant_id.as_str(), s.event_id.as_str()), ("t1", "e1"));
+            }
+        }
+    }
 
     #[test]
     fn parses_store_urls() {

@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS audit (
     ts         TEXT NOT NULL,
     expires_at INTEGER NOT NULL,
     record     TEXT NOT NULL,
+    user_id    TEXT,
+    action     TEXT,
+    decision   TEXT,
     PRIMARY KEY (tenant_id, event_id)
 );
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (tenant_id, ts);
@@ -79,6 +82,47 @@ CREATE TABLE IF NOT EXISTS migrations (
     applied_at TEXT NOT NULL
 );
 ";
+
+/// The audit table's filter columns (`user_id`, `action`, `decision`: the
+/// record's `userId`, `action` and `details.decision`), which the drain
+/// fills as it inserts. A store made by an earlier version gets them when
+/// it is opened (`ALTER TABLE … ADD COLUMN` changes the schema only);
+/// its older rows are filled by `0005-audit-filter-columns`, and rows an
+/// earlier version still inserts (a rolling upgrade) by the trigger, which
+/// fires only for a row inserted without them (`action` is never null in
+/// a record).
+const AUDIT_FILTER_COLUMNS: [&str; 3] = ["user_id", "action", "decision"];
+const FILL_FILTER_COLUMNS: &str = "
+    user_id = json_extract(record, '$.userId'),
+    action = coalesce(json_extract(record, '$.action'), ''),
+    decision = CASE json_type(record, '$.details.decision')
+        WHEN 'text' THEN json_extract(record, '$.details.decision') END";
+
+fn upgrade_audit_table(c: &mut Connection) -> Result<(), StoreError> {
+    let tx = c
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let have: Vec<String> = tx
+        .prepare("SELECT name FROM pragma_table_info('audit')")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(backend)?;
+    for column in AUDIT_FILTER_COLUMNS {
+        if !have.iter().any(|h| h == column) {
+            tx.execute_batch(&format!("ALTER TABLE audit ADD COLUMN {column} TEXT"))
+                .map_err(backend)?;
+        }
+    }
+    tx.execute_batch(&format!(
+        "CREATE TRIGGER IF NOT EXISTS audit_fill_filter_columns
+         AFTER INSERT ON audit WHEN NEW.action IS NULL
+         BEGIN UPDATE audit SET {FILL_FILTER_COLUMNS} WHERE rowid = NEW.rowid; END"
+    ))
+    .map_err(backend)?;
+    tx.commit().map_err(backend)
+}
+
+/// Rows of the audit table one backfill transaction covers.
+const BACKFILL_ROWS: i64 = 10_000;
 
 /// How long change-log rows are kept.
 const CHANGE_RETENTION_MS: i64 = 24 * 3600 * 1000;
@@ -499,8 +543,9 @@ fn insert_spooled(c: &mut Connection, records: &[SpooledAudit]) -> Result<(), St
     {
         let mut stmt = tx
             .prepare_cached(
-                "INSERT OR IGNORE INTO audit (tenant_id, event_id, ts, expires_at, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR IGNORE INTO audit
+                 (tenant_id, event_id, ts, expires_at, record, user_id, action, decision)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .map_err(backend)?;
         for r in records {
@@ -511,7 +556,10 @@ fn insert_spooled(c: &mut Connection, records: &[SpooledAudit]) -> Result<(), St
                 r.event_id,
                 sortable_time(r.timestamp),
                 r.expiry(),
-                json
+                json,
+                r.user_id,
+                r.action,
+                r.decision
             ])
             .map_err(backend)?;
         }
@@ -528,8 +576,18 @@ impl SqliteStore {
         index: Index,
         change: fn(&Connection, &str, &str, bool) -> Result<&'static str, StoreError>,
     ) -> Result<Vec<String>, StoreError> {
+        self.alter(index, indexes_of(index), change).await
+    }
+
+    /// [`Self::alter_indexes`] on the given indexes.
+    async fn alter(
+        &self,
+        index: Index,
+        indexes: &'static [(&'static str, &'static str)],
+        change: fn(&Connection, &str, &str, bool) -> Result<&'static str, StoreError>,
+    ) -> Result<Vec<String>, StoreError> {
         let conn = match index {
-            Index::AuditFilters => self.audit.clone(),
+            Index::AuditFilters | Index::AuditFilterColumns => self.audit.clone(),
             Index::DeletedDocuments => self.conn.clone(),
         };
         Self::on(conn, move |c| {
@@ -537,7 +595,7 @@ impl SqliteStore {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
             let mut said = Vec::new();
-            for (name, sql) in indexes_of(index) {
+            for (name, sql) in indexes {
                 let exists = has_index(&tx, name)?;
                 said.push(format!("index {name}: {}", change(&tx, name, sql, exists)?));
             }
@@ -546,37 +604,126 @@ impl SqliteStore {
         })
         .await
     }
+
+    /// Fills the filter columns of the audit rows written before them, and
+    /// says how many it filled. Resumable: a run stopped part-way and run
+    /// again fills what is left.
+    async fn backfill(&self) -> Result<String, StoreError> {
+        let (mut from, mut filled) = (0, 0);
+        loop {
+            let (n, next) = Self::on(self.audit.clone(), move |c| {
+                backfill_filter_columns(c, from)
+            })
+            .await?;
+            filled += n;
+            match next {
+                Some(next) => from = next,
+                None => return Ok(format!("filter columns filled in {filled} audit record(s)")),
+            }
+        }
+    }
+}
+
+fn create_index(
+    tx: &Connection,
+    _: &str,
+    sql: &str,
+    exists: bool,
+) -> Result<&'static str, StoreError> {
+    if !exists {
+        tx.execute_batch(sql).map_err(backend)?;
+    }
+    Ok(if exists { "already there" } else { "created" })
+}
+
+fn drop_index(
+    tx: &Connection,
+    name: &str,
+    _: &str,
+    exists: bool,
+) -> Result<&'static str, StoreError> {
+    if exists {
+        tx.execute_batch(&format!("DROP INDEX {name}"))
+            .map_err(backend)?;
+    }
+    Ok(if exists { "dropped" } else { "not there" })
 }
 
 /// The indexes a migration step builds: name and statement. The audit
-/// indexes are on the record's own fields (expression indexes), so they
-/// need no new column and no backfill, and a filter reads the same records
-/// with or without them.
+/// filter indexes are on the filter columns the drain fills; a filter reads
+/// the same records with or without them.
 fn indexes_of(index: Index) -> &'static [(&'static str, &'static str)] {
     match index {
-        Index::AuditFilters => &[
-            (
-                "audit_by_user",
-                "CREATE INDEX audit_by_user ON audit
-                 (tenant_id, json_extract(record, '$.userId'), ts, event_id)",
-            ),
-            (
-                "audit_by_action",
-                "CREATE INDEX audit_by_action ON audit
-                 (tenant_id, json_extract(record, '$.action'), ts, event_id)",
-            ),
-            (
-                "audit_denials",
-                "CREATE INDEX audit_denials ON audit (tenant_id, ts, event_id)
-                 WHERE json_extract(record, '$.details.decision') = 'Deny'",
-            ),
-        ],
+        Index::AuditFilters | Index::AuditFilterColumns => FILTER_INDEXES,
         Index::DeletedDocuments => &[(
             "documents_deleted",
             "CREATE INDEX documents_deleted ON documents (tenant_id, document_id)
              WHERE deleted_at IS NOT NULL",
         )],
     }
+}
+
+/// The audit filter indexes, on the filter columns.
+const FILTER_INDEXES: &[(&str, &str)] = &[
+    (
+        "audit_user",
+        "CREATE INDEX audit_user ON audit (tenant_id, user_id, ts, event_id)",
+    ),
+    (
+        "audit_action",
+        "CREATE INDEX audit_action ON audit (tenant_id, action, ts, event_id)",
+    ),
+    (
+        "audit_denied",
+        "CREATE INDEX audit_denied ON audit (tenant_id, ts, event_id) WHERE decision = 'Deny'",
+    ),
+];
+
+/// The audit filter indexes as `0003-audit-filter-indexes` built them
+/// before the filter columns: expressions over the record's JSON, which
+/// every insert had to parse. `0005-audit-filter-columns` replaces them;
+/// until it has, filters read through them.
+const FILTER_INDEXES_ON_JSON: &[(&str, &str)] = &[
+    (
+        "audit_by_user",
+        "CREATE INDEX audit_by_user ON audit
+         (tenant_id, json_extract(record, '$.userId'), ts, event_id)",
+    ),
+    (
+        "audit_by_action",
+        "CREATE INDEX audit_by_action ON audit
+         (tenant_id, json_extract(record, '$.action'), ts, event_id)",
+    ),
+    (
+        "audit_denials",
+        "CREATE INDEX audit_denials ON audit (tenant_id, ts, event_id)
+         WHERE json_extract(record, '$.details.decision') = 'Deny'",
+    ),
+];
+
+/// Fills the filter columns of the audit rows without them, a range of
+/// rowids per transaction (so the drain's writes go in between), and says
+/// how many it filled. Rows inserted meanwhile have them already.
+fn backfill_filter_columns(c: &Connection, from: i64) -> Result<(usize, Option<i64>), StoreError> {
+    let last: i64 = c
+        .query_row("SELECT coalesce(max(rowid), 0) FROM audit", [], |r| {
+            r.get(0)
+        })
+        .map_err(backend)?;
+    if from >= last {
+        return Ok((0, None));
+    }
+    let to = from.saturating_add(BACKFILL_ROWS);
+    let filled = c
+        .execute(
+            &format!(
+                "UPDATE audit SET {FILL_FILTER_COLUMNS}
+                 WHERE rowid > ?1 AND rowid <= ?2 AND action IS NULL"
+            ),
+            [from, to],
+        )
+        .map_err(backend)?;
+    Ok((filled, Some(to)))
 }
 
 fn has_index(c: &Connection, name: &str) -> Result<bool, StoreError> {
@@ -602,38 +749,42 @@ fn filtered_audit(c: &Connection, q: &AuditQuery) -> Result<AuditPage, StoreErro
         }
         None => end,
     };
-    let indexed = indexes_of(Index::AuditFilters)
-        .iter()
-        .try_fold(true, |all, (name, _)| {
+    let all_there = |indexes: &[(&str, &str)]| {
+        indexes.iter().try_fold(true, |all, (name, _)| {
             Ok::<_, StoreError>(all && has_index(c, name)?)
-        })?;
+        })
+    };
+    // The columns, or the JSON of stores whose filter indexes predate them.
+    let fields = if all_there(FILTER_INDEXES)? {
+        Some(["user_id", "action", "decision"])
+    } else if all_there(FILTER_INDEXES_ON_JSON)? {
+        Some([
+            "json_extract(record, '$.userId')",
+            "json_extract(record, '$.action')",
+            "json_extract(record, '$.details.decision')",
+        ])
+    } else {
+        None
+    };
+    let indexed = fields.is_some();
     let f = &q.filter;
     let mut sql = String::from(
         "SELECT record FROM audit WHERE tenant_id = ?1 AND ts >= ?2 AND (ts, event_id) < (?3, ?4)",
     );
     let mut values: Vec<String> = Vec::new();
-    let scan = if indexed {
+    let scan = if let Some([user, action, decision]) = fields {
         if let Some(u) = &f.user {
             values.push(u.clone());
-            sql.push_str(&format!(
-                " AND json_extract(record, '$.userId') = ?{}",
-                5 + values.len()
-            ));
+            sql.push_str(&format!(" AND {user} = ?{}", 5 + values.len()));
         }
         if let Some(a) = &f.action {
             values.push(a.clone());
-            sql.push_str(&format!(
-                " AND json_extract(record, '$.action') = ?{}",
-                5 + values.len()
-            ));
+            sql.push_str(&format!(" AND {action} = ?{}", 5 + values.len()));
         }
+        // The partial index's own condition, so SQLite uses it.
         match f.decision {
-            Some(Effect::Deny) => {
-                sql.push_str(" AND json_extract(record, '$.details.decision') = 'Deny'")
-            }
-            Some(Effect::Allow) => {
-                sql.push_str(" AND json_extract(record, '$.details.decision') = 'Allow'")
-            }
+            Some(Effect::Deny) => sql.push_str(&format!(" AND {decision} = 'Deny'")),
+            Some(Effect::Allow) => sql.push_str(&format!(" AND {decision} = 'Allow'")),
             None => {}
         }
         q.limit.saturating_add(1)
@@ -689,8 +840,11 @@ fn filtered_audit(c: &Connection, q: &AuditQuery) -> Result<AuditPage, StoreErro
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        self.with_conn(|c| c.execute_batch(SCHEMA).map_err(backend))
-            .await
+        self.with_conn(|c| {
+            c.execute_batch(SCHEMA).map_err(backend)?;
+            upgrade_audit_table(c)
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -1329,24 +1483,48 @@ impl Store for SqliteStore {
     }
 
     async fn build_index(&self, index: Index) -> Result<Vec<String>, StoreError> {
-        self.alter_indexes(index, |tx, _, sql, exists| {
-            if !exists {
-                tx.execute_batch(sql).map_err(backend)?;
-            }
-            Ok(if exists { "already there" } else { "created" })
-        })
-        .await
+        let mut said = Vec::new();
+        if index != Index::DeletedDocuments {
+            said.push(self.backfill().await?);
+        }
+        said.extend(self.alter_indexes(index, create_index).await?);
+        if index == Index::AuditFilterColumns {
+            // In place of the expression indexes, once these are there.
+            said.extend(
+                self.alter(index, FILTER_INDEXES_ON_JSON, drop_index)
+                    .await?,
+            );
+        }
+        Ok(said)
     }
 
     async fn drop_index(&self, index: Index) -> Result<Vec<String>, StoreError> {
-        self.alter_indexes(index, |tx, name, _, exists| {
-            if exists {
-                tx.execute_batch(&format!("DROP INDEX {name}"))
-                    .map_err(backend)?;
+        let mut said = Vec::new();
+        match index {
+            Index::AuditFilterColumns => {
+                // Back to the expression indexes, where the column ones are
+                // (not where `0003-audit-filter-indexes` was rolled back).
+                let there = self
+                    .alter(index, FILTER_INDEXES, |_, _, _, exists| {
+                        Ok(if exists { "there" } else { "not there" })
+                    })
+                    .await?;
+                if there.iter().all(|l| l.ends_with(": there")) {
+                    said.extend(
+                        self.alter(index, FILTER_INDEXES_ON_JSON, create_index)
+                            .await?,
+                    );
+                }
             }
-            Ok(if exists { "dropped" } else { "not there" })
-        })
-        .await
+            // The expression indexes too, where an earlier version built them.
+            Index::AuditFilters => said.extend(
+                self.alter(index, FILTER_INDEXES_ON_JSON, drop_index)
+                    .await?,
+            ),
+            Index::DeletedDocuments => {}
+        }
+        said.extend(self.alter_indexes(index, drop_index).await?);
+        Ok(said)
     }
 
     async fn audit_events(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {

@@ -543,7 +543,8 @@ async fn migration_contract(store: Arc<dyn Store>) {
             "0001-tables",
             "0002-tenant-defaults",
             "0003-audit-filter-indexes",
-            "0004-deleted-documents-index"
+            "0004-deleted-documents-index",
+            "0005-audit-filter-columns"
         ]
     );
 
@@ -563,7 +564,7 @@ async fn migration_contract(store: Arc<dyn Store>) {
         "{back:?}"
     );
     assert!(store.get_tenant(&tid("t1")).await.is_err());
-    assert_eq!(store.migrations().await.unwrap().len(), 3);
+    assert_eq!(store.migrations().await.unwrap().len(), 4);
     assert!(
         migrations::rollback(store.as_ref(), "0002-tenant-defaults", false)
             .await

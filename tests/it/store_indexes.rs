@@ -1,5 +1,6 @@
 //! The indexes migration steps build (`0003-audit-filter-indexes`,
-//! `0004-deleted-documents-index`), on a real SQLite file and a real
+//! `0004-deleted-documents-index`, `0005-audit-filter-columns`), on a real
+//! SQLite file and a real
 //! DynamoDB Local: a read answers the same before the index is built,
 //! while it is there and after it is dropped; records written before the
 //! index existed are found through it; nothing crosses tenants.
@@ -306,18 +307,9 @@ fn sqlite_filters_use_the_indexes() {
                  AND (ts, event_id) < ('9', '')";
     let order = "ORDER BY ts DESC, event_id DESC LIMIT 8";
     for (condition, index) in [
-        (
-            "json_extract(record, '$.userId') = 'alice'",
-            "audit_by_user",
-        ),
-        (
-            "json_extract(record, '$.action') = 'Read'",
-            "audit_by_action",
-        ),
-        (
-            "json_extract(record, '$.details.decision') = 'Deny'",
-            "audit_denials",
-        ),
+        ("user_id = 'alice'", "audit_user"),
+        ("action = 'Read'", "audit_action"),
+        ("decision = 'Deny'", "audit_denied"),
     ] {
         let p = plan(&format!("{range} AND {condition} {order}"));
         assert!(p.contains(index), "{condition}: {p}");
@@ -328,6 +320,156 @@ fn sqlite_filters_use_the_indexes() {
          AND document_id > '' ORDER BY document_id LIMIT 3",
     );
     assert!(p.contains("documents_deleted"), "{p}");
+}
+
+/// The audit table as versions before the filter columns made it, with
+/// the expression indexes `0003-audit-filter-indexes` built then, and the
+/// steps up to `0004` recorded.
+const EARLIER_AUDIT_TABLE: &str = "
+CREATE TABLE audit (
+    tenant_id  TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    ts         TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    record     TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, event_id)
+);
+CREATE INDEX audit_by_time ON audit (tenant_id, ts);
+CREATE INDEX audit_by_expiry ON audit (expires_at);
+CREATE INDEX audit_by_user ON audit
+    (tenant_id, json_extract(record, '$.userId'), ts, event_id);
+CREATE INDEX audit_by_action ON audit
+    (tenant_id, json_extract(record, '$.action'), ts, event_id);
+CREATE INDEX audit_denials ON audit (tenant_id, ts, event_id)
+    WHERE json_extract(record, '$.details.decision') = 'Deny';
+CREATE TABLE migrations (id TEXT PRIMARY KEY, state TEXT NOT NULL, applied_at TEXT NOT NULL);
+INSERT INTO migrations VALUES
+    ('0001-tables', '{}', '2026-01-01T00:00:00Z'),
+    ('0002-tenant-defaults', '{\"added\":[]}', '2026-01-01T00:00:00Z'),
+    ('0003-audit-filter-indexes', '{}', '2026-01-01T00:00:00Z'),
+    ('0004-deleted-documents-index', '{}', '2026-01-01T00:00:00Z');
+";
+
+/// Inserts records as versions before the filter columns do.
+fn insert_as_earlier_version(c: &rusqlite::Connection, events: &[AuditEvent]) {
+    for e in events {
+        c.execute(
+            "INSERT INTO audit (tenant_id, event_id, ts, expires_at, record)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![
+                e.tenant_id,
+                e.event_id,
+                e.timestamp
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                e.expires_at,
+                serde_json::to_string(e).unwrap()
+            ],
+        )
+        .unwrap();
+    }
+}
+
+fn sqlite_indexes(c: &rusqlite::Connection) -> Vec<String> {
+    let mut stmt = c
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .unwrap();
+    let names = stmt.query_map([], |r| r.get(0)).unwrap();
+    names.map(Result::unwrap).collect()
+}
+
+/// A store of an earlier version: opened, it gets the filter columns (an
+/// earlier version still writing gets them filled by the trigger); filters
+/// answer the same through the expression indexes, then through the column
+/// indexes `0005-audit-filter-columns` builds in their place after filling
+/// the older rows, then through the expression indexes again after its
+/// rollback; applied again, it has nothing left to fill.
+#[tokio::test]
+async fn sqlite_store_of_an_earlier_version_moves_to_the_filter_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earlier.db");
+    let start = Utc::now() - Duration::minutes(30);
+    let old = records(start, "old", 700);
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(EARLIER_AUDIT_TABLE).unwrap();
+        insert_as_earlier_version(&c, &old);
+    }
+    let store = store::open(&StoreUrl::Sqlite(path.clone())).await.unwrap();
+    filters_answer(store.as_ref(), &old, start, "opened, expression indexes").await;
+
+    // An earlier version, still running, inserts more; this one too.
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let late = records(start + Duration::minutes(3), "late", 100);
+    insert_as_earlier_version(&c, &late);
+    let unfilled: i64 = c
+        .query_row("SELECT count(*) FROM audit WHERE action IS NULL", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(
+        unfilled, 700,
+        "the trigger fills what an earlier version inserts"
+    );
+    let new = records(start + Duration::minutes(4), "new", 200);
+    store.put_audit(&new).await.unwrap();
+    let all = [old.clone(), late, new].concat();
+    filters_answer(
+        store.as_ref(),
+        &all,
+        start,
+        "mixed rows, expression indexes",
+    )
+    .await;
+
+    let run = migrations::migrate(store.as_ref(), false).await.unwrap();
+    assert!(
+        run.lines.iter().any(|l| l
+            == "0005-audit-filter-columns: filter columns filled in 700 audit record(s)"),
+        "{run:?}"
+    );
+    assert_eq!(
+        sqlite_indexes(&c),
+        [
+            "audit_action",
+            "audit_by_expiry",
+            "audit_by_time",
+            "audit_denied",
+            "audit_user"
+        ]
+    );
+    let unfilled: i64 = c
+        .query_row("SELECT count(*) FROM audit WHERE action IS NULL", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(unfilled, 0);
+    filters_answer(store.as_ref(), &all, start, "column indexes").await;
+
+    migrations::rollback(store.as_ref(), "0005-audit-filter-columns", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        sqlite_indexes(&c),
+        [
+            "audit_by_action",
+            "audit_by_expiry",
+            "audit_by_time",
+            "audit_by_user",
+            "audit_denials"
+        ]
+    );
+    filters_answer(store.as_ref(), &all, start, "rolled back").await;
+
+    let again = migrations::migrate(store.as_ref(), false).await.unwrap();
+    assert!(
+        again
+            .lines
+            .iter()
+            .any(|l| l == "0005-audit-filter-columns: filter columns filled in 0 audit record(s)"),
+        "{again:?}"
+    );
+    assert!(sqlite_indexes(&c).contains(&"audit_denied".to_string()));
+    filters_answer(store.as_ref(), &all, start, "applied again").await;
 }
 
 /// Records and documents written by a version that predates the index

@@ -47,7 +47,7 @@ struct Gsi {
 
 fn gsis(index: Index) -> &'static [Gsi] {
     match index {
-        Index::AuditFilters => &[
+        Index::AuditFilters | Index::AuditFilterColumns => &[
             Gsi {
                 name: AUDIT_BY_USER,
                 hash: USER_KEY,
@@ -78,7 +78,7 @@ pub(super) const MARKER_PREFIX: &str = "index:";
 /// The migrations-table item an index's build writes when it is done.
 fn marker(index: Index) -> &'static str {
     match index {
-        Index::AuditFilters => "index:audit-filters",
+        Index::AuditFilters | Index::AuditFilterColumns => "index:audit-filters",
         Index::DeletedDocuments => "index:deleted-documents",
     }
 }
@@ -172,7 +172,7 @@ impl DynamoStore {
                 .item
                 .is_some();
             match index {
-                Index::AuditFilters => built.audit_filters = found,
+                Index::AuditFilters | Index::AuditFilterColumns => built.audit_filters = found,
                 Index::DeletedDocuments => built.deleted_documents = found,
             }
         }
@@ -181,7 +181,7 @@ impl DynamoStore {
 
     fn table_of(&self, index: Index) -> &str {
         match index {
-            Index::AuditFilters => &self.audit,
+            Index::AuditFilters | Index::AuditFilterColumns => &self.audit,
             Index::DeletedDocuments => &self.documents,
         }
     }
@@ -308,7 +308,7 @@ impl DynamoStore {
     async fn fill(&self, index: Index) -> Result<u64, StoreError> {
         let table = self.table_of(index).to_string();
         let (missing, key) = match index {
-            Index::AuditFilters => (ACTION_KEY, ["pk", "sk"]),
+            Index::AuditFilters | Index::AuditFilterColumns => (ACTION_KEY, ["pk", "sk"]),
             Index::DeletedDocuments => (DELETED_KEY, ["tenantId", "documentId"]),
         };
         let mut start = None;
@@ -322,7 +322,9 @@ impl DynamoStore {
                 .set_exclusive_start_key(start)
                 .expression_attribute_names("#m", missing);
             scan = match index {
-                Index::AuditFilters => scan.filter_expression("attribute_not_exists(#m)"),
+                Index::AuditFilters | Index::AuditFilterColumns => {
+                    scan.filter_expression("attribute_not_exists(#m)")
+                }
                 // `deletedAt` is a string when set, NULL when not.
                 Index::DeletedDocuments => scan
                     .filter_expression("attribute_not_exists(#m) AND attribute_type(#d, :str)")
@@ -345,7 +347,7 @@ impl DynamoStore {
                     .set_key(Some(keys));
                 let mut sets = Vec::new();
                 match index {
-                    Index::AuditFilters => {
+                    Index::AuditFilters | Index::AuditFilterColumns => {
                         let Ok(e) = from_item::<AuditEvent>(item.clone()) else {
                             tracing::warn!("an audit item that is not a record is left unindexed");
                             continue;
