@@ -5,7 +5,10 @@
 //! spread over many (each tenant's index entries land on pages of their
 //! own, so the pages a transaction dirties grow with the tenants in it),
 //! on a store with and without the audit filter indexes that
-//! `cedargate-admin migrate` builds. CPU time is the calling thread's (the
+//! `cedargate-admin migrate` builds, and with those indexes as stores made
+//! before `0005-audit-filter-columns` have them (expressions over the
+//! record's JSON; the filter columns are filled all the same, a few bytes a
+//! row the earlier layout did not have). CPU time is the calling thread's (the
 //! drainer runs on a thread of its own); wall time includes the commits'
 //! `fsync`s.
 //!
@@ -72,12 +75,36 @@ fn records(n: u64, tenants: u64) -> Vec<SpooledAudit> {
         .collect()
 }
 
-fn case(n: u64, tenants: u64, batch: usize, migrated: bool, rt: &tokio::runtime::Runtime) {
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    NotMigrated,
+    /// The filter indexes on the filter columns.
+    Migrated,
+    /// The filter indexes on `json_extract` expressions, as before `0005`.
+    OnJson,
+}
+
+fn case(n: u64, tenants: u64, batch: usize, layout: Layout, rt: &tokio::runtime::Runtime) {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path).unwrap();
     rt.block_on(store.migrate()).unwrap();
-    if migrated {
-        rt.block_on(store.build_index(Index::AuditFilters)).unwrap();
+    match layout {
+        Layout::NotMigrated => {}
+        Layout::Migrated => {
+            rt.block_on(store.build_index(Index::AuditFilters)).unwrap();
+        }
+        Layout::OnJson => rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE INDEX audit_by_user ON audit
+                     (tenant_id, json_extract(record, '$.userId'), ts, event_id);
+                 CREATE INDEX audit_by_action ON audit
+                     (tenant_id, json_extract(record, '$.action'), ts, event_id);
+                 CREATE INDEX audit_denials ON audit (tenant_id, ts, event_id)
+                     WHERE json_extract(record, '$.details.decision') = 'Deny';",
+            )
+            .unwrap(),
     }
     let all = records(n, tenants);
     let (cpu, wall) = (thread_cpu(), Instant::now());
@@ -90,8 +117,12 @@ fn case(n: u64, tenants: u64, batch: usize, migrated: bool, rt: &tokio::runtime:
     let (cpu, wall) = (thread_cpu() - cpu, wall.elapsed());
     let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     println!(
-        "{:<13} tenants {tenants:>5}  transaction {batch:>6}  CPU {:>6.1} µs/record  wall {:>6.1} µs/record",
-        if migrated { "migrated" } else { "not migrated" },
+        "{:<26} tenants {tenants:>5}  transaction {batch:>6}  CPU {:>6.1} µs/record  wall {:>6.1} µs/record",
+        match layout {
+            Layout::NotMigrated => "not migrated",
+            Layout::Migrated => "migrated",
+            Layout::OnJson => "migrated, indexes on JSON",
+        },
         per(cpu),
         per(wall),
     );
@@ -104,10 +135,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    for migrated in [false, true] {
+    for layout in [Layout::NotMigrated, Layout::OnJson, Layout::Migrated] {
         for tenants in [1, 100, 1000] {
             for batch in [1000, 10_000] {
-                case(n, tenants, batch, migrated, &rt);
+                case(n, tenants, batch, layout, &rt);
             }
         }
     }
