@@ -5,7 +5,10 @@
 # (32 connections) on POST /v1/authorize, the spool left when it ended,
 # the server's CPU per request by thread once the drain has caught up
 # (from /proc), then an open-loop run at RATE requests/s (0: none).
-# PIN=1 puts the server on CPU 0 and the load generators on CPU 1.
+# PIN=1 puts the server on CPU 0 and the load generators on CPU 1. A
+# variant whose name starts with `json` runs on a copy of the store with
+# 0005-audit-filter-columns rolled back: the filter indexes on JSON
+# expressions, as stores migrated before that step have them.
 #   [PIN=1] [RATE=8000] [DURATION=8] scripts/bench-drain.sh 'a|drain_batch = 1000' 'b|drain_batch = 10000'
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +25,9 @@ server_cpu=(); load_cpu=()
 if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 0); load_cpu=(taskset -c 1); fi
 "$bin/cedargate-admin" import --store "sqlite:$work/store.db" --audit-spool "$work/spool" demo/data.json >/dev/null
 "$bin/cedargate-admin" migrate --store "sqlite:$work/store.db" --audit-spool "$work/spool" >/dev/null
+cp "$work/store.db" "$work/json.db"
+"$bin/cedargate-admin" migrate --store "sqlite:$work/json.db" --audit-spool "$work/spool" \
+  --rollback 0005-audit-filter-columns >/dev/null
 body='{"principal":{"id":"dave","tenant":"acme","roles":["editor"],"clearance":1},"action":"Read","resource":{"type":"Document","id":"q3-report"}}'
 printf "wrk.method = \"POST\"\nwrk.body = '%s'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n" "$body" > "$work/req.lua"
 
@@ -50,7 +56,7 @@ for round in 1 2; do
     rm -rf "$work/spool-run"
     { printf '[audit]\nspool_dir = "%s"\n' "$work/spool-run"; [ "$v" != "$name" ] && echo "${v#*|}" | tr ';' '\n'; } > "$work/c.toml"
     RUST_LOG=error "${server_cpu[@]}" "$bin/cedargate" serve --config "$work/c.toml" --listen "127.0.0.1:$port" \
-      --store "sqlite:$work/store.db" --identity trusted &
+      --store "sqlite:$work/$([ "${name#json}" != "$name" ] && echo json || echo store).db" --identity trusted &
     pid=$!
     for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && break; sleep 0.05; done
     wrk -t1 -c4 -d1s -s "$work/req.lua" "http://127.0.0.1:$port/v1/authorize" >/dev/null
