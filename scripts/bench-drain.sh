@@ -9,6 +9,10 @@
 # variant whose name starts with `json` runs on a copy of the store with
 # 0005-audit-filter-columns rolled back: the filter indexes on JSON
 # expressions, as stores migrated before that step have them.
+# TENANTS=N: a generated data set of N tenants (20 documents each on
+# average, Zipf-skewed) and a request mix over all of them
+# (scripts/authorize-mix.lua), instead of the demo data and one request;
+# the fixed-rate run then still sends the one demo request (RATE=0: none).
 #   [PIN=1] [RATE=8000] [DURATION=8] scripts/bench-drain.sh 'a|drain_batch = 1000' 'b|drain_batch = 10000'
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +27,15 @@ pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 server_cpu=(); load_cpu=()
 if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 0); load_cpu=(taskset -c 1); fi
-"$bin/cedargate-admin" import --store "sqlite:$work/store.db" --audit-spool "$work/spool" demo/data.json >/dev/null
+data=demo/data.json
+mix=()
+if [ -n "${TENANTS:-}" ]; then
+  data=$work/data.json
+  "$bin/cedargate-admin" generate --tenants "$TENANTS" --documents $((TENANTS * 20)) --out "$data" \
+    --requests "$work/requests.ndjson" --request-count 100000 >/dev/null
+  mix=(-s scripts/authorize-mix.lua)
+fi
+"$bin/cedargate-admin" import --store "sqlite:$work/store.db" --audit-spool "$work/spool" "$data" >/dev/null
 "$bin/cedargate-admin" migrate --store "sqlite:$work/store.db" --audit-spool "$work/spool" >/dev/null
 cp "$work/store.db" "$work/json.db"
 "$bin/cedargate-admin" migrate --store "sqlite:$work/json.db" --audit-spool "$work/spool" \
@@ -61,7 +73,11 @@ for round in 1 2; do
     for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && break; sleep 0.05; done
     wrk -t1 -c4 -d1s -s "$work/req.lua" "http://127.0.0.1:$port/v1/authorize" >/dev/null
     before=$(cpu "$pid")
-    out=$("${load_cpu[@]}" wrk -t1 -c32 -d"${duration}s" --latency -s "$work/req.lua" "http://127.0.0.1:$port/v1/authorize")
+    if [ ${#mix[@]} -gt 0 ]; then
+      out=$("${load_cpu[@]}" wrk -t1 -c32 -d"${duration}s" --latency "${mix[@]}" "http://127.0.0.1:$port/v1/authorize" -- "$work/requests.ndjson")
+    else
+      out=$("${load_cpu[@]}" wrk -t1 -c32 -d"${duration}s" --latency -s "$work/req.lua" "http://127.0.0.1:$port/v1/authorize")
+    fi
     left=$(spool)
     # Until the drain has caught up (less than a segment left), so the CPU
     # per request includes it.
