@@ -260,7 +260,11 @@ pub async fn rollback(store: &dyn Store, id: &str, dry_run: bool) -> Result<Repo
         }
     }
     if let Some(index) = index_of(id) {
-        if dry_run {
+        if dry_run && index == Index::AuditFilterColumns {
+            report.say(format!(
+                "{id}: would put the expression indexes back in place of the column ones"
+            ));
+        } else if dry_run {
             report.say(format!("{id}: would drop its indexes"));
         } else {
             for line in store.drop_index(index).await? {

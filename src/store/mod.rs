@@ -578,6 +578,25 @@ impl SpooledAudit {
 #[derive(Default)]
 struct DecisionOf(Option<String>);
 
+/// Whether a map key is `decision`, read without allocating.
+struct IsDecision(bool);
+
+impl<'de> serde::Deserialize<'de> for IsDecision {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = IsDecision;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, key: &str) -> Result<IsDecision, E> {
+                Ok(IsDecision(key == "decision"))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for DecisionOf {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visit;
@@ -591,8 +610,8 @@ impl<'de> serde::Deserialize<'de> for DecisionOf {
                 mut map: A,
             ) -> Result<DecisionOf, A::Error> {
                 let mut out = None;
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    if key == "decision" {
+                while let Some(IsDecision(is)) = map.next_key()? {
+                    if is {
                         out = match map.next_value::<serde_json::Value>()? {
                             serde_json::Value::String(s) => Some(s),
                             _ => None,
@@ -829,6 +848,19 @@ mod tests {
                 assert_eq!((s.tenant_id.as_str(), s.event_id.as_str()), ("t1", "e1"));
             }
         }
+        // Escaped keys read as what they say, as SQLite's JSON functions
+        // read them.
+        let escaped = br#"{"tenantId":"t1","eventId":"e1","timestamp":"2026-12-02T10:00:00Z",
+            "action":"Re\u0061d","userId":"u\"1","details":{"k\"x":1,"deci\u0073ion":"Deny"}}"#;
+        let s = SpooledAudit::parse(escaped.to_vec()).unwrap();
+        assert_eq!(
+            (
+                s.action.as_str(),
+                s.user_id.as_deref(),
+                s.decision.as_deref()
+            ),
+            ("Read", Some("u\"1"), Some("Deny"))
+        );
     }
 
     #[test]
