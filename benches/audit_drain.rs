@@ -12,6 +12,10 @@
 //! drainer runs on a thread of its own); wall time includes the commits'
 //! `fsync`s.
 //!
+//! `EARLIER_TABLE=1` makes each store's audit table as earlier versions
+//! did (primary key `(tenant_id, event_id)` and an index `(tenant_id, ts)`
+//! where a new store has the one unique index `(tenant_id, ts, event_id)`).
+//!
 //! `cargo bench --bench audit_drain` (100,000 records a case). Without
 //! `--bench` (as `cargo test --all-targets` runs it) a small smoke run.
 
@@ -87,6 +91,18 @@ enum Layout {
 fn case(n: u64, tenants: u64, batch: usize, layout: Layout, rt: &tokio::runtime::Runtime) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
+    if std::env::var_os("EARLIER_TABLE").is_some() {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE audit (tenant_id TEXT NOT NULL, event_id TEXT NOT NULL,
+                     ts TEXT NOT NULL, expires_at INTEGER NOT NULL, record TEXT NOT NULL,
+                     PRIMARY KEY (tenant_id, event_id));
+                 CREATE INDEX audit_by_time ON audit (tenant_id, ts);
+                 CREATE INDEX audit_by_expiry ON audit (expires_at);",
+            )
+            .unwrap();
+    }
     let store = SqliteStore::open(&path).unwrap();
     rt.block_on(store.migrate()).unwrap();
     match layout {

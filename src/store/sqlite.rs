@@ -42,19 +42,6 @@ CREATE TABLE IF NOT EXISTS changes (
     change TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS changes_at ON changes (at_ms);
-CREATE TABLE IF NOT EXISTS audit (
-    tenant_id  TEXT NOT NULL,
-    event_id   TEXT NOT NULL,
-    ts         TEXT NOT NULL,
-    expires_at INTEGER NOT NULL,
-    record     TEXT NOT NULL,
-    user_id    TEXT,
-    action     TEXT,
-    decision   TEXT,
-    PRIMARY KEY (tenant_id, event_id)
-);
-CREATE INDEX IF NOT EXISTS audit_by_time ON audit (tenant_id, ts);
-CREATE INDEX IF NOT EXISTS audit_by_expiry ON audit (expires_at);
 CREATE TABLE IF NOT EXISTS decision_counts (
     tenant_id TEXT NOT NULL,
     month     TEXT NOT NULL,
@@ -85,8 +72,8 @@ CREATE TABLE IF NOT EXISTS migrations (
 
 /// The audit table's filter columns (`user_id`, `action`, `decision`: the
 /// record's `userId`, `action` and `details.decision`), which the drain
-/// fills as it inserts. A store made by an earlier version gets them when
-/// it is opened (`ALTER TABLE … ADD COLUMN` changes the schema only); its
+/// fills as it inserts. An audit table made by an earlier version gets
+/// them when the store is opened (`ALTER TABLE … ADD COLUMN` changes the schema only); its
 /// older rows are filled by `0005-audit-filter-columns`. An earlier version
 /// still running (a rolling upgrade) inserts rows without them: `action`
 /// is never null in a record, so the sparse index `audit_unfilled` finds
@@ -100,6 +87,29 @@ const FILL_FILTER_COLUMNS: &str = "
     decision = CASE json_type(record, '$.details.decision')
         WHEN 'text' THEN json_extract(record, '$.details.decision') END";
 
+/// The audit table of a new store. One unique index, `audit_key`, is both
+/// the key (a record drained twice is stored once: its time and id are the
+/// same) and the order reads go in (a tenant's records by time, ties by
+/// id). Stores made by earlier versions keep their primary key
+/// `(tenant_id, event_id)` and their index `audit_by_time`, one B-tree
+/// more for each insert; every statement here works on both.
+const AUDIT_TABLE: &str = "
+CREATE TABLE audit (
+    tenant_id  TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    ts         TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    record     TEXT NOT NULL,
+    user_id    TEXT,
+    action     TEXT,
+    decision   TEXT
+);
+CREATE UNIQUE INDEX audit_key ON audit (tenant_id, ts, event_id);
+CREATE INDEX audit_by_expiry ON audit (expires_at);
+";
+
+/// Creates the audit table, or gives an earlier version's the filter
+/// columns.
 fn upgrade_audit_table(c: &mut Connection) -> Result<(), StoreError> {
     let tx = c
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -108,10 +118,14 @@ fn upgrade_audit_table(c: &mut Connection) -> Result<(), StoreError> {
         .prepare("SELECT name FROM pragma_table_info('audit')")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .map_err(backend)?;
-    for column in AUDIT_FILTER_COLUMNS {
-        if !have.iter().any(|h| h == column) {
-            tx.execute_batch(&format!("ALTER TABLE audit ADD COLUMN {column} TEXT"))
-                .map_err(backend)?;
+    if have.is_empty() {
+        tx.execute_batch(AUDIT_TABLE).map_err(backend)?;
+    } else {
+        for column in AUDIT_FILTER_COLUMNS {
+            if !have.iter().any(|h| h == column) {
+                tx.execute_batch(&format!("ALTER TABLE audit ADD COLUMN {column} TEXT"))
+                    .map_err(backend)?;
+            }
         }
     }
     tx.commit().map_err(backend)

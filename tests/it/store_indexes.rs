@@ -306,6 +306,22 @@ fn sqlite_filters_use_the_indexes() {
     let range = "SELECT record FROM audit WHERE tenant_id = 'fx' AND ts >= '0' \
                  AND (ts, event_id) < ('9', '')";
     let order = "ORDER BY ts DESC, event_id DESC LIMIT 8";
+    // A new store's audit table has one index for its key and its order.
+    let p = plan(&format!("{range} {order}"));
+    assert!(p.contains("audit_key"), "{p}");
+    assert!(!p.contains("TEMP B-TREE"), "sorted by the index: {p}");
+    assert_eq!(
+        sqlite_indexes(&c),
+        [
+            "audit_action",
+            "audit_by_expiry",
+            "audit_denied",
+            "audit_key",
+            "audit_unfilled",
+            "audit_user"
+        ],
+        "no primary key index, no separate time index"
+    );
     for (condition, index) in [
         ("user_id = 'alice'", "audit_user"),
         ("action = 'Read'", "audit_action"),
@@ -371,7 +387,7 @@ fn insert_as_earlier_version(c: &rusqlite::Connection, events: &[AuditEvent]) {
 
 fn sqlite_indexes(c: &rusqlite::Connection) -> Vec<String> {
     let mut stmt = c
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit' ORDER BY name")
         .unwrap();
     let names = stmt.query_map([], |r| r.get(0)).unwrap();
     names.map(Result::unwrap).collect()
@@ -432,7 +448,8 @@ async fn sqlite_store_of_an_earlier_version_moves_to_the_filter_columns() {
             "audit_by_time",
             "audit_denied",
             "audit_unfilled",
-            "audit_user"
+            "audit_user",
+            "sqlite_autoindex_audit_1"
         ]
     );
     filters_answer(store.as_ref(), &all, start, "column indexes").await;
@@ -459,7 +476,8 @@ async fn sqlite_store_of_an_earlier_version_moves_to_the_filter_columns() {
             "audit_by_expiry",
             "audit_by_time",
             "audit_by_user",
-            "audit_denials"
+            "audit_denials",
+            "sqlite_autoindex_audit_1"
         ]
     );
     filters_answer(store.as_ref(), &all, start, "rolled back").await;
