@@ -9,8 +9,10 @@
 //!    rollback removes exactly that (unless the value changed since).
 //! 3. `0003-audit-filter-indexes`: a tenant's audit records by user, by
 //!    action and its denials (sparse), so the audit-log filters read what
-//!    they return. SQLite: expression indexes on the records; DynamoDB:
-//!    three global secondary indexes, the older records given their keys.
+//!    they return. SQLite: indexes on the audit table's filter columns,
+//!    the older rows given them first (earlier versions built expression
+//!    indexes on the records' JSON here); DynamoDB: three global secondary
+//!    indexes, the older records given their keys.
 //!    Rollback drops the indexes; filtered reads go back to reading the
 //!    range.
 //! 4. `0004-deleted-documents-index`: a sparse index of soft-deleted
