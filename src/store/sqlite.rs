@@ -143,7 +143,7 @@ fn fill_unfilled(c: &Connection) -> Result<usize, StoreError> {
 }
 
 /// Rows of the audit table one backfill transaction covers.
-const BACKFILL_ROWS: i64 = 10_000;
+const BACKFILL_ROWS: usize = 10_000;
 
 /// How long change-log rows are kept.
 const CHANGE_RETENTION_MS: i64 = 24 * 3600 * 1000;
@@ -589,19 +589,10 @@ fn insert_spooled(c: &mut Connection, records: &[SpooledAudit]) -> Result<(), St
 }
 
 impl SqliteStore {
-    /// Applies `change` to each of a step's indexes (name, statement,
-    /// whether it exists) in one transaction: all of them or none. Says
-    /// what happened to each.
+    /// Applies `change` to each of `indexes` (name, statement, whether it
+    /// exists), on the connection of a step's table, in one transaction:
+    /// all of them or none. Says what happened to each.
     async fn alter_indexes(
-        &self,
-        index: Index,
-        change: fn(&Connection, &str, &str, bool) -> Result<&'static str, StoreError>,
-    ) -> Result<Vec<String>, StoreError> {
-        self.alter(index, indexes_of(index), change).await
-    }
-
-    /// [`Self::alter_indexes`] on the given indexes.
-    async fn alter(
         &self,
         index: Index,
         indexes: &'static [(&'static str, &'static str)],
@@ -626,22 +617,42 @@ impl SqliteStore {
         .await
     }
 
-    /// Fills the filter columns of the audit rows written before them, and
-    /// says how many it filled. Resumable: a run stopped part-way and run
-    /// again fills what is left.
+    /// Fills the filter columns of the audit rows written before them, a
+    /// range of rowids per transaction (so the drain's writes go in
+    /// between), and says how many it filled. Rows inserted meanwhile have
+    /// them already, or are filled by [`fill_unfilled`]. Resumable: a run
+    /// stopped part-way and run again fills what is left.
     async fn backfill(&self) -> Result<String, StoreError> {
-        let (mut from, mut filled) = (0, 0);
-        loop {
-            let (n, next) = Self::on(self.audit.clone(), move |c| {
-                backfill_filter_columns(c, from)
+        let last: i64 = Self::on(self.audit.clone(), |c| {
+            c.query_row("SELECT coalesce(max(rowid), 0) FROM audit", [], |r| {
+                r.get(0)
+            })
+            .map_err(backend)
+        })
+        .await?;
+        let mut filled = 0;
+        for from in (0..last).step_by(BACKFILL_ROWS) {
+            filled += Self::on(self.audit.clone(), move |c| {
+                c.execute(
+                    &format!(
+                        "UPDATE audit SET {FILL_FILTER_COLUMNS}
+                         WHERE rowid > ?1 AND rowid <= ?2 AND action IS NULL"
+                    ),
+                    [from, from.saturating_add(BACKFILL_ROWS as i64)],
+                )
+                .map_err(backend)
             })
             .await?;
-            filled += n;
-            match next {
-                Some(next) => from = next,
-                None => return Ok(format!("filter columns filled in {filled} audit record(s)")),
-            }
         }
+        Ok(format!("filter columns filled in {filled} audit record(s)"))
+    }
+
+    /// Whether every one of `indexes` exists.
+    async fn all_there(
+        &self,
+        indexes: &'static [(&'static str, &'static str)],
+    ) -> Result<bool, StoreError> {
+        Self::on(self.audit.clone(), move |c| all_there(c, indexes)).await
     }
 }
 
@@ -726,29 +737,14 @@ const FILTER_INDEXES_ON_JSON: &[(&str, &str)] = &[
     ),
 ];
 
-/// Fills the filter columns of the audit rows without them, a range of
-/// rowids per transaction (so the drain's writes go in between), and says
-/// how many it filled. Rows inserted meanwhile have them already.
-fn backfill_filter_columns(c: &Connection, from: i64) -> Result<(usize, Option<i64>), StoreError> {
-    let last: i64 = c
-        .query_row("SELECT coalesce(max(rowid), 0) FROM audit", [], |r| {
-            r.get(0)
-        })
-        .map_err(backend)?;
-    if from >= last {
-        return Ok((0, None));
+/// Whether every one of `indexes` exists.
+fn all_there(c: &Connection, indexes: &[(&str, &str)]) -> Result<bool, StoreError> {
+    for (name, _) in indexes {
+        if !has_index(c, name)? {
+            return Ok(false);
+        }
     }
-    let to = from.saturating_add(BACKFILL_ROWS);
-    let filled = c
-        .execute(
-            &format!(
-                "UPDATE audit SET {FILL_FILTER_COLUMNS}
-                 WHERE rowid > ?1 AND rowid <= ?2 AND action IS NULL"
-            ),
-            [from, to],
-        )
-        .map_err(backend)?;
-    Ok((filled, Some(to)))
+    Ok(true)
 }
 
 fn has_index(c: &Connection, name: &str) -> Result<bool, StoreError> {
@@ -774,15 +770,10 @@ fn filtered_audit(c: &Connection, q: &AuditQuery) -> Result<AuditPage, StoreErro
         }
         None => end,
     };
-    let all_there = |indexes: &[(&str, &str)]| {
-        indexes.iter().try_fold(true, |all, (name, _)| {
-            Ok::<_, StoreError>(all && has_index(c, name)?)
-        })
-    };
     // The columns, or the JSON of stores whose filter indexes predate them.
-    let fields = if all_there(FILTER_INDEXES)? {
+    let fields = if all_there(c, FILTER_INDEXES)? {
         Some(["user_id", "action", "decision"])
-    } else if all_there(FILTER_INDEXES_ON_JSON)? {
+    } else if all_there(c, FILTER_INDEXES_ON_JSON)? {
         Some([
             "json_extract(record, '$.userId')",
             "json_extract(record, '$.action')",
@@ -1509,18 +1500,22 @@ impl Store for SqliteStore {
 
     async fn build_index(&self, index: Index) -> Result<Vec<String>, StoreError> {
         let mut said = Vec::new();
-        if index != Index::DeletedDocuments {
+        let audit = index != Index::DeletedDocuments;
+        if audit {
             said.push(self.backfill().await?);
         }
-        said.extend(self.alter_indexes(index, create_index).await?);
-        if index != Index::DeletedDocuments {
+        said.extend(
+            self.alter_indexes(index, indexes_of(index), create_index)
+                .await?,
+        );
+        if audit {
             // What an earlier version inserted during the backfill.
             Self::on(self.audit.clone(), |c| fill_unfilled(c)).await?;
         }
         if index == Index::AuditFilterColumns {
             // In place of the expression indexes, once these are there.
             said.extend(
-                self.alter(index, FILTER_INDEXES_ON_JSON, drop_index)
+                self.alter_indexes(index, FILTER_INDEXES_ON_JSON, drop_index)
                     .await?,
             );
         }
@@ -1530,29 +1525,27 @@ impl Store for SqliteStore {
     async fn drop_index(&self, index: Index) -> Result<Vec<String>, StoreError> {
         let mut said = Vec::new();
         match index {
+            // Back to the expression indexes, where the column ones are (not
+            // where `0003-audit-filter-indexes` was rolled back).
             Index::AuditFilterColumns => {
-                // Back to the expression indexes, where the column ones are
-                // (not where `0003-audit-filter-indexes` was rolled back).
-                let there = self
-                    .alter(index, FILTER_INDEXES, |_, _, _, exists| {
-                        Ok(if exists { "there" } else { "not there" })
-                    })
-                    .await?;
-                if there.iter().all(|l| l.ends_with(": there")) {
+                if self.all_there(FILTER_INDEXES).await? {
                     said.extend(
-                        self.alter(index, FILTER_INDEXES_ON_JSON, create_index)
+                        self.alter_indexes(index, FILTER_INDEXES_ON_JSON, create_index)
                             .await?,
                     );
                 }
             }
             // The expression indexes too, where an earlier version built them.
             Index::AuditFilters => said.extend(
-                self.alter(index, FILTER_INDEXES_ON_JSON, drop_index)
+                self.alter_indexes(index, FILTER_INDEXES_ON_JSON, drop_index)
                     .await?,
             ),
             Index::DeletedDocuments => {}
         }
-        said.extend(self.alter_indexes(index, drop_index).await?);
+        said.extend(
+            self.alter_indexes(index, indexes_of(index), drop_index)
+                .await?,
+        );
         Ok(said)
     }
 
