@@ -13,6 +13,8 @@
 # average, Zipf-skewed) and a request mix over all of them
 # (scripts/authorize-mix.lua), instead of the demo data and one request;
 # the fixed-rate run then still sends the one demo request (RATE=0: none).
+# A variant named `name@PATH` runs the server binary at PATH (another
+# build, kept aside) instead of this build's.
 #   [PIN=1] [RATE=8000] [DURATION=8] scripts/bench-drain.sh 'a|drain_batch = 1000' 'b|drain_batch = 10000'
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,9 +67,11 @@ spool() { curl -fsS "http://127.0.0.1:$port/metrics" | awk '/^cedargate_audit_sp
 for round in 1 2; do
   for v in "$@"; do
     name=${v%%|*}
+    server=$bin/cedargate
+    case "$name" in *@*) server=${name#*@}; name=${name%%@*} ;; esac
     rm -rf "$work/spool-run"
-    { printf '[audit]\nspool_dir = "%s"\n' "$work/spool-run"; [ "$v" != "$name" ] && echo "${v#*|}" | tr ';' '\n'; } > "$work/c.toml"
-    RUST_LOG=error "${server_cpu[@]}" "$bin/cedargate" serve --config "$work/c.toml" --listen "127.0.0.1:$port" \
+    { printf '[audit]\nspool_dir = "%s"\n' "$work/spool-run"; [ "${v#*|}" != "$v" ] && echo "${v#*|}" | tr ';' '\n'; } > "$work/c.toml"
+    RUST_LOG=error "${server_cpu[@]}" "$server" serve --config "$work/c.toml" --listen "127.0.0.1:$port" \
       --store "sqlite:$work/$([ "${name#json}" != "$name" ] && echo json || echo store).db" --identity trusted &
     pid=$!
     for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && break; sleep 0.05; done

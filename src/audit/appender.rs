@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Semaphore};
 
-use super::writer::{segment_path, AuditConfig, AuditError, Msg, Pending, Shared, LOCK};
+use super::writer::{segment_path, AuditConfig, AuditError, Entry, Msg, Pending, Shared, LOCK};
 use super::{spool, Chains, Undo};
 use crate::metrics::AuditMetrics;
 
@@ -161,7 +161,10 @@ impl Appender {
             let chains = &mut self.chains;
             let event = &mut p.event;
             if let Err(e) = spool::push_frame(&mut self.buf, |w| {
-                chains.stamp_json(event, &mut undo, w);
+                match event {
+                    Entry::Event(e) => chains.stamp_json(e, &mut undo, w),
+                    Entry::Decision(e) => chains.stamp_json(e, &mut undo, w),
+                }
                 Ok(())
             }) {
                 result = Err(e);

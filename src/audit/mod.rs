@@ -22,10 +22,13 @@ use sha2::{Digest, Sha256};
 use crate::authz::entities::{document_uid, tenant_uid};
 use crate::authz::{AuthzRequest, Decision, Effect, ResourceRef};
 
-/// One audit record.
+/// One audit record. `details` is a JSON value as records are read back;
+/// a decision's record is written with typed details ([`DecisionDetails`]),
+/// which serialize to the same canonical bytes without building a JSON tree
+/// on the request path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AuditEvent {
+pub struct AuditEvent<D = serde_json::Value> {
     pub event_id: String,
     pub timestamp: DateTime<Utc>,
     pub tenant_id: String,
@@ -35,7 +38,7 @@ pub struct AuditEvent {
     /// For decisions: decision, determining policies, errors, policy
     /// revision, data age, latency. For management operations: what
     /// changed. Never tokens; context values only when configured.
-    pub details: serde_json::Value,
+    pub details: D,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
     pub success: bool,
@@ -52,7 +55,7 @@ pub struct AuditEvent {
     pub hash: String,
 }
 
-impl AuditEvent {
+impl<D> AuditEvent<D> {
     /// A record of a successful operation, not yet stamped by a writer
     /// ([`Chain::stamp`]); optional fields are empty.
     pub fn new(
@@ -61,7 +64,7 @@ impl AuditEvent {
         tenant_id: impl Into<String>,
         action: impl Into<String>,
         resource: impl Into<String>,
-        details: serde_json::Value,
+        details: D,
     ) -> Self {
         AuditEvent {
             event_id: event_id.into(),
@@ -82,7 +85,9 @@ impl AuditEvent {
             hash: String::new(),
         }
     }
+}
 
+impl<D: Details> AuditEvent<D> {
     /// The hash of this record over every field but `hash`, chained to
     /// `prev_hash`: SHA-256 of `prev_hash`, a zero byte, and the record's
     /// canonical JSON (fields in declaration order, `details` with its
@@ -103,7 +108,7 @@ impl AuditEvent {
             user_id: &self.user_id,
             action: &self.action,
             resource: &self.resource,
-            details: Sorted(&self.details),
+            details: self.details.canonical(),
             ip_address: &self.ip_address,
             user_agent: &self.user_agent,
             success: self.success,
@@ -130,14 +135,14 @@ fn chain_hash(prev_hash: &str, canonical: &[u8]) -> String {
 /// What a record's hash covers: every field but `hash`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Canonical<'a> {
+struct Canonical<'a, D> {
     event_id: &'a str,
     timestamp: &'a DateTime<Utc>,
     tenant_id: &'a str,
     user_id: &'a Option<String>,
     action: &'a str,
     resource: &'a str,
-    details: Sorted<'a>,
+    details: D,
     ip_address: &'a Option<String>,
     user_agent: &'a Option<String>,
     success: bool,
@@ -148,8 +153,24 @@ struct Canonical<'a> {
     prev_hash: &'a str,
 }
 
+/// A record's details, as its hash covers them: serialized with every
+/// object's keys in sorted order, at every depth.
+pub trait Details: Serialize {
+    type Canonical<'a>: Serialize
+    where
+        Self: 'a;
+    fn canonical(&self) -> Self::Canonical<'_>;
+}
+
+impl Details for serde_json::Value {
+    type Canonical<'a> = Sorted<'a>;
+    fn canonical(&self) -> Sorted<'_> {
+        Sorted(self)
+    }
+}
+
 /// A JSON value serialized with every object's keys in sorted order.
-struct Sorted<'a>(&'a serde_json::Value);
+pub struct Sorted<'a>(&'a serde_json::Value);
 
 impl Serialize for Sorted<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -218,7 +239,7 @@ impl Chains {
     /// timestamp earlier than the chain's last (requests decided in one
     /// order, queued in another) is raised to it, so time order and chain
     /// order agree.
-    pub fn stamp(&mut self, event: &mut AuditEvent, undo: &mut Undo) {
+    pub fn stamp<D: Details>(&mut self, event: &mut AuditEvent<D>, undo: &mut Undo) {
         let mut scratch = Vec::new();
         self.stamp_json(event, undo, &mut scratch);
     }
@@ -227,7 +248,12 @@ impl Chains {
     /// its canonical JSON with `hash` added, so the record is serialized
     /// once for both its hash and its spool frame (and the store keeps
     /// those bytes).
-    pub fn stamp_json(&mut self, event: &mut AuditEvent, undo: &mut Undo, out: &mut Vec<u8>) {
+    pub fn stamp_json<D: Details>(
+        &mut self,
+        event: &mut AuditEvent<D>,
+        undo: &mut Undo,
+        out: &mut Vec<u8>,
+    ) {
         let head = match self.heads.get_mut(&event.tenant_id) {
             Some(h) => {
                 undo.0.push((event.tenant_id.clone(), Some(h.clone())));
@@ -315,54 +341,122 @@ pub struct DecisionFacts<'a> {
     pub extra: Option<serde_json::Value>,
 }
 
+/// What a decision's record says in `details`, typed: built on the request
+/// path without a JSON tree (one allocation per string, none per key), and
+/// serialized by the appender straight into the canonical form. Fields are
+/// declared in the sorted order of their JSON names, so serializing the
+/// struct gives exactly the bytes [`Sorted`] gives for the same record read
+/// back as JSON (a test holds the two together); nested values (`context`,
+/// `request`) go through [`Sorted`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionDetails {
+    clearance: u8,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "sorted_map")]
+    context: Option<serde_json::Map<String, serde_json::Value>>,
+    data_age_ms: u64,
+    decision: Effect,
+    determining_policies: Vec<String>,
+    errors: Vec<String>,
+    kind: DecisionKind,
+    latency_us: u64,
+    policy_revision: std::sync::Arc<str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<crate::authz::DenyReason>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "sorted")]
+    request: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+    roles: Vec<crate::ids::RoleName>,
+    source: &'static str,
+}
+
+/// `details.kind` of a decision record.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum DecisionKind {
+    Decision,
+}
+
+fn sorted<S: serde::Serializer>(v: &Option<serde_json::Value>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => Sorted(v).serialize(s),
+        None => s.serialize_none(),
+    }
+}
+
+fn sorted_map<S: serde::Serializer>(
+    m: &Option<serde_json::Map<String, serde_json::Value>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let Some(m) = m else {
+        return s.serialize_none();
+    };
+    let mut entries: Vec<_> = m.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut out = s.serialize_map(Some(entries.len()))?;
+    for (k, v) in entries {
+        out.serialize_entry(k, &Sorted(v))?;
+    }
+    out.end()
+}
+
+impl Details for DecisionDetails {
+    type Canonical<'a> = &'a DecisionDetails;
+    fn canonical(&self) -> &DecisionDetails {
+        self
+    }
+}
+
 /// The audit record of one decision. The event id is the decision id.
 /// Tokens are never part of a request, so never part of a record.
-pub fn decision_event(req: &AuthzRequest, d: &Decision, facts: &DecisionFacts<'_>) -> AuditEvent {
+pub fn decision_event(
+    req: &AuthzRequest,
+    d: &Decision,
+    facts: &DecisionFacts<'_>,
+) -> AuditEvent<DecisionDetails> {
     let p = &req.principal;
     let resource = match &req.resource {
         ResourceRef::Document(id) => document_uid(id).to_string(),
         ResourceRef::Tenant(id) => tenant_uid(id).to_string(),
     };
-    let mut details = serde_json::json!({
-        "kind": "decision",
-        "source": facts.source,
-        "decision": d.decision,
-        "determiningPolicies": d.determining_policies,
-        "errors": d.errors,
-        "policyRevision": &*d.policy_revision,
-        "dataAgeMs": d.data_age_ms,
-        "latencyUs": u64::try_from(facts.latency.as_micros()).unwrap_or(u64::MAX),
-        "roles": p.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
-        "clearance": p.clearance.get(),
-    });
-    if let Some(reason) = d.reason {
-        details["reason"] = serde_json::to_value(reason).unwrap_or_default();
-    }
-    if let Some(id) = &facts.meta.request_id {
-        details["requestId"] = id.as_str().into();
-    }
-    if let (Some(ctx), false) = (req.context.as_object(), facts.context_keys.is_empty()) {
-        let kept: serde_json::Map<String, serde_json::Value> = ctx
-            .iter()
-            .filter(|(k, _)| facts.context_keys.iter().any(|c| c == *k))
-            .map(|(k, v)| {
-                // A record stays small (a DynamoDB item holds 400 KB).
-                let size = v.to_string().len();
-                let v = if size > MAX_CONTEXT_VALUE {
-                    format!("<omitted: {size} bytes>").into()
-                } else {
-                    v.clone()
-                };
-                (k.clone(), v)
-            })
-            .collect();
-        if !kept.is_empty() {
-            details["context"] = serde_json::Value::Object(kept);
+    let context = match (req.context.as_object(), facts.context_keys.is_empty()) {
+        (Some(ctx), false) => {
+            let kept: serde_json::Map<String, serde_json::Value> = ctx
+                .iter()
+                .filter(|(k, _)| facts.context_keys.iter().any(|c| c == *k))
+                .map(|(k, v)| {
+                    // A record stays small (a DynamoDB item holds 400 KB).
+                    let size = v.to_string().len();
+                    let v = if size > MAX_CONTEXT_VALUE {
+                        format!("<omitted: {size} bytes>").into()
+                    } else {
+                        v.clone()
+                    };
+                    (k.clone(), v)
+                })
+                .collect();
+            (!kept.is_empty()).then_some(kept)
         }
-    }
-    if let Some(extra) = &facts.extra {
-        details["request"] = extra.clone();
-    }
+        _ => None,
+    };
+    let details = DecisionDetails {
+        clearance: p.clearance.get(),
+        context,
+        data_age_ms: d.data_age_ms,
+        decision: d.decision,
+        determining_policies: d.determining_policies.clone(),
+        errors: d.errors.clone(),
+        kind: DecisionKind::Decision,
+        latency_us: u64::try_from(facts.latency.as_micros()).unwrap_or(u64::MAX),
+        policy_revision: d.policy_revision.clone(),
+        reason: d.reason,
+        request: facts.extra.clone(),
+        request_id: facts.meta.request_id.clone(),
+        roles: p.roles.clone(),
+        source: facts.source,
+    };
     let mut e = AuditEvent::new(
         d.decision_id.clone(),
         Utc::now(),
@@ -623,6 +717,150 @@ mod tests {
             again.stamp(&mut e, &mut Undo::default());
             assert_eq!(e.hash, s.hash);
         }
+    }
+
+    /// A decision's typed details serialize to the canonical form of the
+    /// same record read back as JSON: its hash verifies from what a store
+    /// returns (keys in any order), and its fields are the record format's.
+    #[test]
+    fn typed_decision_details_are_the_canonical_json() {
+        use crate::authz::entities::Principal;
+        use crate::authz::DenyReason;
+        use crate::ids::{DocumentId, RoleName, TenantId, UserId};
+        let request = |context: serde_json::Value| AuthzRequest {
+            principal: Principal {
+                id: UserId::parse("dave").unwrap(),
+                tenant: TenantId::parse("acme").unwrap(),
+                roles: vec![
+                    RoleName::parse("viewer").unwrap(),
+                    RoleName::parse("editor").unwrap(),
+                ],
+                clearance: crate::model::Level::new(2).unwrap(),
+            },
+            action: "Read".into(),
+            resource: ResourceRef::Document(DocumentId::parse("q3-report").unwrap()),
+            context,
+        };
+        let decision = |effect, reason, policies: &[&str], errors: &[&str]| Decision {
+            decision: effect,
+            decision_id: "dec-1".into(),
+            determining_policies: policies.iter().map(|p| p.to_string()).collect(),
+            errors: errors.iter().map(|e| e.to_string()).collect(),
+            policy_revision: "sha256:abc".into(),
+            data_age_ms: 17,
+            reason,
+            message: Some("not shown in records".into()),
+        };
+        let keys = vec!["mfa".to_string(), "zone".to_string(), "big".to_string()];
+        let meta = RequestMeta {
+            ip_address: Some("203.0.113.9".into()),
+            user_agent: Some("ua \u{e9}\"x".into()),
+            request_id: Some("req-\u{2603}".into()),
+        };
+        let none = RequestMeta::default();
+        let context = serde_json::json!({
+            "zone": {"z": 1, "a": [{"y": true, "b": null}]},
+            "mfa": true,
+            "other": "left out",
+            "big": "x".repeat(2000),
+        });
+        let extra =
+            serde_json::json!({"path": "/d?q=\"1\"", "method": "GET", "h": {"b": 1, "a": 2}});
+        let cases = [
+            (
+                request(context.clone()),
+                decision(Effect::Allow, None, &["p1", "p0"], &[]),
+                &meta,
+                keys.as_slice(),
+                Some(extra.clone()),
+            ),
+            (
+                request(context),
+                decision(
+                    Effect::Deny,
+                    Some(DenyReason::Forbidden),
+                    &["tenant-isolation"],
+                    &["e: \"x\""],
+                ),
+                &none,
+                &[][..],
+                None,
+            ),
+            (
+                request(serde_json::Value::Null),
+                decision(Effect::Deny, Some(DenyReason::NoPermit), &[], &[]),
+                &meta,
+                keys.as_slice(),
+                None,
+            ),
+        ];
+        let mut chains = Chains::new("w");
+        let mut back = Vec::new();
+        for (req, d, meta, context_keys, extra) in cases {
+            let facts = DecisionFacts {
+                source: "forward-auth",
+                latency: std::time::Duration::from_micros(42),
+                meta,
+                context_keys,
+                extra,
+            };
+            let mut e = decision_event(&req, &d, &facts);
+            let mut buf = Vec::new();
+            chains.stamp_json(&mut e, &mut Undo::default(), &mut buf);
+            let read: AuditEvent = serde_json::from_slice(&buf).unwrap();
+            assert_eq!(
+                read.compute_hash(),
+                e.hash,
+                "{}",
+                String::from_utf8_lossy(&buf)
+            );
+            back.push(read);
+        }
+        assert!(verify(&back).is_empty());
+
+        let mut expected = serde_json::json!({
+            "kind": "decision",
+            "source": "forward-auth",
+            "decision": "Allow",
+            "determiningPolicies": ["p1", "p0"],
+            "errors": [],
+            "policyRevision": "sha256:abc",
+            "dataAgeMs": 17,
+            "latencyUs": 42,
+            "roles": ["viewer", "editor"],
+            "clearance": 2,
+            "requestId": "req-\u{2603}",
+            "context": {"mfa": true, "zone": {"a": [{"b": null, "y": true}], "z": 1}, "big": "<omitted: 2002 bytes>"},
+            "request": extra,
+        });
+        assert_eq!(back[0].details, expected);
+        assert_eq!(
+            (
+                back[0].success,
+                back[0].error_message.as_deref(),
+                back[0].ip_address.as_deref()
+            ),
+            (true, None, Some("203.0.113.9"))
+        );
+        for key in ["requestId", "context", "request"] {
+            expected.as_object_mut().unwrap().remove(key);
+        }
+        expected["decision"] = "Deny".into();
+        expected["reason"] = "forbidden".into();
+        expected["determiningPolicies"] = serde_json::json!(["tenant-isolation"]);
+        expected["errors"] = serde_json::json!(["e: \"x\""]);
+        assert_eq!(back[1].details, expected);
+        assert_eq!(
+            (
+                back[1].success,
+                back[1].error_message.as_deref(),
+                back[1].user_agent.as_deref()
+            ),
+            (false, Some("forbidden"), None)
+        );
+        // Context that is not an object keeps nothing.
+        assert!(back[2].details.get("context").is_none());
+        assert_eq!(back[2].details["reason"], "no_permit");
     }
 
     #[test]

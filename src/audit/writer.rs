@@ -49,7 +49,7 @@ use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
 use super::appender::{self, Active};
 use super::drainer;
-use super::{AuditEvent, RETENTION_FLOOR_SECS};
+use super::{AuditEvent, DecisionDetails, RETENTION_FLOOR_SECS};
 use crate::metrics::AuditMetrics;
 use crate::store::Store;
 
@@ -146,8 +146,29 @@ pub enum AuditError {
 
 /// A record in the queue and whom to tell when it is written.
 pub(super) struct Pending {
-    pub event: AuditEvent,
+    pub event: Entry,
     pub ack: Option<oneshot::Sender<Result<(), AuditError>>>,
+}
+
+/// A record as queued: a decision's with typed details, any other with
+/// JSON details. (Records move through the queue by value; boxing the
+/// larger variant would cost an allocation per decision.)
+#[allow(clippy::large_enum_variant)]
+pub enum Entry {
+    Event(AuditEvent),
+    Decision(AuditEvent<DecisionDetails>),
+}
+
+impl From<AuditEvent> for Entry {
+    fn from(e: AuditEvent) -> Self {
+        Entry::Event(e)
+    }
+}
+
+impl From<AuditEvent<DecisionDetails>> for Entry {
+    fn from(e: AuditEvent<DecisionDetails>) -> Self {
+        Entry::Decision(e)
+    }
 }
 
 /// What the appender thread receives. (`Stop` comes once; boxing records
@@ -214,7 +235,10 @@ impl AuditLog {
     }
 
     /// Queues a record (waiting while the queue is full).
-    pub async fn submit(&self, mut event: AuditEvent) -> Result<Receipt, AuditError> {
+    pub async fn submit<D>(&self, mut event: AuditEvent<D>) -> Result<Receipt, AuditError>
+    where
+        Entry: From<AuditEvent<D>>,
+    {
         let Some(inner) = &self.0 else {
             return Ok(Receipt(None));
         };
@@ -237,7 +261,7 @@ impl AuditLog {
         inner
             .tx
             .send(Msg::Record(Pending {
-                event,
+                event: event.into(),
                 ack: Some(ack),
             }))
             .map_err(|_| AuditError::Closed)?;
