@@ -15,6 +15,16 @@
 //!   (`authz::evaluate`), with the shipped policies and with 1,000 more
 //!   scoped to other roles, with and without the principal index.
 //!
+//! - `audit_record/*`: a decision's audit record as the durable path makes
+//!   it: built on the request path, then stamped into its writer's chain
+//!   and serialized into a spool frame's bytes, and dropped; with typed
+//!   details (what the sidecar does) and with the same details as a JSON
+//!   tree (what it did before; identical bytes). The JSON case converts
+//!   the typed details (`serde_json::to_value`), so it pays for the typed
+//!   build too: the difference is the tree, its key sort and its drop,
+//!   all on one thread (in the server the tree is freed on the appender's
+//!   thread, which costs more).
+//!
 //! `scripts/bench-ratio.py` prints the ratio of the two from criterion's
 //! estimates.
 
@@ -23,6 +33,9 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use serde_json::json;
 
 use cedargate::app::App;
+use cedargate::audit::{
+    decision_event, AuditEvent, Chains, DecisionDetails, DecisionFacts, RequestMeta, Undo,
+};
 use cedargate::authz::entities::{
     document_entity, document_uid, tenant_entity, user_entity, user_uid, Principal,
 };
@@ -148,6 +161,70 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("engine_decide_remembered/read_document", |b| {
         b.iter(|| rt.block_on(remembering.decide(black_box(&read))).unwrap())
+    });
+
+    // A decision's audit record, made the way the request path and the
+    // appender make it, both ways; the same bytes either way.
+    let decided = rt.block_on(engine.decide(&read)).unwrap();
+    let meta = RequestMeta {
+        ip_address: Some("10.0.3.7".into()),
+        user_agent: Some("search-api/1.0".into()),
+        request_id: Some("req-42".into()),
+    };
+    let facts = DecisionFacts {
+        source: "authorize",
+        latency: std::time::Duration::from_micros(41),
+        meta: &meta,
+        context_keys: &[],
+        extra: None,
+    };
+    let mut chains = Chains::new("sidecar-bench");
+    let mut frame = Vec::with_capacity(4096);
+    let as_json = |e: AuditEvent<DecisionDetails>| AuditEvent {
+        details: serde_json::to_value(&e.details).unwrap(),
+        event_id: e.event_id,
+        timestamp: e.timestamp,
+        tenant_id: e.tenant_id,
+        user_id: e.user_id,
+        action: e.action,
+        resource: e.resource,
+        ip_address: e.ip_address,
+        user_agent: e.user_agent,
+        success: e.success,
+        error_message: e.error_message,
+        expires_at: e.expires_at,
+        writer_id: e.writer_id,
+        seq: e.seq,
+        prev_hash: e.prev_hash,
+        hash: e.hash,
+    };
+    let (mut typed, mut json_tree) = (Vec::new(), Vec::new());
+    for (out, typed_details) in [(&mut typed, true), (&mut json_tree, false)] {
+        let mut c = Chains::new("sidecar-bench");
+        let mut e = decision_event(&read, &decided, &facts);
+        e.timestamp = chrono::DateTime::UNIX_EPOCH;
+        if typed_details {
+            c.stamp_json(&mut e, &mut Undo::default(), out);
+        } else {
+            c.stamp_json(&mut as_json(e), &mut Undo::default(), out);
+        }
+    }
+    assert_eq!(typed, json_tree);
+    g.bench_function("audit_record/typed_details", |b| {
+        b.iter(|| {
+            frame.clear();
+            let mut e = decision_event(black_box(&read), &decided, &facts);
+            chains.stamp_json(&mut e, &mut Undo::default(), &mut frame);
+            e
+        })
+    });
+    g.bench_function("audit_record/json_details", |b| {
+        b.iter(|| {
+            frame.clear();
+            let mut e = as_json(decision_event(black_box(&read), &decided, &facts));
+            chains.stamp_json(&mut e, &mut Undo::default(), &mut frame);
+            e
+        })
     });
 
     // Search plans for `Read` on documents: warm (the same principal again,
