@@ -208,6 +208,9 @@ struct Head {
     next_seq: u64,
     last_hash: String,
     last_time: DateTime<Utc>,
+    /// The [`Undo`] that saved this head last (0: none), so a batch saves
+    /// each tenant's head once, not once a record.
+    saved_by: u64,
 }
 
 /// A writer's hash chains, one per tenant, so that one tenant's records
@@ -219,9 +222,23 @@ pub struct Chains {
 }
 
 /// What [`Chains::stamp`] changed, to be undone if the records are not
-/// written after all.
-#[derive(Debug, Default)]
-pub struct Undo(Vec<(String, Option<Head>)>);
+/// written after all: each tenant's head as it was before the first stamp
+/// made with this `Undo`.
+#[derive(Debug)]
+pub struct Undo {
+    id: u64,
+    saved: Vec<(String, Option<Head>)>,
+}
+
+impl Default for Undo {
+    fn default() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Undo {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            saved: Vec::new(),
+        }
+    }
+}
 
 impl Chains {
     pub fn new(writer_id: impl Into<String>) -> Self {
@@ -256,15 +273,19 @@ impl Chains {
     ) {
         let head = match self.heads.get_mut(&event.tenant_id) {
             Some(h) => {
-                undo.0.push((event.tenant_id.clone(), Some(h.clone())));
+                if h.saved_by != undo.id {
+                    undo.saved.push((event.tenant_id.clone(), Some(h.clone())));
+                    h.saved_by = undo.id;
+                }
                 h
             }
             None => {
-                undo.0.push((event.tenant_id.clone(), None));
+                undo.saved.push((event.tenant_id.clone(), None));
                 self.heads.entry(event.tenant_id.clone()).or_insert(Head {
                     next_seq: 0,
                     last_hash: String::new(),
                     last_time: event.timestamp,
+                    saved_by: undo.id,
                 })
             }
         };
@@ -292,7 +313,7 @@ impl Chains {
 
     /// Puts the chains back as they were before the stamps `undo` recorded.
     pub fn undo(&mut self, undo: Undo) {
-        for (tenant, head) in undo.0.into_iter().rev() {
+        for (tenant, head) in undo.saved.into_iter().rev() {
             match head {
                 Some(h) => {
                     self.heads.insert(tenant, h);
@@ -906,14 +927,21 @@ mod tests {
         // A batch that was not written is undone: the next stamp reuses
         // its places.
         let mut undo = Undo::default();
-        let mut d = mk("t1", 9);
+        let (mut d, mut d2, mut n) = (mk("t1", 9), mk("t1", 9), mk("t4", 9));
         chains.stamp(&mut d, &mut undo);
-        assert_eq!(d.seq, 2);
+        chains.stamp(&mut n, &mut undo);
+        chains.stamp(&mut d2, &mut undo);
+        assert_eq!((d.seq, d2.seq, n.seq), (2, 3, 0));
+        // Each tenant's head is saved once, as it was before the batch.
+        assert_eq!(undo.saved.len(), 2);
         chains.undo(undo);
         let mut e = mk("t1", 10);
         chains.stamp(&mut e, &mut Undo::default());
         assert_eq!(e.seq, 2);
         assert_eq!(e.prev_hash, c.hash);
+        let mut n = mk("t4", 10);
+        chains.stamp(&mut n, &mut Undo::default());
+        assert_eq!((n.seq, n.prev_hash.as_str()), (0, ""));
     }
 
     #[test]
