@@ -174,18 +174,10 @@ pub struct Sorted<'a>(&'a serde_json::Value);
 
 impl Serialize for Sorted<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeMap, SerializeSeq};
+        use serde::ser::SerializeSeq;
         use serde_json::Value;
         match self.0 {
-            Value::Object(map) => {
-                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                let mut m = s.serialize_map(Some(entries.len()))?;
-                for (k, v) in entries {
-                    m.serialize_entry(k, &Sorted(v))?;
-                }
-                m.end()
-            }
+            Value::Object(map) => sorted_entries(map, s),
             Value::Array(items) => {
                 let mut seq = s.serialize_seq(Some(items.len()))?;
                 for v in items {
@@ -410,11 +402,19 @@ fn sorted_map<S: serde::Serializer>(
     m: &Option<serde_json::Map<String, serde_json::Value>>,
     s: S,
 ) -> Result<S::Ok, S::Error> {
+    match m {
+        Some(m) => sorted_entries(m, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// A JSON object with its keys in sorted order, its values [`Sorted`].
+fn sorted_entries<S: serde::Serializer>(
+    map: &serde_json::Map<String, serde_json::Value>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
-    let Some(m) = m else {
-        return s.serialize_none();
-    };
-    let mut entries: Vec<_> = m.iter().collect();
+    let mut entries: Vec<_> = map.iter().collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut out = s.serialize_map(Some(entries.len()))?;
     for (k, v) in entries {
