@@ -194,7 +194,8 @@ impl App {
             .with_residuals(
                 settings.cache.residual_capacity,
                 settings.cache.residual_after,
-            ),
+            )
+            .with_entity_sets(settings.cache.entity_set_capacity),
         );
         let (avp, pulled) = avp_stores(&settings.avp, &policies, &identity).await?;
         let tenant_claim = match &identity {

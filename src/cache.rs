@@ -45,6 +45,10 @@ pub struct CacheConfig {
     /// record), deciding that principal's documents without a full
     /// evaluation (0: off).
     pub residual_capacity: usize,
+    /// Entity sets built for requests (tenant, resource and action
+    /// entities, some kilobytes each), kept so that a warm request only adds
+    /// its principal.
+    pub entity_set_capacity: NonZeroUsize,
     /// A key's residuals are computed at its this-many-th document decision
     /// (partial evaluation costs about twenty full ones).
     pub residual_after: u32,
@@ -66,6 +70,7 @@ impl Default for CacheConfig {
             max_staleness: Duration::from_secs(300),
             decision_capacity: 16_384,
             residual_capacity: 4_096,
+            entity_set_capacity: crate::authz::ENTITY_SET_CAPACITY,
             residual_after: 16,
             tenant_max_bytes: 16 << 20,
             document_max_bytes: 64 << 20,
@@ -752,6 +757,7 @@ mod tests {
                 max_staleness: Duration::from_secs(60),
                 decision_capacity: 0,
                 residual_capacity: 0,
+                entity_set_capacity: crate::authz::ENTITY_SET_CAPACITY,
                 residual_after: 16,
                 tenant_max_bytes: max_bytes,
                 document_max_bytes: max_bytes,

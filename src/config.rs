@@ -195,6 +195,7 @@ struct FileCache {
     document_capacity: Option<NonZeroUsize>,
     decision_capacity: Option<usize>,
     residual_capacity: Option<usize>,
+    entity_set_capacity: Option<NonZeroUsize>,
     residual_after: Option<u32>,
     tenant_max_bytes: Option<usize>,
     document_max_bytes: Option<usize>,
@@ -386,6 +387,9 @@ impl Settings {
         }
         if let Some(n) = file.cache.residual_capacity {
             s.cache.residual_capacity = n;
+        }
+        if let Some(n) = file.cache.entity_set_capacity {
+            s.cache.entity_set_capacity = n;
         }
         if let Some(n) = file.cache.residual_after {
             s.cache.residual_after = n.max(1);

@@ -44,8 +44,9 @@ pub struct Engine {
     queries: Arc<UsageCounter>,
 }
 
-/// How many built entity sets the engine keeps.
-const BASE_CAPACITY: usize = 4096;
+/// How many built entity sets the engine keeps, unless configured
+/// (`[cache] entity_set_capacity`).
+pub const ENTITY_SET_CAPACITY: NonZeroUsize = NonZeroUsize::new(4096).unwrap();
 
 /// The resource-side entity of a request, as the cache holds it.
 enum Extra {
@@ -119,13 +120,20 @@ impl Engine {
             cache,
             authorizer: Authorizer::new(),
             metrics,
-            bases: Mutex::new(LruCache::new(
-                NonZeroUsize::new(BASE_CAPACITY).unwrap_or(NonZeroUsize::MIN),
-            )),
+            bases: Mutex::new(LruCache::new(ENTITY_SET_CAPACITY)),
             decisions: NonZeroUsize::new(decision_capacity).map(|n| Mutex::new(LruCache::new(n))),
             residuals: None,
             residual_after: 1,
             queries: Arc::default(),
+        }
+    }
+
+    /// Keeps up to `capacity` built entity sets (a set holds the tenant,
+    /// resource and action entities of a request, some kilobytes each).
+    pub fn with_entity_sets(self, capacity: NonZeroUsize) -> Self {
+        Engine {
+            bases: Mutex::new(LruCache::new(capacity)),
+            ..self
         }
     }
 

@@ -8,7 +8,7 @@ mod engine;
 pub mod entities;
 pub mod residual;
 
-pub use engine::Engine;
+pub use engine::{Engine, ENTITY_SET_CAPACITY};
 
 use std::sync::Arc;
 

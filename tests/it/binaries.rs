@@ -249,6 +249,7 @@ fn the_example_config_file_is_valid() {
     .unwrap();
     assert_eq!(settings.listen.port(), 8180);
     assert_eq!(settings.sidecar.max_batch, 100);
+    assert_eq!(settings.cache.entity_set_capacity.get(), 1024);
     assert!(matches!(
         settings.identity,
         cedargate::config::IdentityConfig::Jwt(_)

@@ -186,6 +186,7 @@ async fn decide_all(url: &StoreUrl, bodies: &[Value], tiny: bool) -> Vec<Value> 
                 c.document_capacity = std::num::NonZeroUsize::new(50).unwrap();
                 c.decision_capacity = 0;
                 c.residual_capacity = 0;
+                c.entity_set_capacity = std::num::NonZeroUsize::new(3).unwrap();
             }
         },
         std::sync::Arc::new(cedargate::sidecar::SidecarRoutes),
