@@ -171,7 +171,7 @@ fn bench(c: &mut Criterion) {
         user_agent: Some("search-api/1.0".into()),
         request_id: Some("req-42".into()),
     };
-    let facts = DecisionFacts {
+    let facts = || DecisionFacts {
         source: "authorize",
         latency: std::time::Duration::from_micros(41),
         meta: &meta,
@@ -201,7 +201,7 @@ fn bench(c: &mut Criterion) {
     let (mut typed, mut json_tree) = (Vec::new(), Vec::new());
     for (out, typed_details) in [(&mut typed, true), (&mut json_tree, false)] {
         let mut c = Chains::new("sidecar-bench");
-        let mut e = decision_event(&read, &decided, &facts);
+        let mut e = decision_event(&read, &decided, facts());
         e.timestamp = chrono::DateTime::UNIX_EPOCH;
         if typed_details {
             c.stamp_json(&mut e, &mut Undo::default(), out);
@@ -213,7 +213,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("audit_record/typed_details", |b| {
         b.iter(|| {
             frame.clear();
-            let mut e = decision_event(black_box(&read), &decided, &facts);
+            let mut e = decision_event(black_box(&read), &decided, facts());
             chains.stamp_json(&mut e, &mut Undo::default(), &mut frame);
             e
         })
@@ -221,7 +221,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("audit_record/json_details", |b| {
         b.iter(|| {
             frame.clear();
-            let mut e = as_json(decision_event(black_box(&read), &decided, &facts));
+            let mut e = as_json(decision_event(black_box(&read), &decided, facts()));
             chains.stamp_json(&mut e, &mut Undo::default(), &mut frame);
             e
         })

@@ -14,7 +14,10 @@
 # (scripts/authorize-mix.lua), instead of the demo data and one request;
 # the fixed-rate run then still sends the one demo request (RATE=0: none).
 # A variant named `name@PATH` runs the server binary at PATH (another
-# build, kept aside) instead of this build's.
+# build, kept aside) instead of this build's. A variant whose name starts
+# with `spoolshm` has its spool on /dev/shm (an fdatasync there costs
+# nothing), one starting with `storeshm` runs on a copy of the store on
+# /dev/shm.
 #   [PIN=1] [RATE=8000] [DURATION=8] scripts/bench-drain.sh 'a|drain_batch = 1000' 'b|drain_batch = 10000'
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,8 +28,9 @@ port=18196
 cargo build --locked --release --bins --example fixed_rate 2>&1 | tail -1
 bin=target/release
 work=$(mktemp -d)
+shm=$(mktemp -d -p /dev/shm)
 pid=
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work" "$shm"' EXIT
 server_cpu=(); load_cpu=()
 if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 0); load_cpu=(taskset -c 1); fi
 data=demo/data.json
@@ -69,10 +73,17 @@ for round in 1 2; do
     name=${v%%|*}
     server=$bin/cedargate
     case "$name" in *@*) server=${name#*@}; name=${name%%@*} ;; esac
-    rm -rf "$work/spool-run"
-    { printf '[audit]\nspool_dir = "%s"\n' "$work/spool-run"; [ "${v#*|}" != "$v" ] && echo "${v#*|}" | tr ';' '\n'; } > "$work/c.toml"
+    spool_dir=$work/spool-run
+    store=$work/store.db
+    case "$name" in
+      json*) store=$work/json.db ;;
+      spoolshm*) spool_dir=$shm/spool-run ;;
+      storeshm*) rm -f "$shm"/store.db*; cp "$work/store.db" "$shm/store.db"; store=$shm/store.db ;;
+    esac
+    rm -rf "$spool_dir"
+    { printf '[audit]\nspool_dir = "%s"\n' "$spool_dir"; [ "${v#*|}" != "$v" ] && echo "${v#*|}" | tr ';' '\n'; } > "$work/c.toml"
     RUST_LOG=error "${server_cpu[@]}" "$server" serve --config "$work/c.toml" --listen "127.0.0.1:$port" \
-      --store "sqlite:$work/$([ "${name#json}" != "$name" ] && echo json || echo store).db" --identity trusted &
+      --store "sqlite:$store" --identity trusted &
     pid=$!
     for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && break; sleep 0.05; done
     wrk -t1 -c4 -d1s -s "$work/req.lua" "http://127.0.0.1:$port/v1/authorize" >/dev/null

@@ -435,7 +435,7 @@ impl Details for DecisionDetails {
 pub fn decision_event(
     req: &AuthzRequest,
     d: &Decision,
-    facts: &DecisionFacts<'_>,
+    facts: DecisionFacts<'_>,
 ) -> AuditEvent<DecisionDetails> {
     let p = &req.principal;
     let resource = match &req.resource {
@@ -473,7 +473,7 @@ pub fn decision_event(
         latency_us: u64::try_from(facts.latency.as_micros()).unwrap_or(u64::MAX),
         policy_revision: d.policy_revision.clone(),
         reason: d.reason,
-        request: facts.extra.clone(),
+        request: facts.extra,
         request_id: facts.meta.request_id.clone(),
         roles: p.roles.clone(),
         source: facts.source,
@@ -825,7 +825,7 @@ mod tests {
                 context_keys,
                 extra,
             };
-            let mut e = decision_event(&req, &d, &facts);
+            let mut e = decision_event(&req, &d, facts);
             let mut buf = Vec::new();
             chains.stamp_json(&mut e, &mut Undo::default(), &mut buf);
             let read: AuditEvent = serde_json::from_slice(&buf).unwrap();

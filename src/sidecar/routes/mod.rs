@@ -122,7 +122,7 @@ pub(super) async fn decide(
         };
         state
             .audit
-            .submit(decision_event(req, &decision, &facts))
+            .submit(decision_event(req, &decision, facts))
             .await
             .map_err(|e| audit_unavailable(state, &e))?
     } else {
