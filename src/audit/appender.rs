@@ -1,11 +1,8 @@
 //! The appender: one OS thread that takes queued records in batches, stamps
 //! each into its writer's hash chain (serializing it once: the same bytes
-//! are hashed and framed) and appends the batch to the active spool
-//! segment. In durable mode a second thread, the syncer, makes what was
-//! appended durable with one `fdatasync` for everything written since its
-//! last, and acknowledges it; the appender stamps and writes the next
-//! records meanwhile (BENCHMARKS.md, "Syncing while the next records are
-//! stamped"). File work never runs on the async runtime's threads.
+//! are hashed and framed), appends the batch to the active spool segment
+//! with one `fdatasync`, and acknowledges. File work never runs on the
+//! async runtime's threads, and a batch costs no thread hand-over.
 //!
 //! A segment is extended with zeros ahead of the records ([`PREALLOCATE`]
 //! at a time) and trimmed to its records when it is closed: a commit then
@@ -22,10 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-use parking_lot::{Condvar, Mutex};
 
 use tokio::sync::{oneshot, Semaphore};
 
@@ -48,7 +42,7 @@ static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 pub(super) struct Active {
     dir: PathBuf,
     pub number: u64,
-    file: Arc<File>,
+    file: File,
     /// Bytes of records (where the next frame goes).
     len: u64,
     /// Records in it.
@@ -78,7 +72,7 @@ impl Active {
         })?;
         fs::rename(&staging, dir)?;
         sync_dir(root)?;
-        let file = Arc::new(Self::open_segment(dir, number)?);
+        let file = Self::open_segment(dir, number)?;
         Ok(Active {
             dir: dir.to_path_buf(),
             number,
@@ -133,7 +127,7 @@ impl Active {
     /// synced.
     fn rotate(&mut self) -> io::Result<u64> {
         let next = self.number + 1;
-        self.file = Arc::new(Self::open_segment(&self.dir, next)?);
+        self.file = Self::open_segment(&self.dir, next)?;
         self.number = next;
         self.len = 0;
         self.allocated = 0;
@@ -142,124 +136,11 @@ impl Active {
     }
 }
 
-type Ack = oneshot::Sender<Result<(), AuditError>>;
-
-/// How a file is made durable: `File::sync_data`, or a fault in tests.
-type SyncFn = fn(&File) -> io::Result<()>;
-
-/// Records written to the active segment whose `fdatasync` has not
-/// finished: where they start, their acknowledgements, and what undoes
-/// their stamps.
-#[derive(Default)]
-struct Unsynced {
-    /// Where the first of them starts in the segment.
-    start: u64,
-    bytes: u64,
-    records: u64,
-    acks: Vec<Ack>,
-    /// One per batch, in the order the batches were stamped.
-    undo: Vec<Undo>,
-}
-
-impl Unsynced {
-    fn add(&mut self, start: u64, bytes: u64, batch: &mut [Pending], undo: Undo) {
-        if self.records == 0 {
-            self.start = start;
-        }
-        self.bytes += bytes;
-        self.records += batch.len() as u64;
-        self.acks
-            .extend(batch.iter_mut().filter_map(|p| p.ack.take()));
-        self.undo.push(undo);
-    }
-
-    fn acknowledge(&mut self, outcome: &Result<(), AuditError>) {
-        for ack in self.acks.drain(..) {
-            let _ = ack.send(outcome.clone());
-        }
-    }
-}
-
-/// What the appender and the syncer share (durable mode).
-struct SyncQueue {
-    state: Mutex<SyncState>,
-    /// Work for the syncer, or the syncer idle again.
-    changed: Condvar,
-}
-
-struct SyncState {
-    /// The active segment.
-    file: Arc<File>,
-    /// Written, not yet taken by the syncer.
-    waiting: Unsynced,
-    /// The syncer is syncing what it took.
-    busy: bool,
-    /// What a failed sync had taken (its records refused): the syncer takes
-    /// nothing more until the appender has undone it, with what was written
-    /// after it.
-    failed: Option<Unsynced>,
-    /// Set by the appender once nothing is waiting: the syncer ends.
-    stop: bool,
-}
-
-/// The syncer thread (durable mode): takes everything written since its
-/// last `fdatasync`, syncs it with one call and acknowledges it. The
-/// appender stamps and writes the next records meanwhile, so a commit's
-/// CPU work and its wait for the disk overlap. `fdatasync` covers every
-/// write made before the call, so a record is acknowledged only once it is
-/// on disk, as before. A failed sync refuses its records and hands them
-/// back to the appender, which undoes their stamps, and those of records
-/// written after them, and cuts them off the segment.
-fn syncer(queue: &SyncQueue, shared: &Shared, sync_file: SyncFn) {
-    let metrics = &shared.metrics;
-    loop {
-        let (file, mut job) = {
-            let mut s = queue.state.lock();
-            while s.failed.is_some() || s.waiting.records == 0 {
-                if s.stop {
-                    return;
-                }
-                queue.changed.wait(&mut s);
-            }
-            s.busy = true;
-            (s.file.clone(), std::mem::take(&mut s.waiting))
-        };
-        let started = Instant::now();
-        let result = sync_file(&file);
-        metrics
-            .commit_seconds
-            .observe(started.elapsed().as_secs_f64());
-        metrics.commit_records.observe(job.records as f64);
-        let outcome = match result {
-            Ok(()) => {
-                let now = shared.spool_bytes.fetch_add(job.bytes, Ordering::Relaxed) + job.bytes;
-                metrics.spool_bytes.set(now as i64);
-                metrics.records_spooled.inc_by(job.records);
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(error = %e, records = job.records, "audit spool sync failed; the requests are refused");
-                metrics.spool_errors.inc();
-                Err(AuditError::Io(e.to_string()))
-            }
-        };
-        job.acknowledge(&outcome);
-        let mut s = queue.state.lock();
-        s.busy = false;
-        if outcome.is_err() {
-            s.failed = Some(job);
-        }
-        queue.changed.notify_all();
-    }
-}
-
 struct Appender {
     chains: Chains,
     metrics: AuditMetrics,
     active: Active,
-    /// Durable mode: the syncer's queue and thread. Buffered mode: none.
-    syncer: Option<(Arc<SyncQueue>, JoinHandle<()>)>,
-    sync_file: SyncFn,
+    durable: bool,
     /// Written but not yet synced (buffered mode).
     dirty: bool,
     /// When the active segment is closed (from the configuration).
@@ -270,10 +151,9 @@ struct Appender {
 }
 
 impl Appender {
-    /// Stamps a batch and writes it after the segment's records (not
-    /// synced). Returns where it starts and what undoes its stamps; on an
-    /// error nothing counts as written and the chains are as before.
-    fn append(&mut self, batch: &mut [Pending]) -> io::Result<(u64, Undo)> {
+    /// Stamps and appends a batch. Returns the bytes appended; on an error
+    /// nothing counts as written and the chains are as before.
+    fn append(&mut self, batch: &mut [Pending]) -> io::Result<u64> {
         let mut undo = Undo::default();
         self.buf.clear();
         let mut result = Ok(());
@@ -291,12 +171,20 @@ impl Appender {
                 break;
             }
         }
-        match result.and_then(|()| self.active.write(&self.buf)) {
+        let result = result.and_then(|()| {
+            self.active.write(&self.buf)?;
+            if self.durable {
+                self.active.file.sync_data()?;
+            } else {
+                self.dirty = true;
+            }
+            Ok(())
+        });
+        match result {
             Ok(()) => {
-                let start = self.active.len;
                 self.active.len += self.buf.len() as u64;
                 self.active.records += batch.len() as u64;
-                Ok((start, undo))
+                Ok(self.buf.len() as u64)
             }
             Err(e) => {
                 self.chains.undo(undo);
@@ -309,65 +197,14 @@ impl Appender {
 
     fn sync(&mut self) -> io::Result<()> {
         if self.dirty {
-            (self.sync_file)(&self.active.file)?;
+            self.active.file.sync_data()?;
             self.dirty = false;
         }
         Ok(())
     }
 
-    /// Undoes what a failed sync had taken and what was written after it:
-    /// their stamps, and their bytes in the segment. The failed sync's
-    /// records were refused by the syncer; the later ones are refused here.
-    fn settle_failure(&mut self) {
-        let (failed, mut later) = match &self.syncer {
-            Some((queue, _)) => {
-                let mut s = queue.state.lock();
-                match s.failed.take() {
-                    Some(failed) => (failed, std::mem::take(&mut s.waiting)),
-                    None => return,
-                }
-            }
-            None => return,
-        };
-        // The latest stamps are undone first.
-        for undo in later.undo.drain(..).rev() {
-            self.chains.undo(undo);
-        }
-        for undo in failed.undo.into_iter().rev() {
-            self.chains.undo(undo);
-        }
-        self.active.len = failed.start;
-        self.active.records -= failed.records + later.records;
-        if let Err(e) = self.active.trim() {
-            tracing::error!(error = %e, "audit spool: cannot cut off the records of a failed sync");
-        }
-        if later.records > 0 {
-            tracing::error!(
-                records = later.records,
-                "audit records written after a failed sync are refused"
-            );
-            self.metrics.spool_errors.inc();
-            later.acknowledge(&Err(AuditError::Io(
-                "an earlier audit spool sync failed".into(),
-            )));
-        }
-    }
-
-    /// Waits until the syncer has synced everything written (or failed),
-    /// then settles a failure: afterwards every record in the segment is
-    /// on disk and acknowledged.
-    fn quiesce(&mut self) {
-        if let Some((queue, _)) = &self.syncer {
-            let mut s = queue.state.lock();
-            while s.busy || (s.failed.is_none() && s.waiting.records > 0) {
-                queue.changed.wait(&mut s);
-            }
-        }
-        self.settle_failure();
-    }
-
     /// Closes the active segment if it is full or old enough (or `force`)
-    /// and not empty; says how many records the closed one holds.
+    /// and not empty; says how many records the closed segment holds.
     fn maybe_rotate(&mut self, force: bool) -> io::Result<Option<u64>> {
         let due = self.active.len >= self.segment_bytes
             || self.active.opened.elapsed() >= self.rotate_interval
@@ -375,18 +212,10 @@ impl Appender {
         if self.active.len == 0 || !due {
             return Ok(None);
         }
-        self.quiesce();
-        if self.active.len == 0 {
-            return Ok(None);
-        }
         self.active.trim()?;
         self.dirty = true;
         self.sync()?;
-        let closed = self.active.rotate()?;
-        if let Some((queue, _)) = &self.syncer {
-            queue.state.lock().file = self.active.file.clone();
-        }
-        Ok(Some(closed))
+        self.active.rotate().map(Some)
     }
 
     /// Tells the drainer a segment of `closed` records was closed.
@@ -400,66 +229,45 @@ impl Appender {
         }
     }
 
-    /// Writes one batch. Durable mode: hands it to the syncer, which
-    /// acknowledges it once synced. Buffered mode: acknowledges it now.
+    /// Writes one batch and acknowledges its records.
     fn commit(&mut self, batch: &mut Vec<Pending>, shared: &Shared) {
-        self.settle_failure();
         let started = Instant::now();
-        match self.append(batch) {
-            Ok((start, undo)) => {
-                let bytes = self.buf.len() as u64;
-                if let Some((queue, _)) = &self.syncer {
-                    queue.state.lock().waiting.add(start, bytes, batch, undo);
-                    queue.changed.notify_all();
-                } else {
-                    self.dirty = true;
-                    self.metrics
-                        .commit_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    self.metrics.commit_records.observe(batch.len() as f64);
-                    let now = shared.spool_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-                    self.metrics.spool_bytes.set(now as i64);
-                    self.metrics.records_spooled.inc_by(batch.len() as u64);
-                    for p in batch.iter_mut() {
-                        if let Some(ack) = p.ack.take() {
-                            let _ = ack.send(Ok(()));
-                        }
-                    }
-                }
+        let result = self.append(batch);
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.commit_records.observe(batch.len() as f64);
+        let outcome = match result {
+            Ok(bytes) => {
+                let now = shared.spool_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+                self.metrics.spool_bytes.set(now as i64);
+                self.metrics.records_spooled.inc_by(batch.len() as u64);
+                Ok(())
             }
             Err(e) => {
                 tracing::error!(error = %e, records = batch.len(), "audit spool write failed; the requests are refused");
                 self.metrics.spool_errors.inc();
-                let outcome = Err(AuditError::Io(e.to_string()));
-                for p in batch.iter_mut() {
-                    if let Some(ack) = p.ack.take() {
-                        let _ = ack.send(outcome.clone());
-                    }
-                }
+                Err(AuditError::Io(e.to_string()))
+            }
+        };
+        for p in batch.iter_mut() {
+            if let Some(ack) = p.ack.take() {
+                let _ = ack.send(outcome.clone());
             }
         }
         batch.clear();
-        let rotated = self.maybe_rotate(false).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cannot start a new audit segment");
-            None
-        });
-        self.announce(rotated, shared);
-    }
-
-    /// Ends the syncer, once nothing is left for it.
-    fn stop_syncer(&mut self) {
-        self.quiesce();
-        if let Some((queue, thread)) = self.syncer.take() {
-            queue.state.lock().stop = true;
-            queue.changed.notify_all();
-            let _ = thread.join();
+        if outcome.is_ok() {
+            let rotated = self.maybe_rotate(false).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot start a new audit segment");
+                None
+            });
+            self.announce(rotated, shared);
         }
     }
 }
 
-/// Starts the appender thread (and in durable mode its syncer). The
-/// returned receiver completes when it has written what was queued at
-/// `Msg::Stop` and closed its last segment.
+/// Starts the appender thread. The returned receiver completes when it has
+/// written what was queued at `Msg::Stop` and closed its last segment.
 pub(super) fn spawn(
     active: Active,
     writer_id: String,
@@ -468,47 +276,12 @@ pub(super) fn spawn(
     config: AuditConfig,
     shared: Arc<Shared>,
 ) -> io::Result<oneshot::Receiver<()>> {
-    spawn_with(active, writer_id, rx, slots, config, shared, File::sync_data)
-}
-
-fn spawn_with(
-    active: Active,
-    writer_id: String,
-    rx: Receiver<Msg>,
-    slots: Arc<Semaphore>,
-    config: AuditConfig,
-    shared: Arc<Shared>,
-    sync_file: SyncFn,
-) -> io::Result<oneshot::Receiver<()>> {
     let (done, finished) = oneshot::channel();
-    let syncer = if config.mode == super::writer::AuditMode::Durable {
-        let queue = Arc::new(SyncQueue {
-            state: Mutex::new(SyncState {
-                file: active.file.clone(),
-                waiting: Unsynced::default(),
-                busy: false,
-                failed: None,
-                stop: false,
-            }),
-            changed: Condvar::new(),
-        });
-        let thread = std::thread::Builder::new()
-            .name("audit-syncer".into())
-            .spawn({
-                let queue = queue.clone();
-                let shared = shared.clone();
-                move || syncer(&queue, &shared, sync_file)
-            })?;
-        Some((queue, thread))
-    } else {
-        None
-    };
     let appender = Appender {
         chains: Chains::new(writer_id),
         metrics: shared.metrics.clone(),
         active,
-        syncer,
-        sync_file,
+        durable: config.mode == super::writer::AuditMode::Durable,
         dirty: false,
         segment_bytes: config.segment_bytes,
         rotate_interval: config.rotate_interval,
@@ -572,7 +345,6 @@ fn run(
         }
         if Instant::now() >= next_tick {
             next_tick = Instant::now() + period;
-            a.settle_failure();
             if let Err(e) = a.sync() {
                 tracing::error!(error = %e, "audit spool sync failed");
             }
@@ -581,7 +353,6 @@ fn run(
         }
     }
     // Stopped: nothing more is taken (the log refuses new records).
-    a.stop_syncer();
     match a.sync().and_then(|()| a.maybe_rotate(true)) {
         Ok(Some(records)) => {
             shared.closed_records.fetch_add(records, Ordering::AcqRel);
@@ -596,176 +367,4 @@ fn run(
     shared.rotated.notify_one();
     // The active segment (empty now) and the lock go with `a`; the drainer
     // removes the directory once it is drained.
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicBool, AtomicU64};
-    use std::sync::{Condvar as StdCondvar, Mutex as StdMutex};
-
-    use tokio::sync::Notify;
-
-    use super::*;
-    use crate::audit::writer::{segment_path, AuditMode};
-    use crate::audit::{verify, AuditEvent};
-
-    /// The disk the test's syncs go to: a sync waits while `held`, then
-    /// fails if `failing`; `entered` counts the syncs that started.
-    struct Disk {
-        held: bool,
-        failing: bool,
-        entered: u32,
-    }
-
-    static DISK: StdMutex<Disk> = StdMutex::new(Disk {
-        held: false,
-        failing: false,
-        entered: 0,
-    });
-    static DISK_CHANGED: StdCondvar = StdCondvar::new();
-
-    fn faulty_sync(file: &File) -> io::Result<()> {
-        let mut d = DISK.lock().unwrap();
-        d.entered += 1;
-        while d.held {
-            d = DISK_CHANGED.wait(d).unwrap();
-        }
-        if d.failing {
-            return Err(io::Error::other("injected sync failure"));
-        }
-        drop(d);
-        file.sync_data()
-    }
-
-    fn set_disk(held: bool, failing: bool) {
-        let mut d = DISK.lock().unwrap();
-        d.held = held;
-        d.failing = failing;
-        DISK_CHANGED.notify_all();
-    }
-
-    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !done() {
-            assert!(Instant::now() < deadline, "timed out waiting until {what}");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    fn event(id: &str, tenant: &str) -> AuditEvent {
-        AuditEvent::new(
-            id,
-            chrono::Utc::now(),
-            tenant,
-            "Read",
-            "CedarGate::Document::\"d\"",
-            serde_json::json!({ "decision": "Allow" }),
-        )
-    }
-
-    /// Records of every segment in `dir`, in order.
-    fn segment_records(dir: &Path) -> Vec<AuditEvent> {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-            .collect();
-        names.sort();
-        names
-            .iter()
-            .flat_map(|p| spool::scan(&fs::read(p).unwrap()).records)
-            .map(|r| serde_json::from_slice(&r).unwrap())
-            .collect()
-    }
-
-    /// A sync that fails refuses its records and every record appended
-    /// while it ran; their stamps are undone and their bytes cut off, so
-    /// the next records continue each chain from where the last
-    /// acknowledged record left it.
-    #[tokio::test]
-    async fn a_failed_sync_refuses_its_records_and_those_written_after_it() {
-        let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("writer");
-        let active = Active::create(&dir, 1).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut config = AuditConfig::new(root.path());
-        assert_eq!(config.mode, AuditMode::Durable);
-        config.rotate_interval = Duration::from_secs(3600);
-        let shared = Arc::new(Shared {
-            dir: dir.clone(),
-            active_number: AtomicU64::new(1),
-            closed_records: AtomicU64::new(0),
-            spool_bytes: Arc::new(AtomicU64::new(0)),
-            rotated: Notify::new(),
-            appender_done: AtomicBool::new(false),
-            metrics: AuditMetrics::default(),
-        });
-        let done = spawn_with(
-            active,
-            "writer".into(),
-            rx,
-            Arc::new(Semaphore::new(16)),
-            config,
-            shared.clone(),
-            faulty_sync,
-        )
-        .unwrap();
-        let send = |e: AuditEvent| {
-            let (ack, rx) = oneshot::channel();
-            tx.send(Msg::Record(Pending {
-                event: e.into(),
-                ack: Some(ack),
-            }))
-            .unwrap();
-            rx
-        };
-
-        // A's sync is held, and will fail.
-        set_disk(true, true);
-        let a = send(event("a", "t1"));
-        wait_until("A's sync started", || DISK.lock().unwrap().entered == 1);
-        // B and C are stamped after A and written while A's sync waits.
-        let b = send(event("b", "t1"));
-        let c = send(event("c", "t2"));
-        let segment = segment_path(&dir, 1);
-        wait_until("A, B and C are in the segment", || {
-            spool::scan(&fs::read(&segment).unwrap()).records.len() == 3
-        });
-        set_disk(false, true);
-        for (name, receipt) in [("A", a), ("B", b), ("C", c)] {
-            let outcome = tokio::time::timeout(Duration::from_secs(10), receipt)
-                .await
-                .unwrap_or_else(|_| panic!("{name} was never acknowledged"))
-                .expect("acknowledged");
-            assert!(
-                matches!(outcome, Err(AuditError::Io(_))),
-                "{name}: {outcome:?}"
-            );
-        }
-
-        // The disk is back: the next records are written, as the first of
-        // their chains (nothing before them was acknowledged).
-        set_disk(false, false);
-        send(event("d", "t1")).await.unwrap().unwrap();
-        send(event("e", "t2")).await.unwrap().unwrap();
-        tx.send(Msg::Stop).unwrap();
-        done.await.unwrap();
-
-        let records = segment_records(&dir);
-        let got: Vec<_> = records
-            .iter()
-            .map(|r| (r.event_id.as_str(), r.tenant_id.as_str(), r.seq, r.prev_hash.as_str()))
-            .collect();
-        assert_eq!(got, [("d", "t1", 0, ""), ("e", "t2", 0, "")]);
-        assert!(verify(&records).is_empty());
-        let m = &shared.metrics;
-        assert_eq!(m.records_spooled.get(), 2);
-        // A's failed sync, and B and C refused after it.
-        assert_eq!(m.spool_errors.get(), 2);
-        assert_eq!(
-            shared.spool_bytes.load(Ordering::Relaxed),
-            fs::metadata(&segment).unwrap().len()
-        );
-    }
 }

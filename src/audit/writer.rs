@@ -12,12 +12,9 @@
 //! * **Appender** ([`super::appender`], its own OS thread): takes whatever is
 //!   queued (up to `max_batch`), stamps each record into its writer's
 //!   per-tenant hash chain — serializing it once, for its hash and its
-//!   frame — and appends the batch to the active segment. The **syncer**
-//!   (durable mode, its own OS thread) syncs everything appended since its
-//!   last `fdatasync` with one call (group commit) and only then
-//!   acknowledges those records, while the appender stamps the next ones.
-//!   A failed write or sync acknowledges nothing it covered, nor anything
-//!   appended after it, and rolls the chains back.
+//!   frame — appends the batch to the active segment with one `fdatasync`
+//!   (group commit) and only then acknowledges the records. A failed write
+//!   acknowledges nothing and rolls the chains back.
 //! * **Segments**: the active segment is closed when it grows past
 //!   `segment_bytes` or is older than `rotate_interval`; closed segments are
 //!   what the drainer reads. Nothing but the queue is held in memory: during
