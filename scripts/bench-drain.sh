@@ -60,7 +60,7 @@ for t in os.listdir(f"/proc/{pid}/task"):
     except FileNotFoundError:
         continue
     comm, f = s[s.index("(") + 1 : s.rindex(")")], s[s.rindex(")") + 2 :].split()
-    role = {"audit-appender": "appender", "audit-drainer": "drainer", "audit-idle": "drainer",
+    role = {"audit-appender": "appender", "audit-syncer": "appender", "audit-drainer": "drainer", "audit-idle": "drainer",
             "audit-store": "drainer"}.get(comm, "workers" if comm.startswith("tokio") else "other")
     out[role] += (int(f[11]) + int(f[12])) / tick
 print(" ".join(f"{k}={out[k]:.3f}" for k in ("appender", "drainer", "workers", "other")))

@@ -136,11 +136,15 @@ impl Active {
     }
 }
 
+/// How a file is made durable: `File::sync_data`, or a fault in tests.
+type SyncFn = fn(&File) -> io::Result<()>;
+
 struct Appender {
     chains: Chains,
     metrics: AuditMetrics,
     active: Active,
     durable: bool,
+    sync_file: SyncFn,
     /// Written but not yet synced (buffered mode).
     dirty: bool,
     /// When the active segment is closed (from the configuration).
@@ -174,7 +178,7 @@ impl Appender {
         let result = result.and_then(|()| {
             self.active.write(&self.buf)?;
             if self.durable {
-                self.active.file.sync_data()?;
+                (self.sync_file)(&self.active.file)?;
             } else {
                 self.dirty = true;
             }
@@ -197,7 +201,7 @@ impl Appender {
 
     fn sync(&mut self) -> io::Result<()> {
         if self.dirty {
-            self.active.file.sync_data()?;
+            (self.sync_file)(&self.active.file)?;
             self.dirty = false;
         }
         Ok(())
@@ -276,12 +280,33 @@ pub(super) fn spawn(
     config: AuditConfig,
     shared: Arc<Shared>,
 ) -> io::Result<oneshot::Receiver<()>> {
+    spawn_with(
+        active,
+        writer_id,
+        rx,
+        slots,
+        config,
+        shared,
+        File::sync_data,
+    )
+}
+
+fn spawn_with(
+    active: Active,
+    writer_id: String,
+    rx: Receiver<Msg>,
+    slots: Arc<Semaphore>,
+    config: AuditConfig,
+    shared: Arc<Shared>,
+    sync_file: SyncFn,
+) -> io::Result<oneshot::Receiver<()>> {
     let (done, finished) = oneshot::channel();
     let appender = Appender {
         chains: Chains::new(writer_id),
         metrics: shared.metrics.clone(),
         active,
         durable: config.mode == super::writer::AuditMode::Durable,
+        sync_file,
         dirty: false,
         segment_bytes: config.segment_bytes,
         rotate_interval: config.rotate_interval,
@@ -367,4 +392,172 @@ fn run(
     shared.rotated.notify_one();
     // The active segment (empty now) and the lock go with `a`; the drainer
     // removes the directory once it is drained.
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::sync::{Condvar, Mutex};
+
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::audit::writer::{segment_path, AuditMode};
+    use crate::audit::{verify, AuditEvent};
+
+    /// The disk the test's syncs go to: a sync waits while `held`, then
+    /// fails if `failures` is not 0 (counting it down); `entered` counts
+    /// the syncs that started.
+    struct Disk {
+        held: bool,
+        failures: u32,
+        entered: u32,
+    }
+
+    static DISK: Mutex<Disk> = Mutex::new(Disk {
+        held: false,
+        failures: 0,
+        entered: 0,
+    });
+    static DISK_CHANGED: Condvar = Condvar::new();
+
+    fn faulty_sync(file: &File) -> io::Result<()> {
+        let mut d = DISK.lock().unwrap();
+        d.entered += 1;
+        while d.held {
+            d = DISK_CHANGED.wait(d).unwrap();
+        }
+        if d.failures > 0 {
+            d.failures -= 1;
+            return Err(io::Error::other("injected sync failure"));
+        }
+        drop(d);
+        file.sync_data()
+    }
+
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn event(id: &str, tenant: &str) -> AuditEvent {
+        AuditEvent::new(
+            id,
+            chrono::Utc::now(),
+            tenant,
+            "Read",
+            "CedarGate::Document::\"d\"",
+            serde_json::json!({ "decision": "Allow" }),
+        )
+    }
+
+    async fn within(rx: oneshot::Receiver<Result<(), AuditError>>) -> Result<(), AuditError> {
+        tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .expect("acknowledged in time")
+            .expect("acknowledged")
+    }
+
+    /// A commit whose `fdatasync` fails refuses its records, undoes their
+    /// stamps and cuts their bytes off the segment; a record queued while
+    /// it ran goes in the next commit and continues its chain from the
+    /// last acknowledged record (here: none).
+    #[tokio::test]
+    async fn a_failed_sync_refuses_its_records_and_leaves_no_trace() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("writer");
+        let active = Active::create(&dir, 1).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut config = AuditConfig::new(root.path());
+        assert_eq!(config.mode, AuditMode::Durable);
+        config.rotate_interval = Duration::from_secs(3600);
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            active_number: AtomicU64::new(1),
+            closed_records: AtomicU64::new(0),
+            spool_bytes: Arc::new(AtomicU64::new(0)),
+            rotated: Notify::new(),
+            appender_done: AtomicBool::new(false),
+            metrics: AuditMetrics::default(),
+        });
+        let done = spawn_with(
+            active,
+            "writer".into(),
+            rx,
+            Arc::new(Semaphore::new(16)),
+            config,
+            shared.clone(),
+            faulty_sync,
+        )
+        .unwrap();
+        let send = |e: AuditEvent| {
+            let (ack, rx) = oneshot::channel();
+            tx.send(Msg::Record(Pending {
+                event: e.into(),
+                ack: Some(ack),
+            }))
+            .unwrap();
+            rx
+        };
+
+        // A's sync is held, and will fail.
+        {
+            let mut d = DISK.lock().unwrap();
+            d.held = true;
+            d.failures = 1;
+        }
+        // (A longer than B: a byte of A left after B would show.)
+        let a = send(event("a-with-a-longer-id", "t1"));
+        wait_until("A's sync started", || DISK.lock().unwrap().entered == 1);
+        let segment = segment_path(&dir, 1);
+        let written = spool::scan(&fs::read(&segment).unwrap()).records.len();
+        // B is queued while it runs.
+        let b = send(event("b", "t1"));
+        {
+            let mut d = DISK.lock().unwrap();
+            d.held = false;
+            DISK_CHANGED.notify_all();
+        }
+        let outcome = within(a).await;
+        assert!(matches!(outcome, Err(AuditError::Io(_))), "{outcome:?}");
+        within(b).await.unwrap();
+        let now = spool::scan(&fs::read(&segment).unwrap());
+        assert_eq!((now.records.len(), now.torn_bytes), (1, 0));
+        within(send(event("c", "t2"))).await.unwrap();
+        tx.send(Msg::Stop).unwrap();
+        done.await.unwrap();
+
+        // A had been written before the failed sync; nothing of it is left.
+        assert_eq!(written, 1);
+        let records: Vec<AuditEvent> = [1, 2]
+            .iter()
+            .map(|n| segment_path(&dir, *n))
+            .filter(|p| p.exists())
+            .flat_map(|p| spool::scan(&fs::read(p).unwrap()).records)
+            .map(|r| serde_json::from_slice(&r).unwrap())
+            .collect();
+        let got: Vec<_> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.event_id.as_str(),
+                    r.tenant_id.as_str(),
+                    r.seq,
+                    r.prev_hash.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [("b", "t1", 0, ""), ("c", "t2", 0, "")]);
+        assert!(verify(&records).is_empty());
+        let m = &shared.metrics;
+        assert_eq!(m.records_spooled.get(), 2);
+        assert_eq!(m.spool_errors.get(), 1);
+        assert_eq!(
+            shared.spool_bytes.load(Ordering::Relaxed),
+            fs::metadata(&segment).unwrap().len()
+        );
+    }
 }
