@@ -3,7 +3,8 @@
 # SQLite store with the demo data: each VARIANT is `name|[audit] lines`
 # (lines separated by `;`), run in turn, twice, alternating. Each run: wrk
 # (32 connections) on POST /v1/authorize, the spool left when it ended,
-# the server's CPU per request by thread once the drain has caught up
+# the server's CPU per request by thread and the bytes it wrote to disk
+# per request (pages it dirtied) once the drain has caught up
 # (from /proc), then an open-loop run at RATE requests/s (0: none).
 # PIN=1 puts the server on CPU 0 and the load generators on CPU 1. A
 # variant whose name starts with `json` runs on a copy of the store with
@@ -49,7 +50,8 @@ cp "$work/store.db" "$work/json.db"
 body='{"principal":{"id":"dave","tenant":"acme","roles":["editor"],"clearance":1},"action":"Read","resource":{"type":"Document","id":"q3-report"}}'
 printf "wrk.method = \"POST\"\nwrk.body = '%s'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n" "$body" > "$work/req.lua"
 
-# CPU seconds of the server's threads, by role: "appender= drainer= workers= other=".
+# CPU seconds of the server's threads, by role, and the bytes it wrote to
+# the disk: "appender= drainer= workers= other= disk=".
 cpu() {
   python3 - "$1" <<'PY'
 import collections, os, sys
@@ -63,7 +65,9 @@ for t in os.listdir(f"/proc/{pid}/task"):
     role = {"audit-appender": "appender", "audit-syncer": "appender", "audit-drainer": "drainer", "audit-idle": "drainer",
             "audit-store": "drainer"}.get(comm, "workers" if comm.startswith("tokio") else "other")
     out[role] += (int(f[11]) + int(f[12])) / tick
-print(" ".join(f"{k}={out[k]:.3f}" for k in ("appender", "drainer", "workers", "other")))
+# Bytes the process sent (or will send) to the disk: pages it dirtied.
+disk = next(int(l.split()[1]) for l in open(f"/proc/{pid}/io") if l.startswith("write_bytes"))
+print(" ".join(f"{k}={out[k]:.3f}" for k in ("appender", "drainer", "workers", "other")), f"disk={disk}")
 PY
 }
 spool() { curl -fsS "http://127.0.0.1:$port/metrics" | awk '/^cedargate_audit_spool_bytes / {printf "%.0f", $2}'; }
@@ -103,8 +107,10 @@ for round in 1 2; do
 import sys
 a, b = (dict((k, float(v)) for k, v in (x.split("=") for x in s.split())) for s in sys.argv[1:3])
 n = int(sys.argv[3])
-d = {k: (b[k] - a[k]) / n * 1e6 for k in b}
-print(" ".join(f"{k} {d[k]:.1f}" for k in ("workers", "appender", "drainer")), f"total {sum(d.values()):.1f} µs/request")
+d = {k: (b[k] - a[k]) / n * 1e6 for k in b if k != "disk"}
+disk = (b["disk"] - a["disk"]) / n / 1024
+print(" ".join(f"{k} {d[k]:.1f}" for k in ("workers", "appender", "drainer")), f"total {sum(d.values()):.1f} µs/request",
+      f"| disk {disk:.2f} KiB/request")
 PY
 )
     fixed=-
