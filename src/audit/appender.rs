@@ -137,7 +137,7 @@ impl Active {
 }
 
 /// How a file is made durable: `File::sync_data`, or a fault in tests.
-type SyncFn = fn(&File) -> io::Result<()>;
+pub(super) type SyncFn = fn(&File) -> io::Result<()>;
 
 struct Appender {
     chains: Chains,
@@ -270,28 +270,11 @@ impl Appender {
     }
 }
 
-/// Starts the appender thread. The returned receiver completes when it has
-/// written what was queued at `Msg::Stop` and closed its last segment.
+/// Starts the appender thread, which makes its segments durable with
+/// `sync_file` (`File::sync_data`; a test's fault). The returned receiver
+/// completes when it has written what was queued at `Msg::Stop` and closed
+/// its last segment.
 pub(super) fn spawn(
-    active: Active,
-    writer_id: String,
-    rx: Receiver<Msg>,
-    slots: Arc<Semaphore>,
-    config: AuditConfig,
-    shared: Arc<Shared>,
-) -> io::Result<oneshot::Receiver<()>> {
-    spawn_with(
-        active,
-        writer_id,
-        rx,
-        slots,
-        config,
-        shared,
-        File::sync_data,
-    )
-}
-
-fn spawn_with(
     active: Active,
     writer_id: String,
     rx: Receiver<Msg>,
@@ -483,7 +466,7 @@ mod tests {
             appender_done: AtomicBool::new(false),
             metrics: AuditMetrics::default(),
         });
-        let done = spawn_with(
+        let done = spawn(
             active,
             "writer".into(),
             rx,

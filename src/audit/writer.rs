@@ -360,8 +360,16 @@ pub async fn start(
         context_keys: config.context_keys.clone(),
         writer_id: writer_id.clone(),
     })));
-    let appender = appender::spawn(active, writer_id, rx, slots, config.clone(), shared.clone())
-        .map_err(|e| AuditError::Io(format!("cannot start the audit appender: {e}")))?;
+    let appender = appender::spawn(
+        active,
+        writer_id,
+        rx,
+        slots,
+        config.clone(),
+        shared.clone(),
+        std::fs::File::sync_data,
+    )
+    .map_err(|e| AuditError::Io(format!("cannot start the audit appender: {e}")))?;
     let drainer = drainer::spawn(store, stop_rx, config, shared)
         .map_err(|e| AuditError::Io(format!("cannot start the audit drainer: {e}")))?;
     Ok((
