@@ -62,8 +62,7 @@ for t in os.listdir(f"/proc/{pid}/task"):
     except FileNotFoundError:
         continue
     comm, f = s[s.index("(") + 1 : s.rindex(")")], s[s.rindex(")") + 2 :].split()
-    # (`audit-syncer`: the syncer thread of 4a2b3b8's build, in BENCHMARKS.)
-    role = {"audit-appender": "appender", "audit-syncer": "appender", "audit-drainer": "drainer", "audit-idle": "drainer",
+    role = {"audit-appender": "appender", "audit-drainer": "drainer", "audit-idle": "drainer",
             "audit-store": "drainer"}.get(comm, "workers" if comm.startswith("tokio") else "other")
     out[role] += (int(f[11]) + int(f[12])) / tick
 # Bytes the process sent (or will send) to the disk: pages it dirtied.

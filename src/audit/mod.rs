@@ -174,10 +174,18 @@ pub struct Sorted<'a>(&'a serde_json::Value);
 
 impl Serialize for Sorted<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
+        use serde::ser::{SerializeMap, SerializeSeq};
         use serde_json::Value;
         match self.0 {
-            Value::Object(map) => sorted_entries(map, s),
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut m = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    m.serialize_entry(k, &Sorted(v))?;
+                }
+                m.end()
+            }
             Value::Array(items) => {
                 let mut seq = s.serialize_seq(Some(items.len()))?;
                 for v in items {
@@ -361,12 +369,12 @@ pub struct DecisionFacts<'a> {
 /// struct gives exactly the bytes [`Sorted`] gives for the same record read
 /// back as JSON (a test holds the two together); nested values (`context`,
 /// `request`) go through [`Sorted`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DecisionDetails {
     clearance: u8,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "sorted_map")]
-    context: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "sorted")]
+    context: Option<serde_json::Value>,
     data_age_ms: u64,
     decision: Effect,
     determining_policies: Vec<String>,
@@ -396,31 +404,6 @@ fn sorted<S: serde::Serializer>(v: &Option<serde_json::Value>, s: S) -> Result<S
         Some(v) => Sorted(v).serialize(s),
         None => s.serialize_none(),
     }
-}
-
-fn sorted_map<S: serde::Serializer>(
-    m: &Option<serde_json::Map<String, serde_json::Value>>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match m {
-        Some(m) => sorted_entries(m, s),
-        None => s.serialize_none(),
-    }
-}
-
-/// A JSON object with its keys in sorted order, its values [`Sorted`].
-fn sorted_entries<S: serde::Serializer>(
-    map: &serde_json::Map<String, serde_json::Value>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeMap;
-    let mut entries: Vec<_> = map.iter().collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let mut out = s.serialize_map(Some(entries.len()))?;
-    for (k, v) in entries {
-        out.serialize_entry(k, &Sorted(v))?;
-    }
-    out.end()
 }
 
 impl Details for DecisionDetails {
@@ -458,7 +441,7 @@ pub fn decision_event(
                     (k.clone(), v)
                 })
                 .collect();
-            (!kept.is_empty()).then_some(kept)
+            (!kept.is_empty()).then_some(serde_json::Value::Object(kept))
         }
         _ => None,
     };
