@@ -88,7 +88,9 @@ fn commits(dir: &Path, n: u32) -> std::io::Result<()> {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        println!("commit of {size:>6} bytes (pwrite + fdatasync): CPU {cpu:6.1} µs, wall {wall:6.1} µs");
+        println!(
+            "commit of {size:>6} bytes (pwrite + fdatasync): CPU {cpu:6.1} µs, wall {wall:6.1} µs"
+        );
     }
     std::fs::remove_file(&path)
 }

@@ -4,8 +4,11 @@
 # (lines separated by `;`), run in turn, twice, alternating. Each run: wrk
 # (32 connections) on POST /v1/authorize, the spool left when it ended,
 # the server's CPU per request by thread and the bytes it wrote to disk
-# per request (pages it dirtied) once the drain has caught up
-# (from /proc), then an open-loop run at RATE requests/s (0: none).
+# per request once the drain has caught up: the pages it dirtied (from
+# /proc; the kernel counts a large folio whole, so this overstates small
+# writes) and what the block device under the work directory received
+# (from /sys/class/block: bytes and cache flushes, the whole machine's,
+# after a sync), then an open-loop run at RATE requests/s (0: none).
 # PIN=1 puts the server on CPU 0 and the load generators on CPU 1. A
 # variant whose name starts with `json` runs on a copy of the store with
 # 0005-audit-filter-columns rolled back: the filter indexes on JSON
@@ -50,10 +53,16 @@ cp "$work/store.db" "$work/json.db"
 body='{"principal":{"id":"dave","tenant":"acme","roles":["editor"],"clearance":1},"action":"Read","resource":{"type":"Document","id":"q3-report"}}'
 printf "wrk.method = \"POST\"\nwrk.body = '%s'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n" "$body" > "$work/req.lua"
 
-# CPU seconds of the server's threads, by role, and the bytes it wrote to
-# the disk: "appender= drainer= workers= other= disk=".
+# The block device under the work directory, for its counters.
+blockdev=$(basename "$(readlink -f "$(df --output=source "$work" | tail -1)")")
+blockstat=/sys/class/block/$blockdev/stat
+[ -r "$blockstat" ] || blockstat=
+
+# CPU seconds of the server's threads, by role, the bytes it dirtied, and
+# the device's counters: "appender= drainer= workers= other= disk= dev= flushes=".
 cpu() {
-  python3 - "$1" <<'PY'
+  sync
+  python3 - "$1" "$blockstat" <<'PY'
 import collections, os, sys
 pid, tick, out = sys.argv[1], os.sysconf("SC_CLK_TCK"), collections.Counter()
 for t in os.listdir(f"/proc/{pid}/task"):
@@ -67,7 +76,13 @@ for t in os.listdir(f"/proc/{pid}/task"):
     out[role] += (int(f[11]) + int(f[12])) / tick
 # Bytes the process sent (or will send) to the disk: pages it dirtied.
 disk = next(int(l.split()[1]) for l in open(f"/proc/{pid}/io") if l.startswith("write_bytes"))
-print(" ".join(f"{k}={out[k]:.3f}" for k in ("appender", "drainer", "workers", "other")), f"disk={disk}")
+# Bytes written (sectors of 512) and flushes the device completed.
+dev = flushes = 0
+if sys.argv[2]:
+    f = open(sys.argv[2]).read().split()
+    dev, flushes = int(f[6]) * 512, int(f[15]) if len(f) > 15 else 0
+print(" ".join(f"{k}={out[k]:.3f}" for k in ("appender", "drainer", "workers", "other")),
+      f"disk={disk} dev={dev} flushes={flushes}")
 PY
 }
 spool() { curl -fsS "http://127.0.0.1:$port/metrics" | awk '/^cedargate_audit_spool_bytes / {printf "%.0f", $2}'; }
@@ -107,10 +122,11 @@ for round in 1 2; do
 import sys
 a, b = (dict((k, float(v)) for k, v in (x.split("=") for x in s.split())) for s in sys.argv[1:3])
 n = int(sys.argv[3])
-d = {k: (b[k] - a[k]) / n * 1e6 for k in b if k != "disk"}
-disk = (b["disk"] - a["disk"]) / n / 1024
+d = {k: (b[k] - a[k]) / n * 1e6 for k in b if k not in ("disk", "dev", "flushes")}
+disk, dev = ((b[k] - a[k]) / n / 1024 for k in ("disk", "dev"))
+flushes = (b["flushes"] - a["flushes"]) / n
 print(" ".join(f"{k} {d[k]:.1f}" for k in ("workers", "appender", "drainer")), f"total {sum(d.values()):.1f} µs/request",
-      f"| disk {disk:.2f} KiB/request")
+      f"| disk {disk:.2f} KiB/request dirtied, device {dev:.2f} KiB and {flushes:.3f} flushes/request")
 PY
 )
     fixed=-
