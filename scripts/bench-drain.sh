@@ -5,10 +5,10 @@
 # (32 connections) on POST /v1/authorize, the spool left when it ended,
 # the server's CPU per request by thread and the bytes it wrote to disk
 # per request once the drain has caught up: the pages it dirtied (from
-# /proc; the kernel counts a large folio whole, so this overstates small
-# writes) and what the block device under the work directory received
-# (from /sys/class/block: bytes and cache flushes, the whole machine's,
-# after a sync), then an open-loop run at RATE requests/s (0: none).
+# /proc; for small writes it counts about twice what reaches the device)
+# and what the block device under the work directory received (from
+# /sys/class/block: bytes and cache flushes, the whole machine's, after a
+# sync), then an open-loop run at RATE requests/s (0: none).
 # PIN=1 puts the server on CPU 0 and the load generators on CPU 1. A
 # variant whose name starts with `json` runs on a copy of the store with
 # 0005-audit-filter-columns rolled back: the filter indexes on JSON
