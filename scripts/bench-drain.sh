@@ -25,7 +25,7 @@
 #   [PIN=1] [RATE=8000] [DURATION=8] scripts/bench-drain.sh 'a|drain_batch = 1000' 'b|drain_batch = 10000'
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -gt 0 ] || { sed -n 2,9p "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,/^set /{/^#/p}' "$0"; exit 2; }
 rate=${RATE:-8000}
 duration=${DURATION:-8}
 port=18196
