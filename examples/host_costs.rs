@@ -101,10 +101,10 @@ fn ping_pong(a: usize, b: usize, n: u32) -> Option<(f64, f64, f64)> {
     let turn = Arc::new(AtomicBool::new(false));
     let main = std::thread::current();
     let t = turn.clone();
+    // Each side plays its rounds even when it could not be placed, so that
+    // the other never waits for a partner that is gone.
     let other = std::thread::spawn(move || {
-        if !pin(b) {
-            return None;
-        }
+        let pinned = pin(b);
         let (cpu, _) = per_call(n, || {
             while !t.load(Ordering::Acquire) {
                 std::thread::park();
@@ -112,11 +112,9 @@ fn ping_pong(a: usize, b: usize, n: u32) -> Option<(f64, f64, f64)> {
             t.store(false, Ordering::Release);
             main.unpark();
         });
-        Some(cpu)
+        pinned.then_some(cpu)
     });
-    if !pin(a) {
-        return None;
-    }
+    let pinned = pin(a);
     let peer = other.thread().clone();
     let (cpu, wall) = per_call(n, || {
         turn.store(true, Ordering::Release);
@@ -126,7 +124,7 @@ fn ping_pong(a: usize, b: usize, n: u32) -> Option<(f64, f64, f64)> {
         }
     });
     let other_cpu = other.join().ok()??;
-    Some((cpu, other_cpu, wall))
+    pinned.then_some((cpu, other_cpu, wall))
 }
 
 fn main() {
