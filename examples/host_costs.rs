@@ -33,13 +33,15 @@ fn thread_cpu() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
-/// Puts the calling thread on `cpu` only; false if the system refused.
-fn pin(cpu: usize) -> bool {
+/// Puts the calling thread on `cpus` only; false if the system refused.
+fn pin(cpus: impl IntoIterator<Item = usize>) -> bool {
     // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and
     // sched_setaffinity only read and write the set given.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
+        for cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
     }
 }
@@ -60,7 +62,6 @@ fn commits(dir: &Path, n: u32) -> std::io::Result<()> {
         let file: File = OpenOptions::new()
             .create(true)
             .truncate(true)
-            .read(true)
             .write(true)
             .open(&path)?;
         // Blocks written and synced beforehand, as a preallocated segment.
@@ -104,7 +105,7 @@ fn ping_pong(a: usize, b: usize, n: u32) -> Option<(f64, f64, f64)> {
     // Each side plays its rounds even when it could not be placed, so that
     // the other never waits for a partner that is gone.
     let other = std::thread::spawn(move || {
-        let pinned = pin(b);
+        let pinned = pin([b]);
         let (cpu, _) = per_call(n, || {
             while !t.load(Ordering::Acquire) {
                 std::thread::park();
@@ -114,7 +115,7 @@ fn ping_pong(a: usize, b: usize, n: u32) -> Option<(f64, f64, f64)> {
         });
         pinned.then_some(cpu)
     });
-    let pinned = pin(a);
+    let pinned = pin([a]);
     let peer = other.thread().clone();
     let (cpu, wall) = per_call(n, || {
         turn.store(true, Ordering::Release);
@@ -152,14 +153,7 @@ fn main() {
         }
     }
     // Back on every CPU for the last one.
-    // SAFETY: as in `pin`, on a set of all the host's CPUs.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for c in 0..cpus {
-            libc::CPU_SET(c, &mut set);
-        }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
+    pin(0..cpus);
     let (cpu, wall) = per_call(n, || std::thread::sleep(Duration::from_micros(50)));
     println!("timed sleep of 50 µs: CPU {cpu:6.1} µs, wall {wall:6.1} µs");
 }

@@ -3,12 +3,12 @@
 # SQLite store with the demo data: each VARIANT is `name|[audit] lines`
 # (lines separated by `;`), run in turn, twice, alternating. Each run: wrk
 # (32 connections) on POST /v1/authorize, the spool left when it ended,
-# the server's CPU per request by thread and the bytes it wrote to disk
-# per request once the drain has caught up: the pages it dirtied (from
-# /proc; for small writes it counts about twice what reaches the device)
-# and what the block device under the work directory received (from
-# /sys/class/block: bytes and cache flushes, the whole machine's, after a
-# sync), then an open-loop run at RATE requests/s (0: none).
+# the server's CPU per request by thread, the records a spool commit held,
+# and the bytes it wrote to disk per request once the drain has caught
+# up: the pages it dirtied (from /proc; for small writes it counts about
+# twice what reaches the device) and what the block device under the work
+# directory received (from /sys/class/block: bytes and cache flushes, the
+# whole machine's, after a sync), then an open-loop run at RATE requests/s (0: none).
 # PIN=1 puts the server on CPU 0 and the load generators on CPU 1. A
 # variant whose name starts with `json` runs on a copy of the store with
 # 0005-audit-filter-columns rolled back: the filter indexes on JSON
@@ -58,8 +58,9 @@ blockdev=$(basename "$(readlink -f "$(df --output=source "$work" | tail -1)")")
 blockstat=/sys/class/block/$blockdev/stat
 [ -r "$blockstat" ] || blockstat=
 
-# CPU seconds of the server's threads, by role, the bytes it dirtied, and
-# the device's counters: "appender= drainer= workers= other= disk= dev= flushes=".
+# CPU seconds of the server's threads, by role, the bytes it dirtied, the
+# device's counters (none without a block device) and the audit commits
+# so far: "appender= drainer= workers= other= disk= [dev= flushes=] commits=".
 cpu() {
   sync
   python3 - "$1" "$blockstat" <<'PY'
@@ -76,16 +77,18 @@ for t in os.listdir(f"/proc/{pid}/task"):
     out[role] += (int(f[11]) + int(f[12])) / tick
 # Bytes the process sent (or will send) to the disk: pages it dirtied.
 disk = next(int(l.split()[1]) for l in open(f"/proc/{pid}/io") if l.startswith("write_bytes"))
+line = " ".join(f"{k}={out[k]:.3f}" for k in ("appender", "drainer", "workers", "other")) + f" disk={disk}"
 # Bytes written (sectors of 512) and flushes the device completed.
-dev = flushes = 0
 if sys.argv[2]:
     f = open(sys.argv[2]).read().split()
-    dev, flushes = int(f[6]) * 512, int(f[15]) if len(f) > 15 else 0
-print(" ".join(f"{k}={out[k]:.3f}" for k in ("appender", "drainer", "workers", "other")),
-      f"disk={disk} dev={dev} flushes={flushes}")
+    line += f" dev={int(f[6]) * 512} flushes={int(f[15])}"
+print(line, end="")
 PY
+  printf ' commits=%s\n' "$(metric cedargate_audit_commit_records_count)"
 }
-spool() { curl -fsS "http://127.0.0.1:$port/metrics" | awk '/^cedargate_audit_spool_bytes / {printf "%.0f", $2}'; }
+# A metric's value (0 when the server does not export it).
+metric() { curl -fsS "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {v = $2} END {printf "%.0f", v}'; }
+spool() { metric cedargate_audit_spool_bytes; }
 
 for round in 1 2; do
   for v in "$@"; do
@@ -122,11 +125,14 @@ for round in 1 2; do
 import sys
 a, b = (dict((k, float(v)) for k, v in (x.split("=") for x in s.split())) for s in sys.argv[1:3])
 n = int(sys.argv[3])
-d = {k: (b[k] - a[k]) / n * 1e6 for k in b if k not in ("disk", "dev", "flushes")}
-disk, dev = ((b[k] - a[k]) / n / 1024 for k in ("disk", "dev"))
-flushes = (b["flushes"] - a["flushes"]) / n
-print(" ".join(f"{k} {d[k]:.1f}" for k in ("workers", "appender", "drainer")), f"total {sum(d.values()):.1f} µs/request",
-      f"| disk {disk:.2f} KiB/request dirtied, device {dev:.2f} KiB and {flushes:.3f} flushes/request")
+delta = {k: b[k] - a[k] for k in b}
+d = {k: delta[k] / n * 1e6 for k in ("appender", "drainer", "workers", "other")}
+io = f"| disk {delta['disk'] / n / 1024:.2f} KiB/request dirtied"
+if "dev" in delta:
+    io += f", device {delta['dev'] / n / 1024:.2f} KiB and {delta['flushes'] / n:.3f} flushes/request"
+if delta["commits"]:
+    io += f" | {n / delta['commits']:.1f} records/commit"
+print(" ".join(f"{k} {d[k]:.1f}" for k in ("workers", "appender", "drainer")), f"total {sum(d.values()):.1f} µs/request", io)
 PY
 )
     fixed=-
