@@ -16,7 +16,9 @@
 //! did (primary key `(tenant_id, event_id)` and an index `(tenant_id, ts)`
 //! where a new store has the one unique index `(tenant_id, ts, event_id)`).
 //!
-//! `cargo bench --bench audit_drain` (100,000 records a case). Without
+//! `cargo bench --bench audit_drain [CASE…]` (100,000 records a case; a
+//! CASE `LAYOUT[/TENANTS[/BATCH]]` runs only those, e.g. `migrated/100` or
+//! `'not migrated/1/1000'`). Without
 //! `--bench` (as `cargo test --all-targets` runs it) a small smoke run.
 
 use std::time::{Duration, Instant};
@@ -88,6 +90,16 @@ enum Layout {
     OnJson,
 }
 
+impl Layout {
+    fn name(self) -> &'static str {
+        match self {
+            Layout::NotMigrated => "not migrated",
+            Layout::Migrated => "migrated",
+            Layout::OnJson => "migrated, indexes on JSON",
+        }
+    }
+}
+
 fn case(n: u64, tenants: u64, batch: usize, layout: Layout, rt: &tokio::runtime::Runtime) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
@@ -130,11 +142,7 @@ fn case(n: u64, tenants: u64, batch: usize, layout: Layout, rt: &tokio::runtime:
     let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     println!(
         "{:<26} tenants {tenants:>5}  transaction {batch:>6}  CPU {:>6.1} µs/record  wall {:>6.1} µs/record",
-        match layout {
-            Layout::NotMigrated => "not migrated",
-            Layout::Migrated => "migrated",
-            Layout::OnJson => "migrated, indexes on JSON",
-        },
+        layout.name(),
         per(cpu),
         per(wall),
     );
@@ -142,6 +150,13 @@ fn case(n: u64, tenants: u64, batch: usize, layout: Layout, rt: &tokio::runtime:
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
+    // Other arguments select cases by their leading fields of
+    // `LAYOUT/TENANTS/BATCH` (`migrated/1`: the migrated store, one tenant,
+    // both transaction sizes).
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let n = if full { 100_000 } else { 2_000 };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -150,6 +165,11 @@ fn main() {
     for layout in [Layout::NotMigrated, Layout::OnJson, Layout::Migrated] {
         for tenants in [1, 100, 1000] {
             for batch in [1000, 10_000] {
+                let name = format!("{}/{tenants}/{batch}", layout.name());
+                let selected = |o: &String| o.split('/').zip(name.split('/')).all(|(a, b)| a == b);
+                if !only.is_empty() && !only.iter().any(selected) {
+                    continue;
+                }
                 case(n, tenants, batch, layout, &rt);
             }
         }

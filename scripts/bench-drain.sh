@@ -12,7 +12,9 @@
 # PIN=1 puts the server on CPU 0 and the load generators on CPU 1. A
 # variant whose name starts with `json` runs on a copy of the store with
 # 0005-audit-filter-columns rolled back: the filter indexes on JSON
-# expressions, as stores migrated before that step have them.
+# expressions, as stores migrated before that step have them; one whose
+# name starts with `plain` runs on a copy of the store made before
+# `migrate` (no audit filter indexes).
 # TENANTS=N: a generated data set of N tenants (20 documents each on
 # average, Zipf-skewed) and a request mix over all of them
 # (scripts/authorize-mix.lua), instead of the demo data and one request;
@@ -46,6 +48,7 @@ if [ -n "${TENANTS:-}" ]; then
   mix=(-s scripts/authorize-mix.lua)
 fi
 "$bin/cedargate-admin" import --store "sqlite:$work/store.db" --audit-spool "$work/spool" "$data" >/dev/null
+cp "$work/store.db" "$work/plain.db"
 "$bin/cedargate-admin" migrate --store "sqlite:$work/store.db" --audit-spool "$work/spool" >/dev/null
 cp "$work/store.db" "$work/json.db"
 "$bin/cedargate-admin" migrate --store "sqlite:$work/json.db" --audit-spool "$work/spool" \
@@ -99,6 +102,7 @@ for round in 1 2; do
     store=$work/store.db
     case "$name" in
       json*) store=$work/json.db ;;
+      plain*) store=$work/plain.db ;;
       spoolshm*) spool_dir=$shm/spool-run ;;
       storeshm*) rm -f "$shm"/store.db*; cp "$work/store.db" "$shm/store.db"; store=$shm/store.db ;;
     esac

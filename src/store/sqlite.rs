@@ -183,6 +183,16 @@ pub struct SqliteStore {
 /// Read connections per store.
 const READERS: usize = 4;
 
+/// The page cache of the connection that writes the audit trail, in KiB
+/// (SQLite's default is 2,000). Every audit index is keyed by tenant
+/// first, so a drain transaction dirties a leaf of each index for each
+/// tenant in it: with 2 MiB the pages of a hundred active tenants no longer
+/// fit, are spilled to the WAL before the commit and read back in the next
+/// transaction. 8 MiB took the drain's CPU a record at 100 tenants from
+/// about 24 to 15 µs (BENCHMARKS.md, "Audit drain into SQLite"), and costs
+/// at most 8 MiB of memory.
+const AUDIT_CACHE_KIB: i64 = 8192;
+
 fn backend(e: rusqlite::Error) -> StoreError {
     match e {
         rusqlite::Error::SqliteFailure(ref f, _)
@@ -349,7 +359,11 @@ impl SqliteStore {
         let audit = if in_memory {
             conn.clone()
         } else {
-            Arc::new(Mutex::new(connect()?))
+            let audit = connect()?;
+            audit
+                .pragma_update(None, "cache_size", -AUDIT_CACHE_KIB)
+                .map_err(backend)?;
+            Arc::new(Mutex::new(audit))
         };
         let readers: Arc<[Mutex<Connection>]> = if in_memory {
             Arc::from(Vec::new())
@@ -556,8 +570,14 @@ fn policy_version(
     .map_err(backend)
 }
 
-/// Inserts spooled audit records, as they are, in one transaction.
+/// Inserts spooled audit records, as they are, in one transaction, in the
+/// order of the audit indexes (tenant, then time): each tenant's index
+/// entries then go in one after another, and a leaf is fetched once a
+/// transaction rather than once a record when the transaction's pages do
+/// not all fit in the cache (BENCHMARKS.md, "Audit drain into SQLite").
 fn insert_spooled(c: &mut Connection, records: &[SpooledAudit]) -> Result<(), StoreError> {
+    let mut ordered: Vec<&SpooledAudit> = records.iter().collect();
+    ordered.sort_by(|a, b| (&a.tenant_id, a.timestamp).cmp(&(&b.tenant_id, b.timestamp)));
     let tx = c
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(backend)?;
@@ -569,7 +589,7 @@ fn insert_spooled(c: &mut Connection, records: &[SpooledAudit]) -> Result<(), St
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .map_err(backend)?;
-        for r in records {
+        for r in ordered {
             let json = std::str::from_utf8(&r.json)
                 .map_err(|e| StoreError::Invalid(format!("audit record: {e}")))?;
             stmt.execute(params![
