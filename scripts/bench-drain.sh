@@ -9,7 +9,10 @@
 # twice what reaches the device) and what the block device under the work
 # directory received (from /sys/class/block: bytes and cache flushes, the
 # whole machine's, after a sync), then an open-loop run at RATE requests/s (0: none).
-# PIN=1 puts the server on CPU 0 and the load generators on CPU 1. A
+# LOCKS=1 also takes SQLite's write lock on the store every 20 ms during
+# the wrk run, as a management write would, and prints how long it waited
+# (p50, p99, max). PIN=1 puts the server on CPU 0 and the load generators
+# on CPU 1. A
 # variant whose name starts with `json` runs on a copy of the store with
 # 0005-audit-filter-columns rolled back: the filter indexes on JSON
 # expressions, as stores migrated before that step have them; one whose
@@ -114,12 +117,34 @@ for round in 1 2; do
     for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && break; sleep 0.05; done
     wrk -t1 -c4 -d1s -s "$work/req.lua" "http://127.0.0.1:$port/v1/authorize" >/dev/null
     before=$(cpu "$pid")
+    probe=
+    if [ "${LOCKS:-0}" = 1 ]; then
+      python3 - "$store" "$duration" > "$work/locks" <<'PY' &
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+waits, end = [], time.time() + float(sys.argv[2])
+while time.time() < end:
+    t = time.perf_counter()
+    c.execute("BEGIN IMMEDIATE")
+    waits.append((time.perf_counter() - t) * 1000)
+    c.execute("COMMIT")
+    time.sleep(0.02)
+waits.sort()
+print(f"lock wait p50 {waits[len(waits) // 2]:.1f} p99 {waits[int(len(waits) * 0.99)]:.1f} max {waits[-1]:.1f} ms ({len(waits)})")
+PY
+      probe=$!
+    fi
     if [ ${#mix[@]} -gt 0 ]; then
       out=$("${load_cpu[@]}" wrk -t1 -c32 -d"${duration}s" --latency "${mix[@]}" "http://127.0.0.1:$port/v1/authorize" -- "$work/requests.ndjson")
     else
       out=$("${load_cpu[@]}" wrk -t1 -c32 -d"${duration}s" --latency -s "$work/req.lua" "http://127.0.0.1:$port/v1/authorize")
     fi
     left=$(spool)
+    locks=
+    if [ -n "$probe" ]; then
+      while kill -0 "$probe" 2>/dev/null; do sleep 0.1; done
+      locks=" | $(cat "$work/locks")"
+    fi
     # Until the drain has caught up (less than a segment left), so the CPU
     # per request includes it.
     for _ in $(seq 120); do [ "$(spool)" -lt 5000000 ] && break; sleep 0.5; done
@@ -143,8 +168,8 @@ PY
     [ "$rate" != 0 ] && fixed=$("${load_cpu[@]}" "$bin/examples/fixed_rate" "http://127.0.0.1:$port/v1/authorize" "$rate" "$duration" "$body" | sed 's/.*latency //')
     rss=$(( $(ps -o rss= -p "$pid") / 1024 ))
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-    printf '%-12s round %d: %s/s, p99 %s, RSS %d MiB, spool left %d MiB | CPU %s | at %s/s: %s\n' \
+    printf '%-12s round %d: %s/s, p99 %s, RSS %d MiB, spool left %d MiB | CPU %s | at %s/s: %s%s\n' \
       "$name" "$round" "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" "$(echo "$out" | awk '/^ +99%/ {print $2}')" \
-      "$rss" "$((left / 1048576))" "$per" "$rate" "$fixed"
+      "$rss" "$((left / 1048576))" "$per" "$rate" "$fixed" "$locks"
   done
 done

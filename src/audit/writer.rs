@@ -85,7 +85,11 @@ pub struct AuditConfig {
     /// Records on disk not yet in the store, at most; past it new records
     /// are refused.
     pub max_spool_bytes: u64,
-    /// Most records per store write (one SQLite transaction).
+    /// Most records per store write (one SQLite transaction). A round
+    /// takes at most what is closed, so a batch this large forms only
+    /// while the drain is behind; then a record costs a SQLite store a half
+    /// to a third of what it costs in transactions of 1,000 once a hundred
+    /// tenants are active (BENCHMARKS.md, "The drain with many tenants").
     pub drain_batch: usize,
     /// How long closed segments may wait for more, so that the store is
     /// written in transactions of `drain_batch` records rather than one a
@@ -118,7 +122,7 @@ impl AuditConfig {
             rotate_interval: Duration::from_millis(100),
             flush_interval: Duration::from_millis(50),
             max_spool_bytes: 1024 * 1024 * 1024,
-            drain_batch: 1000,
+            drain_batch: 10_000,
             drain_delay: Duration::ZERO,
             idle_drain_bytes: 64 * 1024 * 1024,
             retention: Duration::from_secs(RETENTION_FLOOR_SECS as u64),
