@@ -17,7 +17,8 @@
 # 0005-audit-filter-columns rolled back: the filter indexes on JSON
 # expressions, as stores migrated before that step have them; one whose
 # name starts with `plain` runs on a copy of the store made before
-# `migrate` (no audit filter indexes).
+# `migrate` (no audit filter indexes); `no_INDEX…` on a copy of the
+# migrated store without that index (e.g. `no_audit_user`).
 # TENANTS=N: a generated data set of N tenants (20 documents each on
 # average, Zipf-skewed) and a request mix over all of them
 # (scripts/authorize-mix.lua), instead of the demo data and one request;
@@ -106,6 +107,10 @@ for round in 1 2; do
     case "$name" in
       json*) store=$work/json.db ;;
       plain*) store=$work/plain.db ;;
+      no_*)
+        index=${name#no_}; store=$work/without.db
+        cp "$work/store.db" "$store"; rm -f "$store-wal" "$store-shm"
+        python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute("DROP INDEX " + sys.argv[2]); c.commit()' "$store" "$index" ;;
       spoolshm*) spool_dir=$shm/spool-run ;;
       storeshm*) rm -f "$shm"/store.db*; cp "$work/store.db" "$shm/store.db"; store=$shm/store.db ;;
     esac
