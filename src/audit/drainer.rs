@@ -30,6 +30,12 @@ use crate::store::{SpooledAudit, Store, StoreError};
 /// thread (a nice value).
 const NICE: i32 = 10;
 
+/// Most records one write to a store reached over the network carries,
+/// whatever `drain_batch` says: such a store gains nothing from larger
+/// writes (DynamoDB takes 25 items a call), and each write copies its
+/// records and builds their items in memory first.
+const NETWORK_PUT: usize = 1000;
+
 /// One spool directory the drainer works on.
 struct Source {
     dir: PathBuf,
@@ -293,8 +299,17 @@ struct Sink {
 }
 
 impl Sink {
+    /// The most records one [`Sink::put`] should be given.
+    fn most(&self, drain_batch: usize) -> usize {
+        if self.local {
+            drain_batch
+        } else {
+            drain_batch.min(NETWORK_PUT)
+        }
+    }
+
     /// Writes `records` on this thread or, for a network store, on the
-    /// application's runtime.
+    /// application's runtime, [`NETWORK_PUT`] at a time.
     async fn put(&mut self, records: &[SpooledAudit]) -> Result<(), StoreError> {
         if self.local {
             if let Some(done) = self.store.put_audit_spooled_blocking(records) {
@@ -302,12 +317,15 @@ impl Sink {
             }
             self.local = false;
         }
-        let store = self.store.clone();
-        let records = records.to_vec();
-        self.app
-            .spawn(async move { store.put_audit_spooled(&records).await })
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("audit store task: {e}")))?
+        for part in records.chunks(NETWORK_PUT) {
+            let store = self.store.clone();
+            let part = part.to_vec();
+            self.app
+                .spawn(async move { store.put_audit_spooled(&part).await })
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("audit store task: {e}")))??;
+        }
+        Ok(())
     }
 }
 
@@ -460,7 +478,7 @@ async fn run(
         }
         let mut gave_up = false;
         while sent < records.len() {
-            let chunk = &records[sent..(sent + want).min(records.len())];
+            let chunk = &records[sent..(sent + store.most(want)).min(records.len())];
             let put = match idle_error.take() {
                 Some(e) => Err(e),
                 None => store.put(chunk).await,

@@ -189,8 +189,8 @@ const READERS: usize = 4;
 /// tenant in it: with 2 MiB the pages of a hundred active tenants no longer
 /// fit, are spilled to the WAL before the commit and read back in the next
 /// transaction. 8 MiB took the drain's CPU a record at 100 tenants from
-/// about 24 to 15 µs (BENCHMARKS.md, "Audit drain into SQLite"), and costs
-/// at most 8 MiB of memory.
+/// about 24 to 15 µs (BENCHMARKS.md, "The drain with many tenants"), and
+/// costs at most 8 MiB of memory.
 const AUDIT_CACHE_KIB: i64 = 8192;
 
 fn backend(e: rusqlite::Error) -> StoreError {
@@ -574,7 +574,7 @@ fn policy_version(
 /// order of the audit indexes (tenant, then time): each tenant's index
 /// entries then go in one after another, and a leaf is fetched once a
 /// transaction rather than once a record when the transaction's pages do
-/// not all fit in the cache (BENCHMARKS.md, "Audit drain into SQLite").
+/// not all fit in the cache (BENCHMARKS.md, "The drain with many tenants").
 fn insert_spooled(c: &mut Connection, records: &[SpooledAudit]) -> Result<(), StoreError> {
     let mut ordered: Vec<&SpooledAudit> = records.iter().collect();
     ordered.sort_by(|a, b| (&a.tenant_id, a.timestamp).cmp(&(&b.tenant_id, b.timestamp)));

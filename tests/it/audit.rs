@@ -789,3 +789,60 @@ fn management_commands_leave_records_and_export_as_ocsf() {
     // The admin's spool is empty once the records are in the store.
     assert_eq!(spooled_files(&dir.path().join("m.db.audit-spool")), 0);
 }
+
+/// A store reached over the network (here: any store that does not write
+/// on the drainer's thread) gets at most 1,000 records a write, whatever
+/// `drain_batch` says: each write copies its records and builds their
+/// items in memory first, and such a store gains nothing from more.
+#[tokio::test]
+async fn a_network_store_gets_the_drain_in_parts_of_a_thousand() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = store::open(&StoreUrl::Sqlite(dir.path().join("s.db")))
+        .await
+        .unwrap();
+    let flaky = FlakyStore::wrap(inner.clone());
+    let mut config = audit::writer::AuditConfig::new(dir.path().join("spool"));
+    assert_eq!(config.drain_batch, 10_000, "the default");
+    config.rotate_interval = Duration::from_millis(5);
+    // Closed segments wait for a batch's worth; the shutdown drains
+    // all of them in one round.
+    config.drain_delay = Duration::from_secs(3600);
+    let (log, tasks) = audit::writer::start(
+        config,
+        flaky.clone(),
+        cedargate::metrics::AuditMetrics::default(),
+        "network",
+    )
+    .await
+    .unwrap();
+    let mut receipts = Vec::new();
+    for i in 0..2500 {
+        let e = AuditEvent::new(
+            format!("e-{i:05}"),
+            chrono::Utc::now(),
+            "t1",
+            "Read",
+            "CedarGate::Document::\"d\"",
+            json!({ "decision": "Allow" }),
+        );
+        receipts.push(log.submit(e).await.unwrap());
+    }
+    for r in receipts {
+        r.written().await.unwrap();
+    }
+    tasks.unwrap().shutdown().await;
+    let writes = flaky.audit_writes.lock().unwrap().clone();
+    assert_eq!(writes.iter().sum::<usize>(), 2500, "{writes:?}");
+    assert!(writes.iter().all(|n| *n <= 1000), "{writes:?}");
+    let stored = inner
+        .all_audit_events(&AuditQuery::new(
+            TenantId::parse("t1").unwrap(),
+            chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            chrono::Utc::now() + chrono::Duration::hours(1),
+            100,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2500);
+    assert!(audit::verify(&stored).is_empty());
+}

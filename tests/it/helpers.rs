@@ -233,6 +233,8 @@ pub struct FlakyStore {
     /// Audit pages read so far, and how long each read takes (ms).
     pub audit_reads: std::sync::atomic::AtomicUsize,
     pub audit_delay_ms: std::sync::atomic::AtomicU64,
+    /// The records each audit write carried, in order.
+    pub audit_writes: std::sync::Mutex<Vec<usize>>,
 }
 
 impl FlakyStore {
@@ -244,6 +246,7 @@ impl FlakyStore {
             deletes_left: std::sync::atomic::AtomicI64::new(-1),
             audit_reads: Default::default(),
             audit_delay_ms: Default::default(),
+            audit_writes: Default::default(),
         })
     }
 }
@@ -390,6 +393,7 @@ impl store::Store for FlakyStore {
     }
     async fn put_audit(&self, e: &[cedargate::audit::AuditEvent]) -> Result<(), store::StoreError> {
         self.check()?;
+        self.audit_writes.lock().unwrap().push(e.len());
         self.inner.put_audit(e).await
     }
     async fn put_tenant_if(
