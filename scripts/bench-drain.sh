@@ -80,7 +80,7 @@ for t in os.listdir(f"/proc/{pid}/task"):
         continue
     comm, f = s[s.index("(") + 1 : s.rindex(")")], s[s.rindex(")") + 2 :].split()
     role = {"audit-appender": "appender", "audit-drainer": "drainer", "audit-idle": "drainer",
-            "audit-store": "drainer", "audit-writer": "drainer"}.get(comm, "workers" if comm.startswith("tokio") else "other")
+            "audit-store": "drainer"}.get(comm, "workers" if comm.startswith("tokio") else "other")
     out[role] += (int(f[11]) + int(f[12])) / tick
 # Bytes the process sent (or will send) to the disk: pages it dirtied.
 disk = next(int(l.split()[1]) for l in open(f"/proc/{pid}/io") if l.startswith("write_bytes"))

@@ -2,13 +2,11 @@
 //! once stored, and adopts the spools of writers that died. It runs on an
 //! OS thread of its own, with its own single-threaded runtime for its
 //! timers. While the backlog is small, a local store (SQLite) is read and
-//! written in idle time: by a second thread, at nice +10, which begins
-//! each transaction only when a third thread, in the `SCHED_IDLE` class,
-//! lets it through (that one runs only when a CPU has nothing else to do).
-//! Past `idle_drain_bytes` the drainer does it itself, at the requests'
-//! priority, so that the backlog stays bounded under sustained load
-//! (without the idle class, it always writes itself, at nice +10). A store
-//! reached over the network is called on the
+//! written by a second thread in the `SCHED_IDLE` class, in CPU time no
+//! request wants; past `idle_drain_bytes` the drainer does it itself, at
+//! the requests' priority, so that the backlog stays bounded under
+//! sustained load (without the idle class, it always writes itself, at
+//! nice +10). A store reached over the network is called on the
 //! application's runtime, which owns its pooled connections (a connection
 //! opened on the drainer's runtime would be driven by the drainer's thread,
 //! and would die with it).
@@ -141,93 +139,44 @@ fn idle_priority() -> bool {
     false
 }
 
-/// A store write handed to the idle-time writer.
-type IdleJob = Box<dyn FnOnce(&Gate) + Send>;
+/// A store write handed to the idle thread.
+type IdleJob = Box<dyn FnOnce() + Send>;
 
-/// How often a writer waiting at the [`Gate`] asks whether to give up.
-const GATE_POLL: Duration = Duration::from_millis(20);
-
-/// The way into idle time: a thread in the `SCHED_IDLE` class answers each
-/// request for a pass, so an answer comes only when a CPU had nothing
-/// else to run.
-struct Gate {
-    ask: std::sync::mpsc::Sender<std::sync::mpsc::SyncSender<()>>,
-}
-
-impl Gate {
-    /// Waits for a pass: true once the gate let the caller through; false
-    /// if `give_up` said so first (asked every [`GATE_POLL`]) or the gate
-    /// is gone.
-    fn pass(&self, give_up: &dyn Fn() -> bool) -> bool {
-        use std::sync::mpsc::RecvTimeoutError;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        if self.ask.send(tx).is_err() {
-            return false;
-        }
-        loop {
-            match rx.recv_timeout(GATE_POLL) {
-                Ok(()) => return true,
-                Err(RecvTimeoutError::Timeout) if !give_up() => {}
-                Err(_) => return false,
-            }
-        }
-    }
-}
-
-/// The idle-time writer: a thread at nice +10 that reads and writes a
-/// local store while the backlog is small, beginning each transaction only
-/// once the [`Gate`] lets it through, so that draining takes CPU time
-/// nothing else wants (BENCHMARKS.md, "Idle-time drain"). The transaction
-/// itself runs at nice +10, not in the idle class: a thread in the idle
-/// class that held SQLite's write lock while requests or other processes
-/// kept the CPUs busy would keep every other writer of the store waiting
-/// for seconds, and the drain with them (BENCHMARKS.md, "Idle time without
-/// holding a lock in it").
+/// A thread in the idle class that writes a local store while the backlog
+/// is small, so that draining takes only CPU time nothing else wants
+/// (BENCHMARKS.md, "Idle-time drain").
 struct IdleWriter {
     jobs: std::sync::mpsc::Sender<IdleJob>,
 }
 
 impl IdleWriter {
     fn spawn() -> Option<Self> {
-        let (ask, asked) = std::sync::mpsc::channel::<std::sync::mpsc::SyncSender<()>>();
+        let (jobs, rx) = std::sync::mpsc::channel::<IdleJob>();
         let (ready_tx, ready) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("audit-idle".into())
             .spawn(move || {
                 let _ = ready_tx.send(idle_priority());
-                while let Ok(pass) = asked.recv() {
-                    let _ = pass.send(());
+                while let Ok(job) = rx.recv() {
+                    job();
                 }
             })
             .ok()?;
-        if !ready.recv().unwrap_or(false) {
+        if ready.recv().unwrap_or(false) {
+            Some(IdleWriter { jobs })
+        } else {
             tracing::debug!(
                 "audit drainer: no idle scheduling class; draining at its own priority"
             );
-            return None;
+            None
         }
-        let (jobs, rx) = std::sync::mpsc::channel::<IdleJob>();
-        let gate = Gate { ask };
-        std::thread::Builder::new()
-            .name("audit-writer".into())
-            .spawn(move || {
-                lower_priority();
-                while let Ok(job) = rx.recv() {
-                    job(&gate);
-                }
-            })
-            .ok()?;
-        Some(IdleWriter { jobs })
     }
 
-    /// Runs `f` on the idle-time writer; `None` if the thread is gone.
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Gate) -> T + Send + 'static,
-    ) -> Option<T> {
+    /// Runs `f` on the idle thread; `None` if the thread is gone.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
         let (tx, rx) = oneshot::channel();
-        let job: IdleJob = Box::new(move |gate| {
-            let _ = tx.send(f(gate));
+        let job: IdleJob = Box::new(move || {
+            let _ = tx.send(f());
         });
         self.jobs.send(job).ok()?;
         rx.await.ok()
@@ -273,21 +222,16 @@ fn read_batch(dir: &Path, numbers: &[u64], want: usize, adopted: bool) -> Batch 
     batch
 }
 
-/// Writes `records` to a local store in transactions of `want`, each once
-/// `pass` allows it, until one fails or `pass` refuses: how many were
-/// written, and the failure. `None` for a store not written on the
-/// caller's thread.
+/// Writes `records` to a local store in transactions of `want`, until one
+/// fails: how many were written, and the failure. `None` for a store not
+/// written on the caller's thread.
 fn put_local(
     store: &dyn Store,
     records: &[SpooledAudit],
     want: usize,
-    pass: &dyn Fn() -> bool,
 ) -> Option<(usize, Option<StoreError>)> {
     let mut sent = 0;
     for chunk in records.chunks(want) {
-        if !pass() {
-            break;
-        }
         match store.put_audit_spooled_blocking(chunk)? {
             Ok(()) => sent += chunk.len(),
             Err(e) => return Some((sent, Some(e))),
@@ -487,12 +431,10 @@ async fn run(
         }
         waiting_since = None;
         // While the backlog is small, a local store's round (reading the
-        // segments and writing them) runs on the idle-time writer, each
-        // transaction in CPU time nothing else wants; past
-        // `idle_drain_bytes`, at shutdown and for an adopted spool (old
-        // already), here. What the idle-time writer did not write — it
-        // stops waiting for idle time once the backlog passes the bound or
-        // the log stops — is written here.
+        // segments and writing them) runs on the idle thread, in CPU time
+        // nothing else wants; past `idle_drain_bytes`, at shutdown and for
+        // an adopted spool (old already), here. What the idle thread could
+        // not write is retried here.
         let idle = store.idle.as_ref().filter(|_| {
             store.local
                 && source.own
@@ -504,16 +446,10 @@ async fn run(
         let mut batch = None;
         if let Some(idle) = idle {
             let (dir, target, ns) = (source.dir.clone(), store.store.clone(), numbers.clone());
-            let (shared, stop, bound) = (shared.clone(), stop.clone(), config.idle_drain_bytes);
-            let give_up = move || {
-                shared.spool_bytes.load(Ordering::Relaxed) >= bound
-                    || shared.appender_done.load(Ordering::Acquire)
-                    || *stop.borrow()
-            };
             let done = idle
-                .run(move |gate| {
+                .run(move || {
                     let b = read_batch(&dir, &ns, want, false);
-                    let put = put_local(target.as_ref(), &b.records, want, &|| gate.pass(&give_up));
+                    let put = put_local(target.as_ref(), &b.records, want);
                     (b, put)
                 })
                 .await;
@@ -605,70 +541,5 @@ async fn run(
             tracing::warn!("audit: shutdown timeout; records left in the spool for the next start");
             break;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::AtomicUsize;
-
-    use super::*;
-    use crate::audit::AuditEvent;
-    use crate::store::SqliteStore;
-
-    fn records(n: usize) -> Vec<SpooledAudit> {
-        (0..n)
-            .map(|i| {
-                let e = AuditEvent::new(
-                    format!("e-{i:03}"),
-                    chrono::Utc::now(),
-                    "t1",
-                    "Read",
-                    "CedarGate::Document::\"d\"",
-                    serde_json::json!({ "decision": "Allow" }),
-                );
-                SpooledAudit::of(&e).unwrap()
-            })
-            .collect()
-    }
-
-    /// A gate nobody answers (no CPU is ever idle): the writer waits while
-    /// it should, gives up when told to, and then writes nothing more.
-    #[test]
-    fn a_writer_that_gets_no_idle_time_gives_the_round_back() {
-        let (ask, asked) = std::sync::mpsc::channel();
-        let gate = Gate { ask };
-        let asks = AtomicUsize::new(0);
-        let started = Instant::now();
-        assert!(!gate.pass(&|| asks.fetch_add(1, Ordering::SeqCst) >= 2));
-        // Asked every GATE_POLL until the third answer said to give up.
-        assert_eq!(asks.load(Ordering::SeqCst), 3);
-        assert!(started.elapsed() >= GATE_POLL * 3);
-
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(store.migrate()).unwrap();
-        let all = records(25);
-        // Let through twice: two transactions of ten, then no more.
-        let passes = AtomicUsize::new(0);
-        let pass = || passes.fetch_add(1, Ordering::SeqCst) < 2;
-        let (sent, error) = put_local(&store, &all, 10, &pass).unwrap();
-        assert_eq!((sent, error.is_none()), (20, true));
-        let count: i64 = rusqlite::Connection::open(dir.path().join("s.db"))
-            .unwrap()
-            .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(count, 20);
-
-        // A gate that answers lets the writer through at once.
-        std::thread::spawn(move || {
-            while let Ok(pass) = asked.recv() {
-                let _ = pass.send(());
-            }
-        });
-        assert!(gate.pass(&|| false));
     }
 }
