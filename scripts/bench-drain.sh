@@ -11,7 +11,8 @@
 # whole machine's, after a sync), then an open-loop run at RATE requests/s (0: none).
 # LOCKS=1 also takes SQLite's write lock on the store every 20 ms during
 # the wrk run, as a management write would, and prints how long it waited
-# (p50, p99, max). PIN=1 puts the server on CPU 0 and the load generators
+# (p50, p99, max). HOGS=N runs N busy loops (other processes wanting the
+# CPUs) during the wrk run. PIN=1 puts the server on CPU 0 and the load generators
 # on CPU 1. A
 # variant whose name starts with `json` runs on a copy of the store with
 # 0005-audit-filter-columns rolled back: the filter indexes on JSON
@@ -139,12 +140,15 @@ print(f"lock wait p50 {waits[len(waits) // 2]:.1f} p99 {waits[int(len(waits) * 0
 PY
       probe=$!
     fi
+    hogs=()
+    for _ in $(seq "${HOGS:-0}"); do python3 -c 'while True: pass' & hogs+=($!); done
     if [ ${#mix[@]} -gt 0 ]; then
       out=$("${load_cpu[@]}" wrk -t1 -c32 -d"${duration}s" --latency "${mix[@]}" "http://127.0.0.1:$port/v1/authorize" -- "$work/requests.ndjson")
     else
       out=$("${load_cpu[@]}" wrk -t1 -c32 -d"${duration}s" --latency -s "$work/req.lua" "http://127.0.0.1:$port/v1/authorize")
     fi
     left=$(spool)
+    [ ${#hogs[@]} -gt 0 ] && kill "${hogs[@]}"
     locks=
     if [ -n "$probe" ]; then
       while kill -0 "$probe" 2>/dev/null; do sleep 0.1; done
