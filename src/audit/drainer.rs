@@ -16,7 +16,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -147,8 +147,6 @@ type IdleJob = Box<dyn FnOnce() + Send>;
 /// (BENCHMARKS.md, "Idle-time drain").
 struct IdleWriter {
     jobs: std::sync::mpsc::Sender<IdleJob>,
-    /// Records in its next transaction (see [`put_idle`]).
-    pace: Arc<AtomicUsize>,
 }
 
 impl IdleWriter {
@@ -165,10 +163,7 @@ impl IdleWriter {
             })
             .ok()?;
         if ready.recv().unwrap_or(false) {
-            Some(IdleWriter {
-                jobs,
-                pace: Arc::new(AtomicUsize::new(usize::MAX)),
-            })
+            Some(IdleWriter { jobs })
         } else {
             tracing::debug!(
                 "audit drainer: no idle scheduling class; draining at its own priority"
@@ -227,68 +222,20 @@ fn read_batch(dir: &Path, numbers: &[u64], want: usize, adopted: bool) -> Batch 
     batch
 }
 
-/// The fewest records an idle-time transaction is cut to.
-const IDLE_MIN_TX: usize = 100;
-
-/// How long an idle-time transaction may wait for the CPU (its wall time
-/// less its CPU time, and more than its CPU time) before the next one is
-/// made smaller.
-const IDLE_STARVED: Duration = Duration::from_millis(50);
-
-/// The calling thread's CPU time (Linux; elsewhere zero, and only wall
-/// time counts).
-fn thread_cpu() -> Duration {
-    #[cfg(target_os = "linux")]
-    {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes the timespec it is given, nothing else.
-        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
-            return Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
-        }
-    }
-    Duration::ZERO
-}
-
-/// Writes `records` to a local store from the idle thread, until a write
-/// fails or `give_up` says to stop: how many were written, and the
-/// failure. `None` for a store not written on the caller's thread.
-///
-/// A transaction holds the store's write lock, and a thread in the idle
-/// class gets no CPU while anything else wants it: when other processes
-/// keep the CPUs busy, one transaction of `want` records could keep every
-/// other writer of the store (management writes) waiting for seconds. So
-/// transactions are `pace` records, at most `want`: a quarter as many
-/// after one that waited longer than [`IDLE_STARVED`] for the CPU (and
-/// longer than it ran), twice as many after one that did not.
-fn put_idle(
+/// Writes `records` to a local store in transactions of `want`, until one
+/// fails: how many were written, and the failure. `None` for a store not
+/// written on the caller's thread.
+fn put_local(
     store: &dyn Store,
     records: &[SpooledAudit],
     want: usize,
-    pace: &AtomicUsize,
-    give_up: &dyn Fn() -> bool,
 ) -> Option<(usize, Option<StoreError>)> {
-    let want = want.max(1);
-    let least = IDLE_MIN_TX.min(want);
     let mut sent = 0;
-    while sent < records.len() && !give_up() {
-        let size = pace.load(Ordering::Relaxed).clamp(least, want);
-        let chunk = &records[sent..(sent + size).min(records.len())];
-        let (wall, cpu) = (Instant::now(), thread_cpu());
+    for chunk in records.chunks(want) {
         match store.put_audit_spooled_blocking(chunk)? {
             Ok(()) => sent += chunk.len(),
             Err(e) => return Some((sent, Some(e))),
         }
-        let (wall, cpu) = (wall.elapsed(), thread_cpu().saturating_sub(cpu));
-        let waited = wall.saturating_sub(cpu);
-        let next = if waited > IDLE_STARVED && waited > cpu {
-            size / 4
-        } else {
-            size.saturating_mul(2)
-        };
-        pace.store(next.clamp(least, want), Ordering::Relaxed);
     }
     Some((sent, None))
 }
@@ -486,9 +433,8 @@ async fn run(
         // While the backlog is small, a local store's round (reading the
         // segments and writing them) runs on the idle thread, in CPU time
         // nothing else wants; past `idle_drain_bytes`, at shutdown and for
-        // an adopted spool (old already), here. What the idle thread did
-        // not write (a failure, or it stopped once the backlog passed the
-        // bound) is written here.
+        // an adopted spool (old already), here. What the idle thread could
+        // not write is retried here.
         let idle = store.idle.as_ref().filter(|_| {
             store.local
                 && source.own
@@ -500,19 +446,10 @@ async fn run(
         let mut batch = None;
         if let Some(idle) = idle {
             let (dir, target, ns) = (source.dir.clone(), store.store.clone(), numbers.clone());
-            let (pace, shared, stop) = (idle.pace.clone(), shared.clone(), stop.clone());
-            let bound = config.idle_drain_bytes;
-            // Past the bound, or once the log stops, the rest is written
-            // here, at the requests' priority.
-            let give_up = move || {
-                shared.spool_bytes.load(Ordering::Relaxed) >= bound
-                    || shared.appender_done.load(Ordering::Acquire)
-                    || *stop.borrow()
-            };
             let done = idle
                 .run(move || {
                     let b = read_batch(&dir, &ns, want, false);
-                    let put = put_idle(target.as_ref(), &b.records, want, &pace, &give_up);
+                    let put = put_local(target.as_ref(), &b.records, want);
                     (b, put)
                 })
                 .await;
@@ -604,69 +541,5 @@ async fn run(
             tracing::warn!("audit: shutdown timeout; records left in the spool for the next start");
             break;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::audit::AuditEvent;
-    use crate::store::SqliteStore;
-
-    fn records(n: usize) -> Vec<SpooledAudit> {
-        (0..n)
-            .map(|i| {
-                let e = AuditEvent::new(
-                    format!("e-{i:04}"),
-                    chrono::Utc::now(),
-                    "t1",
-                    "Read",
-                    "CedarGate::Document::\"d\"",
-                    serde_json::json!({ "decision": "Allow" }),
-                );
-                SpooledAudit::of(&e).unwrap()
-            })
-            .collect()
-    }
-
-    fn stored(path: &Path) -> i64 {
-        rusqlite::Connection::open(path)
-            .unwrap()
-            .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
-            .unwrap()
-    }
-
-    /// The idle thread writes in transactions of its pace, grows the pace
-    /// while they do not wait for the CPU, never beyond `want`, and stops
-    /// when told to (the drainer writes the rest).
-    #[test]
-    fn the_idle_writer_keeps_its_pace_and_stops_when_told() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        let store = SqliteStore::open(&path).unwrap();
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(store.migrate())
-            .unwrap();
-        let all = records(1000);
-        // Told to stop before the third transaction: two were written,
-        // of 100 (the least) and 200.
-        let pace = AtomicUsize::new(0);
-        let asked = AtomicUsize::new(0);
-        let stop_third = || asked.fetch_add(1, Ordering::SeqCst) >= 2;
-        let (sent, error) = put_idle(&store, &all, 400, &pace, &stop_third).unwrap();
-        assert!(error.is_none());
-        assert_eq!(sent, 300);
-        assert_eq!(stored(&path), 300);
-        assert_eq!(pace.load(Ordering::SeqCst), 400, "doubled, up to want");
-        // The rest, in transactions of at most 400.
-        let (sent, _) = put_idle(&store, &all[300..], 400, &pace, &|| false).unwrap();
-        assert_eq!(sent, 700);
-        assert_eq!(stored(&path), 1000);
-        assert_eq!(pace.load(Ordering::SeqCst), 400);
-        // Told to stop at once: nothing is written.
-        let (sent, _) = put_idle(&store, &all, 400, &pace, &|| true).unwrap();
-        assert_eq!(sent, 0);
     }
 }
