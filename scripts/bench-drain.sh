@@ -12,7 +12,9 @@
 # LOCKS=1 also takes SQLite's write lock on the store every 20 ms during
 # the wrk run, as a management write would, and prints how long it waited
 # (p50, p99, max). HOGS=N runs N busy loops (other processes wanting the
-# CPUs) during the wrk run. PIN=1 puts the server on CPU 0 and the load generators
+# CPUs) during the wrk run. LOAD=N makes that run open-loop at N
+# requests/s (the fixed-rate generator, the one demo request) instead of
+# wrk: its columns are then the rate done and its p99. PIN=1 puts the server on CPU 0 and the load generators
 # on CPU 1. A
 # variant whose name starts with `json` runs on a copy of the store with
 # 0005-audit-filter-columns rolled back: the filter indexes on JSON
@@ -142,7 +144,13 @@ PY
     fi
     hogs=()
     for _ in $(seq "${HOGS:-0}"); do python3 -c 'while True: pass' & hogs+=($!); done
-    if [ ${#mix[@]} -gt 0 ]; then
+    if [ -n "${LOAD:-}" ]; then
+      got=$("${load_cpu[@]}" "$bin/examples/fixed_rate" "http://127.0.0.1:$port/v1/authorize" "$LOAD" "$duration" "$body")
+      # In wrk's words, for the lines read below.
+      done_rate=$(echo "$got" | sed 's/.*asked, \([0-9]*\)\/s done.*/\1/')
+      out=$(printf '%d requests in\nRequests/sec: %s\n 99%% %sms\n' "$((done_rate * duration))" "$done_rate" \
+        "$(echo "$got" | sed 's/.*p99 \([0-9.]*\) ms, p99.9.*/\1/')")
+    elif [ ${#mix[@]} -gt 0 ]; then
       out=$("${load_cpu[@]}" wrk -t1 -c32 -d"${duration}s" --latency "${mix[@]}" "http://127.0.0.1:$port/v1/authorize" -- "$work/requests.ndjson")
     else
       out=$("${load_cpu[@]}" wrk -t1 -c32 -d"${duration}s" --latency -s "$work/req.lua" "http://127.0.0.1:$port/v1/authorize")
