@@ -25,17 +25,7 @@ use std::time::{Duration, Instant};
 
 use cedargate::audit::{AuditEvent, Chains, Undo};
 use cedargate::store::{Index, SpooledAudit, SqliteStore, Store};
-
-/// The calling thread's CPU time.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given, nothing else.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
+use cpu_time::ThreadTime;
 
 /// A decision record as the spool holds it (about 760 bytes): stamped into
 /// its writer's chain and serialized as the appender does.
@@ -131,14 +121,14 @@ fn case(n: u64, tenants: u64, batch: usize, layout: Layout, rt: &tokio::runtime:
         }
     }
     let all = records(n, tenants);
-    let (cpu, wall) = (thread_cpu(), Instant::now());
+    let (cpu, wall) = (ThreadTime::now(), Instant::now());
     for chunk in all.chunks(batch) {
         store
             .put_audit_spooled_blocking(chunk)
             .expect("SQLite writes on the calling thread")
             .unwrap();
     }
-    let (cpu, wall) = (thread_cpu() - cpu, wall.elapsed());
+    let (cpu, wall) = (cpu.elapsed(), wall.elapsed());
     let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     println!(
         "{:<26} tenants {tenants:>5}  transaction {batch:>6}  CPU {:>6.1} µs/record  wall {:>6.1} µs/record",

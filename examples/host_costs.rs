@@ -22,16 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
+use cpu_time::ThreadTime;
 
 /// Puts the calling thread on `cpus` only; false if the system refused.
 fn pin(cpus: impl IntoIterator<Item = usize>) -> bool {
@@ -48,12 +39,12 @@ fn pin(cpus: impl IntoIterator<Item = usize>) -> bool {
 
 /// CPU and wall µs per call of `f`, run `n` times.
 fn per_call(n: u32, mut f: impl FnMut()) -> (f64, f64) {
-    let (cpu, wall) = (thread_cpu(), Instant::now());
+    let (cpu, wall) = (ThreadTime::now(), Instant::now());
     for _ in 0..n {
         f();
     }
     let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(n);
-    (per(thread_cpu() - cpu), per(wall.elapsed()))
+    (per(cpu.elapsed()), per(wall.elapsed()))
 }
 
 fn commits(dir: &Path, n: u32) -> std::io::Result<()> {

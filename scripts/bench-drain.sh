@@ -47,12 +47,13 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"
 server_cpu=(); load_cpu=()
 if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 0); load_cpu=(taskset -c 1); fi
 data=demo/data.json
-mix=()
+# What wrk runs: the one demo request, or the mix.
+wrk_args=(-s "$work/req.lua" "http://127.0.0.1:$port/v1/authorize")
 if [ -n "${TENANTS:-}" ]; then
   data=$work/data.json
   "$bin/cedargate-admin" generate --tenants "$TENANTS" --documents $((TENANTS * 20)) --out "$data" \
     --requests "$work/requests.ndjson" --request-count 100000 >/dev/null
-  mix=(-s scripts/authorize-mix.lua)
+  wrk_args=(-s scripts/authorize-mix.lua "http://127.0.0.1:$port/v1/authorize" -- "$work/requests.ndjson")
 fi
 "$bin/cedargate-admin" import --store "sqlite:$work/store.db" --audit-spool "$work/spool" "$data" >/dev/null
 cp "$work/store.db" "$work/plain.db"
@@ -62,6 +63,8 @@ cp "$work/store.db" "$work/json.db"
   --rollback 0005-audit-filter-columns >/dev/null
 body='{"principal":{"id":"dave","tenant":"acme","roles":["editor"],"clearance":1},"action":"Read","resource":{"type":"Document","id":"q3-report"}}'
 printf "wrk.method = \"POST\"\nwrk.body = '%s'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n" "$body" > "$work/req.lua"
+# The open-loop generator at $1 requests/s, with the demo request.
+fixed() { "${load_cpu[@]}" "$bin/examples/fixed_rate" "http://127.0.0.1:$port/v1/authorize" "$1" "$duration" "$body"; }
 
 # The block device under the work directory, for its counters.
 blockdev=$(basename "$(readlink -f "$(df --output=source "$work" | tail -1)")")
@@ -144,16 +147,17 @@ PY
     fi
     hogs=()
     for _ in $(seq "${HOGS:-0}"); do python3 -c 'while True: pass' & hogs+=($!); done
+    # Requests sent, requests/s, p99.
     if [ -n "${LOAD:-}" ]; then
-      got=$("${load_cpu[@]}" "$bin/examples/fixed_rate" "http://127.0.0.1:$port/v1/authorize" "$LOAD" "$duration" "$body")
-      # In wrk's words, for the lines read below.
-      done_rate=$(echo "$got" | sed 's/.*asked, \([0-9]*\)\/s done.*/\1/')
-      out=$(printf '%d requests in\nRequests/sec: %s\n 99%% %sms\n' "$((done_rate * duration))" "$done_rate" \
-        "$(echo "$got" | sed 's/.*p99 \([0-9.]*\) ms, p99.9.*/\1/')")
-    elif [ ${#mix[@]} -gt 0 ]; then
-      out=$("${load_cpu[@]}" wrk -t1 -c32 -d"${duration}s" --latency "${mix[@]}" "http://127.0.0.1:$port/v1/authorize" -- "$work/requests.ndjson")
+      out=$(fixed "$LOAD")
+      rps=$(echo "$out" | sed 's/.*asked, \([0-9]*\)\/s done.*/\1/')
+      p99="$(echo "$out" | sed 's/.*p99 \([0-9.]*\) ms, p99.9.*/\1/')ms"
+      sent=$((rps * duration))
     else
-      out=$("${load_cpu[@]}" wrk -t1 -c32 -d"${duration}s" --latency -s "$work/req.lua" "http://127.0.0.1:$port/v1/authorize")
+      out=$("${load_cpu[@]}" wrk -t1 -c32 -d"${duration}s" --latency "${wrk_args[@]}")
+      rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+      p99=$(echo "$out" | awk '/^ +99%/ {print $2}')
+      sent=$(echo "$out" | awk '/requests in/ {print $1}')
     fi
     left=$(spool)
     [ ${#hogs[@]} -gt 0 ] && kill "${hogs[@]}"
@@ -167,7 +171,7 @@ PY
     for _ in $(seq 120); do [ "$(spool)" -lt 5000000 ] && break; sleep 0.5; done
     sleep 1.5
     after=$(cpu "$pid")
-    per=$(python3 - "$before" "$after" "$(echo "$out" | awk '/requests in/ {print $1}')" <<'PY'
+    per=$(python3 - "$before" "$after" "$sent" <<'PY'
 import sys
 a, b = (dict((k, float(v)) for k, v in (x.split("=") for x in s.split())) for s in sys.argv[1:3])
 n = int(sys.argv[3])
@@ -181,12 +185,12 @@ if delta["commits"]:
 print(" ".join(f"{k} {d[k]:.1f}" for k in ("workers", "appender", "drainer")), f"total {sum(d.values()):.1f} µs/request", io)
 PY
 )
-    fixed=-
-    [ "$rate" != 0 ] && fixed=$("${load_cpu[@]}" "$bin/examples/fixed_rate" "http://127.0.0.1:$port/v1/authorize" "$rate" "$duration" "$body" | sed 's/.*latency //')
+    at_rate=-
+    [ "$rate" != 0 ] && at_rate=$(fixed "$rate" | sed 's/.*latency //')
     rss=$(( $(ps -o rss= -p "$pid") / 1024 ))
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
     printf '%-12s round %d: %s/s, p99 %s, RSS %d MiB, spool left %d MiB | CPU %s | at %s/s: %s%s\n' \
-      "$name" "$round" "$(echo "$out" | awk '/Requests\/sec/ {print $2}')" "$(echo "$out" | awk '/^ +99%/ {print $2}')" \
-      "$rss" "$((left / 1048576))" "$per" "$rate" "$fixed" "$locks"
+      "$name" "$round" "$rps" "$p99" \
+      "$rss" "$((left / 1048576))" "$per" "$rate" "$at_rate" "$locks"
   done
 done

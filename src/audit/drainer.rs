@@ -271,11 +271,15 @@ pub(super) fn spawn(
                 .build()
             {
                 Ok(rt) => {
+                    // Asked once, with no records: whether the store
+                    // writes on this thread (SQLite) or is reached over
+                    // the network.
+                    let local = store.put_audit_spooled_blocking(&[]).is_some();
                     let sink = Sink {
                         store,
                         app,
                         idle,
-                        local: true,
+                        local,
                     };
                     rt.block_on(run(sink, stop, config, shared))
                 }
@@ -293,8 +297,7 @@ struct Sink {
     app: tokio::runtime::Handle,
     /// The idle-class thread, if the system has the class.
     idle: Option<IdleWriter>,
-    /// Whether the store is written on the caller's thread (until a write
-    /// says otherwise).
+    /// Whether the store is written on the caller's thread.
     local: bool,
 }
 
@@ -309,23 +312,19 @@ impl Sink {
     }
 
     /// Writes `records` on this thread or, for a network store, on the
-    /// application's runtime, [`NETWORK_PUT`] at a time.
-    async fn put(&mut self, records: &[SpooledAudit]) -> Result<(), StoreError> {
+    /// application's runtime.
+    async fn put(&self, records: &[SpooledAudit]) -> Result<(), StoreError> {
         if self.local {
             if let Some(done) = self.store.put_audit_spooled_blocking(records) {
                 return done;
             }
-            self.local = false;
         }
-        for part in records.chunks(NETWORK_PUT) {
-            let store = self.store.clone();
-            let part = part.to_vec();
-            self.app
-                .spawn(async move { store.put_audit_spooled(&part).await })
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("audit store task: {e}")))??;
-        }
-        Ok(())
+        let store = self.store.clone();
+        let records = records.to_vec();
+        self.app
+            .spawn(async move { store.put_audit_spooled(&records).await })
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("audit store task: {e}")))?
     }
 }
 
@@ -343,7 +342,7 @@ fn stopped(
 }
 
 async fn run(
-    mut store: Sink,
+    store: Sink,
     mut stop: watch::Receiver<bool>,
     config: AuditConfig,
     shared: Arc<Shared>,
@@ -454,13 +453,10 @@ async fn run(
                 })
                 .await;
             if let Some((b, put)) = done {
-                match put {
-                    Some((n, e)) => {
-                        sent = n;
-                        m.records_written.inc_by(n as u64);
-                        idle_error = e;
-                    }
-                    None => store.local = false,
+                if let Some((n, e)) = put {
+                    sent = n;
+                    m.records_written.inc_by(n as u64);
+                    idle_error = e;
                 }
                 batch = Some(b);
             }

@@ -576,6 +576,9 @@ fn policy_version(
 /// transaction rather than once a record when the transaction's pages do
 /// not all fit in the cache (BENCHMARKS.md, "The drain with many tenants").
 fn insert_spooled(c: &mut Connection, records: &[SpooledAudit]) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
     let mut ordered: Vec<&SpooledAudit> = records.iter().collect();
     ordered.sort_by(|a, b| (&a.tenant_id, a.timestamp).cmp(&(&b.tenant_id, b.timestamp)));
     let tx = c
