@@ -124,7 +124,7 @@ fn case(n: u64, tenants: u64, batch: usize, layout: Layout, rt: &tokio::runtime:
     let (cpu, wall) = (ThreadTime::now(), Instant::now());
     for chunk in all.chunks(batch) {
         store
-            .put_audit_spooled_blocking(chunk)
+            .put_audit_spooled_blocking(chunk, None)
             .expect("SQLite writes on the calling thread")
             .unwrap();
     }

@@ -42,6 +42,7 @@ configs=(
   "audit off, no caches (Cedar each time)|cedargate|off|0/0|trusted|post-trusted"
   "default (durable, cache on)|cedargate|durable|16384/4096|trusted|post-trusted"
   "default, drain not in idle time|cedargate|durable-busy|16384/4096|trusted|post-trusted"
+  "default, drain held back|cedargate|durable-held|16384/4096|trusted|post-trusted"
   "default, bearer token|cedargate|durable|16384/4096|jwt|post-token"
   "default, forward-auth, bearer token|cedargate|durable|16384/4096|jwt|forward-auth"
 )
@@ -54,10 +55,13 @@ start() { # server audit cache identity
     printf '[cache]\ndecision_capacity = %s\nresidual_capacity = %s\n[audit]\nspool_dir = "%s"\n' "${3%/*}" "${3#*/}" "$work/spool-run" > "$work/c.toml"
     # durable-busy: the drain at nice +10 only, as before idle-time draining.
     [ "$2" = durable-busy ] && echo "idle_drain_bytes = 0" >> "$work/c.toml"
+    # durable-held: nothing reaches the store during the run (a diagnostic:
+    # what the default would do if the drain cost nothing).
+    [ "$2" = durable-held ] && printf 'drain_delay_ms = 3600000\ndrain_batch = 100000000\n' >> "$work/c.toml"
     local identity=(--identity trusted)
     [ "$4" = jwt ] && identity=(--jwks-file "$work/keys/jwks.json" --issuer https://cedargate.invalid/dev --audience cedargate-dev --allow-dev-keys)
     RUST_LOG=error "${server_cpu[@]}" "$bin/cedargate" serve --config "$work/c.toml" --listen "127.0.0.1:$port" \
-      --store "sqlite:$work/store.db" --audit-mode "${2%-busy}" "${identity[@]}" &
+      --store "sqlite:$work/store.db" --audit-mode "${2%-*}" "${identity[@]}" &
   fi
   pid=$!
   for _ in $(seq 100); do

@@ -12,7 +12,9 @@
 # LOCKS=1 also takes SQLite's write lock on the store every 20 ms during
 # the wrk run, as a management write would, and prints how long it waited
 # (p50, p99, max). HOGS=N runs N busy loops (other processes wanting the
-# CPUs) during the wrk run. LOAD=N makes that run open-loop at N
+# CPUs) during the wrk run; with HOG_CLASS=idle they run in the
+# SCHED_IDLE class (CPU time nothing else wants, as the idle-time drain
+# uses it). LOAD=N makes that run open-loop at N
 # requests/s (the fixed-rate generator, the one demo request) instead of
 # wrk: its columns are then the rate done and its p99. PIN=1 puts the server on CPU 0 and the load generators
 # on CPU 1. A
@@ -146,7 +148,9 @@ PY
       probe=$!
     fi
     hogs=()
-    for _ in $(seq "${HOGS:-0}"); do python3 -c 'while True: pass' & hogs+=($!); done
+    hog_class=()
+    [ "${HOG_CLASS:-}" = idle ] && hog_class=(chrt --idle 0)
+    for _ in $(seq "${HOGS:-0}"); do "${hog_class[@]}" python3 -c 'while True: pass' & hogs+=($!); done
     # Requests sent, requests/s, p99.
     if [ -n "${LOAD:-}" ]; then
       out=$(fixed "$LOAD")

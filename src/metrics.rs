@@ -57,6 +57,9 @@ pub struct AuditMetrics {
     pub records_dropped: Counter,
     /// Failed store writes (each is retried).
     pub store_write_errors: Counter,
+    /// Drain rounds in idle time that did not finish (starved of CPU past
+    /// their hold limit, or failed); the drainer wrote their records.
+    pub idle_rounds_abandoned: Counter,
     /// Failed spool writes, syncs or removals.
     pub spool_errors: Counter,
     /// Bytes of torn tails cut off after a crash (never acknowledged).
@@ -78,6 +81,7 @@ impl Default for AuditMetrics {
             records_written: Counter::default(),
             records_dropped: Counter::default(),
             store_write_errors: Counter::default(),
+            idle_rounds_abandoned: Counter::default(),
             spool_errors: Counter::default(),
             torn_bytes: Counter::default(),
             refused: Counter::default(),
@@ -119,6 +123,11 @@ impl AuditMetrics {
             "store_write_errors",
             "Failed audit writes to the store (retried)",
             self.store_write_errors.clone(),
+        );
+        r.register(
+            "idle_rounds_abandoned",
+            "Audit drain rounds in idle time that did not finish (starved of CPU or failed); written by the drainer instead",
+            self.idle_rounds_abandoned.clone(),
         );
         r.register(
             "spool_errors",

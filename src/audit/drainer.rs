@@ -30,6 +30,9 @@ use crate::store::{SpooledAudit, Store, StoreError};
 /// thread (a nice value).
 const NICE: i32 = 10;
 
+/// How long rounds stay off the idle thread after one it could not finish.
+const IDLE_PAUSE: Duration = Duration::from_secs(30);
+
 /// Most records one write to a store reached over the network carries,
 /// whatever `drain_batch` says: such a store gains nothing from larger
 /// writes (DynamoDB takes 25 items a call), and each write copies its
@@ -229,10 +232,11 @@ fn put_local(
     store: &dyn Store,
     records: &[SpooledAudit],
     want: usize,
+    hold: Option<Duration>,
 ) -> Option<(usize, Option<StoreError>)> {
     let mut sent = 0;
     for chunk in records.chunks(want) {
-        match store.put_audit_spooled_blocking(chunk)? {
+        match store.put_audit_spooled_blocking(chunk, hold)? {
             Ok(()) => sent += chunk.len(),
             Err(e) => return Some((sent, Some(e))),
         }
@@ -274,7 +278,7 @@ pub(super) fn spawn(
                     // Asked once, with no records: whether the store
                     // writes on this thread (SQLite) or is reached over
                     // the network.
-                    let local = store.put_audit_spooled_blocking(&[]).is_some();
+                    let local = store.put_audit_spooled_blocking(&[], None).is_some();
                     let sink = Sink {
                         store,
                         app,
@@ -315,7 +319,7 @@ impl Sink {
     /// application's runtime.
     async fn put(&self, records: &[SpooledAudit]) -> Result<(), StoreError> {
         if self.local {
-            if let Some(done) = self.store.put_audit_spooled_blocking(records) {
+            if let Some(done) = self.store.put_audit_spooled_blocking(records, None) {
                 return done;
             }
         }
@@ -355,6 +359,9 @@ async fn run(
     let mut backoff = Duration::from_millis(50);
     // Since when closed segments of this writer wait for a batch's worth.
     let mut waiting_since: Option<Instant> = None;
+    // Until when rounds stay off the idle thread, after one it could not
+    // finish within `idle_hold`.
+    let mut idle_paused_until: Option<Instant> = None;
     loop {
         if deadline.is_none() && *stop.borrow() {
             deadline = Some(tokio::time::Instant::now() + config.shutdown_timeout);
@@ -434,10 +441,21 @@ async fn run(
         // nothing else wants; past `idle_drain_bytes`, at shutdown and for
         // an adopted spool (old already), here. What the idle thread could
         // not write is retried here.
+        //
+        // A round the idle thread still holds the store's write lock for
+        // after `idle_hold` is starved: other processes keep the CPUs busy,
+        // and a management write would wait for the lock until they let the
+        // idle thread run. The store abandons it (releasing the lock), this
+        // thread writes it at its own priority, and rounds stay here for
+        // `IDLE_PAUSE` (BENCHMARKS.md, "A starved idle-time round").
+        if idle_paused_until.is_some_and(|t| Instant::now() >= t) {
+            idle_paused_until = None;
+        }
         let idle = store.idle.as_ref().filter(|_| {
             store.local
                 && source.own
                 && deadline.is_none()
+                && idle_paused_until.is_none()
                 && shared.spool_bytes.load(Ordering::Relaxed) < config.idle_drain_bytes
         });
         let mut sent = 0usize;
@@ -445,10 +463,11 @@ async fn run(
         let mut batch = None;
         if let Some(idle) = idle {
             let (dir, target, ns) = (source.dir.clone(), store.store.clone(), numbers.clone());
+            let hold = config.idle_hold;
             let done = idle
                 .run(move || {
                     let b = read_batch(&dir, &ns, want, false);
-                    let put = put_local(target.as_ref(), &b.records, want);
+                    let put = put_local(target.as_ref(), &b.records, want, Some(hold));
                     (b, put)
                 })
                 .await;
@@ -459,6 +478,17 @@ async fn run(
                     idle_error = e;
                 }
                 batch = Some(b);
+            }
+            if idle_error.is_some() {
+                // Abandoned (or failed, which this thread retries anyway):
+                // the rest of the round goes from here, at once.
+                m.idle_rounds_abandoned.inc();
+                tracing::warn!(
+                    pause = ?IDLE_PAUSE,
+                    "audit drainer: a round in idle time could not finish; draining at the requests' priority for a while"
+                );
+                idle_error = None;
+                idle_paused_until = Some(Instant::now() + IDLE_PAUSE);
             }
         }
         let Batch {

@@ -102,6 +102,10 @@ pub struct AuditConfig {
     /// requests' priority, so the backlog stays near this under sustained
     /// load. 0: the drainer always writes, at nice +10.
     pub idle_drain_bytes: u64,
+    /// How long a round in idle time may hold the store's write lock
+    /// before the store abandons it and the drainer writes it itself (a
+    /// management write waits for that lock; SQLite's busy timeout is 5 s).
+    pub idle_hold: Duration,
     /// How long records are kept in the store; never below the floor.
     pub retention: Duration,
     /// Context keys whose values decision records keep.
@@ -125,6 +129,7 @@ impl AuditConfig {
             drain_batch: 10_000,
             drain_delay: Duration::ZERO,
             idle_drain_bytes: 64 * 1024 * 1024,
+            idle_hold: Duration::from_secs(1),
             retention: Duration::from_secs(RETENTION_FLOOR_SECS as u64),
             context_keys: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
@@ -622,6 +627,59 @@ mod tests {
         let got = until_stored(s.as_ref(), 30).await;
         assert!(verify(&got).is_empty());
         tasks.unwrap().shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_store_write_past_its_hold_limit_stores_nothing_and_frees_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sqlite(dir.path()).await;
+        let records: Vec<_> = (0..500)
+            .map(|i| crate::store::SpooledAudit::of(&event(i)).unwrap())
+            .collect();
+        let s2 = s.clone();
+        let (r, recs) = tokio::task::spawn_blocking(move || {
+            let r = s2.put_audit_spooled_blocking(&records, Some(Duration::ZERO));
+            (r, records)
+        })
+        .await
+        .unwrap();
+        assert!(matches!(r, Some(Err(_))), "{r:?}");
+        assert!(stored(s.as_ref()).await.is_empty());
+        // The lock is free at once: another writer does not wait for it.
+        let other = rusqlite::Connection::open(dir.path().join("s.db")).unwrap();
+        other.busy_timeout(Duration::ZERO).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE; COMMIT").unwrap();
+        // The limit was the one write's: the next, without one, stores all.
+        let s2 = s.clone();
+        let r = tokio::task::spawn_blocking(move || s2.put_audit_spooled_blocking(&recs, None))
+            .await
+            .unwrap();
+        assert!(matches!(r, Some(Ok(()))), "{r:?}");
+        assert_eq!(stored(s.as_ref()).await.len(), 500);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn an_idle_round_past_its_hold_limit_is_written_by_the_drainer() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sqlite(dir.path()).await;
+        let mut c = config(dir.path());
+        // One round of at least 150 records, which cannot finish in no time.
+        c.drain_batch = 150;
+        c.drain_delay = Duration::from_secs(3600);
+        c.idle_hold = Duration::ZERO;
+        let metrics = AuditMetrics::default();
+        let (log, tasks) = start(c, s.clone(), metrics.clone(), "test").await.unwrap();
+        written(&log, 0..200).await;
+        let got = until_stored(s.as_ref(), 150).await;
+        assert!(verify(&got).is_empty());
+        assert_eq!(metrics.idle_rounds_abandoned.get(), 1);
+        assert_eq!(metrics.store_write_errors.get(), 0);
+        tasks.unwrap().shutdown().await;
+        let got = stored(s.as_ref()).await;
+        assert_eq!(got.len(), 200);
+        assert!(verify(&got).is_empty());
+        assert_eq!(metrics.records_written.get(), 200);
     }
 
     #[tokio::test]

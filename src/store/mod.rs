@@ -9,6 +9,7 @@ mod sqlite;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -246,9 +247,14 @@ pub trait Store: Send + Sync + 'static {
     /// then does them on its own lower-priority thread. `None` for a backend
     /// reached over the network; the drainer calls [`Store::put_audit_spooled`]
     /// on the runtime that owns the backend's connections instead.
+    ///
+    /// With `hold`, a write still running that long after it took the
+    /// store's write lock (its thread starved of CPU) gives up: nothing of
+    /// it is stored, the lock is released, and it fails.
     fn put_audit_spooled_blocking(
         &self,
         _records: &[SpooledAudit],
+        _hold: Option<Duration>,
     ) -> Option<Result<(), StoreError>> {
         None
     }

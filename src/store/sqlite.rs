@@ -575,7 +575,18 @@ fn policy_version(
 /// entries then go in one after another, and a leaf is fetched once a
 /// transaction rather than once a record when the transaction's pages do
 /// not all fit in the cache (BENCHMARKS.md, "The drain with many tenants").
-fn insert_spooled(c: &mut Connection, records: &[SpooledAudit]) -> Result<(), StoreError> {
+///
+/// With `hold`, the transaction is abandoned once it has held the write lock
+/// that long: a progress handler, checked every [`HOLD_CHECK_OPS`] virtual
+/// machine steps, interrupts it, and SQLite rolls it back. A thread that
+/// the CPU scheduler starves (the audit drain's idle-class thread, when
+/// other processes keep the CPUs busy) would otherwise keep every other
+/// writer waiting until it got the CPU again.
+fn insert_spooled(
+    c: &mut Connection,
+    records: &[SpooledAudit],
+    hold: Option<Duration>,
+) -> Result<(), StoreError> {
     if records.is_empty() {
         return Ok(());
     }
@@ -584,6 +595,31 @@ fn insert_spooled(c: &mut Connection, records: &[SpooledAudit]) -> Result<(), St
     let tx = c
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(backend)?;
+    if let Some(hold) = hold {
+        // From when the lock is held: waiting for it does not count.
+        let until = std::time::Instant::now() + hold;
+        tx.progress_handler(
+            HOLD_CHECK_OPS,
+            Some(move || std::time::Instant::now() >= until),
+        );
+    }
+    let done = insert_ordered(tx, &ordered);
+    if hold.is_some() {
+        c.progress_handler(0, None::<fn() -> bool>);
+    }
+    done
+}
+
+/// How many virtual machine steps pass between checks of a write's hold
+/// limit (a few tens of microseconds of work).
+const HOLD_CHECK_OPS: std::ffi::c_int = 1000;
+
+/// Inserts `ordered` and commits `tx`; dropped on an error, `tx` rolls
+/// back.
+fn insert_ordered(
+    tx: rusqlite::Transaction<'_>,
+    ordered: &[&SpooledAudit],
+) -> Result<(), StoreError> {
     {
         let mut stmt = tx
             .prepare_cached(
@@ -592,7 +628,7 @@ fn insert_spooled(c: &mut Connection, records: &[SpooledAudit]) -> Result<(), St
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .map_err(backend)?;
-        for r in ordered {
+        for r in ordered.iter() {
             let json = std::str::from_utf8(&r.json)
                 .map_err(|e| StoreError::Invalid(format!("audit record: {e}")))?;
             stmt.execute(params![
@@ -1503,14 +1539,18 @@ impl Store for SqliteStore {
 
     async fn put_audit_spooled(&self, records: &[SpooledAudit]) -> Result<(), StoreError> {
         let records = records.to_vec();
-        Self::on(self.audit.clone(), move |c| insert_spooled(c, &records)).await
+        Self::on(self.audit.clone(), move |c| {
+            insert_spooled(c, &records, None)
+        })
+        .await
     }
 
     fn put_audit_spooled_blocking(
         &self,
         records: &[SpooledAudit],
+        hold: Option<Duration>,
     ) -> Option<Result<(), StoreError>> {
-        Some(insert_spooled(&mut self.audit.lock(), records))
+        Some(insert_spooled(&mut self.audit.lock(), records, hold))
     }
 
     async fn put_audit(&self, events: &[AuditEvent]) -> Result<(), StoreError> {
@@ -1518,7 +1558,10 @@ impl Store for SqliteStore {
             .iter()
             .map(SpooledAudit::of)
             .collect::<Result<Vec<_>, _>>()?;
-        Self::on(self.audit.clone(), move |c| insert_spooled(c, &records)).await
+        Self::on(self.audit.clone(), move |c| {
+            insert_spooled(c, &records, None)
+        })
+        .await
     }
 
     async fn build_index(&self, index: Index) -> Result<Vec<String>, StoreError> {
