@@ -3,7 +3,8 @@
 # SQLite store with the demo data: each VARIANT is `name|[audit] lines`
 # (lines separated by `;`), run in turn, twice, alternating. Each run: wrk
 # (32 connections) on POST /v1/authorize, the spool left when it ended,
-# the server's CPU per request by thread, the records a spool commit held,
+# the drain rounds in idle time abandoned (their hold limit passed), the
+# server's CPU per request by thread, the records a spool commit held,
 # and the bytes it wrote to disk per request once the drain has caught
 # up: the pages it dirtied (from /proc; for small writes it counts about
 # twice what reaches the device) and what the block device under the work
@@ -192,9 +193,10 @@ PY
     at_rate=-
     [ "$rate" != 0 ] && at_rate=$(fixed "$rate" | sed 's/.*latency //')
     rss=$(( $(ps -o rss= -p "$pid") / 1024 ))
+    abandoned=$(metric cedargate_audit_idle_rounds_abandoned_total)
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
-    printf '%-12s round %d: %s/s, p99 %s, RSS %d MiB, spool left %d MiB | CPU %s | at %s/s: %s%s\n' \
+    printf '%-12s round %d: %s/s, p99 %s, RSS %d MiB, spool left %d MiB, idle rounds abandoned %s | CPU %s | at %s/s: %s%s\n' \
       "$name" "$round" "$rps" "$p99" \
-      "$rss" "$((left / 1048576))" "$per" "$rate" "$at_rate" "$locks"
+      "$rss" "$((left / 1048576))" "$abandoned" "$per" "$rate" "$at_rate" "$locks"
   done
 done

@@ -479,15 +479,16 @@ async fn run(
                 }
                 batch = Some(b);
             }
-            if idle_error.is_some() {
-                // Abandoned (or failed, which this thread retries anyway):
+            if let Some(e) = idle_error.take() {
+                // Abandoned past its hold limit, or failed (this thread's
+                // retry of a failing store counts and backs off as usual):
                 // the rest of the round goes from here, at once.
                 m.idle_rounds_abandoned.inc();
                 tracing::warn!(
+                    error = %e,
                     pause = ?IDLE_PAUSE,
                     "audit drainer: a round in idle time could not finish; draining at the requests' priority for a while"
                 );
-                idle_error = None;
                 idle_paused_until = Some(Instant::now() + IDLE_PAUSE);
             }
         }
