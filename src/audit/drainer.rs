@@ -30,6 +30,22 @@ use crate::store::{SpooledAudit, Store, StoreError};
 /// thread (a nice value).
 const NICE: i32 = 10;
 
+/// Rounds of at least this many records give the memory they freed back
+/// to the system (BENCHMARKS.md, "A starved idle-time round": with rounds
+/// of 10,000 on both the idle thread and the drainer, the allocator kept
+/// the sidecar at 65–79 MiB).
+const TRIM_AFTER: usize = 1000;
+
+/// Gives memory freed to the allocator back to the system (glibc keeps
+/// it in each thread's arena otherwise).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// How long rounds stay off the idle thread after one it could not finish.
 const IDLE_PAUSE: Duration = Duration::from_secs(30);
 
@@ -563,6 +579,15 @@ async fn run(
                     .unwrap_or(0);
                 m.spool_bytes.set(before.saturating_sub(size) as i64);
             }
+        }
+        // A large round's records were allocated by one thread and freed
+        // by another (or by this one while the idle thread had its own):
+        // the allocator keeps the freed memory for each thread's arena
+        // unless asked to give it back.
+        let large = records.len() >= TRIM_AFTER;
+        drop(records);
+        if large {
+            release_freed_memory();
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() > d) {
             tracing::warn!("audit: shutdown timeout; records left in the spool for the next start");
