@@ -456,7 +456,7 @@ async fn run(
         // segments and writing them) runs on the idle thread, in CPU time
         // nothing else wants; past `idle_drain_bytes`, at shutdown and for
         // an adopted spool (old already), here. What the idle thread could
-        // not write is retried here.
+        // not write goes from here.
         //
         // A round the idle thread still holds the store's write lock for
         // after `idle_hold` is starved: other processes keep the CPUs busy,
@@ -464,18 +464,14 @@ async fn run(
         // idle thread run. The store abandons it (releasing the lock), this
         // thread writes it at its own priority, and rounds stay here for
         // `IDLE_PAUSE` (BENCHMARKS.md, "A starved idle-time round").
-        if idle_paused_until.is_some_and(|t| Instant::now() >= t) {
-            idle_paused_until = None;
-        }
         let idle = store.idle.as_ref().filter(|_| {
             store.local
                 && source.own
                 && deadline.is_none()
-                && idle_paused_until.is_none()
+                && idle_paused_until.is_none_or(|t| Instant::now() >= t)
                 && shared.spool_bytes.load(Ordering::Relaxed) < config.idle_drain_bytes
         });
         let mut sent = 0usize;
-        let mut idle_error = None;
         let mut batch = None;
         if let Some(idle) = idle {
             let (dir, target, ns) = (source.dir.clone(), store.store.clone(), numbers.clone());
@@ -487,6 +483,7 @@ async fn run(
                     (b, put)
                 })
                 .await;
+            let mut idle_error = None;
             if let Some((b, put)) = done {
                 if let Some((n, e)) = put {
                     sent = n;
@@ -495,7 +492,7 @@ async fn run(
                 }
                 batch = Some(b);
             }
-            if let Some(e) = idle_error.take() {
+            if let Some(e) = idle_error {
                 // Abandoned past its hold limit, or failed (this thread's
                 // retry of a failing store counts and backs off as usual):
                 // the rest of the round goes from here, at once.
@@ -522,11 +519,7 @@ async fn run(
         let mut gave_up = false;
         while sent < records.len() {
             let chunk = &records[sent..(sent + store.most(want)).min(records.len())];
-            let put = match idle_error.take() {
-                Some(e) => Err(e),
-                None => store.put(chunk).await,
-            };
-            match put {
+            match store.put(chunk).await {
                 Ok(()) => {
                     sent += chunk.len();
                     m.records_written.inc_by(chunk.len() as u64);

@@ -611,7 +611,7 @@ fn insert_spooled(
 }
 
 /// How many virtual machine steps pass between checks of a write's hold
-/// limit (a few tens of microseconds of work).
+/// limit (one insert of a record takes some dozens).
 const HOLD_CHECK_OPS: std::ffi::c_int = 1000;
 
 /// Inserts `ordered` and commits `tx`; dropped on an error, `tx` rolls
@@ -628,7 +628,7 @@ fn insert_ordered(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .map_err(backend)?;
-        for r in ordered.iter() {
+        for r in ordered {
             let json = std::str::from_utf8(&r.json)
                 .map_err(|e| StoreError::Invalid(format!("audit record: {e}")))?;
             stmt.execute(params![
