@@ -5,9 +5,19 @@
 # document), alternating, ROUNDS times; then a fixed-rate run of the
 # default configuration. Prints one table with ratios. Loopback only;
 # bounded in time (about 4 minutes at the defaults).
-#   [MIGRATE=1] [PIN=1] scripts/bench-compare.sh [DURATION] [CONNECTIONS] [ROUNDS]
+#   [MIGRATE=1] [PIN=1] [HALTPOLL=NS] scripts/bench-compare.sh [DURATION] [CONNECTIONS] [ROUNDS]
 # PIN=1 runs the server on CPU 0 and the load generators on CPU 1, so that
-# neither takes the other's CPU (the server then has one CPU).
+# neither takes the other's CPU (the server then has one CPU);
+# SERVER_CPU and LOAD_CPU choose other CPUs.
+# HALTPOLL=NS sets a virtual machine's guest halt polling
+# (/sys/module/haltpoll/parameters/guest_halt_poll_ns, as root) for the
+# run and restores it afterwards: with it off, waking an idle vCPU costs
+# milliseconds, which the fixed-rate tail then measures.
+# Besides throughput and latency, each run's CPU a request: the server's
+# (its threads, from /proc/PID/stat) and the whole machine's (all busy
+# time, from /proc/stat: the load generator, the kernel's writeback and
+# network work included), so that a run shows where a configuration's
+# time goes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-8s}
@@ -18,10 +28,21 @@ command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"
 cargo build --locked --release --bins --example bare_hyper --example fixed_rate 2>&1 | tail -1
 bin=target/release
 server_cpu=(); load_cpu=()
-if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 0); load_cpu=(taskset -c 1); fi
+if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c "${SERVER_CPU:-0}"); load_cpu=(taskset -c "${LOAD_CPU:-1}"); fi
 work=$(mktemp -d)
 pid=
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+haltpoll=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+haltpoll_was=
+if [ -n "${HALTPOLL:-}" ]; then
+  haltpoll_was=$(cat "$haltpoll")
+  echo "$HALTPOLL" > "$haltpoll"
+fi
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; [ -n "$haltpoll_was" ] && echo "$haltpoll_was" > "$haltpoll"' EXIT
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+# CPU ticks: the server's threads; the machine's busy time (user, nice,
+# system, irq, softirq, steal).
+server_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 
 "$bin/cedargate-admin" import --store "sqlite:$work/store.db" --audit-spool "$work/spool" demo/data.json >/dev/null
 # MIGRATE=1: the store as production runs it, after `cedargate-admin
@@ -99,13 +120,17 @@ for round in $(seq "$rounds"); do
     lua "$request" > "$work/req.lua"
     # Warm: caches, the token check, the first segment.
     wrk -t1 -c4 -d1s -s "$work/req.lua" "http://127.0.0.1:$port$(path "$request")" >/dev/null
+    s0=$(server_ticks); m0=$(machine_ticks)
     out=$("${load_cpu[@]}" wrk -t1 -c"$connections" -d"$duration" --latency -s "$work/req.lua" "http://127.0.0.1:$port$(path "$request")")
+    s1=$(server_ticks); m1=$(machine_ticks)
+    requests=$(echo "$out" | awk '/requests in/ {print $1}')
+    cpu=$(awk -v s=$((s1 - s0)) -v m=$((m1 - m0)) -v t="$tick_us" -v n="$requests" 'BEGIN { printf "%.1f %.1f", s * t / n, m * t / n }')
     if echo "$out" | grep -q "Non-2xx"; then echo "$name: non-2xx answers:"; echo "$out"; exit 1; fi
     rss=$(ps -o rss= -p "$pid" | tr -d ' ')
     # Records answered but not yet in the store when the run ended (the
     # drain runs behind the requests, within its bound): MiB.
     spool=$(curl -fsS "http://127.0.0.1:$port/metrics" 2>/dev/null | awk '/^cedargate_audit_spool_bytes / {printf "%.0f", $2 / 1048576}')
-    results["$name#$round"]="$(echo "$out" | parse) $rss ${spool:--}"
+    results["$name#$round"]="$(echo "$out" | parse) $rss ${spool:--} $cpu"
     stop
   done
 done
@@ -119,18 +144,18 @@ mean() { # name → mean rps
 bare_mean=$(mean "bare hyper (ceiling)")
 off_mean=$(mean "audit off, decision cache on")
 auth_mean=$(mean "default, bearer token")
-printf '\n%-38s %-24s %-20s %-20s %-12s %-12s %s\n' configuration "requests/s (runs)" "p50 ms (runs)" "p99 ms (runs)" "RSS MiB" "spool MiB" "ratios"
+printf '\n%-38s %-24s %-20s %-20s %-12s %-12s %-16s %-16s %s\n' configuration "requests/s (runs)" "p50 ms (runs)" "p99 ms (runs)" "RSS MiB" "spool MiB" "server µs/req" "machine µs/req" "ratios"
 for c in "${configs[@]}"; do
   IFS='|' read -r name _ <<<"$c"
-  rps=(); p50=(); p99=(); rss=(); spool=()
+  rps=(); p50=(); p99=(); rss=(); spool=(); scpu=(); mcpu=()
   for round in $(seq "$rounds"); do
-    read -r r a b m s <<<"${results[$name#$round]}"
-    rps+=("$r"); p50+=("$a"); p99+=("$b"); rss+=("$((m / 1024))"); spool+=("$s")
+    read -r r a b m s sc mc <<<"${results[$name#$round]}"
+    rps+=("$r"); p50+=("$a"); p99+=("$b"); rss+=("$((m / 1024))"); spool+=("$s"); scpu+=("$sc"); mcpu+=("$mc")
   done
   m=$(mean "$name")
   ratio=$(awk -v m="$m" -v b="$bare_mean" -v o="$off_mean" 'BEGIN { printf "%.0f%% of bare, %.0f%% of audit-off", 100*m/b, 100*m/o }')
   case "$name" in *forward-auth*) ratio="$ratio, $(awk -v m="$m" -v a="$auth_mean" 'BEGIN { printf "%.0f%% of /v1/authorize with the token", 100*m/a }')" ;; esac
-  printf '%-38s %-24s %-20s %-20s %-12s %-12s %s\n' "$name" "${rps[*]}" "${p50[*]}" "${p99[*]}" "${rss[*]}" "${spool[*]}" "$ratio"
+  printf '%-38s %-24s %-20s %-20s %-12s %-12s %-16s %-16s %s\n' "$name" "${rps[*]}" "${p50[*]}" "${p99[*]}" "${rss[*]}" "${spool[*]}" "${scpu[*]}" "${mcpu[*]}" "$ratio"
 done
 
 # Open loop: the default configuration at fixed rates (a quarter, half and
