@@ -24,7 +24,9 @@
 # expressions, as stores migrated before that step have them; one whose
 # name starts with `plain` runs on a copy of the store made before
 # `migrate` (no audit filter indexes); `no_INDEX…` on a copy of the
-# migrated store without that index (e.g. `no_audit_user`).
+# migrated store without that index (e.g. `no_audit_user`); `pageN…` on a
+# copy of the migrated store rewritten (VACUUM) with pages of N bytes
+# (e.g. `page4096`, the size earlier versions made stores with).
 # TENANTS=N: a generated data set of N tenants (20 documents each on
 # average, Zipf-skewed) and a request mix over all of them
 # (scripts/authorize-mix.lua), instead of the demo data and one request;
@@ -120,6 +122,13 @@ for round in 1 2; do
         index=${name#no_}; store=$work/without.db
         cp "$work/store.db" "$store"; rm -f "$store-wal" "$store-shm"
         python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute("DROP INDEX " + sys.argv[2]); c.commit()' "$store" "$index" ;;
+      page[0-9]*)
+        size=${name#page}; size=${size%%[!0-9]*}; store=$work/paged.db
+        cp "$work/store.db" "$store"; rm -f "$store-wal" "$store-shm"
+        python3 -c 'import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+for s in ("PRAGMA journal_mode = DELETE", "PRAGMA page_size = " + sys.argv[2], "VACUUM", "PRAGMA journal_mode = WAL"):
+    c.execute(s)' "$store" "$size" ;;
       spoolshm*) spool_dir=$shm/spool-run ;;
       storeshm*) rm -f "$shm"/store.db*; cp "$work/store.db" "$shm/store.db"; store=$shm/store.db ;;
     esac
