@@ -26,7 +26,7 @@
 # `migrate` (no audit filter indexes); `no_INDEX…` on a copy of the
 # migrated store without that index (e.g. `no_audit_user`); `pageN…` on a
 # copy of the migrated store rewritten (VACUUM) with pages of N bytes
-# (e.g. `page4096`, the size earlier versions made stores with).
+# (e.g. `page16384`; stores are made with SQLite's default, 4096).
 # TENANTS=N: a generated data set of N tenants (20 documents each on
 # average, Zipf-skewed) and a request mix over all of them
 # (scripts/authorize-mix.lua), instead of the demo data and one request;

@@ -183,19 +183,6 @@ pub struct SqliteStore {
 /// Read connections per store.
 const READERS: usize = 4;
 
-/// The page size of a new store's file, in bytes (SQLite's default is
-/// 4,096). Most of what the store writes is the audit drain's: records of
-/// about 750 bytes in five B-trees. In WAL mode every page a transaction
-/// dirties costs two writes to the WAL and, at the checkpoint, a read of
-/// the WAL and a write to the file, each a system call; with 16 KiB pages
-/// there are a quarter as many, and the drain's CPU a request fell by
-/// about a fifth (BENCHMARKS.md, "SQLite pages of 16 KiB"). A management
-/// write's commit then writes whole pages of 16 KiB, and a point read that
-/// misses the page cache reads one; neither measured slower beyond noise.
-/// A store made with another page size keeps it (README, "Store": how to
-/// rewrite one).
-const PAGE_SIZE: i64 = 16 * 1024;
-
 /// The page cache of the connection that writes the audit trail, in KiB
 /// (SQLite's default is 2,000). Every audit index is keyed by tenant
 /// first, so a drain transaction dirties a leaf of each index for each
@@ -354,10 +341,6 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
             })?;
             conn.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
-            // Before WAL mode is set: that writes the first page of a new
-            // file. An existing file keeps its page size.
-            conn.pragma_update(None, "page_size", PAGE_SIZE)
-                .map_err(backend)?;
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(backend)?;
             // FULL: a commit is on disk when it returns. An acknowledged

@@ -392,35 +392,6 @@ async fn sqlite_passes_the_store_contract() {
     audit_contract(store).await;
 }
 
-fn page_size(path: &std::path::Path) -> i64 {
-    rusqlite::Connection::open(path)
-        .unwrap()
-        .query_row("PRAGMA page_size", [], |r| r.get(0))
-        .unwrap()
-}
-
-/// A new SQLite store is made with 16 KiB pages; a file made with SQLite's
-/// default of 4 KiB (as earlier versions made stores) keeps its pages and
-/// passes the same contract.
-#[tokio::test]
-async fn sqlite_new_stores_have_16_kib_pages_and_older_files_keep_theirs() {
-    let dir = tempfile::tempdir().unwrap();
-    let new = dir.path().join("new.db");
-    drop(store::open(&StoreUrl::Sqlite(new.clone())).await.unwrap());
-    assert_eq!(page_size(&new), 16 * 1024);
-
-    let older = dir.path().join("older.db");
-    rusqlite::Connection::open(&older)
-        .unwrap()
-        .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE earlier (x)")
-        .unwrap();
-    assert_eq!(page_size(&older), 4096);
-    let store = store::open(&StoreUrl::Sqlite(older.clone())).await.unwrap();
-    contract(store.clone()).await;
-    audit_contract(store).await;
-    assert_eq!(page_size(&older), 4096);
-}
-
 #[tokio::test]
 async fn dynamodb_passes_the_store_contract() {
     let Some(jar) = dynamodb_local::available() else {
