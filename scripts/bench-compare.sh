@@ -123,9 +123,9 @@ for round in $(seq "$rounds"); do
     s0=$(server_ticks); m0=$(machine_ticks)
     out=$("${load_cpu[@]}" wrk -t1 -c"$connections" -d"$duration" --latency -s "$work/req.lua" "http://127.0.0.1:$port$(path "$request")")
     s1=$(server_ticks); m1=$(machine_ticks)
+    if echo "$out" | grep -q "Non-2xx"; then echo "$name: non-2xx answers:"; echo "$out"; exit 1; fi
     requests=$(echo "$out" | awk '/requests in/ {print $1}')
     cpu=$(awk -v s=$((s1 - s0)) -v m=$((m1 - m0)) -v t="$tick_us" -v n="$requests" 'BEGIN { printf "%.1f %.1f", s * t / n, m * t / n }')
-    if echo "$out" | grep -q "Non-2xx"; then echo "$name: non-2xx answers:"; echo "$out"; exit 1; fi
     rss=$(ps -o rss= -p "$pid" | tr -d ' ')
     # Records answered but not yet in the store when the run ended (the
     # drain runs behind the requests, within its bound): MiB.
