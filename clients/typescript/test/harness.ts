@@ -5,7 +5,7 @@
 // removed at the end. TEST_LOG=1 shows the servers' logs.
 
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -226,14 +226,16 @@ export function countingFetch(): { fetch: typeof fetch; calls: string[] } {
 }
 
 /**
- * Breaks a SQLite store under a running server (its file, journal and WAL
- * overwritten): every read that misses the cache fails from then on.
+ * Breaks a SQLite store under a running server (its file, WAL and WAL
+ * index overwritten, all of each: which pages a read needs depends on the
+ * file's page size): every read that misses the cache fails from then on.
  */
 export function corruptStore(path: string): void {
   for (const f of [path, `${path}-wal`, `${path}-shm`]) {
     if (!existsSync(f)) continue;
+    const size = statSync(f).size;
     const fd = openSync(f, "r+");
-    writeSync(fd, Buffer.alloc(8192, 0x78), 0, 8192, 0);
+    writeSync(fd, Buffer.alloc(size, 0x78), 0, size, 0);
     closeSync(fd);
   }
 }
