@@ -36,7 +36,9 @@
 # with `spoolshm` has its spool on /dev/shm (an fdatasync there costs
 # nothing), one starting with `storeshm` runs on a copy of the store on
 # /dev/shm.
-#   [PIN=1] [RATE=8000] [DURATION=8] scripts/bench-drain.sh 'a|drain_batch = 1000' 'b|drain_batch = 10000'
+# HALTPOLL=NS sets the VM's guest halt polling for the run and restores it
+# afterwards, as in scripts/bench-compare.sh.
+#   [PIN=1] [RATE=8000] [DURATION=8] [HALTPOLL=NS] scripts/bench-drain.sh 'a|drain_batch = 1000' 'b|drain_batch = 10000'
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -gt 0 ] || { sed -n '2,/^set /{/^#/p}' "$0"; exit 2; }
@@ -48,7 +50,13 @@ bin=target/release
 work=$(mktemp -d)
 shm=$(mktemp -d -p /dev/shm)
 pid=
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work" "$shm"' EXIT
+haltpoll=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+haltpoll_was=
+if [ -n "${HALTPOLL:-}" ]; then
+  haltpoll_was=$(cat "$haltpoll")
+  echo "$HALTPOLL" > "$haltpoll"
+fi
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work" "$shm"; [ -n "$haltpoll_was" ] && echo "$haltpoll_was" > "$haltpoll"' EXIT
 server_cpu=(); load_cpu=()
 if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 0); load_cpu=(taskset -c 1); fi
 data=demo/data.json
