@@ -9,10 +9,8 @@
 # PIN=1 runs the server on CPU 0 and the load generators on CPU 1, so that
 # neither takes the other's CPU (the server then has one CPU);
 # SERVER_CPU and LOAD_CPU choose other CPUs.
-# HALTPOLL=NS sets a virtual machine's guest halt polling
-# (/sys/module/haltpoll/parameters/guest_halt_poll_ns, as root) for the
-# run and restores it afterwards: with it off, waking an idle vCPU costs
-# milliseconds, which the fixed-rate tail then measures.
+# HALTPOLL=NS sets a virtual machine's guest halt polling for the run and
+# restores it afterwards (scripts/haltpoll.sh).
 # Besides throughput and latency, each run's CPU a request: the server's
 # (its threads, from /proc/PID/stat) and the whole machine's (all busy
 # time, from /proc/stat: the load generator, the kernel's writeback and
@@ -31,13 +29,8 @@ server_cpu=(); load_cpu=()
 if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c "${SERVER_CPU:-0}"); load_cpu=(taskset -c "${LOAD_CPU:-1}"); fi
 work=$(mktemp -d)
 pid=
-haltpoll=/sys/module/haltpoll/parameters/guest_halt_poll_ns
-haltpoll_was=
-if [ -n "${HALTPOLL:-}" ]; then
-  haltpoll_was=$(cat "$haltpoll")
-  echo "$HALTPOLL" > "$haltpoll"
-fi
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; [ -n "$haltpoll_was" ] && echo "$haltpoll_was" > "$haltpoll"' EXIT
+. scripts/haltpoll.sh
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; haltpoll_restore' EXIT
 tick_us=$((1000000 / $(getconf CLK_TCK)))
 # CPU ticks: the server's threads; the machine's busy time (user, nice,
 # system, irq, softirq, steal).

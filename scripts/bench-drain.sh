@@ -37,7 +37,7 @@
 # nothing), one starting with `storeshm` runs on a copy of the store on
 # /dev/shm.
 # HALTPOLL=NS sets the VM's guest halt polling for the run and restores it
-# afterwards, as in scripts/bench-compare.sh.
+# afterwards (scripts/haltpoll.sh).
 #   [PIN=1] [RATE=8000] [DURATION=8] [HALTPOLL=NS] scripts/bench-drain.sh 'a|drain_batch = 1000' 'b|drain_batch = 10000'
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,13 +50,8 @@ bin=target/release
 work=$(mktemp -d)
 shm=$(mktemp -d -p /dev/shm)
 pid=
-haltpoll=/sys/module/haltpoll/parameters/guest_halt_poll_ns
-haltpoll_was=
-if [ -n "${HALTPOLL:-}" ]; then
-  haltpoll_was=$(cat "$haltpoll")
-  echo "$HALTPOLL" > "$haltpoll"
-fi
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work" "$shm"; [ -n "$haltpoll_was" ] && echo "$haltpoll_was" > "$haltpoll"' EXIT
+. scripts/haltpoll.sh
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work" "$shm"; haltpoll_restore' EXIT
 server_cpu=(); load_cpu=()
 if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 0); load_cpu=(taskset -c 1); fi
 data=demo/data.json
