@@ -6,11 +6,9 @@
 # default configuration. Prints one table with ratios. Loopback only;
 # bounded in time (about 4 minutes at the defaults).
 #   [MIGRATE=1] [PIN=1] [HALTPOLL=NS] scripts/bench-compare.sh [DURATION] [CONNECTIONS] [ROUNDS]
-# PIN=1 runs the server on CPU 0 and the load generators on CPU 1, so that
-# neither takes the other's CPU (the server then has one CPU);
-# SERVER_CPU and LOAD_CPU choose other CPUs.
-# HALTPOLL=NS sets a virtual machine's guest halt polling for the run and
-# restores it afterwards (scripts/haltpoll.sh).
+# PIN=1 runs the server and the load generators on CPUs of their own
+# (SERVER_CPU, LOAD_CPU: 0 and 1); HALTPOLL=NS sets a virtual machine's
+# guest halt polling for the run (scripts/bench-host.sh).
 # Besides throughput and latency, each run's CPU a request: the server's
 # (its threads, from /proc/PID/stat) and the whole machine's (all busy
 # time, from /proc/stat: the load generator, the kernel's writeback and
@@ -25,11 +23,9 @@ port=18190
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
 cargo build --locked --release --bins --example bare_hyper --example fixed_rate 2>&1 | tail -1
 bin=target/release
-server_cpu=(); load_cpu=()
-if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c "${SERVER_CPU:-0}"); load_cpu=(taskset -c "${LOAD_CPU:-1}"); fi
 work=$(mktemp -d)
 pid=
-. scripts/haltpoll.sh
+. scripts/bench-host.sh
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; haltpoll_restore' EXIT
 tick_us=$((1000000 / $(getconf CLK_TCK)))
 # CPU ticks: the server's threads; the machine's busy time (user, nice,

@@ -17,8 +17,9 @@
 # SCHED_IDLE class (CPU time nothing else wants, as the idle-time drain
 # uses it). LOAD=N makes that run open-loop at N
 # requests/s (the fixed-rate generator, the one demo request) instead of
-# wrk: its columns are then the rate done and its p99. PIN=1 puts the server on CPU 0 and the load generators
-# on CPU 1. A
+# wrk: its columns are then the rate done and its p99. PIN=1 puts the
+# server and the load generators on CPUs of their own (SERVER_CPU,
+# LOAD_CPU: 0 and 1). A
 # variant whose name starts with `json` runs on a copy of the store with
 # 0005-audit-filter-columns rolled back: the filter indexes on JSON
 # expressions, as stores migrated before that step have them; one whose
@@ -36,8 +37,8 @@
 # with `spoolshm` has its spool on /dev/shm (an fdatasync there costs
 # nothing), one starting with `storeshm` runs on a copy of the store on
 # /dev/shm.
-# HALTPOLL=NS sets the VM's guest halt polling for the run and restores it
-# afterwards (scripts/haltpoll.sh).
+# HALTPOLL=NS sets the VM's guest halt polling for the run
+# (scripts/bench-host.sh).
 #   [PIN=1] [RATE=8000] [DURATION=8] [HALTPOLL=NS] scripts/bench-drain.sh 'a|drain_batch = 1000' 'b|drain_batch = 10000'
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,10 +51,8 @@ bin=target/release
 work=$(mktemp -d)
 shm=$(mktemp -d -p /dev/shm)
 pid=
-. scripts/haltpoll.sh
+. scripts/bench-host.sh
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work" "$shm"; haltpoll_restore' EXIT
-server_cpu=(); load_cpu=()
-if [ "${PIN:-0}" = 1 ]; then server_cpu=(taskset -c 0); load_cpu=(taskset -c 1); fi
 data=demo/data.json
 # What wrk runs: the one demo request, or the mix.
 wrk_args=(-s "$work/req.lua" "http://127.0.0.1:$port/v1/authorize")
