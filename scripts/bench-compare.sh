@@ -151,16 +151,21 @@ done
 # three quarters of its measured maximum), latency from when each request
 # was due; the bare server at the same rates is the machine's floor (on a
 # virtual machine whose idle vCPUs halt, waking one costs milliseconds at
-# low rates, whatever the server).
+# low rates, whatever the server), and the default with its drain held
+# back shows the drain's share of the tail.
 default_mean=$(mean "default (durable, cache on)")
 echo
 echo "fixed rates (open loop, 64 connections, ${duration%s} s each; halt polling: $(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns 2>/dev/null || echo n/a) ns):"
-for server in bare cedargate; do
-  if [ "$server" = bare ]; then start bare; label="bare hyper (floor)"; else start cedargate durable 16384/4096 trusted; label="default (durable)"; fi
+for server in bare cedargate held; do
+  case "$server" in
+    bare) start bare; label="bare hyper (floor)" ;;
+    cedargate) start cedargate durable 16384/4096 trusted; label="default (durable)" ;;
+    held) start cedargate durable-held 16384/4096 trusted; label="drain held back" ;;
+  esac
   for share in 25 50 75; do
     rate=$((default_mean * share / 100))
     printf '  %-19s %3d%% (%6d/s): ' "$label" "$share" "$rate"
-    "${load_cpu[@]}" "$bin/examples/fixed_rate" "http://127.0.0.1:$port/$([ "$server" = cedargate ] && echo v1/authorize)" "$rate" "${duration%s}" "$trusted_body"
+    "${load_cpu[@]}" "$bin/examples/fixed_rate" "http://127.0.0.1:$port/$([ "$server" != bare ] && echo v1/authorize)" "$rate" "${duration%s}" "$trusted_body"
   done
   stop
 done
